@@ -1,0 +1,37 @@
+# umd: the single entry point. `make deps demo` on a fresh machine, `make test` for the tests.
+SWIFT   ?= swift
+RANKS   ?= 2
+# OpenMPI refuses to run as root without these; harmless otherwise.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+# One OpenBLAS thread per rank when ranks share the cores (set cores / ranks per node).
+export OPENBLAS_NUM_THREADS ?= 1
+
+DEBUG_BIN   := .build/debug/umd-mpirun
+RELEASE_BIN := .build/release/umd-mpirun
+MPIRUN      := mpirun --oversubscribe
+
+.PHONY: deps build release test demo bench bench-allreduce clean
+
+deps:             ## install the system packages (apt-get; sudo when not root)
+	bash scripts/install-deps.sh
+
+build:            ## debug build of everything, tests included
+	$(SWIFT) build --build-tests
+
+release:          ## optimised build for real runs and benchmarks
+	$(SWIFT) build -c release --product umd-mpirun
+
+test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves)
+	$(SWIFT) test --skip-build
+
+demo: build       ## the end-to-end job on generated data (for now: the MPI selftest on 2 ranks)
+	$(MPIRUN) -np $(RANKS) $(DEBUG_BIN) selftest --verbose
+
+bench: bench-allreduce
+
+bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
+	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
+
+clean:
+	rm -rf .build

@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+// umd: data-parallel UMD training over MPI on CPU clusters.
+// Layout and dependency direction: see DESIGN.md (umd-mpirun -> UMDDistributed ->
+// {Collective, UMDModel, UMDData}; Collective -> MPIBridge).
+import PackageDescription
+
+let package = Package(
+    name: "umd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "umd-mpirun", targets: ["umd-mpirun"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, each found through pkg-config, with a shim header.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
+
+        // Libraries.
+        .target(name: "MPIBridge", dependencies: ["CMPI"]),
+        .target(name: "Collective", dependencies: ["MPIBridge"]),
+        .target(name: "UMDModel", dependencies: ["COpenBLAS"]),
+        .target(name: "UMDData", dependencies: ["CPNG", "CJPEG"]),
+        .target(name: "UMDDistributed",
+                dependencies: ["Collective", "UMDModel", "UMDData", "CZstd"]),
+
+        // The program every MPI rank runs.
+        .executableTarget(
+            name: "umd-mpirun",
+            dependencies: [
+                "UMDDistributed", "Collective", "MPIBridge", "UMDModel", "UMDData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        // Tests. TestSupport spawns mpirun; no test process ever initialises MPI.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "MPIBridgeTests",
+                    dependencies: ["MPIBridge", "TestSupport", "umd-mpirun"]),
+        .testTarget(name: "CollectiveTests", dependencies: ["Collective", "TestSupport"]),
+        .testTarget(name: "UMDModelTests", dependencies: ["UMDModel"]),
+        .testTarget(name: "UMDDataTests", dependencies: ["UMDData"]),
+        .testTarget(name: "UMDDistributedTests",
+                    dependencies: ["UMDDistributed", "TestSupport"]),
+    ]
+)

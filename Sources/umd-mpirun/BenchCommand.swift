@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import MPIBridge
+
+/// `umd-mpirun bench …`: benchmark programs. Each prints absolute figures next to a
+/// baseline measured in the same run, because the machines are noisy.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
+        subcommands: [AllreduceBench.self])
+}
+
+/// Allreduce latency and bandwidth per message size, in the style of osu_allreduce and
+/// nccl-tests: algbw = bytes / time, busbw = algbw * 2(n-1)/n (the traffic each link
+/// carries in a ring allreduce). Baseline: memcpy of the same bytes on the same rank.
+struct AllreduceBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "Float32 sum allreduce latency and bandwidth, 4 KB to 64 MB.")
+
+    @Option(help: "Smallest message in bytes.") var minBytes: Int = 4 << 10
+    @Option(help: "Largest message in bytes.") var maxBytes: Int = 64 << 20
+    @Option(help: "Bytes moved per size (sets the iteration count; more = steadier).")
+    var bytesPerSize: Int = 512 << 20
+    @Flag(help: "Out-of-place instead of in-place.") var outOfPlace = false
+
+    func validate() throws {
+        guard minBytes >= 4, maxBytes >= minBytes else {
+            throw ValidationError("need 4 <= --min-bytes <= --max-bytes (got \(minBytes), \(maxBytes))")
+        }
+    }
+
+    func run() throws {
+        let (minBytes, maxBytes, bytesPerSize, outOfPlace) = (minBytes, maxBytes, bytesPerSize, outOfPlace)
+        try runOnWorld { world in
+            let n = world.size
+            let maxCount = maxBytes / 4
+            let send = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxCount)
+            let recv = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxCount)
+            defer { send.deallocate(); recv.deallocate() }
+            send.initialize(repeating: 1)
+            recv.initialize(repeating: 0)
+
+            printOnRoot(world, "# umd allreduce benchmark: \(n) ranks, float32 sum, \(outOfPlace ? "out of place" : "in place")")
+            printOnRoot(world, "# time = slowest rank's mean per call; busbw = algbw * 2(n-1)/n; memcpy = same bytes copied on rank 0")
+            printOnRoot(world, String(format: "%12@ %10@ %7@ %12@ %12@ %12@ %13@ %9@",
+                                      "size(B)", "count", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)",
+                                      "memcpy(GB/s)", "bus/mcpy"))
+            var bytes = minBytes
+            while bytes <= maxBytes {
+                let count = bytes / 4
+                let iterations = max(5, min(2000, bytesPerSize / bytes))
+                let warmup = max(2, iterations / 10)
+                let sendSlice = UnsafeMutableBufferPointer(rebasing: send[0..<count])
+                let recvSlice = UnsafeMutableBufferPointer(rebasing: recv[0..<count])
+                func once() throws {
+                    if outOfPlace {
+                        try world.allreduce(UnsafeBufferPointer(sendSlice), into: recvSlice, op: .sum)
+                    } else {
+                        try world.allreduce(recvSlice, op: .sum)
+                    }
+                }
+                for _ in 0..<warmup { try once() }
+                try world.barrier()
+                let start = Communicator.wallTime()
+                for _ in 0..<iterations { try once() }
+                let mine = (Communicator.wallTime() - start) / Double(iterations)
+                let seconds = try world.allreduce(mine, op: .max)
+
+                // Baseline: copy the same bytes locally, same iteration count.
+                let copyStart = Communicator.wallTime()
+                for _ in 0..<iterations {
+                    memcpy(recvSlice.baseAddress!, sendSlice.baseAddress!, bytes)
+                }
+                let copySeconds = (Communicator.wallTime() - copyStart) / Double(iterations)
+                // Keep values bounded: in-place sums grow by n each call.
+                recvSlice.update(repeating: 0)
+
+                let algbw = Double(bytes) / seconds / 1e9
+                let busbw = algbw * 2 * Double(n - 1) / Double(n)
+                let copybw = Double(bytes) / copySeconds / 1e9
+                printOnRoot(world, String(format: "%12d %10d %7d %12.2f %12.3f %12.3f %13.3f %9.3f",
+                                          bytes, count, iterations, seconds * 1e6, algbw, busbw, copybw, busbw / copybw))
+                bytes *= 2
+            }
+        }
+    }
+}

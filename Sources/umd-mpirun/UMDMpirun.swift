@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// `umd-mpirun`: the program every MPI rank runs. One subcommand per job.
+@main
+struct UMDMpirun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "umd-mpirun",
+        abstract: "Train and evaluate the UMD medical vision-language model data-parallel over MPI.",
+        discussion: """
+            Launch every subcommand that trains or tests collectives under mpirun, e.g.
+              mpirun -np 2 umd-mpirun selftest
+            Running the binary without mpirun gives a single rank (rank 0 of 1).
+            """,
+        subcommands: [SelftestCommand.self, BenchCommand.self])
+}

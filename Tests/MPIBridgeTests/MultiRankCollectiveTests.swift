@@ -1,0 +1,78 @@
+import Testing
+import TestSupport
+
+/// Every collective of MPIBridge on 1, 2, 3 and 4 ranks (odd counts matter: ring and tree
+/// algorithms have special cases for them), through `umd-mpirun selftest` jobs.
+@Suite("multi-rank collectives", .serialized)
+struct MultiRankCollectiveTests {
+    static let cases = [
+        "ranks", "barrier", "broadcast-typed", "broadcast-data", "broadcast-codable",
+        "allreduce-large-float-sum", "allreduce-in-place", "allreduce-out-of-place", "allreduce-scalar",
+        "allreduce-nonblocking-wait", "allreduce-nonblocking-test", "allreduce-nonblocking-out-of-place",
+        "allgather", "allgather-variable", "gather", "gather-variable",
+    ]
+
+    @Test("selftest passes every case", arguments: [1, 2, 3, 4])
+    func selftest(ranks: Int) throws {
+        // 1 Mi floats keeps four oversubscribed ranks quick on two cores.
+        let result = try MPIJob.run(ranks: ranks, ["selftest", "--verbose", "--allreduce-elements", "1048577"])
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.stdout.contains("selftest ok: \(ranks) ranks"), "\(result)")
+        for name in Self.cases {
+            #expect(result.stdout.contains("case \(name) ok\n"), "case \(name) missing on \(ranks) ranks:\n\(result)")
+        }
+    }
+
+    @Test("selftest runs as an MPI singleton without mpirun")
+    func singleton() throws {
+        let result = try MPIJob.runDirect(["selftest"])
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.stdout.contains("selftest ok: 1 ranks"), "\(result)")
+    }
+
+    @Test("a broadcast from a rank that does not exist is a clear error on every rank count", arguments: [1, 2, 3])
+    func badRoot(ranks: Int) throws {
+        let result = ranks == 1
+            ? try MPIJob.runDirect(["selftest", "--inject-error", "bad-root"], timeout: 60)
+            : try MPIJob.run(ranks: ranks, ["selftest", "--inject-error", "bad-root"], timeout: 60)
+        #expect(!result.timedOut, "\(result)")
+        #expect(result.exitCode != 0, "\(result)")
+        #expect(result.output.contains("MPI_Bcast(root: \(ranks)"), "\(result)")
+        #expect(result.output.contains("MPI_ERR_ROOT"), "MPI's own error string missing:\n\(result)")
+        #expect(result.output.contains("failed on rank "), "\(result)")
+    }
+
+    @Test("a wrong call on one rank takes the whole job down instead of hanging", arguments: [2, 3])
+    func wrongCallOnOneRank(ranks: Int) throws {
+        let result = try MPIJob.run(ranks: ranks, ["selftest", "--inject-error", "bad-root-one-rank"], timeout: 60)
+        #expect(!result.timedOut, "the healthy ranks hung:\n\(result)")
+        #expect(result.exitCode != 0, "\(result)")
+        #expect(result.output.contains("failed on rank \(ranks - 1): MPI_ERR_ROOT"), "\(result)")
+    }
+
+    @Test("ranks that pass different counts to allgather get a clear error")
+    func countMismatch() throws {
+        let result = try MPIJob.run(ranks: 3, ["selftest", "--inject-error", "count-mismatch"], timeout: 60)
+        #expect(!result.timedOut, "\(result)")
+        #expect(result.exitCode != 0, "\(result)")
+        #expect(result.output.contains("MPI_Allgather on rank"), "\(result)")
+        #expect(result.output.contains("ranks contribute between 1 and 3 elements"), "\(result)")
+    }
+
+    @Test("the allreduce benchmark prints one row per size")
+    func allreduceBenchmark() throws {
+        let result = try MPIJob.run(ranks: 2, ["bench", "allreduce", "--max-bytes", "65536",
+                                               "--bytes-per-size", "1048576"])
+        #expect(result.exitCode == 0, "\(result)")
+        let rows = result.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.contains("size(B)") }
+        #expect(rows.count == 5, "sizes 4 KiB..64 KiB expected:\n\(result)")
+        for row in rows {
+            let fields = row.split(separator: " ").compactMap { Double($0) }
+            #expect(fields.count == 8, "\(row)")
+            // Bandwidths are positive and busbw = algbw * 2(n-1)/n = algbw for 2 ranks.
+            if fields.count == 8 {
+                #expect(fields[4] > 0 && abs(fields[5] - fields[4]) <= 0.0015 + 1e-3 * fields[4], "\(row)")
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `umd-mpirun` under `mpirun` (or directly) from a test, with a watchdog.
+///
+/// Tests never initialise MPI themselves: every multi-rank check is a separate mpirun job.
+/// Jobs are serialised process-wide (a lock), because the machines have 2 cores and
+/// several oversubscribed jobs at once would only time each other out.
+public enum MPIJob {
+    public struct Result: Sendable, CustomStringConvertible {
+        public let exitCode: Int32
+        public let stdout: String
+        public let stderr: String
+        public let timedOut: Bool
+        public let seconds: Double
+        /// stdout followed by stderr, for searching messages wherever a rank wrote them.
+        public var output: String { stdout + "\n" + stderr }
+        public var description: String {
+            "exit \(exitCode)\(timedOut ? " (killed by the watchdog)" : "") after \(String(format: "%.1f", seconds)) s\n"
+                + "--- stdout\n\(stdout)\n--- stderr\n\(stderr)"
+        }
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case binaryNotFound([String])
+        case launchFailed(String)
+        public var description: String {
+            switch self {
+            case .binaryNotFound(let looked):
+                return "umd-mpirun not found; looked in: \(looked.joined(separator: ", ")). Build first (swift build) "
+                    + "or set UMD_MPIRUN_BINARY."
+            case .launchFailed(let why): return "could not start the job: \(why)"
+            }
+        }
+    }
+
+    private static let lock = NSLock()
+
+    /// The environment every job gets: OpenMPI's root permission (CI runs as root), one
+    /// OpenBLAS thread per rank, and no inherited MCA settings that could change results.
+    public static func environment(extra: [String: String] = [:]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        for (k, v) in extra { env[k] = v }
+        return env
+    }
+
+    /// The `umd-mpirun` next to the test bundle (SwiftPM puts both in the products directory),
+    /// or `UMD_MPIRUN_BINARY`.
+    public static func binary() throws -> URL {
+        var candidates: [String] = []
+        if let explicit = ProcessInfo.processInfo.environment["UMD_MPIRUN_BINARY"] { candidates.append(explicit) }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            candidates.append(dir.appendingPathComponent("umd-mpirun").path)
+            dir = dir.deletingLastPathComponent()
+        }
+        for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
+            return URL(fileURLWithPath: path)
+        }
+        throw Failure.binaryNotFound(candidates)
+    }
+
+    /// `mpirun -np N --oversubscribe umd-mpirun ARGS`, killed after `timeout` seconds.
+    public static func run(ranks: Int, _ arguments: [String], timeout: Double = 120,
+                           environment extra: [String: String] = [:]) throws -> Result {
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            ?? "mpirun"
+        let command = ["-np", String(ranks), "--oversubscribe", try binary().path] + arguments
+        return try launch(executable: mpirun, command, timeout: timeout, environment: environment(extra: extra))
+    }
+
+    /// The binary alone, no mpirun: MPI's singleton mode (rank 0 of 1).
+    public static func runDirect(_ arguments: [String], timeout: Double = 120,
+                                 environment extra: [String: String] = [:]) throws -> Result {
+        try launch(executable: try binary().path, arguments, timeout: timeout, environment: environment(extra: extra))
+    }
+
+    private static func launch(executable: String, _ arguments: [String], timeout: Double,
+                               environment: [String: String]) throws -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        // Output goes to files, not pipes: a chatty job can never block on a full pipe.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let start = Date()
+        do { try process.run() } catch { throw Failure.launchFailed("\(executable): \(error)") }
+
+        // Watchdog: SIGTERM (mpirun forwards it to its ranks), then SIGKILL after a grace period.
+        var timedOut = false
+        while process.isRunning {
+            if Date().timeIntervalSince(start) > timeout {
+                timedOut = true
+                kill(process.processIdentifier, SIGTERM)
+                let grace = Date()
+                while process.isRunning && Date().timeIntervalSince(grace) < 10 { usleep(50_000) }
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                break
+            }
+            usleep(20_000)
+        }
+        process.waitUntilExit()
+        try? out.close()
+        try? err.close()
+        let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        return Result(exitCode: process.terminationStatus, stdout: stdout, stderr: stderr, timedOut: timedOut,
+                      seconds: Date().timeIntervalSince(start))
+    }
+}
