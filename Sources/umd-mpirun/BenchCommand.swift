@@ -44,9 +44,10 @@ struct AllreduceBench: ParsableCommand {
 
             printOnRoot(world, "# umd allreduce benchmark: \(n) ranks, float32 sum, \(outOfPlace ? "out of place" : "in place")")
             printOnRoot(world, "# time = slowest rank's mean per call; busbw = algbw * 2(n-1)/n; memcpy = same bytes copied on rank 0")
-            printOnRoot(world, String(format: "%12@ %10@ %7@ %12@ %12@ %12@ %13@ %9@",
-                                      "size(B)", "count", "iters", "time(us)", "algbw(GB/s)", "busbw(GB/s)",
-                                      "memcpy(GB/s)", "bus/mcpy"))
+            let columns = [("size(B)", 12), ("count", 10), ("iters", 7), ("time(us)", 12), ("algbw(GB/s)", 12),
+                           ("busbw(GB/s)", 12), ("memcpy(GB/s)", 13), ("bus/mcpy", 9)]
+            printOnRoot(world, "#" + columns.map { name, width in
+                String(repeating: " ", count: max(0, width - name.count)) + name }.joined(separator: " ").dropFirst())
             var bytes = minBytes
             while bytes <= maxBytes {
                 let count = bytes / 4
