@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
     ],
     targets: [
         // System libraries, each found through pkg-config, with a shim header.
@@ -29,7 +30,8 @@ let package = Package(
         // Libraries.
         .target(name: "MPIBridge", dependencies: ["CMPI"]),
         .target(name: "Collective", dependencies: ["MPIBridge"]),
-        .target(name: "UMDModel", dependencies: ["COpenBLAS"]),
+        .target(name: "UMDModel",
+                dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
         .target(name: "UMDData", dependencies: ["CPNG", "CJPEG"]),
         .target(name: "UMDDistributed",
                 dependencies: ["Collective", "UMDModel", "UMDData", "CZstd"]),

@@ -1,0 +1,65 @@
+/// Where dropout randomness comes from in one forward pass (MODEL_SPEC.md sections 1, 10a).
+///
+/// The keep/drop decision of an element is a pure function of (pass key, site, the
+/// dataset index of the row's sample, the element's position within that sample), so it
+/// does not depend on the rank or the batch position the sample landed on.
+public struct ForwardContext: Sendable {
+    /// Dropout probability; 0 turns dropout off (teacher, evaluation, debug-step).
+    public var dropout: Float
+    /// Run seed, pass and step mixed together by the caller.
+    public var passKey: UInt64
+    /// Dataset index of every batch item, [B]; empty means "use the batch position".
+    public var sampleIDs: [UInt64]
+
+    public init(dropout: Float = 0, passKey: UInt64 = 0, sampleIDs: [UInt64] = []) {
+        self.dropout = dropout
+        self.passKey = passKey
+        self.sampleIDs = sampleIDs
+    }
+
+    /// No dropout: evaluation, the teacher, finite-difference checks.
+    public static let deterministic = ForwardContext()
+
+    public var isDropoutOn: Bool { dropout > 0 }
+
+    @inline(__always)
+    func key(site: UInt64, batchItem b: Int) -> UInt64 {
+        let sample = b < sampleIDs.count ? sampleIDs[b] : UInt64(b)
+        return CounterRandom.key(CounterRandom.key(passKey, site), sample)
+    }
+}
+
+/// Inverted dropout at one site of a layer: kept elements are scaled by 1/(1-p).
+public final class DropoutSite {
+    public let site: UInt64
+    let mask = FloatBuffer()       // [count]: 0 or 1/(1-p)
+    private(set) var active = false
+
+    /// `name` identifies the site (e.g. "text.layers.0.attn.probs") and keys its randomness.
+    public init(name: String) { site = CounterRandom.hash(name) }
+
+    /// Applies dropout in place to `batch` items of `perItem` elements each.
+    public func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
+        active = context.isDropoutOn
+        guard active else { return }
+        let p = Double(context.dropout)
+        let scale = 1 / (1 - context.dropout)
+        let m = mask.ensure(batch * perItem)
+        for b in 0..<batch {
+            let key = context.key(site: site, batchItem: b)
+            let base = b * perItem
+            for i in 0..<perItem {
+                let keep = CounterRandom.uniform(key, UInt64(i)) >= p
+                m[base + i] = keep ? scale : 0
+                x[base + i] *= m[base + i]
+            }
+        }
+    }
+
+    /// Backward in place on the gradient: dy *= mask (no-op when dropout was off).
+    public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int) {
+        guard active else { return }
+        let m = mask.pointer
+        for i in 0..<count { dy[i] *= m[i] }
+    }
+}

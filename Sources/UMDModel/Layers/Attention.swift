@@ -1,0 +1,143 @@
+/// Parameters of attention `name`: Linear `name.q`, `name.k`, `name.v`, `name.o`, all [W, W] with bias.
+public struct AttentionParams: Sendable {
+    public let q: LinearParams
+    public let k: LinearParams
+    public let v: LinearParams
+    public let o: LinearParams
+    public let width: Int
+    public let heads: Int
+
+    public static func declare(_ layout: ParameterLayout, _ name: String, width: Int, heads: Int) -> AttentionParams {
+        precondition(width % heads == 0, "\(name): width \(width) does not split into \(heads) heads")
+        return AttentionParams(q: .declare(layout, name + ".q", in: width, out: width),
+                               k: .declare(layout, name + ".k", in: width, out: width),
+                               v: .declare(layout, name + ".v", in: width, out: width),
+                               o: .declare(layout, name + ".o", in: width, out: width),
+                               width: width, heads: heads)
+    }
+}
+
+/// Additive key mask: 0 for a real key, this for a padding key (MODEL_SPEC.md: -1e9 is acceptable).
+public let paddingMaskValue: Float = -1e9
+
+/// Multi-head attention for self- and cross-attention with a key-padding mask.
+///
+/// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run as sgemm calls
+/// on strided views (leading dimension W), so heads are never copied out. With dropout
+/// names given, dropout sits on the attention probabilities and on the output projection
+/// (text encoder and fusion only).
+public final class MultiHeadAttention {
+    public let params: AttentionParams
+    let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
+    let probs = FloatBuffer()          // [B, H, Lq, Lk] softmax output
+    let keptProbs = FloatBuffer()      // [B, H, Lq, Lk] after dropout (only when dropout is on)
+    let context = FloatBuffer()        // [B, Lq, W] heads concatenated
+    let dContext = FloatBuffer()       // [B, Lq, W]
+    let dQ = FloatBuffer(), dK = FloatBuffer(), dV = FloatBuffer()   // [B, Lq|Lk, W]
+    let dScores = FloatBuffer()        // [Lq, Lk] scratch per (b, h)
+    let dProbs = FloatBuffer()         // [Lq, Lk] scratch per (b, h)
+    let dOutputCopy = FloatBuffer()    // [B, Lq, W] when output dropout is on
+    let probsDropout: DropoutSite?
+    let outputDropout: DropoutSite?
+    private var batch = 0, queryLength = 0, keyLength = 0
+
+    public init(_ params: AttentionParams, dropoutName: String? = nil) {
+        self.params = params
+        qProj = Linear(params.q); kProj = Linear(params.k); vProj = Linear(params.v); oProj = Linear(params.o)
+        probsDropout = dropoutName.map { DropoutSite(name: $0 + ".probs") }
+        outputDropout = dropoutName.map { DropoutSite(name: $0 + ".output") }
+    }
+
+    /// queries [B, Lq, W], keysValues [B, Lk, W], keyMask [B, Lk] additive (nil: every key valid)
+    /// → [B, Lq, W]. For self-attention pass the same pointer twice.
+    @discardableResult
+    public func forward(_ p: ParameterStore, queries: UnsafePointer<Float>, keysValues: UnsafePointer<Float>,
+                        batch: Int, queryLength: Int, keyLength: Int, keyMask: UnsafePointer<Float>?,
+                        _ ctx: ForwardContext) -> UnsafeMutablePointer<Float> {
+        self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength
+        let W = params.width, H = params.heads, hd = W / H
+        let (Lq, Lk) = (queryLength, keyLength)
+        let scale = 1 / Float(hd).squareRoot()
+        let q = qProj.forward(p, queries, rows: batch * Lq)
+        let k = kProj.forward(p, keysValues, rows: batch * Lk)
+        let v = vProj.forward(p, keysValues, rows: batch * Lk)
+        let P = probs.ensure(batch * H * Lq * Lk)
+        for b in 0..<batch {
+            for h in 0..<H {
+                let S = P + (b * H + h) * Lq * Lk
+                Matmul.nt(m: Lq, n: Lk, k: hd, alpha: scale, q + b * Lq * W + h * hd, lda: W,
+                          k + b * Lk * W + h * hd, ldb: W, S, ldc: Lk, accumulate: false)
+                Elementwise.softmaxRows(S, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
+            }
+        }
+        var attend = UnsafePointer(P)
+        if let probsDropout, ctx.isDropoutOn {
+            let kept = keptProbs.ensure(batch * H * Lq * Lk)
+            kept.update(from: P, count: batch * H * Lq * Lk)
+            probsDropout.forward(kept, batch: batch, perItem: H * Lq * Lk, ctx)
+            attend = UnsafePointer(kept)
+        } else {
+            probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
+        }
+        let c = context.ensure(batch * Lq * W)
+        for b in 0..<batch {
+            for h in 0..<H {
+                Matmul.nn(m: Lq, n: hd, k: Lk, attend + (b * H + h) * Lq * Lk, lda: Lk,
+                          v + b * Lk * W + h * hd, ldb: W, c + b * Lq * W + h * hd, ldc: W, accumulate: false)
+            }
+        }
+        let y = oProj.forward(p, c, rows: batch * Lq)
+        outputDropout?.forward(y, batch: batch, perItem: Lq * W, ctx)
+        return y
+    }
+
+    /// dQueries += ∂L/∂queries, dKeysValues += ∂L/∂keysValues (the same buffer for self-attention).
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dQueries: UnsafeMutablePointer<Float>,
+                         dKeysValues: UnsafeMutablePointer<Float>) {
+        let W = params.width, H = params.heads, hd = W / H
+        let (Lq, Lk) = (queryLength, keyLength)
+        let scale = 1 / Float(hd).squareRoot()
+        var dOut = dy
+        if let outputDropout, outputDropout.active {
+            let copy = dOutputCopy.ensure(batch * Lq * W)
+            copy.update(from: dy, count: batch * Lq * W)
+            outputDropout.backward(copy, count: batch * Lq * W)
+            dOut = UnsafePointer(copy)
+        }
+        let dc = dContext.zeroed(batch * Lq * W)
+        oProj.backward(p, dOut, dx: dc)
+
+        let dropoutActive = probsDropout?.active ?? false
+        let attend = dropoutActive ? keptProbs.pointer : probs.pointer
+        let q = qProj.output.pointer, k = kProj.output.pointer, v = vProj.output.pointer
+        let dq = dQ.zeroed(batch * Lq * W), dk = dK.zeroed(batch * Lk * W), dv = dV.zeroed(batch * Lk * W)
+        let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
+        for b in 0..<batch {
+            for h in 0..<H {
+                let headOffset = (b * H + h) * Lq * Lk
+                let dcHead = dc + b * Lq * W + h * hd
+                let vHead = v + b * Lk * W + h * hd
+                // dP = dC_h V_h^T ; dV_h += P^T dC_h (P after dropout: that is what multiplied V)
+                Matmul.nt(m: Lq, n: Lk, k: hd, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, accumulate: false)
+                Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W,
+                          dv + b * Lk * W + h * hd, ldc: W, accumulate: true)
+                if dropoutActive, let mask = probsDropout?.mask.pointer {
+                    let m = mask + headOffset
+                    for i in 0..<(Lq * Lk) { dP[i] *= m[i] }
+                }
+                Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
+                // S = scale Q_h K_h^T: dQ_h += scale dS K_h ; dK_h += scale dS^T Q_h
+                Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, k + b * Lk * W + h * hd, ldb: W,
+                          dq + b * Lq * W + h * hd, ldc: W, accumulate: true)
+                Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, q + b * Lq * W + h * hd, ldb: W,
+                          dk + b * Lk * W + h * hd, ldc: W, accumulate: true)
+            }
+        }
+        qProj.backward(p, dq, dx: dQueries)
+        kProj.backward(p, dk, dx: dKeysValues)
+        vProj.backward(p, dv, dx: dKeysValues)
+    }
+
+    /// Attention probabilities of the last forward, [B, H, Lq, Lk] (before dropout).
+    public var lastProbabilities: UnsafePointer<Float> { UnsafePointer(probs.pointer) }
+}

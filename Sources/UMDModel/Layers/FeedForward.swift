@@ -1,0 +1,79 @@
+/// The nonlinearity between the two Linear layers of an FFN / MLP.
+public enum Activation: Sendable {
+    /// Exact erf GELU: text encoder, fusion, MLM head, task head.
+    case gelu
+    /// x · σ(1.702 x): CLIP vision encoder and MIM decoder.
+    case quickGelu
+}
+
+public struct FeedForwardParams: Sendable {
+    public let fc1: LinearParams
+    public let fc2: LinearParams
+
+    /// `name.fc1` [4W, W] and `name.fc2` [W, 4W] (FFN width is 4x everywhere).
+    public static func declare(_ layout: ParameterLayout, _ name: String, width: Int) -> FeedForwardParams {
+        FeedForwardParams(fc1: .declare(layout, name + ".fc1", in: width, out: 4 * width),
+                          fc2: .declare(layout, name + ".fc2", in: 4 * width, out: width))
+    }
+}
+
+/// fc2(act(fc1(x))), with dropout on the output where the owner asks for it (BERT places
+/// it on each FFN output in the text encoder and fusion).
+public final class FeedForward {
+    public let params: FeedForwardParams
+    public let activation: Activation
+    let fc1: Linear
+    let fc2: Linear
+    let activated = FloatBuffer()       // [rows, 4W]
+    let dActivated = FloatBuffer()      // [rows, 4W]
+    let dHidden = FloatBuffer()         // [rows, 4W]
+    let dOutputCopy = FloatBuffer()     // [rows, W] when dropout is on
+    let outputDropout: DropoutSite?
+    private var rows = 0
+
+    public init(_ params: FeedForwardParams, activation: Activation, dropoutName: String? = nil) {
+        self.params = params
+        self.activation = activation
+        fc1 = Linear(params.fc1)
+        fc2 = Linear(params.fc2)
+        outputDropout = dropoutName.map(DropoutSite.init)
+    }
+
+    /// x [B*L, W] → [B*L, W]; `perItem` = L·W elements per batch item (for dropout keys).
+    @discardableResult
+    public func forward(_ p: ParameterStore, _ x: UnsafePointer<Float>, batch: Int, perItemRows: Int,
+                        _ context: ForwardContext) -> UnsafeMutablePointer<Float> {
+        rows = batch * perItemRows
+        let hidden = fc1.forward(p, x, rows: rows)
+        let n = rows * params.fc1.outFeatures
+        let a = activated.ensure(n)
+        switch activation {
+        case .gelu: Elementwise.geluForward(a, hidden, count: n)
+        case .quickGelu: Elementwise.quickGeluForward(a, hidden, count: n)
+        }
+        let y = fc2.forward(p, a, rows: rows)
+        outputDropout?.forward(y, batch: batch, perItem: perItemRows * params.fc2.outFeatures, context)
+        return y
+    }
+
+    /// dx += ∂L/∂x.
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures
+        var dOut = dy
+        if let outputDropout, outputDropout.active {
+            let copy = dOutputCopy.ensure(rows * width)
+            copy.update(from: dy, count: rows * width)
+            outputDropout.backward(copy, count: rows * width)
+            dOut = UnsafePointer(copy)
+        }
+        let n = rows * hiddenWidth
+        let da = dActivated.zeroed(n)
+        fc2.backward(p, dOut, dx: da)
+        let dh = dHidden.zeroed(n)
+        switch activation {
+        case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, count: n)
+        case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, count: n)
+        }
+        fc1.backward(p, dh, dx: dx)
+    }
+}

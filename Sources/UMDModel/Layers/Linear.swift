@@ -1,0 +1,47 @@
+/// Parameters of a Linear layer `name`: `name.weight` [out, in] and `name.bias` [out].
+public struct LinearParams: Sendable {
+    public let weight: ParameterID
+    public let bias: ParameterID?
+    public let inFeatures: Int
+    public let outFeatures: Int
+
+    public static func declare(_ layout: ParameterLayout, _ name: String, in inFeatures: Int, out outFeatures: Int,
+                               bias: Bool = true, std: Float = 0.02) -> LinearParams {
+        let w = layout.declare(name + ".weight", shape: [outFeatures, inFeatures], initializer: .normal(std: std),
+                               role: .weight)
+        let b = bias ? layout.declare(name + ".bias", shape: [outFeatures], initializer: .zeros, role: .bias) : nil
+        return LinearParams(weight: w, bias: b, inFeatures: inFeatures, outFeatures: outFeatures)
+    }
+}
+
+/// y = x W^T + b over `rows` rows. Saves a pointer to its input for backward: the caller
+/// keeps the input alive and unchanged until backward has run.
+public final class Linear {
+    public let params: LinearParams
+    public let output = FloatBuffer()              // [rows, out]
+    private var input: UnsafePointer<Float>?
+    private(set) var rows = 0
+
+    public init(_ params: LinearParams) { self.params = params }
+
+    @discardableResult
+    public func forward(_ p: ParameterStore, _ x: UnsafePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
+        input = x
+        self.rows = rows
+        let y = output.ensure(rows * params.outFeatures)
+        Matmul.linearForward(y, x, p.value(params.weight), params.bias.map { UnsafePointer(p.value($0)) },
+                             rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+        return y
+    }
+
+    /// Accumulates dW, db into the store's gradients and dx (+=) when given.
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+        guard let input else { preconditionFailure("Linear.backward before forward") }
+        Matmul.linearParameterGradients(p.grad(params.weight), params.bias.map { p.grad($0) }, dy, input,
+                                        rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+        if let dx {
+            Matmul.linearInputGradient(dx, dy, p.value(params.weight),
+                                       rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+        }
+    }
+}
