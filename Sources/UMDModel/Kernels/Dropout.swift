@@ -42,6 +42,10 @@ public final class DropoutSite {
     public func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
         active = context.isDropoutOn
         guard active else { return }
+        KernelProfile.measure(.dropout) { apply(x, batch: batch, perItem: perItem, context) }
+    }
+
+    private func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
         let p = Double(context.dropout)
         let scale = 1 / (1 - context.dropout)
         let m = mask.ensure(batch * perItem)

@@ -8,8 +8,10 @@ public enum Matmul {
     public static func nt(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        KernelProfile.measure(.gemm) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
+                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        }
     }
 
     /// C[M,N] = alpha · A[M,K] · B[K,N] (+ C).  The Linear input gradient: dx = dy W.
@@ -17,8 +19,10 @@ public enum Matmul {
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        KernelProfile.measure(.gemm) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
+                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        }
     }
 
     /// C[M,N] = alpha · A[K,M]^T · B[K,N] (+ C).  The Linear weight gradient: dW += dy^T x.
@@ -26,8 +30,10 @@ public enum Matmul {
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        KernelProfile.measure(.gemm) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
+                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
+        }
     }
 
     // The three products a Linear layer needs (y = x W^T + b), named for what they compute.
@@ -38,7 +44,9 @@ public enum Matmul {
                                      rows: Int, inFeatures: Int, outFeatures: Int) {
         if let bias {
             // Seed every row with the bias, then let sgemm accumulate onto it.
-            for r in 0..<rows { (out + r * outFeatures).update(from: bias, count: outFeatures) }
+            KernelProfile.measure(.elementwise) {
+                for r in 0..<rows { (out + r * outFeatures).update(from: bias, count: outFeatures) }
+            }
         }
         nt(m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, weight, ldb: inFeatures,
            out, ldc: outFeatures, accumulate: bias != nil)
@@ -60,9 +68,11 @@ public enum Matmul {
         tn(m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
            dWeight, ldc: inFeatures, accumulate: true)
         if let dBias {
-            for r in 0..<rows {
-                let row = dy + r * outFeatures
-                for o in 0..<outFeatures { dBias[o] += row[o] }
+            KernelProfile.measure(.elementwise) {
+                for r in 0..<rows {
+                    let row = dy + r * outFeatures
+                    for o in 0..<outFeatures { dBias[o] += row[o] }
+                }
             }
         }
     }

@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import UMDModel
+
+/// `umd-mpirun bench kernels`: forward+backward of one vision encoder block, one text
+/// encoder layer and one fusion layer at a preset's shapes, as GFLOP/s next to plain
+/// `cblas_sgemm` on a large square matrix measured in the same run, with a per-kernel
+/// breakdown. Single process; no MPI.
+struct KernelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Block forward+backward GFLOP/s against plain sgemm, with a per-kernel breakdown.")
+
+    @Option(help: "Presets to measure, comma-separated.") var presets = "small,base"
+    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Square sgemm size for the baseline.") var gemmSize = 2048
+    @Option(help: "Minimum seconds of timing per measurement.") var seconds = 1.5
+    @Option(help: "Batch per preset (default: small 8, base 2).") var batch: Int?
+
+    func run() throws {
+        let names = presets.split(separator: ",").map(String.init)
+        let chosen = try names.map { name -> ModelPreset in
+            guard let p = ModelPreset.named(name) else {
+                throw ValidationError("unknown preset \(name); choose from tiny, small, base")
+            }
+            return p
+        }
+        BLAS.setThreadCount(threads)
+        let gemm = measureSgemm(gemmSize)
+        print("# umd kernel benchmark: OpenBLAS threads \(BLAS.threadCount)")
+        print(String(format: "# baseline: cblas_sgemm %dx%dx%d  %.2f GFLOP/s", gemmSize, gemmSize, gemmSize, gemm))
+        print("# block FLOPs count the matrix products only (forward + 2x for backward)")
+        for preset in chosen {
+            let b = batch ?? (preset.name == "base" ? 2 : 8)
+            for bench in BlockBench.all(preset: preset, batch: b) {
+                let (perCall, profiledCall, breakdown) = timeBlock(bench)
+                let gflops = bench.flops / perCall / 1e9
+                print(padded(preset.name, 6) + " " + padded(bench.label, 48)
+                      + String(format: " %9.2f ms  %7.2f GFLOP/s  %5.1f%% of sgemm", perCall * 1e3, gflops,
+                               100 * gflops / gemm))
+                // Shares of one profiled call (timed separately: the timers add a little).
+                var accounted = 0.0
+                for family in KernelProfile.Family.allCases where breakdown[family.rawValue] > 0 {
+                    accounted += breakdown[family.rawValue]
+                    print("         " + padded(family.name, 36)
+                          + String(format: " %6.1f%%", 100 * breakdown[family.rawValue] / profiledCall))
+                }
+                print("         " + padded("other (accumulate, zeroing, loops)", 36)
+                      + String(format: " %6.1f%%", 100 * max(0, profiledCall - accounted) / profiledCall))
+            }
+        }
+    }
+
+    func measureSgemm(_ n: Int) -> Double {
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<(n * n) { a[i] = Float(i % 7) * 0.1; b[i] = Float(i % 5) * 0.1; c[i] = 0 }
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let start = KernelBench.now()
+            Matmul.nt(m: n, n: n, k: n, a, lda: n, b, ldb: n, c, ldc: n, accumulate: false)
+            best = min(best, KernelBench.now() - start)
+        }
+        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
+    }
+
+    func padded(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(0, width - text.count))
+    }
+
+    /// Mean seconds per forward+backward; the seconds of one profiled call and its
+    /// seconds per kernel family.
+    func timeBlock(_ bench: BlockBench) -> (Double, Double, [Double]) {
+        bench.step()  // sizes the buffers
+        var calls = 0
+        let start = KernelBench.now()
+        repeat {
+            bench.step()
+            calls += 1
+        } while KernelBench.now() - start < seconds || calls < 3
+        let perCall = (KernelBench.now() - start) / Double(calls)
+        KernelProfile.reset()
+        KernelProfile.enabled = true
+        let profiledStart = KernelBench.now()
+        bench.step()
+        let profiled = KernelBench.now() - profiledStart
+        KernelProfile.enabled = false
+        return (perCall, profiled, KernelProfile.seconds)
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
+
+/// One layer set up at a preset's shapes, with random weights and inputs.
+struct BlockBench {
+    let label: String
+    let flops: Double
+    let step: () -> Void
+
+    static func all(preset: ModelPreset, batch: Int) -> [BlockBench] {
+        let D = preset.width, H = preset.heads
+        let imageTokens = 1 + preset.patchCount, textTokens = preset.textLength
+        // Matrix FLOPs per token of a transformer layer: 4 projections (8 D²) + FFN (16 D²)
+        // + scores and weighted sum (4 · keys · D); backward costs twice the forward.
+        func layerFlops(tokens: Int, keys: Int) -> Double {
+            3 * Double(batch * tokens) * (24 * Double(D * D) + 4 * Double(keys * D))
+        }
+
+        let vision: BlockBench = {
+            let layout = ParameterLayout()
+            let params = PreLNBlockParams.declare(layout, "vision.blocks.0", width: D, heads: H)
+            let store = ParameterStore(layout: layout)
+            store.initialize(seed: 1)
+            let block = PreLNBlock(params)
+            let n = batch * imageTokens * D
+            let x = randomBuffer(n), dy = randomBuffer(n), dx = randomBuffer(n)
+            return BlockBench(label: "vision block [\(batch)x\(imageTokens)x\(D)]",
+                              flops: layerFlops(tokens: imageTokens, keys: imageTokens)) {
+                block.forward(store, x, batch: batch, length: imageTokens)
+                block.backward(store, dy, dx: dx)
+            }
+        }()
+
+        let text: BlockBench = {
+            let layout = ParameterLayout()
+            let params = PostLNLayerParams.declare(layout, "text.layers.0", width: D, heads: H)
+            let store = ParameterStore(layout: layout)
+            store.initialize(seed: 2)
+            let layer = PostLNLayer(params, name: "text.layers.0")
+            let n = batch * textTokens * D
+            let x = randomBuffer(n), dy = randomBuffer(n), dx = randomBuffer(n)
+            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
+            mask.initialize(repeating: 0, count: batch * textTokens)
+            let ctx = ForwardContext(dropout: 0.1, passKey: 7, sampleIDs: (0..<batch).map { UInt64($0) })
+            return BlockBench(label: "text layer [\(batch)x\(textTokens)x\(D)] p=0.1",
+                              flops: layerFlops(tokens: textTokens, keys: textTokens)) {
+                layer.forward(store, x, batch: batch, length: textTokens, keyMask: mask, ctx)
+                layer.backward(store, dy, dx: dx)
+            }
+        }()
+
+        let fusion: BlockBench = {
+            let layout = ParameterLayout()
+            let params = CoAttentionLayerParams.declare(layout, "fusion.image_layers.0", width: D, heads: H)
+            let store = ParameterStore(layout: layout)
+            store.initialize(seed: 3)
+            let layer = CoAttentionLayer(params, name: "fusion.image_layers.0")
+            let nx = batch * imageTokens * D, ny = batch * textTokens * D
+            let x = randomBuffer(nx), y = randomBuffer(ny), dOut = randomBuffer(nx)
+            let dx = randomBuffer(nx), dy = randomBuffer(ny)
+            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
+            mask.initialize(repeating: 0, count: batch * textTokens)
+            let ctx = ForwardContext(dropout: 0.1, passKey: 9, sampleIDs: (0..<batch).map { UInt64($0) })
+            // Image stream: self-attention over image tokens, cross-attention onto the text
+            // (q, o on image tokens; k, v on text tokens).
+            let selfPart = 3 * Double(batch * imageTokens) * (8 * Double(D * D) + 4 * Double(imageTokens * D))
+            let crossPart = 3 * (Double(batch * imageTokens) * (4 * Double(D * D) + 4 * Double(textTokens * D))
+                                 + Double(batch * textTokens) * 4 * Double(D * D))
+            let ffnPart = 3 * Double(batch * imageTokens) * 16 * Double(D * D)
+            return BlockBench(label: "fusion image layer [\(batch)x\(imageTokens)|\(textTokens)x\(D)] p=0.1",
+                              flops: selfPart + crossPart + ffnPart) {
+                layer.forward(store, x, y, batch: batch, length: imageTokens, otherLength: textTokens,
+                              ownKeyMask: nil, otherKeyMask: mask, ctx)
+                layer.backward(store, dOut, dx: dx, dy: dy)
+            }
+        }()
+        return [vision, text, fusion]
+    }
+
+    static func randomBuffer(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        for i in 0..<n { p[i] = Float(CounterRandom.normal(42, UInt64(i))) }
+        return p
+    }
+}
