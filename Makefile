@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce clean
+.PHONY: deps build release test demo bench bench-allreduce bench-kernels clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -28,10 +28,13 @@ test: build       ## the whole test suite (multi-rank tests spawn mpirun themsel
 demo: build       ## the end-to-end job on generated data (for now: the MPI selftest on 2 ranks)
 	$(MPIRUN) -np $(RANKS) $(DEBUG_BIN) selftest --verbose
 
-bench: bench-allreduce
+bench: bench-allreduce bench-kernels
 
 bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
+
+bench-kernels: release     ## block forward+backward GFLOP/s vs plain sgemm, 1 thread
+	OPENBLAS_NUM_THREADS=1 $(RELEASE_BIN) bench kernels --threads 1
 
 clean:
 	rm -rf .build

@@ -16,6 +16,9 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Square sgemm size for the baseline.") var gemmSize = 2048
     @Option(help: "Minimum seconds of timing per measurement.") var seconds = 1.5
     @Option(help: "Batch per preset (default: small 8, base 2).") var batch: Int?
+    @Option(help: ArgumentHelp("Run exactly this many steps per block and print nothing else "
+                               + "(for counting heap allocations under valgrind).", visibility: .hidden))
+    var fixedSteps: Int?
 
     func run() throws {
         let names = presets.split(separator: ",").map(String.init)
@@ -26,6 +29,14 @@ struct KernelBench: ParsableCommand {
             return p
         }
         BLAS.setThreadCount(threads)
+        if let fixedSteps {
+            for preset in chosen {
+                for bench in BlockBench.all(preset: preset, batch: batch ?? 2) {
+                    for _ in 0..<fixedSteps { bench.step() }
+                }
+            }
+            return
+        }
         let gemm = measureSgemm(gemmSize)
         print("# umd kernel benchmark: OpenBLAS threads \(BLAS.threadCount)")
         print(String(format: "# baseline: cblas_sgemm %dx%dx%d  %.2f GFLOP/s", gemmSize, gemmSize, gemmSize, gemm))
