@@ -30,7 +30,12 @@ public final class ParameterStore: @unchecked Sendable {
     private let offsetByIndex: [Int]                // -1 where the tensor is not included
     private let viewByIndex: [Int]
 
-    public init(layout: ParameterLayout, including include: (TensorSpec) -> Bool = { _ in true }) {
+    /// True when the store has a gradient arena (a teacher has none).
+    public let hasGradients: Bool
+
+    public init(layout: ParameterLayout, withGradients: Bool = true,
+                including include: (TensorSpec) -> Bool = { _ in true }) {
+        hasGradients = withGradients
         self.layout = layout
         var offsets = [Int](repeating: -1, count: layout.specs.count)
         var viewIndex = [Int](repeating: -1, count: layout.specs.count)
@@ -50,8 +55,9 @@ public final class ParameterStore: @unchecked Sendable {
         self.viewByIndex = viewIndex
         values = .allocate(capacity: max(offset, 1))
         values.initialize(repeating: 0, count: max(offset, 1))
-        grads = .allocate(capacity: max(offset, 1))
-        grads.initialize(repeating: 0, count: max(offset, 1))
+        let gradCount = withGradients ? max(offset, 1) : 1
+        grads = .allocate(capacity: gradCount)
+        grads.initialize(repeating: 0, count: gradCount)
     }
 
     deinit {
@@ -73,7 +79,10 @@ public final class ParameterStore: @unchecked Sendable {
     public func value(_ id: ParameterID) -> UnsafeMutablePointer<Float> { values + offset(id) }
     /// Pointer to a tensor's gradient.
     @inline(__always)
-    public func grad(_ id: ParameterID) -> UnsafeMutablePointer<Float> { grads + offset(id) }
+    public func grad(_ id: ParameterID) -> UnsafeMutablePointer<Float> {
+        precondition(hasGradients, "this store (a teacher?) has no gradients")
+        return grads + offset(id)
+    }
 
     public func view(_ id: ParameterID) -> TensorView { views[viewByIndex[id.index]] }
     public func view(named name: String) -> TensorView? {
@@ -83,7 +92,7 @@ public final class ParameterStore: @unchecked Sendable {
     /// Views whose name starts with `prefix`, in arena order.
     public func views(withPrefix prefix: String) -> [TensorView] { views.filter { $0.name.hasPrefix(prefix) } }
 
-    public func zeroGradients() { grads.update(repeating: 0, count: count) }
+    public func zeroGradients() { if hasGradients { grads.update(repeating: 0, count: count) } }
 
     /// Deterministic initialisation (MODEL_SPEC.md section 2): N(0, std) drawn from a
     /// counter-based generator keyed by (seed, tensor name), so a tensor's initial values

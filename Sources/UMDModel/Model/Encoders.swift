@@ -1,0 +1,239 @@
+/// Vision encoder (CLIP style, pre-LN): one instance per pass that needs its own activations.
+public final class VisionEncoder {
+    let params: VisionParams
+    let width: Int
+    let patchEmbed: PatchEmbedding
+    let lnPre: LayerNorm
+    let blocks: [PreLNBlock]
+    let lnPost: LayerNorm
+    let tokens = FloatBuffer()              // [B, 1+K', D] before ln_pre
+    let dTokens = FloatBuffer()             // [B, 1+K', D]
+    let dPatches = FloatBuffer()            // [B, N, D]
+    let gradA = FloatBuffer(), gradB = FloatBuffer()   // [B, 1+K', D] ping-pong between blocks
+    private var keep: UnsafePointer<Int32>?
+    private(set) var batch = 0, length = 0, patchCount = 0
+
+    public init(_ params: VisionParams, width: Int, patchSize: Int) {
+        self.params = params
+        self.width = width
+        patchEmbed = PatchEmbedding(params.patchEmbed, channels: 3, patchSize: patchSize)
+        lnPre = LayerNorm(params.lnPre)
+        blocks = params.blocks.map(PreLNBlock.init)
+        lnPost = LayerNorm(params.lnPost)
+    }
+
+    /// pixels [B, 3, H, H]; keep [B, K] kept patch indices in order (nil: all N patches)
+    /// → [B, 1+K, D] (or [B, 1+N, D]), ln_post applied to every token.
+    @discardableResult
+    public func forward(_ p: ParameterStore, pixels: UnsafePointer<Float>, batch: Int, imageSize: Int,
+                        keep: UnsafePointer<Int32>?, keptCount: Int) -> UnsafeMutablePointer<Float> {
+        let D = width
+        let embedded = patchEmbed.forward(p, pixels: pixels, batch: batch, imageSize: imageSize)  // [B, N, D]
+        let N = (imageSize / patchEmbed.patchSize) * (imageSize / patchEmbed.patchSize)
+        let K = keep == nil ? N : keptCount
+        self.keep = keep; self.batch = batch; self.length = 1 + K; self.patchCount = N
+        precondition(p.view(params.posEmbed).shape[0] == 1 + N,
+                     "vision.pos_embed holds \(p.view(params.posEmbed).shape[0] - 1) patches but the image has \(N)")
+        let pos = p.value(params.posEmbed), cls = p.value(params.clsToken)
+        let t = tokens.ensure(batch * (1 + K) * D)
+        for b in 0..<batch {
+            let row0 = t + b * (1 + K) * D
+            Elementwise.add(row0, cls, pos, count: D)
+            for j in 0..<K {
+                let n = keep.map { Int($0[b * K + j]) } ?? j
+                Elementwise.add(row0 + (1 + j) * D, embedded + (b * N + n) * D, pos + (1 + n) * D, count: D)
+            }
+        }
+        var x = UnsafePointer(lnPre.forward(p, t, rows: batch * (1 + K)))
+        for block in blocks { x = UnsafePointer(block.forward(p, x, batch: batch, length: 1 + K)) }
+        return lnPost.forward(p, x, rows: batch * (1 + K))
+    }
+
+    public var output: UnsafeMutablePointer<Float> { lnPost.output.pointer }
+
+    /// Backward from dy [B, 1+K, D] into the vision parameters (pixels need no gradient).
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>) {
+        let D = width, L = length, N = patchCount, K = L - 1
+        let n = batch * L * D
+        var current = gradA.zeroed(n)
+        lnPost.backward(p, dy, dx: current)
+        for block in blocks.reversed() {
+            let next = (current == gradA.pointer ? gradB : gradA).zeroed(n)
+            block.backward(p, current, dx: next)
+            current = next
+        }
+        let dt = dTokens.zeroed(n)
+        lnPre.backward(p, current, dx: dt)
+        let dPos = p.grad(params.posEmbed), dCls = p.grad(params.clsToken)
+        let dE = dPatches.zeroed(batch * N * D)
+        for b in 0..<batch {
+            let row0 = dt + b * L * D
+            Elementwise.accumulate(dCls, row0, count: D)
+            Elementwise.accumulate(dPos, row0, count: D)
+            for j in 0..<K {
+                let patch = keep.map { Int($0[b * K + j]) } ?? j
+                Elementwise.accumulate(dPos + (1 + patch) * D, row0 + (1 + j) * D, count: D)
+                Elementwise.accumulate(dE + (b * N + patch) * D, row0 + (1 + j) * D, count: D)
+            }
+        }
+        patchEmbed.backward(p, dE)
+    }
+}
+
+/// Converts an attention mask [B, L] (1 = token, 0 = padding) into the additive key mask.
+public func additiveKeyMask(_ out: UnsafeMutablePointer<Float>, attention: UnsafePointer<Int32>, count: Int) {
+    for i in 0..<count { out[i] = attention[i] != 0 ? 0 : paddingMaskValue }
+}
+
+/// Text encoder (RoBERTa style, post-LN).
+public final class TextEncoder {
+    let params: TextParams
+    let embedding: TextEmbedding
+    let layers: [PostLNLayer]
+    let width: Int
+    let gradA = FloatBuffer(), gradB = FloatBuffer()   // [B, L, D]
+    private(set) var batch = 0, length = 0
+
+    public init(_ params: TextParams, width: Int) {
+        self.params = params
+        self.width = width
+        embedding = TextEmbedding(params.embedding, name: "text")
+        layers = params.layers.enumerated().map { PostLNLayer($0.element, name: "text.layers.\($0.offset)") }
+    }
+
+    /// ids [B, L], keyMask [B, L] additive → [B, L, D].
+    @discardableResult
+    public func forward(_ p: ParameterStore, ids: UnsafePointer<Int32>, keyMask: UnsafePointer<Float>, batch: Int,
+                        length: Int, _ ctx: ForwardContext) -> UnsafeMutablePointer<Float> {
+        self.batch = batch; self.length = length
+        var x = embedding.forward(p, ids: ids, batch: batch, length: length, ctx)
+        for layer in layers { x = layer.forward(p, x, batch: batch, length: length, keyMask: keyMask, ctx) }
+        return x
+    }
+
+    public var output: UnsafeMutablePointer<Float> { layers.last?.output ?? embedding.output }
+
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>) {
+        let n = batch * length * width
+        var current = UnsafeMutablePointer(mutating: dy)
+        var useA = true
+        for layer in layers.reversed() {
+            let next = (useA ? gradA : gradB).zeroed(n)
+            useA.toggle()
+            layer.backward(p, current, dx: next)
+            current = next
+        }
+        embedding.backward(p, current)
+    }
+}
+
+/// Co-attention fusion: two parallel streams that read each other's previous layer, and
+/// the poolers.
+public final class FusionModule {
+    let params: FusionParams
+    let width: Int
+    let textProj: Linear, imageProj: Linear
+    let textLayers: [CoAttentionLayer], imageLayers: [CoAttentionLayer]
+    public let textPooler: Pooler, imagePooler: Pooler
+    let textIn = FloatBuffer(), imageIn = FloatBuffer()           // t0 [B, L, D], v0 [B, Li, D]
+    var dText: [FloatBuffer] = [], dImage: [FloatBuffer] = []     // gradients at t_i, v_i, i = 0...layers
+    public let dTextInput = FloatBuffer(), dImageInput = FloatBuffer()   // ∂L/∂(encoder outputs)
+    public let pooled = FloatBuffer()                              // [B, 2D] = [pooled_text; pooled_image]
+    let dPooledText = FloatBuffer(), dPooledImage = FloatBuffer()   // [B, D]
+    private var textMask: UnsafePointer<Float>?
+    private(set) var batch = 0, textLength = 0, imageLength = 0
+
+    public init(_ params: FusionParams, width: Int) {
+        self.params = params
+        self.width = width
+        textProj = Linear(params.textProj)
+        imageProj = Linear(params.imageProj)
+        textLayers = params.textLayers.enumerated().map { CoAttentionLayer($0.element, name: "fusion.text_layers.\($0.offset)") }
+        imageLayers = params.imageLayers.enumerated().map { CoAttentionLayer($0.element, name: "fusion.image_layers.\($0.offset)") }
+        textPooler = Pooler(params.textPooler)
+        imagePooler = Pooler(params.imagePooler)
+        for _ in 0...params.textLayers.count { dText.append(FloatBuffer()); dImage.append(FloatBuffer()) }
+    }
+
+    /// text [B, L, D], image [B, Li, D], textMask [B, L] additive. Outputs Zt, Zi via
+    /// `textOutput`, `imageOutput`.
+    public func forward(_ p: ParameterStore, text: UnsafePointer<Float>, image: UnsafePointer<Float>,
+                        textMask: UnsafePointer<Float>, batch: Int, textLength: Int, imageLength: Int,
+                        _ ctx: ForwardContext) {
+        self.batch = batch; self.textLength = textLength; self.imageLength = imageLength; self.textMask = textMask
+        let D = width
+        let type = p.value(params.typeEmbed)
+        let tp = textProj.forward(p, text, rows: batch * textLength)
+        let t0 = textIn.ensure(batch * textLength * D)
+        for r in 0..<(batch * textLength) { Elementwise.add(t0 + r * D, tp + r * D, type, count: D) }
+        let ip = imageProj.forward(p, image, rows: batch * imageLength)
+        let v0 = imageIn.ensure(batch * imageLength * D)
+        for r in 0..<(batch * imageLength) { Elementwise.add(v0 + r * D, ip + r * D, type + D, count: D) }
+        var t = UnsafePointer(t0), v = UnsafePointer(v0)
+        for i in 0..<textLayers.count {
+            let tNext = textLayers[i].forward(p, t, v, batch: batch, length: textLength, otherLength: imageLength,
+                                              ownKeyMask: textMask, otherKeyMask: nil, ctx)
+            let vNext = imageLayers[i].forward(p, v, t, batch: batch, length: imageLength, otherLength: textLength,
+                                               ownKeyMask: nil, otherKeyMask: textMask, ctx)
+            t = UnsafePointer(tNext); v = UnsafePointer(vNext)
+        }
+    }
+
+    public var textOutput: UnsafeMutablePointer<Float> { textLayers.last?.output ?? textIn.pointer }
+    public var imageOutput: UnsafeMutablePointer<Float> { imageLayers.last?.output ?? imageIn.pointer }
+
+    /// pooled = [tanh(text_pooler(Zt[:,0])); tanh(image_pooler(Zi[:,0]))] → [B, 2D].
+    @discardableResult
+    public func pool(_ p: ParameterStore) -> UnsafeMutablePointer<Float> {
+        let D = width
+        let pt = textPooler.forward(p, textOutput, batch: batch, length: textLength)
+        let pi = imagePooler.forward(p, imageOutput, batch: batch, length: imageLength)
+        let out = pooled.ensure(batch * 2 * D)
+        for b in 0..<batch {
+            (out + b * 2 * D).update(from: pt + b * D, count: D)
+            (out + b * 2 * D + D).update(from: pi + b * D, count: D)
+        }
+        return out
+    }
+
+    /// Zeroes the gradients at the fusion outputs; call before adding into them.
+    public func beginBackward() {
+        let D = width, last = textLayers.count
+        dText[last].zeroed(batch * textLength * D)
+        dImage[last].zeroed(batch * imageLength * D)
+    }
+
+    /// ∂L/∂Zt and ∂L/∂Zi accumulators [B, L, D] / [B, Li, D] (after `beginBackward`).
+    public var dTextOutput: UnsafeMutablePointer<Float> { dText[textLayers.count].pointer }
+    public var dImageOutput: UnsafeMutablePointer<Float> { dImage[textLayers.count].pointer }
+
+    /// Backward of the pooled features dPooled [B, 2D] into the output accumulators.
+    public func poolBackward(_ p: ParameterStore, _ dPooled: UnsafePointer<Float>) {
+        let D = width
+        let dt = dPooledText.ensure(batch * D), di = dPooledImage.ensure(batch * D)
+        for b in 0..<batch {
+            (dt + b * D).update(from: dPooled + b * 2 * D, count: D)
+            (di + b * D).update(from: dPooled + b * 2 * D + D, count: D)
+        }
+        textPooler.backward(p, dt, dx: dTextOutput)
+        imagePooler.backward(p, di, dx: dImageOutput)
+    }
+
+    /// Backward through the layers and input projections; leaves ∂L/∂text, ∂L/∂image in
+    /// `dTextInput`, `dImageInput`.
+    public func backward(_ p: ParameterStore) {
+        let D = width
+        let nt = batch * textLength * D, ni = batch * imageLength * D
+        for i in stride(from: textLayers.count - 1, through: 0, by: -1) {
+            let dtPrev = dText[i].zeroed(nt), dvPrev = dImage[i].zeroed(ni)
+            textLayers[i].backward(p, dText[i + 1].pointer, dx: dtPrev, dy: dvPrev)
+            imageLayers[i].backward(p, dImage[i + 1].pointer, dx: dvPrev, dy: dtPrev)
+        }
+        let dt0 = dText[0].pointer, dv0 = dImage[0].pointer
+        let dType = p.grad(params.typeEmbed)
+        for r in 0..<(batch * textLength) { Elementwise.accumulate(dType, dt0 + r * D, count: D) }
+        for r in 0..<(batch * imageLength) { Elementwise.accumulate(dType + D, dv0 + r * D, count: D) }
+        textProj.backward(p, dt0, dx: dTextInput.zeroed(nt))
+        imageProj.backward(p, dv0, dx: dImageInput.zeroed(ni))
+    }
+}

@@ -1,0 +1,283 @@
+/// One rank's share of an MR-Pretrain or TD-Calib batch (MODEL_SPEC.md sections 3–5).
+public struct PretrainBatch: Sendable {
+    public var batch: Int                // B (this rank's samples)
+    public var imageSize: Int            // H
+    public var textLength: Int           // L
+    public var pixels: [Float]           // [B, 3, H, H] normalised
+    public var textIDs: [Int32]          // [B, L]
+    public var attention: [Int32]        // [B, L] 1 = token
+    public var maskedTextIDs: [Int32]    // [B, L]
+    public var mlmLabels: [Int32]        // [B, L] -100 = ignore
+    public var idsKeep: [Int32]          // [B, K]
+    public var itmPixels: [Float]        // [B, 3, H, H] the image each text is paired with (pretrain)
+    public var itmLabels: [Int32]        // [B] 1 = matched, 0 = swapped (pretrain)
+    public var sampleIDs: [UInt64]       // [B] dataset index of each sample (keys dropout)
+
+    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textIDs: [Int32], attention: [Int32],
+                maskedTextIDs: [Int32], mlmLabels: [Int32], idsKeep: [Int32], itmPixels: [Float] = [],
+                itmLabels: [Int32] = [], sampleIDs: [UInt64]) {
+        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength
+        self.pixels = pixels; self.textIDs = textIDs; self.attention = attention
+        self.maskedTextIDs = maskedTextIDs; self.mlmLabels = mlmLabels; self.idsKeep = idsKeep
+        self.itmPixels = itmPixels; self.itmLabels = itmLabels; self.sampleIDs = sampleIDs
+    }
+}
+
+/// Global-batch losses of one step (MODEL_SPEC.md section 6).
+public struct PretrainLosses: Sendable, Equatable {
+    public var mim = 0.0, mlm = 0.0, feaMIM = 0.0, feaMLM = 0.0, itm = 0.0, total = 0.0
+}
+
+/// Which losses contribute, and with which weights (for tests that train one loss alone).
+public struct LossWeights: Sendable, Equatable {
+    public var mim: Float = 1, mlm: Float = 1, feaMIM: Float = 1, feaMLM: Float = 1, itm: Float = 1
+    public init() {}
+    public static func only(_ name: String) -> LossWeights {
+        var w = LossWeights()
+        w.mim = name == "mim" ? 1 : 0; w.mlm = name == "mlm" ? 1 : 0
+        w.feaMIM = name == "feamim" ? 1 : 0; w.feaMLM = name == "feamlm" ? 1 : 0; w.itm = name == "itm" ? 1 : 0
+        return w
+    }
+}
+
+/// MR-Pretrain (three passes, five losses) and TD-Calib (passes 1–2, four losses):
+/// forward, losses, and backward into the student's gradient arena.
+///
+/// L = (1 − α)(L_MIM + L_MLM) + α (L_FeaMIM + L_FeaMLM) [+ L_ITM].
+public final class PretrainObjective {
+    public let params: UMDParameters
+    public var alpha: Float = 0.5
+    /// False for TD-Calib (no ITM pass, no ITM loss).
+    public let includeITM: Bool
+    /// Extra per-loss weights on top of α (1 in training; tests switch losses off).
+    public var weights = LossWeights()
+
+    // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
+    let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
+    let vision2: VisionEncoder, text2: TextEncoder, fusion2: FusionModule
+    let vision3: VisionEncoder, text3: TextEncoder, fusion3: FusionModule
+    let mim: MIMDecoder, mlm: MLMHead
+    let feaText: Linear, feaImage: Linear, teacherFeaText: Linear, teacherFeaImage: Linear
+    let itm: Linear
+
+    // Inputs copied from the batch: layers keep pointers to them until backward.
+    let pixels = FloatBuffer(), itmPixels = FloatBuffer()          // [B, 3, H, H]
+    let ids = IntBuffer(), maskedIDs = IntBuffer()                 // [B, L]
+    let keyMask = FloatBuffer()                                    // [B, L] additive
+    let keep = IntBuffer()                                         // [B, K]
+    // Loss workspaces.
+    let patches = FloatBuffer()            // [B, N, CPP]
+    let mimTarget = FloatBuffer()          // [B, 1+N, CPP]
+    let dMIM = FloatBuffer()               // [B, 1+N, CPP]
+    var mimSelected: [Bool] = []           // [B·(1+N)] true at masked patches
+    let mlmRows = FloatBuffer()            // [M, D]
+    let dMLMRows = FloatBuffer()           // [M, D]
+    let dMLMLogits = FloatBuffer()         // [M, V]
+    var mlmPositions: [Int] = []           // row index in [B·L] of each selected token
+    var mlmTargets: [Int32] = []           // [M]
+    var nonPad: [Bool] = []                // [B·L]
+    let dFeaText = FloatBuffer()           // [B·L, Dp]
+    let teacherImageRows = FloatBuffer()   // [B·(1+K), D]
+    let dFeaImage = FloatBuffer()          // [B·(1+K), Dp]
+    let dITMLogits = FloatBuffer()         // [B, 2]
+    let dPooled = FloatBuffer()            // [B, 2D]
+    var itmLabels: [Int32] = []
+
+    public init(params: UMDParameters, includeITM: Bool) {
+        self.params = params
+        self.includeITM = includeITM
+        let c = params.config, D = c.width
+        func stack() -> (VisionEncoder, TextEncoder, FusionModule) {
+            (VisionEncoder(params.vision, width: D, patchSize: c.patchSize), TextEncoder(params.text, width: D),
+             FusionModule(params.fusion, width: D))
+        }
+        (vision1, text1, fusion1) = stack()
+        (vision2, text2, fusion2) = stack()
+        (vision3, text3, fusion3) = stack()
+        mim = MIMDecoder(params.mim, width: c.preset.decoderWidth)
+        mlm = MLMHead(params.mlm, vocabularySize: c.vocabularySize)
+        feaText = Linear(params.feaText); feaImage = Linear(params.feaImage)
+        teacherFeaText = Linear(params.feaText); teacherFeaImage = Linear(params.feaImage)
+        itm = Linear(params.itm)
+    }
+
+    /// Runs the step's forward passes and losses and, with `computeGradients`, accumulates
+    /// the gradients of this rank's share of the total loss into `student.grads`.
+    /// `dropout` applies to the student passes; `passKey` keys their dropout (run seed and step).
+    @discardableResult
+    public func step(student: ParameterStore, teacher: ParameterStore, batch: PretrainBatch, dropout: Float = 0,
+                     passKey: UInt64 = 0, reduction: GlobalReduction = .local,
+                     computeGradients: Bool = true) -> PretrainLosses {
+        let c = params.config
+        let B = batch.batch, L = batch.textLength, H = batch.imageSize, D = c.width
+        let grid = H / c.patchSize, N = grid * grid, K = N / 4
+        let CPP = c.patchLength, Dp = c.preset.projectionWidth
+        precondition(batch.pixels.count == B * 3 * H * H && batch.textIDs.count == B * L
+                     && batch.idsKeep.count == B * K, "batch arrays do not match B=\(B), L=\(L), H=\(H)")
+        let R = Float(reduction.worldSize)
+        let ctx1 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1), sampleIDs: batch.sampleIDs)
+        let ctx3 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 3), sampleIDs: batch.sampleIDs)
+
+        // Inputs.
+        let px = pixels.ensure(B * 3 * H * H)
+        batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
+        let idp = ids.ensure(B * L), midp = maskedIDs.ensure(B * L), kp = keep.ensure(B * K)
+        batch.textIDs.withUnsafeBufferPointer { idp.update(from: $0.baseAddress!, count: B * L) }
+        batch.maskedTextIDs.withUnsafeBufferPointer { midp.update(from: $0.baseAddress!, count: B * L) }
+        batch.idsKeep.withUnsafeBufferPointer { kp.update(from: $0.baseAddress!, count: B * K) }
+        let km = keyMask.ensure(B * L)
+        batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: B * L) }
+
+        // Pass 1: student, masked image and text.
+        let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
+        let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
+        fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
+        // Pass 2: teacher, full image, original text, no dropout.
+        let zi2 = vision2.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
+        let zt2 = text2.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
+        fusion2.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
+                        .deterministic)
+        // Pass 3: student, unmasked, each text with its (possibly swapped) image.
+        var itmLogits: UnsafeMutablePointer<Float>? = nil
+        if includeITM {
+            precondition(batch.itmPixels.count == B * 3 * H * H && batch.itmLabels.count == B,
+                         "pretraining needs ITM images and labels for every sample")
+            let ipx = itmPixels.ensure(B * 3 * H * H)
+            batch.itmPixels.withUnsafeBufferPointer { ipx.update(from: $0.baseAddress!, count: B * 3 * H * H) }
+            let zi3 = vision3.forward(student, pixels: ipx, batch: B, imageSize: H, keep: nil, keptCount: N)
+            let zt3 = text3.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx3)
+            fusion3.forward(student, text: zt3, image: zi3, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
+                            ctx3)
+            itmLogits = itm.forward(student, fusion3.pool(student), rows: B)
+            itmLabels = batch.itmLabels
+        }
+
+        // Global counts (section 10a): selected MLM tokens, non-pad tokens, samples,
+        // masked patches, FeaMIM tokens.
+        mlmPositions.removeAll(keepingCapacity: true)
+        mlmTargets.removeAll(keepingCapacity: true)
+        for i in 0..<(B * L) where batch.mlmLabels[i] != Losses.ignoreLabel {
+            mlmPositions.append(i)
+            mlmTargets.append(batch.mlmLabels[i])
+        }
+        if nonPad.count != B * L { nonPad = [Bool](repeating: false, count: B * L) }
+        var nonPadCount = 0
+        for i in 0..<(B * L) {
+            nonPad[i] = batch.attention[i] != 0
+            if nonPad[i] { nonPadCount += 1 }
+        }
+        let counts = reduction.sum([Double(mlmPositions.count), Double(nonPadCount), Double(B),
+                                    Double(B * (N - K)), Double(B * (1 + K))])
+        let (globalMLM, globalNonPad, globalSamples, globalMasked, globalFeaMIM) =
+            (counts[0], counts[1], counts[2], counts[3], counts[4])
+
+        // MIM: predictions at every patch, loss at the masked ones against per-patch
+        // normalised pixels.
+        let pred = mim.forward(student, fusion1.imageOutput, keep: kp, batch: B, keptCount: K, grid: grid)
+        let pt = patches.ensure(B * N * CPP)
+        patchify(pt, px, batch: B, channels: 3, imageSize: H, patchSize: c.patchSize)
+        let target = mimTarget.zeroed(B * (1 + N) * CPP)
+        if mimSelected.count != B * (1 + N) { mimSelected = [Bool](repeating: false, count: B * (1 + N)) }
+        for b in 0..<B {
+            Losses.normalizePatches(target + (b * (1 + N) + 1) * CPP, pt + b * N * CPP, rows: N, width: CPP)
+            mimSelected[b * (1 + N)] = false
+            for n in 0..<N { mimSelected[b * (1 + N) + 1 + n] = true }
+            for j in 0..<K { mimSelected[b * (1 + N) + 1 + Int(kp[b * K + j])] = false }
+        }
+        let wMIM = (1 - alpha) * weights.mim * R
+        let lossMIM = mimSelected.withUnsafeBufferPointer {
+            Losses.meanSquaredError(pred: pred, target: target, gradient: dMIM.ensure(B * (1 + N) * CPP),
+                                    rows: B * (1 + N), width: CPP, selected: $0.baseAddress,
+                                    divisor: globalMasked, scale: wMIM)
+        }
+
+        // MLM at the selected positions only.
+        let M = mlmPositions.count
+        let zt = fusion1.textOutput
+        let rows = mlmRows.ensure(max(M, 1) * D)
+        for (m, i) in mlmPositions.enumerated() { (rows + m * D).update(from: zt + i * D, count: D) }
+        var lossMLM = 0.0
+        let wMLM = (1 - alpha) * weights.mlm * R
+        if M > 0 {
+            let logits = mlm.forward(student, rows, rows: M)
+            lossMLM = mlmTargets.withUnsafeBufferPointer {
+                Losses.crossEntropy(logits: logits, labels: $0.baseAddress!,
+                                    gradient: dMLMLogits.ensure(M * c.vocabularySize), rows: M,
+                                    classes: c.vocabularySize, divisor: globalMLM, scale: wMLM)
+            }
+        }
+
+        // FeaMLM: student fea.text of every non-pad token against the teacher's.
+        let sText = feaText.forward(student, zt, rows: B * L)
+        let tText = teacherFeaText.forward(teacher, fusion2.textOutput, rows: B * L)
+        let wFeaMLM = alpha * weights.feaMLM * R
+        let lossFeaMLM = nonPad.withUnsafeBufferPointer {
+            Losses.meanSquaredError(pred: sText, target: tText, gradient: dFeaText.ensure(B * L * Dp), rows: B * L,
+                                    width: Dp, selected: $0.baseAddress, divisor: globalNonPad, scale: wFeaMLM)
+        }
+
+        // FeaMIM: the student's CLS and K kept tokens against the teacher's tokens at the
+        // same original positions (0 and 1 + ids_keep).
+        let zit = fusion2.imageOutput
+        let gathered = teacherImageRows.ensure(B * (1 + K) * D)
+        for b in 0..<B {
+            (gathered + b * (1 + K) * D).update(from: zit + b * (1 + N) * D, count: D)
+            for j in 0..<K {
+                (gathered + (b * (1 + K) + 1 + j) * D).update(from: zit + (b * (1 + N) + 1 + Int(kp[b * K + j])) * D,
+                                                              count: D)
+            }
+        }
+        let sImage = feaImage.forward(student, fusion1.imageOutput, rows: B * (1 + K))
+        let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
+        let wFeaMIM = alpha * weights.feaMIM * R
+        let lossFeaMIM = Losses.meanSquaredError(pred: sImage, target: tImage,
+                                                 gradient: dFeaImage.ensure(B * (1 + K) * Dp), rows: B * (1 + K),
+                                                 width: Dp, divisor: globalFeaMIM, scale: wFeaMIM)
+
+        // ITM.
+        var lossITM = 0.0
+        if let itmLogits {
+            lossITM = itmLabels.withUnsafeBufferPointer {
+                Losses.crossEntropy(logits: itmLogits, labels: $0.baseAddress!, gradient: dITMLogits.ensure(B * 2),
+                                    rows: B, classes: 2, divisor: globalSamples, scale: weights.itm * R)
+            }
+        }
+
+        if computeGradients {
+            // ITM pass backward.
+            if includeITM {
+                fusion3.beginBackward()
+                let dp = dPooled.zeroed(B * 2 * D)
+                itm.backward(student, dITMLogits.pointer, dx: dp)
+                fusion3.poolBackward(student, dp)
+                fusion3.backward(student)
+                text3.backward(student, fusion3.dTextInput.pointer)
+                vision3.backward(student, fusion3.dImageInput.pointer)
+            }
+            // Pass 1 backward: every head adds into the fusion outputs' gradients.
+            fusion1.beginBackward()
+            mim.backward(student, dMIM.pointer, dZi: fusion1.dImageOutput)
+            feaImage.backward(student, dFeaImage.pointer, dx: fusion1.dImageOutput)
+            feaText.backward(student, dFeaText.pointer, dx: fusion1.dTextOutput)
+            if M > 0 {
+                let dRows = dMLMRows.zeroed(M * D)
+                mlm.backward(student, dMLMLogits.pointer, dh: dRows)
+                let dzt = fusion1.dTextOutput
+                for (m, i) in mlmPositions.enumerated() { Elementwise.accumulate(dzt + i * D, dRows + m * D, count: D) }
+            }
+            fusion1.backward(student)
+            text1.backward(student, fusion1.dTextInput.pointer)
+            vision1.backward(student, fusion1.dImageInput.pointer)
+        }
+
+        // Global-batch loss values for reporting: each rank's term is (local sum)/(global count).
+        let global = reduction.sum([lossMIM, lossMLM, lossFeaMIM, lossFeaMLM, lossITM])
+        var losses = PretrainLosses(mim: global[0], mlm: global[1], feaMIM: global[2], feaMLM: global[3],
+                                    itm: includeITM ? global[4] : 0)
+        let a = Double(alpha)
+        losses.total = (1 - a) * (Double(weights.mim) * losses.mim + Double(weights.mlm) * losses.mlm)
+            + a * (Double(weights.feaMIM) * losses.feaMIM + Double(weights.feaMLM) * losses.feaMLM)
+            + Double(weights.itm) * losses.itm
+        return losses
+    }
+}
