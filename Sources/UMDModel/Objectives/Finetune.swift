@@ -1,0 +1,240 @@
+/// One rank's share of a VQA or classification fine-tuning batch.
+public struct ClassificationBatch: Sendable {
+    public var batch: Int, imageSize: Int, textLength: Int
+    public var pixels: [Float]       // [B, 3, H, H]
+    public var textIDs: [Int32]      // [B, L]
+    public var attention: [Int32]    // [B, L]
+    public var labels: [Int32]       // [B] answer / class index
+    public var sampleIDs: [UInt64]   // [B]
+
+    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textIDs: [Int32], attention: [Int32],
+                labels: [Int32], sampleIDs: [UInt64]) {
+        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength; self.pixels = pixels
+        self.textIDs = textIDs; self.attention = attention; self.labels = labels; self.sampleIDs = sampleIDs
+    }
+}
+
+/// One rank's share of a retrieval fine-tuning batch: B images, the T distinct texts they
+/// are scored against (each encoded once), and for image n the candidate texts
+/// [B, 1+R] (column 0 the positive, then R negatives) as indices into the T texts.
+public struct RetrievalBatch: Sendable {
+    public var batch: Int, imageSize: Int, textLength: Int
+    public var pixels: [Float]        // [B, 3, H, H]
+    public var textCount: Int         // T
+    public var textIDs: [Int32]       // [T, L]
+    public var attention: [Int32]     // [T, L]
+    public var candidates: [Int32]    // [B, 1+R]
+    public var sampleIDs: [UInt64]    // [B]
+
+    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textCount: Int, textIDs: [Int32],
+                attention: [Int32], candidates: [Int32], sampleIDs: [UInt64]) {
+        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength; self.pixels = pixels
+        self.textCount = textCount; self.textIDs = textIDs; self.attention = attention; self.candidates = candidates
+        self.sampleIDs = sampleIDs
+    }
+
+    public var candidatesPerImage: Int { batch == 0 ? 0 : candidates.count / batch }
+}
+
+/// What a fine-tuning step produced.
+public struct FinetuneResult: Sendable {
+    /// Global-batch task loss.
+    public var loss: Double
+    /// This rank's contribution sums S_t, S_i (MODEL_SPEC.md section 9).
+    public var localSumText: Double, localSumImage: Double
+    /// ρ and k from the global sums.
+    public var coefficients: GMCoord.Coefficients
+}
+
+/// GM-Coord fine-tuning: one unmasked student pass, the task loss, the contributions
+/// (not differentiated) and backward. Modulation is a separate call (`GMCoord.modulate`)
+/// because it must follow gradient averaging.
+public final class FinetuneObjective {
+    public let params: UMDParameters
+    public var beta = 0.1
+    let vision: VisionEncoder, text: TextEncoder, fusion: FusionModule
+    let classifier: ClassifierHead?
+    let score: Linear?
+    let pixels = FloatBuffer()
+    let ids = IntBuffer(), keyMask = FloatBuffer()
+    let dLogits = FloatBuffer(), dCls = FloatBuffer()
+    var labels: [Int32] = []
+    // Retrieval pair expansion.
+    let pairImages = FloatBuffer(), pairTexts = FloatBuffer(), pairMask = FloatBuffer()
+    let dTextEncoded = FloatBuffer(), dImageEncoded = FloatBuffer()
+    let pairFusion: FusionModule
+    /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
+    public let lastLogits = FloatBuffer()
+    /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].
+    public var lastPooled: UnsafePointer<Float> { UnsafePointer(fusion.pooled.pointer) }
+
+    public init(params: UMDParameters) {
+        self.params = params
+        let c = params.config, D = c.width
+        vision = VisionEncoder(params.vision, width: D, patchSize: c.patchSize)
+        text = TextEncoder(params.text, width: D)
+        fusion = FusionModule(params.fusion, width: D)
+        pairFusion = FusionModule(params.fusion, width: D)
+        guard let head = params.head else { preconditionFailure("fine-tuning needs a model with a task head") }
+        classifier = head.fc1 != nil ? ClassifierHead(head) : nil
+        score = head.score.map(Linear.init)
+    }
+
+    /// Σ_b softmax(z W_half^T + b/2)[label] over `rows` rows, for the contribution of one modality.
+    static func contribution(features z: UnsafePointer<Float>, featureStride: Int, featureOffset: Int,
+                             weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, classes: Int, width D: Int,
+                             weightOffset: Int, labels: [Int32], groups: Int, groupSize: Int) -> Double {
+        // For classification groups = B rows with `classes` outputs each (groupSize 1);
+        // for retrieval one output per candidate and a softmax across the group's candidates.
+        var total = 0.0
+        var logits = [Double](repeating: 0, count: max(classes, groupSize))
+        for g in 0..<groups {
+            var count = 0
+            for m in 0..<groupSize {
+                let row = z + (g * groupSize + m) * featureStride + featureOffset
+                for a in 0..<classes {
+                    var s = Double(bias?[a] ?? 0) / 2
+                    let w = weight + a * 2 * D + weightOffset
+                    for j in 0..<D { s += Double(row[j]) * Double(w[j]) }
+                    logits[count] = s
+                    count += 1
+                }
+            }
+            let maxValue = logits[0..<count].max() ?? 0
+            var sum = 0.0
+            for i in 0..<count { sum += exp(logits[i] - maxValue) }
+            let label = groupSize == 1 ? Int(labels[g]) : 0
+            total += exp(logits[label] - maxValue) / sum
+        }
+        return total
+    }
+
+    /// VQA / classification step. Accumulates gradients into `student.grads` when asked.
+    @discardableResult
+    public func step(student: ParameterStore, batch: ClassificationBatch, dropout: Float = 0, passKey: UInt64 = 0,
+                     reduction: GlobalReduction = .local, computeGradients: Bool = true) -> FinetuneResult {
+        guard let classifier, let head = params.head, let fc2 = head.fc2 else {
+            preconditionFailure("this model has a retrieval head; use retrievalStep")
+        }
+        let c = params.config, D = c.width
+        let B = batch.batch, L = batch.textLength, H = batch.imageSize
+        let N = (H / c.patchSize) * (H / c.patchSize), A = fc2.outFeatures
+        let R = Float(reduction.worldSize)
+        let ctx = ForwardContext(dropout: dropout, passKey: passKey, sampleIDs: batch.sampleIDs)
+        let px = pixels.ensure(B * 3 * H * H)
+        batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
+        let idp = ids.ensure(B * L)
+        batch.textIDs.withUnsafeBufferPointer { idp.update(from: $0.baseAddress!, count: B * L) }
+        let km = keyMask.ensure(B * L)
+        batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: B * L) }
+        labels = batch.labels
+
+        let zi = vision.forward(student, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
+        let zt = text.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx)
+        fusion.forward(student, text: zt, image: zi, textMask: km, batch: B, textLength: L, imageLength: 1 + N, ctx)
+        let cls = fusion.pool(student)                                   // [B, 2D]
+        let logits = classifier.forward(student, cls, rows: B)           // [B, A]
+        lastLogits.ensure(B * A).update(from: logits, count: B * A)
+
+        // Contributions (Eq. 10 as the reference computes it): fc2's column halves applied
+        // to the pooled features themselves.
+        let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
+        let sT = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: 0, weight: w, bias: b,
+                                   classes: A, width: D, weightOffset: 0, labels: labels, groups: B, groupSize: 1)
+        let sI = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: D, weight: w, bias: b,
+                                   classes: A, width: D, weightOffset: D, labels: labels, groups: B, groupSize: 1)
+
+        let globalSamples = reduction.sum([Double(B)])[0]
+        let loss = labels.withUnsafeBufferPointer {
+            Losses.crossEntropy(logits: logits, labels: $0.baseAddress!, gradient: dLogits.ensure(B * A), rows: B,
+                                classes: A, divisor: globalSamples, scale: R)
+        }
+        if computeGradients {
+            let dc = dCls.zeroed(B * 2 * D)
+            classifier.backward(student, dLogits.pointer, dCls: dc)
+            fusion.beginBackward()
+            fusion.poolBackward(student, dc)
+            fusion.backward(student)
+            text.backward(student, fusion.dTextInput.pointer)
+            vision.backward(student, fusion.dImageInput.pointer)
+        }
+        let global = reduction.sum([loss, sT, sI])
+        return FinetuneResult(loss: global[0], localSumText: sT, localSumImage: sI,
+                              coefficients: GMCoord.coefficients(sumText: global[1], sumImage: global[2], beta: beta))
+    }
+
+    /// Retrieval step: cross-entropy over each image's 1+R candidate texts, positive at 0.
+    @discardableResult
+    public func retrievalStep(student: ParameterStore, batch: RetrievalBatch, dropout: Float = 0, passKey: UInt64 = 0,
+                              reduction: GlobalReduction = .local, computeGradients: Bool = true) -> FinetuneResult {
+        guard let score else { preconditionFailure("this model has a classifier head; use step") }
+        let c = params.config, D = c.width
+        let B = batch.batch, L = batch.textLength, H = batch.imageSize, T = batch.textCount
+        let C = batch.candidatesPerImage, P = B * C
+        let N = (H / c.patchSize) * (H / c.patchSize), Li = 1 + N
+        let Rw = Float(reduction.worldSize)
+        let px = pixels.ensure(B * 3 * H * H)
+        batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
+        let idp = ids.ensure(T * L)
+        batch.textIDs.withUnsafeBufferPointer { idp.update(from: $0.baseAddress!, count: T * L) }
+        let km = keyMask.ensure(T * L)
+        batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: T * L) }
+        // Dropout keys: text t by its index, pair (n, j) by image sample and candidate slot.
+        let textCtx = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1),
+                                     sampleIDs: (0..<T).map { UInt64($0) })
+        let pairCtx = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 2),
+                                     sampleIDs: (0..<P).map { batch.sampleIDs[$0 / C] &* 1024 &+ UInt64($0 % C) })
+
+        // Each image and each text is encoded once; the fusion runs per (image, candidate) pair.
+        let zi = vision.forward(student, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
+        let zt = text.forward(student, ids: idp, keyMask: km, batch: T, length: L, textCtx)
+        let pi = pairImages.ensure(P * Li * D), pt = pairTexts.ensure(P * L * D), pm = pairMask.ensure(P * L)
+        for pair in 0..<P {
+            let n = pair / C, t = Int(batch.candidates[pair])
+            (pi + pair * Li * D).update(from: zi + n * Li * D, count: Li * D)
+            (pt + pair * L * D).update(from: zt + t * L * D, count: L * D)
+            (pm + pair * L).update(from: km + t * L, count: L)
+        }
+        pairFusion.forward(student, text: pt, image: pi, textMask: pm, batch: P, textLength: L, imageLength: Li, pairCtx)
+        let cls = pairFusion.pool(student)                                // [P, 2D]
+        let scores = score.forward(student, cls, rows: P)                 // [P, 1] = [B, 1+R]
+        lastLogits.ensure(P).update(from: scores, count: P)
+
+        let w = UnsafePointer(student.value(score.params.weight))
+        let b = score.params.bias.map { UnsafePointer(student.value($0)) }
+        let zeros = [Int32](repeating: 0, count: B)
+        let sT = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: 0, weight: w, bias: b,
+                                   classes: 1, width: D, weightOffset: 0, labels: zeros, groups: B, groupSize: C)
+        let sI = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: D, weight: w, bias: b,
+                                   classes: 1, width: D, weightOffset: D, labels: zeros, groups: B, groupSize: C)
+
+        let globalSamples = reduction.sum([Double(B)])[0]
+        let loss = zeros.withUnsafeBufferPointer {
+            Losses.crossEntropy(logits: scores, labels: $0.baseAddress!, gradient: dLogits.ensure(P), rows: B,
+                                classes: C, divisor: globalSamples, scale: Rw)
+        }
+        if computeGradients {
+            let dc = dCls.zeroed(P * 2 * D)
+            score.backward(student, dLogits.pointer, dx: dc)
+            pairFusion.beginBackward()
+            pairFusion.poolBackward(student, dc)
+            pairFusion.backward(student)
+            let dzt = dTextEncoded.zeroed(T * L * D), dzi = dImageEncoded.zeroed(B * Li * D)
+            let dpt = pairFusion.dTextInput.pointer, dpi = pairFusion.dImageInput.pointer
+            for pair in 0..<P {
+                let n = pair / C, t = Int(batch.candidates[pair])
+                Elementwise.accumulate(dzi + n * Li * D, dpi + pair * Li * D, count: Li * D)
+                Elementwise.accumulate(dzt + t * L * D, dpt + pair * L * D, count: L * D)
+            }
+            text.backward(student, dzt)
+            vision.backward(student, dzi)
+        }
+        let global = reduction.sum([loss, sT, sI])
+        return FinetuneResult(loss: global[0], localSumText: sT, localSumImage: sI,
+                              coefficients: GMCoord.coefficients(sumText: global[1], sumImage: global[2], beta: beta))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
