@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+@testable import UMDDistributed
+import UMDModel
+
+/// debug-step writes the MODEL_SPEC.md section 12 file; its update arithmetic is checked
+/// here from the file alone, as an external tool would.
+struct DebugStepTests {
+    func run(_ configure: (inout DebugStepOptions) -> Void) throws -> Safetensors.File {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-debug-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        var o = DebugStepOptions(output: url)
+        o.vocabularySize = 50
+        configure(&o)
+        try DebugStep.run(o)
+        return try Safetensors.read(url)
+    }
+
+    /// With fresh moments (t = 1): m̂ = g, v̂ = g², so p' = p − lr (g / (|g| + ε) + wd·p).
+    func checkAdamW(_ file: Safetensors.File, stage: Stage, sourceLocation: SourceLocation = #_sourceLocation) {
+        let lrBase = file["lr.base"]!.floats[0], lrFusion = file["lr.fusion"]!.floats[0], lrHeads = file["lr.heads"]!.floats[0]
+        var checked = 0
+        for t in file.tensors where t.name.hasPrefix("param.") {
+            let name = String(t.name.dropFirst(6))
+            let lr = name.hasPrefix("fusion.") ? lrFusion
+                : (name.hasPrefix("mim.") || name.hasPrefix("mlm.") || name.hasPrefix("itm.") || name.hasPrefix("head.")) ? lrHeads
+                : lrBase
+            let decayed = !(name.hasSuffix(".bias") || name.contains(".ln") || name.hasSuffix("mlm.bias"))
+            let p = t.floats, g = file["grad." + name]!.floats, after = file["param_after." + name]!.floats
+            for i in stride(from: 0, to: p.count, by: max(1, p.count / 7)) {
+                let update = g[i] / (abs(g[i]) + 1e-8) + (decayed ? 0.01 * p[i] : 0)
+                let expected = p[i] - lr * update
+                #expect(abs(after[i] - expected) <= 1e-6 * max(1, abs(expected)), "\(name)[\(i)]",
+                        sourceLocation: sourceLocation)
+                checked += 1
+            }
+        }
+        #expect(checked > 100, sourceLocation: sourceLocation)
+    }
+
+    @Test func pretrainFileHoldsEveryNameAndConsistentUpdates() throws {
+        let file = try run { $0.stage = .pretrain; $0.atStep = 2; $0.totalSteps = 10; $0.peakLearningRate = 1e-3 }
+        for name in ["input.pixels", "input.text_ids", "input.attention", "input.masked_text_ids", "input.mlm_labels",
+                     "input.ids_keep", "input.itm_image_index", "input.itm_labels", "loss.mim", "loss.mlm",
+                     "loss.feamim", "loss.feamlm", "loss.itm", "loss.total", "lr.base", "lr.fusion", "lr.heads",
+                     "config.heads", "config.dec_heads", "config.alpha", "config.beta", "config.ema", "config.dropout",
+                     "config.at_step", "config.total_steps", "config.peak_lr", "config.schedule", "config.stage",
+                     "config.task", "param.itm.weight", "teacher.fea.text.weight", "teacher_after.vision.cls_token"] {
+            #expect(file[name] != nil, "missing \(name)")
+        }
+        #expect(file["param.head.fc1.weight"] == nil && file["grad.head.fc1.weight"] == nil)
+        #expect(file["input.pixels"]!.shape == [4, 3, 32, 32] && file["input.ids_keep"]!.shape == [4, 4])
+        // Warm-up of 1 step (floor(0.1 · 10)), so step 2 is on the linear decay: (10 − 2) / 9.
+        #expect(abs(file["lr.base"]!.floats[0] - 1e-3 * 8 / 9) < 1e-9)
+        #expect(file["lr.fusion"]!.floats[0] == 5 * file["lr.base"]!.floats[0])
+        let losses = ["mim", "mlm", "feamim", "feamlm", "itm"].map { Double(file["loss." + $0]!.floats[0]) }
+        let total = 0.5 * (losses[0] + losses[1]) + 0.5 * (losses[2] + losses[3]) + losses[4]
+        #expect(abs(Double(file["loss.total"]!.floats[0]) - total) < 1e-5)
+        checkAdamW(file, stage: .pretrain)
+        // EMA: teacher_after = 0.995 teacher + 0.005 param_after.
+        for t in file.tensors where t.name.hasPrefix("teacher.") {
+            let name = String(t.name.dropFirst(8))
+            let after = file["teacher_after." + name]!.floats, student = file["param_after." + name]!.floats
+            // Float32 arithmetic of the same formula: at most a couple of ulps apart (1 ulp = 1.2e-7 at 1).
+            for i in stride(from: 0, to: t.count, by: max(1, t.count / 5)) {
+                let expected = 0.995 * t.floats[i] + 0.005 * student[i]
+                #expect(abs(after[i] - expected) <= 2.5e-7 * max(1, abs(expected)), "\(name)[\(i)]")
+            }
+        }
+        // ITM: about half the samples swapped, labels agree with the image index.
+        let images = file["input.itm_image_index"]!.ints, labels = file["input.itm_labels"]!.ints
+        #expect(labels.filter { $0 == 0 }.count == 2)
+        for n in 0..<4 { #expect((images[n] == Int32(n)) == (labels[n] == 1)) }
+    }
+
+    @Test func calibTrainsNeitherITMNorPoolers() throws {
+        let file = try run { $0.stage = .calib; $0.task = .classification }
+        #expect(file["param.itm.weight"] == nil && file["grad.fusion.text_pooler.weight"] == nil)
+        #expect(file["loss.itm"] == nil && file["input.itm_labels"] == nil)
+        #expect(file["config.task"]!.floats[0] == 2 && file["config.stage"]!.floats[0] == 1)
+        #expect(file["config.schedule"]!.floats[0] == 1)
+        checkAdamW(file, stage: .calib)
+    }
+
+    @Test("finetune writes GM-Coord values and the head", arguments: [TaskKind.vqa, .retrieval])
+    func finetune(task: TaskKind) throws {
+        let file = try run { $0.stage = .finetune; $0.task = task; $0.batchSize = 5; $0.atStep = 1 }
+        for name in ["gm.S_t", "gm.S_i", "gm.rho_t", "gm.rho_i", "gm.k_t", "gm.k_i", "loss.task"] {
+            #expect(file[name] != nil, "missing \(name)")
+        }
+        #expect(file["teacher.vision.cls_token"] == nil && file["param.mim.embed.weight"] == nil)
+        let rhoT = Double(file["gm.rho_t"]!.floats[0]), kT = Double(file["gm.k_t"]!.floats[0])
+        #expect(rhoT > 1 ? abs(kT - (1 - tanh(0.1 * rhoT))) < 1e-6 : kT == 1)
+        if task == .retrieval {
+            let negatives = file["input.retrieval_negatives"]!
+            #expect(negatives.shape == [5, 4])
+            let rows = negatives.ints
+            for n in 0..<5 {
+                let row = Array(rows[(n * 4)..<(n * 4 + 4)])
+                #expect(Set(row).count == 4 && !row.contains(Int32(n)), "negatives of \(n): \(row)")
+            }
+            #expect(file["param.head.score.weight"] != nil)
+        } else {
+            #expect(file["input.labels"]!.shape == [5] && file["param.head.fc2.weight"]!.shape == [5, 128])
+        }
+        // The downstream heads get x50.
+        #expect(abs(file["lr.heads"]!.floats[0] - 50 * file["lr.base"]!.floats[0]) < 1e-12)
+        checkAdamW(file, stage: .finetune)
+    }
+
+    @Test func sameSeedSameFile() throws {
+        let a = try run { $0.stage = .pretrain; $0.seed = 7 }
+        let b = try run { $0.stage = .pretrain; $0.seed = 7 }
+        #expect(a.tensors == b.tensors)
+    }
+
+    @Test func aStageWithoutItsTaskIsAClearError() {
+        #expect { try run { $0.stage = .finetune } } throws: { "\($0)".contains("needs --task") }
+    }
+}
