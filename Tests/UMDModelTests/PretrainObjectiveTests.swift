@@ -117,3 +117,35 @@ struct PretrainObjectiveTests {
         _ = params
     }
 }
+
+/// Every preset's layout holds the spec's tensors; base matches the paper's model size.
+struct PresetLayoutTests {
+    @Test func presetsDeclareTheSpecNamesAndSizes() {
+        for preset in ModelPreset.all {
+            let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: preset.vocabularySize ?? 1000))
+            let names = Set(params.layout.specs.map(\.name))
+            for name in ["vision.patch_embed.weight", "vision.cls_token", "vision.pos_embed", "vision.ln_pre.weight",
+                         "vision.blocks.0.attn.q.weight", "vision.blocks.0.mlp.fc2.bias", "vision.ln_post.bias",
+                         "text.word_embed", "text.pos_embed", "text.type_embed", "text.ln_embed.weight",
+                         "text.layers.0.ln_ffn.bias", "fusion.text_proj.weight", "fusion.type_embed",
+                         "fusion.image_layers.0.cross_attn.o.bias", "fusion.text_pooler.weight", "mim.mask_token",
+                         "mim.blocks.0.ln2.weight", "mim.out.bias", "mlm.out.weight", "mlm.bias", "fea.image.weight",
+                         "itm.weight"] {
+                #expect(names.contains(name), "\(preset.name) lacks \(name)")
+            }
+            #expect(!names.contains("vision.patch_embed.bias") && !names.contains("mlm.out.bias"))
+            #expect(params.layout.specs.filter { $0.name.hasPrefix("vision.blocks.") && $0.name.hasSuffix(".ln1.weight") }
+                        .count == preset.visionLayers)
+        }
+        let base = UMDParameters(ModelConfig(preset: .base))
+        let count = { (prefix: String) in base.layout.specs.filter { $0.name.hasPrefix(prefix) }.reduce(0) { $0 + $1.count } }
+        // CLIP ViT-B/16 with 11 blocks at 288 px: 11 × 7,087,872 + patch 589,824 + positions 325 × 768
+        // + CLS + two LayerNorms = 78,809,856. RoBERTa-base: 12 × 7,087,872 + 50265 × 768 words
+        // + 514 × 768 positions + 1 type row + LayerNorm = 124,055,040 (RoBERTa's published 124.6M
+        // also counts its pooler, which UMD replaces with the fusion poolers).
+        #expect(count("vision.") == 78_809_856, "vision: \(count("vision."))")
+        #expect(count("text.") == 124_055_040, "text: \(count("text."))")
+        #expect(base.layout.specs.first { $0.name == "text.pos_embed" }?.shape == [514, 768])
+        #expect(base.layout.specs.first { $0.name == "vision.pos_embed" }?.shape == [325, 768])
+    }
+}
