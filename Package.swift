@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // System libraries, each found through pkg-config, with a shim header.
@@ -27,12 +28,21 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"])]),
 
-        // Libraries.
+        // libjpeg/libpng calls with their errors kept inside C (setjmp), so a corrupt image
+        // is an error value rather than an exit.
+        .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"],
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+
+        // Libraries. UMDCore holds the counter-based random numbers the model and the data
+        // pipeline must agree on.
+        .target(name: "UMDCore"),
         .target(name: "MPIBridge", dependencies: ["CMPI"]),
         .target(name: "Collective", dependencies: ["MPIBridge"]),
         .target(name: "UMDModel",
-                dependencies: ["COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
-        .target(name: "UMDData", dependencies: ["CPNG", "CJPEG"]),
+                dependencies: ["UMDCore", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
+        .target(name: "UMDData",
+                dependencies: ["UMDCore", "CPNG", "CJPEG", "CImageCodecs",
+                               .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "UMDDistributed",
                 dependencies: ["Collective", "UMDModel", "UMDData", "CZstd"]),
 

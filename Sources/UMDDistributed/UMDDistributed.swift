@@ -7,7 +7,7 @@ import UMDData
 public enum LinkedLibraries {
     public static var zstdVersion: String { String(cString: ZSTD_versionString()) }
     public static var summary: String {
-        "zstd \(zstdVersion), libpng \(ImageLibraries.pngVersion), libjpeg API \(ImageLibraries.jpegVersion), "
+        "zstd \(zstdVersion), libpng \(ImageCodec.pngVersion), libjpeg API \(ImageCodec.jpegVersion), "
             + "OpenBLAS threads \(BLAS.threadCount)"
     }
 }

@@ -3,6 +3,6 @@ import UMDData
 
 /// libpng and libjpeg are found through pkg-config and linked.
 struct ImageLibraryLinkTests {
-    @Test func libpngIsVersion16() { #expect(ImageLibraries.pngVersion.hasPrefix("1.6")) }
-    @Test func libjpegAPIIsAtLeast62() { #expect(ImageLibraries.jpegVersion >= 62) }
+    @Test func libpngIsVersion16() { #expect(ImageCodec.pngVersion.hasPrefix("1.6")) }
+    @Test func libjpegAPIIsAtLeast62() { #expect(ImageCodec.jpegVersion >= 62) }
 }

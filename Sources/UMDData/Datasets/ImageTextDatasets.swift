@@ -1,0 +1,120 @@
+import UMDCore
+import Foundation
+
+/// Dataset splits by their common names.
+public enum Split: String, Sendable, CaseIterable, Codable {
+    case train, validation, test
+}
+
+/// ROCO after its fetch script: `ROOT/{train,validation,test}/radiology/captions.txt`
+/// (`ROCO_ID<TAB> caption`) and `…/radiology/images/ROCO_ID.jpg`. `val` is accepted for
+/// `validation`; `non-radiology` folders only when asked.
+public enum ROCODataset {
+    public static func load(root: URL, split: Split, includeNonRadiology: Bool = false, limit: Int? = nil,
+                            options: ReaderOptions = .init()) throws -> (samples: [ImageTextSample], report: DataReport) {
+        let splitNames = split == .validation ? ["validation", "val"] : [split.rawValue]
+        let categories = includeNonRadiology ? ["radiology", "non-radiology"] : ["radiology"]
+        var checker = RecordChecker(report: DataReport(dataset: "ROCO \(split.rawValue)"), options: options)
+        var samples: [ImageTextSample] = []
+        var looked: [String] = []
+        var found = false
+        for category in categories {
+            let candidates = splitNames.map { root.appendingPathComponent($0).appendingPathComponent(category) }
+            looked += candidates.map { $0.appendingPathComponent("captions.txt").path }
+            guard let dir = firstExisting(candidates.map { $0.appendingPathComponent("captions.txt") })?
+                .deletingLastPathComponent() else { continue }
+            found = true
+            let file = dir.appendingPathComponent("captions.txt")
+            for (number, line) in try readLines(file) {
+                let location = SourceLocation(file: file.path, line: number)
+                guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
+                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                guard let tab = line.firstIndex(of: "\t") else {
+                    try checker.skip(location, "no tab between the image id and the caption"); continue
+                }
+                let id = String(line[..<tab]).trimmingCharacters(in: .whitespaces)
+                let caption = String(line[line.index(after: tab)...]).trimmingCharacters(in: .whitespaces)
+                if id.isEmpty { try checker.skip(location, "empty image id"); continue }
+                if caption.isEmpty { try checker.skip(location, "empty caption for \(id)"); continue }
+                let image = dir.appendingPathComponent("images").appendingPathComponent(id + ".jpg")
+                if let problem = checker.imageProblem(image) { try checker.skip(location, problem); continue }
+                samples.append(ImageTextSample(image: image, text: caption, source: location))
+                if let limit, samples.count >= limit { break }
+            }
+        }
+        guard found else {
+            throw DatasetError("\(root.path): no ROCO \(split.rawValue) split found; looked for \(looked.joined(separator: ", "))")
+        }
+        checker.report.accepted = samples.count
+        return (samples, checker.report)
+    }
+}
+
+/// MedICaT: `ROOT/release/s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl`
+/// with images at `ROOT/release/figures/{pdf_hash}_{fig_uri}`. Radiology rows only by
+/// default; texts are the caption and, when asked, each inline reference; texts under 3
+/// words are dropped; a seeded shuffle puts the last `validationCount + testCount` texts
+/// into validation and test (M3AE's preprocessing).
+public enum MedICaTDataset {
+    public static let jsonlName = "s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"
+
+    public static func load(root: URL, split: Split, includeReferences: Bool = false, radiologyOnly: Bool = true,
+                            seed: UInt64 = 0, validationCount: Int = 1000, testCount: Int = 1000,
+                            options: ReaderOptions = .init()) throws -> (samples: [ImageTextSample], report: DataReport) {
+        let release = root.appendingPathComponent("release")
+        let file = release.appendingPathComponent(jsonlName)
+        guard FileManager.default.fileExists(atPath: file.path) else {
+            throw DatasetError("\(root.path): no MedICaT release found; looked for \(file.path)")
+        }
+        var checker = RecordChecker(report: DataReport(dataset: "MedICaT \(split.rawValue)"), options: options)
+        var all: [ImageTextSample] = []
+        for (number, line) in try readLines(file) {
+            let location = SourceLocation(file: file.path, line: number)
+            guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                try checker.skip(location, "not a JSON object"); continue
+            }
+            guard let hash = object["pdf_hash"] as? String, let uri = object["fig_uri"] as? String else {
+                try checker.skip(location, "pdf_hash or fig_uri missing"); continue
+            }
+            if radiologyOnly && (object["radiology"] as? Bool) != true { continue }
+            var texts: [String] = []
+            if let caption = object["s2_caption"] as? String { texts.append(caption) }
+            if includeReferences, let references = object["s2orc_references"] as? [Any] {
+                texts += references.compactMap { $0 as? String }
+            }
+            let image = release.appendingPathComponent("figures").appendingPathComponent("\(hash)_\(uri)")
+            let usable = texts.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+                .filter { $0.split(whereSeparator: \.isWhitespace).count >= 3 }
+            if usable.isEmpty { try checker.skip(location, "no text of at least 3 words"); continue }
+            if let problem = checker.imageProblem(image) { try checker.skip(location, problem); continue }
+            all += usable.map { ImageTextSample(image: image, text: $0, source: location) }
+        }
+        // Seeded shuffle, then the tail is validation + test.
+        let order = seededPermutation(all.count, seed: seed)
+        let shuffled = order.map { all[$0] }
+        let heldOut = min(validationCount + testCount, shuffled.count)
+        let trainEnd = shuffled.count - heldOut
+        let validationEnd = trainEnd + min(validationCount, heldOut)
+        let samples: [ImageTextSample]
+        switch split {
+        case .train: samples = Array(shuffled[..<trainEnd])
+        case .validation: samples = Array(shuffled[trainEnd..<validationEnd])
+        case .test: samples = Array(shuffled[validationEnd...])
+        }
+        checker.report.accepted = samples.count
+        return (samples, checker.report)
+    }
+}
+
+/// A permutation of 0..<n from a counter-based shuffle keyed by the seed.
+func seededPermutation(_ n: Int, seed: UInt64) -> [Int] {
+    var order = Array(0..<n)
+    if n < 2 { return order }
+    for i in stride(from: n - 1, to: 0, by: -1) {
+        let j = Int(CounterRandom.bits(seed, UInt64(i)) % UInt64(i + 1))
+        order.swapAt(i, j)
+    }
+    return order
+}

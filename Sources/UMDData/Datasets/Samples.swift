@@ -1,0 +1,113 @@
+import Foundation
+
+/// Where a sample came from, for messages: file and 1-based line (0 when not line-based).
+public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public init(file: String, line: Int) { self.file = file; self.line = line }
+    public var description: String { line > 0 ? "\(file):\(line)" : file }
+}
+
+/// An image with its text: a ROCO or MedICaT caption, a MELINDA caption, a VQA question.
+public struct ImageTextSample: Sendable, Equatable {
+    public var image: URL
+    public var text: String
+    public var source: SourceLocation
+}
+
+public enum AnswerType: String, Sendable, Codable { case open, closed }
+
+public struct VQASample: Sendable, Equatable {
+    public var image: URL
+    public var question: String
+    /// The normalised answer (AnswerVocabulary.normalize).
+    public var answer: String
+    public var answerType: AnswerType
+    public var source: SourceLocation
+}
+
+public struct ClassificationSample: Sendable, Equatable {
+    public var image: URL
+    public var caption: String
+    public var label: Int
+    public var source: SourceLocation
+}
+
+/// What a reader accepted and what it skipped, with one message per skipped record.
+public struct DataReport: Sendable, CustomStringConvertible {
+    public var dataset: String
+    public var accepted = 0
+    public var skipped: [(location: SourceLocation, reason: String)] = []
+
+    public init(dataset: String) { self.dataset = dataset }
+
+    public var description: String {
+        "\(dataset): \(accepted) samples accepted, \(skipped.count) skipped"
+    }
+
+    /// One warning line per skipped record.
+    public var warnings: [String] { skipped.map { "warning: \($0.location): \($0.reason); skipped" } }
+}
+
+public struct DatasetError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Options every reader shares.
+public struct ReaderOptions: Sendable {
+    /// Turn every skipped record into an error.
+    public var strict = false
+    /// Check that each image file exists and starts like a PNG or JPEG.
+    public var checkImages = true
+    public init(strict: Bool = false, checkImages: Bool = true) { self.strict = strict; self.checkImages = checkImages }
+}
+
+/// Shared record-level checks.
+struct RecordChecker {
+    var report: DataReport
+    let options: ReaderOptions
+
+    /// Records a bad record: skipped, or an error when strict.
+    mutating func skip(_ location: SourceLocation, _ reason: String) throws {
+        if options.strict {
+            throw DatasetError("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
+        }
+        report.skipped.append((location, reason))
+    }
+
+    /// nil when the image is fine, else the reason to skip.
+    func imageProblem(_ url: URL) -> String? {
+        guard options.checkImages else { return nil }
+        guard let handle = FileHandle(forReadingAtPath: url.path) else { return "image \(url.path) is missing" }
+        defer { try? handle.close() }
+        let head = handle.readData(ofLength: 8)
+        if ImageCodec.sniff(head) == nil { return "image \(url.path) is not a PNG or JPEG (corrupt?)" }
+        return nil
+    }
+}
+
+/// Reads a text file as UTF-8 lines with their 1-based numbers; invalid UTF-8 lines are
+/// reported, not decoded with replacement characters.
+func readLines(_ url: URL) throws -> [(number: Int, text: String?)] {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+        throw DatasetError("\(url.path): cannot read the file")
+    }
+    var lines: [(Int, String?)] = []
+    var start = data.startIndex
+    var number = 1
+    while start < data.endIndex {
+        let end = data[start...].firstIndex(of: 0x0A) ?? data.endIndex
+        var slice = data[start..<end]
+        if slice.last == 0x0D { slice = slice.dropLast() }
+        lines.append((number, String(data: Data(slice), encoding: .utf8)))
+        number += 1
+        start = end < data.endIndex ? data.index(after: end) : end
+    }
+    return lines
+}
+
+func firstExisting(_ candidates: [URL]) -> URL? {
+    candidates.first { FileManager.default.fileExists(atPath: $0.path) }
+}
