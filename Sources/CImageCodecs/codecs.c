@@ -157,12 +157,18 @@ int umd_png_decode(const uint8_t *data, size_t size, umd_image *out) {
 
 int umd_png_encode(const uint8_t *pixels, int width, int height, int channels,
                    uint8_t **out_data, size_t *out_size, char *message) {
+    return umd_png_encode_format(pixels, width, height, channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB,
+                                 out_data, out_size, message);
+}
+
+int umd_png_encode_format(const void *pixels, int width, int height, unsigned format,
+                          uint8_t **out_data, size_t *out_size, char *message) {
     png_image image;
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
     image.width = (png_uint_32)width;
     image.height = (png_uint_32)height;
-    image.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    image.format = format;
     png_alloc_size_t size = 0;
     if (!png_image_write_to_memory(&image, NULL, &size, 0, pixels, 0, NULL)) {
         snprintf(message, UMD_IMAGE_MESSAGE_LENGTH, "PNG: %s", image.message);

@@ -11,5 +11,6 @@ struct UMDMpirun: ParsableCommand {
               mpirun -np 2 umd-mpirun selftest
             Running the binary without mpirun gives a single rank (rank 0 of 1).
             """,
-        subcommands: [SelftestCommand.self, DebugStepCommand.self, BenchCommand.self])
+        subcommands: [SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
+                      BenchCommand.self])
 }

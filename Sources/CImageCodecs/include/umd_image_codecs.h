@@ -25,5 +25,9 @@ int umd_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, 
 // Encodes RGB8 (channels 3) or grey (channels 1) as PNG into a malloc'ed buffer.
 int umd_png_encode(const uint8_t *pixels, int width, int height, int channels,
                    uint8_t **out_data, size_t *out_size, char *message);
+// Encodes with an explicit libpng simplified-API format (PNG_FORMAT_* bits: alpha, colour,
+// linear = 16-bit); `pixels` holds PNG_IMAGE_SIZE bytes of that format. For tests.
+int umd_png_encode_format(const void *pixels, int width, int height, unsigned format,
+                          uint8_t **out_data, size_t *out_size, char *message);
 void umd_image_free(void *pointer);
 #endif

@@ -1,0 +1,153 @@
+import Foundation
+import UMDCore
+
+/// `umd-mpirun synth`: writes a data set of procedurally generated radiology-like images
+/// in the real on-disk format of ROCO, MedICaT, VQA-RAD, SLAKE, VQA-Med-2019 or MELINDA.
+public enum SyntheticDataset {
+    public enum Kind: String, CaseIterable, Sendable {
+        case roco, medicat, vqaRad = "vqa-rad", slake, vqaMed2019 = "vqa-med-2019", melinda
+    }
+
+    public struct Summary: Sendable, CustomStringConvertible {
+        public var kind: Kind
+        public var images = 0
+        public var records = 0
+        public var description: String { "\(kind.rawValue): \(images) images, \(records) records" }
+    }
+
+    /// Writes `count` images (and their records) under `directory`.
+    @discardableResult
+    public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64) throws -> Summary {
+        guard count >= 3 else { throw DatasetError("synth: --count must be at least 3 (one sample per split)") }
+        guard imageSize >= 16 else { throw DatasetError("synth: --image-size must be at least 16 pixels") }
+        let fm = FileManager.default
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        var summary = Summary(kind: kind)
+        // 80% train, 10% validation, 10% test (at least one each).
+        let testCount = max(1, count / 10), validationCount = max(1, count / 10)
+        func split(_ i: Int) -> Split {
+            i < count - testCount - validationCount ? .train : (i < count - testCount ? .validation : .test)
+        }
+        func image(_ i: Int, _ finding: SyntheticFinding, as format: ImageCodec.Format, to url: URL) throws {
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let grey = finding.render(size: imageSize, seed: seed, index: i)
+            try ImageCodec.encode(SyntheticFinding.rgb(grey), width: imageSize, height: imageSize, channels: 3,
+                                  as: format).write(to: url)
+            summary.images += 1
+        }
+        let variantKey = CounterRandom.key(seed, CounterRandom.hash("synth.variant"))
+        func variant(_ i: Int) -> Int { Int(CounterRandom.bits(variantKey, UInt64(i)) % 4) }
+
+        switch kind {
+        case .roco:
+            var lines: [Split: [String]] = [:]
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let s = split(i)
+                let id = String(format: "ROCO_%05d", i + 1)
+                let dir = directory.appendingPathComponent("\(s.rawValue)/radiology")
+                try image(i, f, as: .jpeg, to: dir.appendingPathComponent("images/\(id).jpg"))
+                lines[s, default: []].append("\(id)\t \(f.caption(variant: variant(i)))")
+            }
+            for (s, rows) in lines {
+                let dir = directory.appendingPathComponent("\(s.rawValue)/radiology")
+                try (rows.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("captions.txt"),
+                                                                atomically: true, encoding: .utf8)
+                summary.records += rows.count
+            }
+        case .medicat:
+            let release = directory.appendingPathComponent("release")
+            var rows: [String] = []
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let hash = String(format: "%016llx%08x", CounterRandom.bits(seed, UInt64(i)), i)
+                let uri = "\(1 + i % 7)-Figure\(1 + i % 3)-1.png"
+                try image(i, f, as: .png, to: release.appendingPathComponent("figures/\(hash)_\(uri)"))
+                let references: Any = i % 3 == 0 ? NSNull()
+                    : ["As shown in Figure \(1 + i % 3), \(f.caption(variant: variant(i) + 1).lowercased())", "See text."]
+                let object: [String: Any] = ["pdf_hash": hash, "fig_uri": uri, "s2_caption": f.caption(variant: variant(i)),
+                                             "s2orc_references": references, "radiology": i % 10 != 9,
+                                             "fig_key": "\(hash)_\(uri)"]
+                rows.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+                                   as: UTF8.self))
+            }
+            try (rows.joined(separator: "\n") + "\n").write(
+                to: release.appendingPathComponent(MedICaTDataset.jsonlName), atomically: true, encoding: .utf8)
+            summary.records = rows.count
+        case .vqaRad, .slake:
+            var splits: [Split: [[String: Any]]] = [:]
+            var qid = 0
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let imageName = kind == .vqaRad ? "synpic\(10000 + i).jpg" : "xmlab\(i)/source.jpg"
+                try image(i, f, as: .jpeg, to: directory.appendingPathComponent((kind == .vqaRad ? "images/" : "imgs/") + imageName))
+                // A few questions per image, chosen by a seeded rotation through the templates.
+                let all = f.questions()
+                for k in 0..<3 {
+                    let (question, answer, closed) = all[(i * 3 + k) % all.count]
+                    qid += 1
+                    var row: [String: Any] = ["qid": qid, "question": question, "answer": answer,
+                                              // VQA-RAD has stray trailing spaces in answer_type.
+                                              "answer_type": (closed ? "CLOSED" : "OPEN") + (kind == .vqaRad && qid % 5 == 0 ? " " : "")]
+                    if kind == .vqaRad {
+                        row["image_name"] = imageName
+                    } else {
+                        row["img_name"] = imageName; row["img_id"] = i; row["q_lang"] = "en"
+                    }
+                    splits[split(i), default: []].append(row)
+                }
+                if kind == .slake {   // SLAKE also carries Chinese questions, which umd skips
+                    splits[split(i), default: []].append(["qid": qid + 100_000, "img_name": imageName, "img_id": i,
+                                                          "question": "这是什么器官？", "answer": f.organ.rawValue,
+                                                          "answer_type": "OPEN", "q_lang": "zh"])
+                }
+            }
+            let names: [Split: String] = kind == .vqaRad
+                ? [.train: "trainset.json", .validation: "valset.json", .test: "testset.json"]
+                : [.train: "train.json", .validation: "validate.json", .test: "test.json"]
+            for (s, rows) in splits {
+                try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+                    .write(to: directory.appendingPathComponent(names[s]!))
+                summary.records += rows.count
+            }
+        case .vqaMed2019:
+            var files: [String: [String]] = [:]
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let s = split(i) == .validation ? "val" : split(i).rawValue
+                let id = "synpic\(20000 + i)"
+                try image(i, f, as: .jpeg, to: directory.appendingPathComponent("\(s)/images/\(id).jpg"))
+                files["\(s)/QA/Modality.csv", default: []].append("\(id)|what modality is shown?|\(f.modality.rawValue)")
+                files["\(s)/QA/Organ.csv", default: []].append("\(id)|what organ system is shown in this image?|\(f.organ.rawValue)")
+                files["\(s)/QA/Plane.csv", default: []].append("\(id)|in what plane is this image taken?|\(f.plane.rawValue)")
+            }
+            for (path, rows) in files {
+                let url = directory.appendingPathComponent(path)
+                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                // The released files use Windows line ends.
+                try (rows.joined(separator: "\r\n") + "\r\n").write(to: url, atomically: true, encoding: .utf8)
+                summary.records += rows.count
+            }
+        case .melinda:
+            var files: [Split: [String]] = [:]
+            let header = "figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label"
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let figure = "PMC\(300000 + i)_fig\(1 + i % 4).jpg"
+                try image(i, f, as: .jpeg, to: directory.appendingPathComponent("melinda_images/\(figure)"))
+                // The fine label needs the image (modality) and the caption (contrast or not).
+                let coarse = f.modality.rawValue
+                let fine = "\(coarse) \(f.contrast ? "contrast" : "plain")"
+                let caption = f.captionWithoutModality(variant: variant(i)).replacingOccurrences(of: "\"", with: "\"\"")
+                files[split(i), default: []].append("\(figure),\"\(caption)\",\(coarse),\(fine),\(coarse),\(fine)")
+            }
+            let names: [Split: String] = [.train: "train.csv", .validation: "dev.csv", .test: "test.csv"]
+            for (s, rows) in files {
+                try ([header] + rows).joined(separator: "\n").appending("\n")
+                    .write(to: directory.appendingPathComponent(names[s]!), atomically: true, encoding: .utf8)
+                summary.records += rows.count
+            }
+        }
+        return summary
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import UMDData
+
+extension SyntheticDataset.Kind: ExpressibleByArgument {}
+
+/// `umd-mpirun synth`: a data set in a real on-disk format with generated images.
+struct SynthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "synth",
+        abstract: "Generate a radiology-like data set in the real format of ROCO, MedICaT, VQA-RAD, SLAKE, VQA-Med-2019 or MELINDA.")
+
+    @Option(help: "roco, medicat, vqa-rad, slake, vqa-med-2019 or melinda.") var kind: SyntheticDataset.Kind
+    @Option(help: "Directory to write (created).") var out: String
+    @Option(help: "Number of images (80% train, 10% validation, 10% test).") var count = 200
+    @Option(help: "Seed of the generator.") var seed: UInt64 = 0
+    @Option(help: "Image side in pixels.") var imageSize = 64
+
+    func run() throws {
+        do {
+            let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count, seed: seed,
+                                                     imageSize: imageSize)
+            print("synth: wrote \(summary) to \(out)")
+        } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `umd-mpirun tokenizer train`: a byte-level BPE vocabulary learnt from data set texts.
+struct TokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer", abstract: "Tokenizer tools.", subcommands: [Train.self])
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train",
+            abstract: "Learn a byte-level BPE (vocab.json + merges.txt) from the training texts of the given data sets.")
+
+        @Option(help: "ROCO root.") var roco: String?
+        @Option(help: "MedICaT root.") var medicat: String?
+        @Option(name: .customLong("vqa-rad"), help: "VQA-RAD root.") var vqaRad: String?
+        @Option(help: "SLAKE root.") var slake: String?
+        @Option(name: .customLong("vqa-med-2019"), help: "VQA-Med-2019 root.") var vqaMed2019: String?
+        @Option(help: "MELINDA root.") var melinda: String?
+        @Option(help: "Vocabulary size including the 5 special tokens and 256 bytes.") var vocabSize = 8000
+        @Option(help: "Output directory for vocab.json and merges.txt.") var out: String
+
+        func run() throws {
+            do {
+                var texts: [String] = []
+                let options = ReaderOptions(checkImages: false)
+                if let roco { texts += try ROCODataset.load(root: URL(fileURLWithPath: roco), split: .train, options: options).samples.map(\.text) }
+                if let medicat {
+                    texts += try MedICaTDataset.load(root: URL(fileURLWithPath: medicat), split: .train, options: options).samples.map(\.text)
+                }
+                for (kind, root) in [(VQAKind.vqaRad, vqaRad), (.slake, slake), (.vqaMed2019, vqaMed2019)] {
+                    if let root {
+                        texts += try VQADataset.load(kind: kind, root: URL(fileURLWithPath: root), split: .train, options: options)
+                            .samples.flatMap { [$0.question, $0.answer] }
+                    }
+                }
+                if let melinda {
+                    texts += try MELINDADataset.load(root: URL(fileURLWithPath: melinda), split: .train, options: options)
+                        .samples.map(\.caption)
+                }
+                guard !texts.isEmpty else {
+                    throw ValidationError("give at least one data set (--roco, --medicat, --vqa-rad, --slake, --vqa-med-2019, --melinda)")
+                }
+                let result = TokenizerTrainer.train(texts: texts, vocabularySize: vocabSize)
+                try ByteLevelBPE.write(vocabulary: result.vocabulary, merges: result.merges, to: URL(fileURLWithPath: out))
+                print("tokenizer: learnt \(result.merges.count) merges from \(texts.count) texts; "
+                      + "vocabulary \(result.vocabulary.count) written to \(out)")
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                printError("\(error)")
+                throw ExitCode.failure
+            }
+        }
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data("umd-mpirun: error: \(text)\n".utf8))
+}
