@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce bench-kernels clean
+.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -28,13 +28,16 @@ test: build       ## the whole test suite (multi-rank tests spawn mpirun themsel
 demo: build       ## the end-to-end job on generated data (for now: the MPI selftest on 2 ranks)
 	$(MPIRUN) -np $(RANKS) $(DEBUG_BIN) selftest --verbose
 
-bench: bench-allreduce bench-kernels
+bench: bench-allreduce bench-kernels bench-data
 
 bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
 
 bench-kernels: release     ## block forward+backward GFLOP/s vs plain sgemm, 1 thread
 	OPENBLAS_NUM_THREADS=1 $(RELEASE_BIN) bench kernels --threads 1
+
+bench-data: release        ## JPEG decode+preprocess images/s, prefetcher overlap
+	$(RELEASE_BIN) bench data
 
 clean:
 	rm -rf .build

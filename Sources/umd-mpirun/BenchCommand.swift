@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [AllreduceBench.self, KernelBench.self])
+        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self])
 }
 
 /// Allreduce latency and bandwidth per message size, in the style of osu_allreduce and

@@ -27,6 +27,16 @@ struct KernelBenchSmokeTests {
 
 import Foundation
 
+/// The data benchmark runs end to end on a tiny configuration.
+struct DataBenchSmokeTests {
+    @Test func dataBenchmarkPrintsThroughputAndOverlap() throws {
+        let result = try MPIJob.runDirect(["bench", "data", "--source-size", "48", "--image-size", "32", "--batch", "2",
+                                           "--batches", "2"])
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.stdout.contains("images/s per core") && result.stdout.contains("with prefetcher"), "\(result)")
+    }
+}
+
 /// Once buffers are sized, a forward+backward step allocates nothing: valgrind's heap
 /// allocation count after 12 steps of every block (dropout on) is within the start-up
 /// jitter of the count after 2 steps. The debug runtime varies by ±2 allocations from run
