@@ -1,13 +1,15 @@
 import Foundation
 import UMDModel
+import UMDData
 
 /// `umd-mpirun debug-step` (MODEL_SPEC.md section 12): exactly one training step of a
 /// stage, dropout and GM noise off, fresh AdamW moments at the lr of step `atStep` of a
 /// `totalSteps` schedule, no clipping, written as one safetensors file that external tools
 /// check number for number.
 ///
-/// This version runs in one process on a synthetic global batch; reading real batches and
-/// gathering several ranks' inputs arrive with the data and distributed issues.
+/// It runs in one process, on a real batch (the training split of `--roco` or `--data`
+/// with `--tokenizer`) or, without data, on a synthetic one. Gathering several ranks'
+/// inputs arrives with the distributed runner.
 public struct DebugStepOptions: Sendable {
     public var stage: Stage = .pretrain
     public var task: TaskKind = .none
@@ -26,6 +28,10 @@ public struct DebugStepOptions: Sendable {
     public var multipliers: LearningRateMultipliers? = nil
     public var initPath: URL? = nil
     public var initOnly: [String] = []
+    /// Real data: ROCO for pretraining, the task's data for calib and finetune, and the tokenizer.
+    public var roco: URL? = nil
+    public var taskData: (task: DownstreamTask, root: URL)? = nil
+    public var tokenizer: URL? = nil
     public var output: URL
 
     public init(output: URL) { self.output = output }
@@ -49,9 +55,12 @@ public enum DebugStep {
         if o.batchSize < 2 && (o.stage == .pretrain || o.task == .retrieval) {
             throw DebugStepError(message: "a global batch of at least 2 is needed (ITM pairs and retrieval negatives)")
         }
+        let real = try realInputs(o)
+        let answers = real?.classes ?? o.answers
         let head: TaskHead = o.stage != .finetune ? .none
-            : (o.task == .retrieval ? .retrieval : .classifier(outputs: o.answers))
-        let config = ModelConfig(preset: o.preset, vocabularySize: o.vocabularySize ?? o.preset.vocabularySize ?? 1000,
+            : (o.task == .retrieval ? .retrieval : .classifier(outputs: answers))
+        let config = ModelConfig(preset: o.preset,
+                                 vocabularySize: real?.vocabularySize ?? o.vocabularySize ?? o.preset.vocabularySize ?? 1000,
                                  head: head)
         try config.validate()
         let params = UMDParameters(config)
@@ -85,18 +94,26 @@ public enum DebugStep {
         out += trained.map { tensor("param." + $0.name, $0, student) }
         if let teacher { out += teacher.views.map { tensor("teacher." + $0.name, $0, teacher) } }
 
-        // A synthetic global batch: noise images, random token sequences with padding.
-        let pixels = (0..<(G * 3 * H * H)).map { Float(CounterRandom.normal(CounterRandom.key(o.seed, 101), UInt64($0))) }
-        var ids = [Int32](repeating: SpecialTokens.pad, count: G * L), attention = [Int32](repeating: 0, count: G * L)
-        let textKey = CounterRandom.key(o.seed, 102)
-        for b in 0..<G {
-            let real = 3 + Int(CounterRandom.bits(textKey, UInt64(1_000_000 + b)) % UInt64(L - 2))
-            for t in 0..<real {
-                ids[b * L + t] = t == 0 ? SpecialTokens.start : t == real - 1 ? SpecialTokens.end
-                    : Int32(4 + Int(CounterRandom.bits(textKey, UInt64(b * L + t)) % UInt64(V - 5)))
-                attention[b * L + t] = 1
+        // The global batch: real samples, or noise images with random token sequences.
+        var pixels: [Float], ids: [Int32], attention: [Int32]
+        var sampleIndices = Array(0..<G), epoch = 0
+        if let real {
+            (pixels, ids, attention, sampleIndices, epoch) = (real.pixels, real.ids, real.attention, real.indices, real.epoch)
+        } else {
+            pixels = (0..<(G * 3 * H * H)).map { Float(CounterRandom.normal(CounterRandom.key(o.seed, 101), UInt64($0))) }
+            ids = [Int32](repeating: SpecialTokens.pad, count: G * L)
+            attention = [Int32](repeating: 0, count: G * L)
+            let textKey = CounterRandom.key(o.seed, 102)
+            for b in 0..<G {
+                let length = 3 + Int(CounterRandom.bits(textKey, UInt64(1_000_000 + b)) % UInt64(L - 2))
+                for t in 0..<length {
+                    ids[b * L + t] = t == 0 ? SpecialTokens.start : t == length - 1 ? SpecialTokens.end
+                        : Int32(4 + Int(CounterRandom.bits(textKey, UInt64(b * L + t)) % UInt64(V - 5)))
+                    attention[b * L + t] = 1
+                }
             }
         }
+        let sampleIDs = sampleIndices.map { UInt64($0) }
         out.append(.init(name: "input.pixels", shape: [G, 3, H, H], floats: pixels))
         out.append(.init(name: "input.text_ids", shape: [G, L], ints: ids))
         out.append(.init(name: "input.attention", shape: [G, L], ints: attention))
@@ -109,13 +126,13 @@ public enum DebugStep {
             var masked = [Int32](), labels = [Int32](), keep = [Int32]()
             for b in 0..<G {
                 let (m, l) = Masking.maskText(Array(ids[(b * L)..<((b + 1) * L)]), vocabularySize: V, seed: o.seed,
-                                              epoch: 0, sampleIndex: b)
+                                              epoch: epoch, sampleIndex: sampleIndices[b])
                 masked += m; labels += l
-                keep += Masking.keptPatches(patchCount: N, seed: o.seed, epoch: 0, sampleIndex: b)
+                keep += Masking.keptPatches(patchCount: N, seed: o.seed, epoch: epoch, sampleIndex: sampleIndices[b])
             }
             var batch = PretrainBatch(batch: G, imageSize: H, textLength: L, pixels: pixels, textIDs: ids,
                                       attention: attention, maskedTextIDs: masked, mlmLabels: labels, idsKeep: keep,
-                                      sampleIDs: (0..<G).map { UInt64($0) })
+                                      sampleIDs: sampleIDs)
             out.append(.init(name: "input.masked_text_ids", shape: [G, L], ints: masked))
             out.append(.init(name: "input.mlm_labels", shape: [G, L], ints: labels))
             out.append(.init(name: "input.ids_keep", shape: [G, K], ints: keep))
@@ -141,15 +158,16 @@ public enum DebugStep {
                 let candidates = (0..<G).flatMap { [Int32($0)] + negatives[$0].map { Int32($0) } }
                 result = objective.retrievalStep(student: student, batch: RetrievalBatch(
                     batch: G, imageSize: H, textLength: L, pixels: pixels, textCount: G, textIDs: ids,
-                    attention: attention, candidates: candidates, sampleIDs: (0..<G).map { UInt64($0) }))
+                    attention: attention, candidates: candidates, sampleIDs: sampleIDs))
                 out.append(.init(name: "input.retrieval_negatives", shape: [G, negatives.first?.count ?? 0],
                                  ints: negatives.flatMap { $0.map { Int32($0) } }))
             } else {
-                let labels = (0..<G).map { Int32(CounterRandom.bits(CounterRandom.key(o.seed, 103), UInt64($0))
-                                                 % UInt64(o.answers)) }
+                let labels = real?.labels ?? (0..<G).map {
+                    Int32(CounterRandom.bits(CounterRandom.key(o.seed, 103), UInt64($0)) % UInt64(o.answers))
+                }
                 result = objective.step(student: student, batch: ClassificationBatch(
                     batch: G, imageSize: H, textLength: L, pixels: pixels, textIDs: ids, attention: attention,
-                    labels: labels, sampleIDs: (0..<G).map { UInt64($0) }))
+                    labels: labels, sampleIDs: sampleIDs))
                 out.append(.init(name: "input.labels", shape: [G], ints: labels))
             }
             let c = result.coefficients
@@ -198,6 +216,44 @@ public enum DebugStep {
         try Safetensors.write(out, metadata: ["format": "umd debug-step", "preset": config.preset.name,
                                               "stage": o.stage.rawValue, "task": o.task.rawValue], to: o.output)
         return losses
+    }
+
+    struct RealInputs {
+        var pixels: [Float], ids: [Int32], attention: [Int32], indices: [Int], epoch: Int
+        var labels: [Int32], classes: Int?, vocabularySize: Int
+    }
+
+    /// The global batch of step `atStep` of the training split, as the sampler orders it.
+    static func realInputs(_ o: DebugStepOptions) throws -> RealInputs? {
+        guard o.roco != nil || o.taskData != nil else { return nil }
+        guard let tokenizerURL = o.tokenizer else {
+            throw DebugStepError(message: "real data needs --tokenizer DIR (vocab.json + merges.txt)")
+        }
+        let tokenizer = try ByteLevelBPE(directory: tokenizerURL)
+        var images: [URL], texts: [String], labels: [Int] = [], classes: Int? = nil
+        if o.stage == .pretrain {
+            guard let roco = o.roco else { throw DebugStepError(message: "pretraining reads --roco DIR") }
+            let samples = try ROCODataset.load(root: roco, split: .train).samples
+            images = samples.map(\.image); texts = samples.map(\.text)
+        } else {
+            guard let (task, root) = o.taskData else { throw DebugStepError(message: "\(o.stage.rawValue) reads --data DIR") }
+            guard task.kind == o.task else {
+                throw DebugStepError(message: "--task \(o.task.rawValue) does not match the data set \(task.rawValue) (\(task.kind.rawValue))")
+            }
+            let samples = try TaskData.load(task: task, root: root, split: .train)
+            images = samples.images; texts = samples.texts; labels = samples.labels
+            if task.kind != .retrieval { classes = samples.classes.count }
+        }
+        let sampler = try DistributedSampler(datasetSize: texts.count, globalBatch: o.batchSize, worldSize: 1, rank: 0,
+                                             seed: o.seed)
+        let indices = sampler.globalIndices(step: o.atStep)
+        let builder = BatchBuilder(tokenizer: tokenizer, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
+                                   patchSize: o.preset.patchSize, seed: o.seed)
+        let (ids, attention) = builder.text(indices.map { texts[$0] })
+        return RealInputs(pixels: try builder.pixels(indices.map { images[$0] }), ids: ids, attention: attention,
+                          indices: indices, epoch: sampler.cursor(step: o.atStep).epoch,
+                          labels: labels.isEmpty ? [] : indices.map { Int32(labels[$0]) }, classes: classes,
+                          vocabularySize: tokenizer.vocabularySize)
     }
 
     /// The paper's defaults: pretrain 1e-5; downstream 5e-6 (VQA), 1e-5 (classification, retrieval).

@@ -6,6 +6,7 @@ import MPIBridge
 
 extension Stage: ExpressibleByArgument {}
 extension TaskKind: ExpressibleByArgument {}
+extension DownstreamTask: ExpressibleByArgument {}
 
 /// `umd-mpirun debug-step`: one training step of a stage written as a safetensors file
 /// (MODEL_SPEC.md section 12) for external checks of the arithmetic.
@@ -14,9 +15,12 @@ struct DebugStepCommand: ParsableCommand {
         commandName: "debug-step",
         abstract: "Run one training step (dropout and GM noise off) and write every input, loss, gradient and update.",
         discussion: """
-            Runs in one process on a synthetic global batch (real batches arrive with the data issue).
+            Runs in one process, on the global batch of step --at-step of a real training split
+            (--roco for pretraining, --dataset and --data for calib and finetune, with --tokenizer),
+            or on a synthetic batch when no data is given.
             Examples:
-              umd-mpirun debug-step --stage pretrain --out step.safetensors
+              umd-mpirun debug-step --stage pretrain --roco data/roco --tokenizer tok --out step.safetensors
+              umd-mpirun debug-step --stage finetune --dataset vqa-rad --data data/vqa-rad --tokenizer tok --out ft.safetensors
               umd-mpirun debug-step --stage finetune --task retrieval --at-step 3 --total-steps 10 --out ft.safetensors
             """)
 
@@ -32,6 +36,10 @@ struct DebugStepCommand: ParsableCommand {
     @Option(help: "Run seed (initialisation, masks, pairings).") var seed: UInt64 = 0
     @Option(help: "Start from this safetensors file (student names, teacher under teacher.*).") var initFrom: String?
     @Option(help: "Comma-separated name prefixes to import from --init-from (e.g. vision.,text.).") var initOnly: String?
+    @Option(help: "ROCO root (pretraining on real data).") var roco: String?
+    @Option(help: "Downstream data set: vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval.") var dataset: DownstreamTask?
+    @Option(help: "Root of the downstream data set.") var data: String?
+    @Option(help: "Tokenizer directory (vocab.json + merges.txt) for real data.") var tokenizer: String?
     @Option(help: "Output file.") var out: String
 
     func run() throws {
@@ -39,14 +47,18 @@ struct DebugStepCommand: ParsableCommand {
             throw ValidationError("unknown preset \(preset); choose tiny, small or base")
         }
         var o = DebugStepOptions(output: URL(fileURLWithPath: out))
-        o.stage = stage; o.task = task; o.preset = p; o.vocabularySize = vocabularySize; o.batchSize = batchSize
+        if (dataset == nil) != (data == nil) { throw ValidationError("--dataset and --data go together") }
+        o.stage = stage; o.task = task == .none && stage != .pretrain ? (dataset?.kind ?? .none) : task; o.preset = p; o.vocabularySize = vocabularySize; o.batchSize = batchSize
         o.answers = answers; o.atStep = atStep; o.totalSteps = totalSteps; o.peakLearningRate = lr; o.seed = seed
         o.initPath = initFrom.map { URL(fileURLWithPath: $0) }
         o.initOnly = initOnly?.split(separator: ",").map(String.init) ?? []
+        o.roco = roco.map { URL(fileURLWithPath: $0) }
+        if let dataset, let data { o.taskData = (dataset, URL(fileURLWithPath: data)) }
+        o.tokenizer = tokenizer.map { URL(fileURLWithPath: $0) }
         do {
             let losses = try DebugStep.run(o)
             let text = losses.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.6f", $0.value))" }
-            print("debug-step \(stage.rawValue)\(task == .none ? "" : "/" + task.rawValue): wrote \(out); "
+            print("debug-step \(stage.rawValue)\(o.task == .none ? "" : "/" + o.task.rawValue): wrote \(out); "
                   + text.joined(separator: ", "))
         } catch {
             writeToStandardError("umd-mpirun: error: \(error)\n")

@@ -118,3 +118,39 @@ struct DebugStepTests {
         #expect { try run { $0.stage = .finetune } } throws: { "\($0)".contains("needs --task") }
     }
 }
+
+import UMDData
+
+/// debug-step on real batches read from generated data sets in their real formats.
+struct DebugStepRealDataTests {
+    @Test func pretrainAndVQAFinetuneReadTheirBatchesFromDisk() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-ds-real-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try SyntheticDataset.write(kind: .roco, to: root.appendingPathComponent("roco"), count: 20, seed: 1, imageSize: 40)
+        try SyntheticDataset.write(kind: .vqaRad, to: root.appendingPathComponent("vqa"), count: 20, seed: 2, imageSize: 40)
+        let captions = try ROCODataset.load(root: root.appendingPathComponent("roco"), split: .train).samples.map(\.text)
+        let trained = TokenizerTrainer.train(texts: captions, vocabularySize: 400)
+        try ByteLevelBPE.write(vocabulary: trained.vocabulary, merges: trained.merges, to: root.appendingPathComponent("tok"))
+        let tokenizer = try ByteLevelBPE(directory: root.appendingPathComponent("tok"))
+
+        let out = root.appendingPathComponent("p.safetensors")
+        var o = DebugStepOptions(output: out)
+        o.roco = root.appendingPathComponent("roco"); o.tokenizer = root.appendingPathComponent("tok"); o.batchSize = 4
+        try DebugStep.run(o)
+        let file = try Safetensors.read(out)
+        let ids = file["input.text_ids"]!.ints
+        let L = ModelPreset.tiny.textLength
+        let first = tokenizer.decode(Array(ids[0..<L]))
+        #expect(captions.contains { $0.hasPrefix(first) }, "the batch's first text «\(first)» is a truncated caption")
+        #expect(file["param.text.word_embed"]!.shape == [tokenizer.vocabularySize, 64])
+
+        var f = DebugStepOptions(output: out)
+        f.stage = .finetune; f.task = .vqa; f.taskData = (.vqaRad, root.appendingPathComponent("vqa"))
+        f.tokenizer = root.appendingPathComponent("tok"); f.batchSize = 6
+        try DebugStep.run(f)
+        let ft = try Safetensors.read(out)
+        let answers = ft["param.head.fc2.weight"]!.shape[0]
+        #expect(ft["input.labels"]!.ints.allSatisfy { $0 >= 0 && Int($0) < answers })
+        #expect(answers > 5, "the head has one output per distinct normalised answer")
+    }
+}

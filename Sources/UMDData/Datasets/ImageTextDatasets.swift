@@ -26,7 +26,7 @@ public enum ROCODataset {
             found = true
             let file = dir.appendingPathComponent("captions.txt")
             for (number, line) in try readLines(file) {
-                let location = SourceLocation(file: file.path, line: number)
+                let location = RecordLocation(file: file.path, line: number)
                 guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 guard let tab = line.firstIndex(of: "\t") else {
@@ -69,7 +69,7 @@ public enum MedICaTDataset {
         var checker = RecordChecker(report: DataReport(dataset: "MedICaT \(split.rawValue)"), options: options)
         var all: [ImageTextSample] = []
         for (number, line) in try readLines(file) {
-            let location = SourceLocation(file: file.path, line: number)
+            let location = RecordLocation(file: file.path, line: number)
             guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {

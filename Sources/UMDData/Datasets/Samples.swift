@@ -1,7 +1,7 @@
 import Foundation
 
 /// Where a sample came from, for messages: file and 1-based line (0 when not line-based).
-public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
+public struct RecordLocation: Sendable, Equatable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public init(file: String, line: Int) { self.file = file; self.line = line }
@@ -12,7 +12,7 @@ public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
 public struct ImageTextSample: Sendable, Equatable {
     public var image: URL
     public var text: String
-    public var source: SourceLocation
+    public var source: RecordLocation
 }
 
 public enum AnswerType: String, Sendable, Codable { case open, closed }
@@ -23,21 +23,21 @@ public struct VQASample: Sendable, Equatable {
     /// The normalised answer (AnswerVocabulary.normalize).
     public var answer: String
     public var answerType: AnswerType
-    public var source: SourceLocation
+    public var source: RecordLocation
 }
 
 public struct ClassificationSample: Sendable, Equatable {
     public var image: URL
     public var caption: String
     public var label: Int
-    public var source: SourceLocation
+    public var source: RecordLocation
 }
 
 /// What a reader accepted and what it skipped, with one message per skipped record.
 public struct DataReport: Sendable, CustomStringConvertible {
     public var dataset: String
     public var accepted = 0
-    public var skipped: [(location: SourceLocation, reason: String)] = []
+    public var skipped: [(location: RecordLocation, reason: String)] = []
 
     public init(dataset: String) { self.dataset = dataset }
 
@@ -70,7 +70,7 @@ struct RecordChecker {
     let options: ReaderOptions
 
     /// Records a bad record: skipped, or an error when strict.
-    mutating func skip(_ location: SourceLocation, _ reason: String) throws {
+    mutating func skip(_ location: RecordLocation, _ reason: String) throws {
         if options.strict {
             throw DatasetError("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
         }

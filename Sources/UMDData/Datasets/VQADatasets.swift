@@ -30,7 +30,7 @@ public enum VQADataset {
             }
             let imageDir = root.appendingPathComponent(kind == .vqaRad ? "images" : "imgs")
             for (index, element) in rows.enumerated() {
-                let location = SourceLocation(file: file.path + " entry", line: index + 1)
+                let location = RecordLocation(file: file.path + " entry", line: index + 1)
                 guard let row = element as? [String: Any] else { try checker.skip(location, "not a JSON object"); continue }
                 if kind == .slake, let language = row["q_lang"] as? String, language != "en" { continue }
                 let imageName = (row[kind == .vqaRad ? "image_name" : "img_name"] as? String) ?? ""
@@ -60,7 +60,7 @@ public enum VQADataset {
             }
             for file in present {
                 for (number, line) in try readLines(file) {
-                    let location = SourceLocation(file: file.path, line: number)
+                    let location = RecordLocation(file: file.path, line: number)
                     guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
                     if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                     let parts = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
@@ -153,7 +153,7 @@ public enum MELINDADataset {
         var checker = RecordChecker(report: DataReport(dataset: "MELINDA \(split.rawValue)"), options: options)
         // The label set comes from every split present, so indices agree across splits.
         var labelValues = Set<String>()
-        var rowsOfSplit: [(SourceLocation, [String: String])] = []
+        var rowsOfSplit: [(RecordLocation, [String: String])] = []
         var anyFound = false
         for s in Split.allCases {
             let file = root.appendingPathComponent(names[s]!)
@@ -194,7 +194,7 @@ public enum MELINDADataset {
 
 /// A small RFC 4180 CSV reader: quoted fields with doubled quotes and embedded newlines.
 enum CSV {
-    static func rows(_ file: URL, checker: inout RecordChecker) throws -> [(SourceLocation, [String: String])] {
+    static func rows(_ file: URL, checker: inout RecordChecker) throws -> [(RecordLocation, [String: String])] {
         guard let data = FileManager.default.contents(atPath: file.path) else {
             throw DatasetError("\(file.path): cannot read the file")
         }
@@ -237,9 +237,9 @@ enum CSV {
         for required in ["figure_file", "caption"] where !columns.contains(required) {
             throw DatasetError("\(file.path):1: the header lacks the column \(required) (found: \(columns.joined(separator: ", ")))")
         }
-        var out: [(SourceLocation, [String: String])] = []
+        var out: [(RecordLocation, [String: String])] = []
         for (number, values) in records.dropFirst() {
-            let location = SourceLocation(file: file.path, line: number)
+            let location = RecordLocation(file: file.path, line: number)
             guard values.count == columns.count else {
                 try checker.skip(location, "\(values.count) fields, the header has \(columns.count)"); continue
             }
