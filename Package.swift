@@ -31,6 +31,8 @@ let package = Package(
         // libjpeg/libpng calls with their errors kept inside C (setjmp), so a corrupt image
         // is an error value rather than an exit.
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"],
+                // DWARF 4: valgrind 3.19 (used by the allocation test) cannot read clang's DWARF 5.
+                cSettings: [.unsafeFlags(["-gdwarf-4"])],
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
         // Libraries. UMDCore holds the counter-based random numbers the model and the data
