@@ -22,7 +22,17 @@ static void umd_jpeg_error_exit(j_common_ptr info) {
     longjmp(err->escape, 1);
 }
 
-static void umd_jpeg_silence(j_common_ptr info, int level) { (void)info; (void)level; }
+// Warnings (level −1) such as "premature end of data segment" mean a damaged file: keep
+// the first one's text; the decoder reports failure when any occurred.
+static void umd_jpeg_note_warning(j_common_ptr info, int level) {
+    umd_jpeg_error *err = (umd_jpeg_error *)info->err;
+    if (level >= 0) return;
+    if (err->base.num_warnings++ == 0) {
+        char buffer[JMSG_LENGTH_MAX];
+        (*info->err->format_message)(info, buffer);
+        snprintf(err->message, UMD_IMAGE_MESSAGE_LENGTH, "JPEG: %s", buffer);
+    }
+}
 
 int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out) {
     struct jpeg_decompress_struct info;
@@ -31,7 +41,7 @@ int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out) {
     out->message[0] = 0;
     info.err = jpeg_std_error(&err.base);
     err.base.error_exit = umd_jpeg_error_exit;
-    err.base.emit_message = umd_jpeg_silence;   // warnings (e.g. premature end) stay quiet here
+    err.base.emit_message = umd_jpeg_note_warning;
     err.message = out->message;
     uint8_t *volatile pixels = NULL;
     if (setjmp(err.escape)) {
@@ -81,7 +91,12 @@ int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out) {
     }
     free(row);
     jpeg_finish_decompress(&info);
+    long warnings = err.base.num_warnings;
     jpeg_destroy_decompress(&info);
+    if (warnings > 0) {   // truncated or damaged data: libjpeg filled the gap with grey
+        free(pixels);
+        return 1;
+    }
     out->width = w;
     out->height = h;
     out->pixels = pixels;

@@ -72,3 +72,16 @@ struct ImageTests {
         #expect(Set(constant[0..<64]).count == 1)
     }
 }
+
+struct TruncatedJPEGTests {
+    /// libjpeg only warns about a file cut inside its scan data and fills the rest with grey;
+    /// umd treats that as a corrupt image.
+    @Test func aJPEGCutInsideItsScanIsCorrupt() throws {
+        let pixels: [UInt8] = (0..<(64 * 64 * 3)).map { (i: Int) -> UInt8 in UInt8((i * 7 + i / 192) % 256) }
+        let jpeg = try ImageCodec.encode(pixels, width: 64, height: 64, channels: 3, as: .jpeg)
+        #expect(throws: Never.self) { try ImageCodec.decode(jpeg, path: "whole.jpg") }
+        #expect { try ImageCodec.decode(jpeg.prefix(jpeg.count * 3 / 4), path: "cut.jpg") } throws: {
+            "\($0)".contains("cut.jpg: corrupt image: JPEG")
+        }
+    }
+}

@@ -73,6 +73,11 @@ struct ReaderTests {
                          "not a PNG or JPEG", "captions.txt:5: empty caption", "captions.txt:6: not valid UTF-8"] {
             #expect(reasons.contains(expected), "missing «\(expected)» in\n\(reasons)")
         }
+        // A JPEG cut after its header passes the quick check but not a full decode.
+        try good.prefix(good.count / 2).write(to: dir.appendingPathComponent("images/ROCO_1.jpg"))
+        #expect(try ROCODataset.load(root: root, split: .train).samples.count == 2)
+        let decoded = try ROCODataset.load(root: root, split: .train, options: ReaderOptions(decodeImages: true))
+        #expect(decoded.samples.count == 1 && decoded.report.warnings.joined().contains("ROCO_1.jpg: corrupt image: JPEG"))
         #expect { try ROCODataset.load(root: root, split: .train, options: ReaderOptions(strict: true)) } throws: {
             "\($0)".contains("captions.txt:2: no tab") && "\($0)".contains("--strict")
         }

@@ -61,7 +61,13 @@ public struct ReaderOptions: Sendable {
     public var strict = false
     /// Check that each image file exists and starts like a PNG or JPEG.
     public var checkImages = true
-    public init(strict: Bool = false, checkImages: Bool = true) { self.strict = strict; self.checkImages = checkImages }
+    /// Decode every image while reading (catches a truncated body too; costs a full decode
+    /// per image). Without it a body that fails to decode later stops the run with an error
+    /// naming the file, because a sample cannot silently leave a global batch mid-epoch.
+    public var decodeImages = false
+    public init(strict: Bool = false, checkImages: Bool = true, decodeImages: Bool = false) {
+        self.strict = strict; self.checkImages = checkImages; self.decodeImages = decodeImages
+    }
 }
 
 /// Shared record-level checks.
@@ -84,6 +90,9 @@ struct RecordChecker {
         defer { try? handle.close() }
         let head = handle.readData(ofLength: 8)
         if ImageCodec.sniff(head) == nil { return "image \(url.path) is not a PNG or JPEG (corrupt?)" }
+        if options.decodeImages {
+            do { _ = try ImageCodec.decode(file: url) } catch { return "\(error)" }
+        }
         return nil
     }
 }
