@@ -61,6 +61,14 @@ public final class Communicator: @unchecked Sendable {
         return ThreadLevel(mpiValue: provided)
     }
 
+    /// A new communicator with the same ranks (MPI_Comm_dup). Collectives on it never
+    /// interleave with those on the original, so another thread can run them concurrently.
+    public func duplicate() throws -> Communicator {
+        var copy = umd_mpi_comm_null()
+        try check(MPI_Comm_dup(handle, &copy), "MPI_Comm_dup", rank: rank)
+        return try Communicator(handle: copy!)
+    }
+
     /// Finalises MPI. Call once, on every rank, after the last collective.
     public func finalize() throws {
         try check(MPI_Finalize(), "MPI_Finalize", rank: rank)

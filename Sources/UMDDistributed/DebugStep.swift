@@ -70,19 +70,7 @@ public enum DebugStep {
             ? ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) } : nil
         var teacherLoaded = false
         if let path = o.initPath {
-            let file = try Safetensors.read(path)
-            let only = o.initOnly
-            let include: (String) -> Bool = { name in
-                if !only.isEmpty { return only.contains { name.hasPrefix($0) } }
-                // A new task head starts fresh unless the file carries one.
-                return !name.hasPrefix("head.") || file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
-            }
-            try ModelIO.load(into: student, from: file, path: path.path, include: include)
-            if let score = params.head?.score, file["head.score.weight"] == nil { params.copyMatchRowOfITM(into: score, student) }
-            if let teacher, file.tensors.contains(where: { $0.name.hasPrefix("teacher.") }) {
-                try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
-                teacherLoaded = true
-            }
+            teacherLoaded = try ModelInit.load(path: path, params: params, student: student, teacher: teacher, only: o.initOnly)
         }
         if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
 

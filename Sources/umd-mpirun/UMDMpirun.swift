@@ -11,6 +11,7 @@ struct UMDMpirun: ParsableCommand {
               mpirun -np 2 umd-mpirun selftest
             Running the binary without mpirun gives a single rank (rank 0 of 1).
             """,
-        subcommands: [SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
+        subcommands: [PretrainCommand.self, CalibCommand.self, FinetuneCommand.self, EvalCommand.self,
+                      SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
                       BenchCommand.self])
 }

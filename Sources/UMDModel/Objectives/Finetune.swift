@@ -63,6 +63,8 @@ public final class FinetuneObjective {
     let pairImages = FloatBuffer(), pairTexts = FloatBuffer(), pairMask = FloatBuffer()
     let dTextEncoded = FloatBuffer(), dImageEncoded = FloatBuffer()
     let pairFusion: FusionModule
+    /// Called during backward with an arena offset below which every gradient is final.
+    public var gradientsReady: ((Int) -> Void)?
     /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
     public let lastLogits = FloatBuffer()
     /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].
@@ -154,8 +156,12 @@ public final class FinetuneObjective {
             classifier.backward(student, dLogits.pointer, dCls: dc)
             fusion.beginBackward()
             fusion.poolBackward(student, dc)
+            let boundaries = ReadyBoundaries(student)
+            gradientsReady?(boundaries.fusion)
             fusion.backward(student)
+            gradientsReady?(boundaries.text)
             text.backward(student, fusion.dTextInput.pointer)
+            gradientsReady?(boundaries.vision)
             vision.backward(student, fusion.dImageInput.pointer)
         }
         let global = reduction.sum([loss, sT, sI])
@@ -218,6 +224,8 @@ public final class FinetuneObjective {
             score.backward(student, dLogits.pointer, dx: dc)
             pairFusion.beginBackward()
             pairFusion.poolBackward(student, dc)
+            let boundaries = ReadyBoundaries(student)
+            gradientsReady?(boundaries.fusion)
             pairFusion.backward(student)
             let dzt = dTextEncoded.zeroed(T * L * D), dzi = dImageEncoded.zeroed(B * Li * D)
             let dpt = pairFusion.dTextInput.pointer, dpi = pairFusion.dImageInput.pointer
@@ -226,7 +234,9 @@ public final class FinetuneObjective {
                 Elementwise.accumulate(dzi + n * Li * D, dpi + pair * Li * D, count: Li * D)
                 Elementwise.accumulate(dzt + t * L * D, dpt + pair * L * D, count: L * D)
             }
+            gradientsReady?(boundaries.text)
             text.backward(student, dzt)
+            gradientsReady?(boundaries.vision)
             vision.backward(student, dzi)
         }
         let global = reduction.sum([loss, sT, sI])

@@ -51,6 +51,9 @@ public final class PretrainObjective {
     public let includeITM: Bool
     /// Extra per-loss weights on top of α (1 in training; tests switch losses off).
     public var weights = LossWeights()
+    /// Called during backward with an arena offset below which every gradient is final, so
+    /// gradient averaging can start while backward goes on.
+    public var gradientsReady: ((Int) -> Void)?
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
     let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
@@ -265,8 +268,12 @@ public final class PretrainObjective {
                 let dzt = fusion1.dTextOutput
                 for (m, i) in mlmPositions.enumerated() { Elementwise.accumulate(dzt + i * D, dRows + m * D, count: D) }
             }
+            let boundaries = ReadyBoundaries(student)
+            gradientsReady?(boundaries.fusion)
             fusion1.backward(student)
+            gradientsReady?(boundaries.text)
             text1.backward(student, fusion1.dTextInput.pointer)
+            gradientsReady?(boundaries.vision)
             vision1.backward(student, fusion1.dImageInput.pointer)
         }
 
@@ -279,5 +286,22 @@ public final class PretrainObjective {
             + a * (Double(weights.feaMIM) * losses.feaMIM + Double(weights.feaMLM) * losses.feaMLM)
             + Double(weights.itm) * losses.itm
         return losses
+    }
+}
+
+/// Arena offsets at which backward's progress is reported. The arena holds, in address
+/// order: heads, `itm`, `fea`, `mlm`, `mim`, the poolers, the fusion layers, the text
+/// encoder, the vision encoder (reverse declaration order); backward finishes them in that
+/// order, so once the heads are done everything below the first fusion tensor is final, etc.
+struct ReadyBoundaries {
+    let fusion: Int, text: Int, vision: Int
+
+    init(_ store: ParameterStore) {
+        func lowest(_ accept: (String) -> Bool) -> Int {
+            store.views.filter { accept($0.name) }.map(\.offset).min() ?? store.count
+        }
+        fusion = lowest { $0.hasPrefix("fusion.") && !$0.contains("_pooler.") }
+        text = lowest { $0.hasPrefix("text.") }
+        vision = lowest { $0.hasPrefix("vision.") }
     }
 }

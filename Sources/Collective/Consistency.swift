@@ -1,0 +1,31 @@
+import Foundation
+
+/// Start-of-run and periodic agreement checks across ranks.
+public enum Consistency {
+    public struct Mismatch: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// FNV-1a over raw bytes: a cheap checksum of an arena slice (bitwise, so any
+    /// divergence between replicas shows).
+    public static func checksum(_ pointer: UnsafePointer<Float>, count: Int) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        let words = UnsafeRawPointer(pointer).bindMemory(to: UInt32.self, capacity: count)
+        for i in 0..<count {
+            h ^= UInt64(words[i])
+            h = h &* 0x100_0000_01B3
+        }
+        return h
+    }
+
+    /// Every rank passes its value; throws on every rank, naming the first rank whose value
+    /// differs from rank 0's, when they disagree.
+    public static func requireAgreement(_ value: UInt64, what: String, world: Communicator) throws {
+        let all = try world.allgather([Int64(bitPattern: value)])
+        if let bad = all.firstIndex(where: { $0 != all[0] }) {
+            throw Mismatch(message: "\(what) differs between rank 0 (\(String(UInt64(bitPattern: all[0]), radix: 16))) "
+                           + "and rank \(bad) (\(String(UInt64(bitPattern: all[bad]), radix: 16)))")
+        }
+    }
+}

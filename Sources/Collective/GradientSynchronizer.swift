@@ -1,0 +1,147 @@
+import Foundation
+
+/// Averages the gradient arena across ranks in buckets while backward is still running
+/// (DESIGN.md idea 4).
+///
+/// Buckets are slices of the arena itself — no copy into a fusion buffer — cut from the
+/// trained segments in address order (the first one smaller, so communication starts early).
+/// Backward finishes gradients in address order and reports progress with
+/// `gradientsReady(below:)`; every bucket wholly below that offset is handed to a
+/// communication thread that runs a blocking MPI_Allreduce on a duplicated communicator
+/// (OpenMPI 4.1 gives non-blocking collectives no progress without MPI calls) and divides
+/// by the world size — the only place gradients are averaged. `finish()` waits only for
+/// buckets still in flight.
+///
+/// `@unchecked Sendable`: queue and counters are guarded by `condition`; the arena slices a
+/// bucket covers are not touched by backward once reported ready.
+public final class GradientSynchronizer: @unchecked Sendable {
+    public let buckets: [Range<Int>]
+    let gradients: UnsafeMutablePointer<Float>
+    let comm: Communicator
+    let worldSize: Int
+    let watchdog: StallWatchdog?
+    private let condition = NSCondition()
+    private var launched = 0        // buckets handed to the thread this step
+    private var completed = 0
+    private var failure: Error?
+    private var stopped = false
+    private var step = 0
+    /// Seconds the caller waited in `finish()` (communication not hidden behind backward).
+    public private(set) var waitSeconds = 0.0
+    /// Seconds the communication thread spent in allreduce this step, and bytes reduced.
+    public private(set) var reduceSeconds = 0.0
+    public private(set) var reducedBytes = 0
+
+    /// `segments`: the arena ranges to average (trained tensors), sorted and disjoint.
+    public init(world: Communicator, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
+                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) throws {
+        self.comm = world.size > 1 ? try world.duplicate() : world
+        self.worldSize = world.size
+        self.gradients = gradients
+        self.watchdog = watchdog
+        var buckets: [Range<Int>] = []
+        var limit = max(1, firstBucketBytes / 4)
+        for segment in segments {
+            var start = segment.lowerBound
+            while start < segment.upperBound {
+                let end = min(segment.upperBound, start + limit)
+                buckets.append(start..<end)
+                start = end
+                limit = max(1, bucketBytes / 4)
+            }
+        }
+        self.buckets = buckets
+        if worldSize > 1 {
+            let thread = Thread { [self] in self.communicate() }
+            thread.name = "umd-allreduce"
+            thread.start()
+        }
+    }
+
+    /// Merges the ranges of the given arena views into sorted, disjoint segments.
+    public static func segments(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var merged: [Range<Int>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+            if let last = merged.last, last.upperBound >= r.lowerBound {
+                merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
+    }
+
+    /// Starts a step: nothing is in flight.
+    public func beginStep(_ step: Int) {
+        condition.lock()
+        self.step = step
+        launched = 0; completed = 0; failure = nil
+        waitSeconds = 0; reduceSeconds = 0; reducedBytes = 0
+        condition.unlock()
+    }
+
+    /// Every gradient at an arena offset below `offset` is final: launch the buckets it covers.
+    public func gradientsReady(below offset: Int) {
+        condition.lock()
+        var next = launched
+        while next < buckets.count && buckets[next].upperBound <= offset { next += 1 }
+        if next != launched {
+            launched = next
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+
+    /// Launches whatever is left, waits for every bucket, and rethrows a communication error.
+    public func finish() throws {
+        let start = Date()
+        gradientsReady(below: Int.max)
+        condition.lock()
+        while worldSize > 1 && completed < buckets.count && failure == nil { condition.wait() }
+        let error = failure
+        condition.unlock()
+        waitSeconds = Date().timeIntervalSince(start)
+        if let error { throw error }
+    }
+
+    /// The communication thread: buckets are reduced one after another, so the next one is
+    /// always bucket `completed`. `beginStep` only runs after `finish` returned, when this
+    /// thread is idle.
+    private func communicate() {
+        while true {
+            condition.lock()
+            while !stopped && (completed >= launched || failure != nil) { condition.wait() }
+            if stopped { condition.unlock(); return }
+            let index = completed
+            let bucket = buckets[index]
+            let step = self.step
+            condition.unlock()
+            let started = Date()
+            let token = watchdog?.begin("step \(step), gradient bucket \(index + 1) of \(buckets.count) "
+                                        + "(\(bucket.count * 4 / 1024) KiB), MPI_Allreduce")
+            var error: Error? = nil
+            do {
+                try comm.allreduce(UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count),
+                                   op: .sum)
+                let scale = 1 / Float(worldSize)
+                let g = gradients + bucket.lowerBound
+                for i in 0..<bucket.count { g[i] *= scale }
+            } catch let e { error = e }
+            if let token { watchdog?.end(token) }
+            condition.lock()
+            reduceSeconds += Date().timeIntervalSince(started)
+            reducedBytes += bucket.count * 4
+            if let error { failure = error }
+            completed += 1
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    public func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,136 @@
+import Collective
+import Foundation
+import UMDData
+import UMDModel
+
+/// `umd-mpirun eval`: every rank scores its contiguous share of the split, rank 0 gathers
+/// the scores, computes MODEL_SPEC.md section 11's metrics next to the majority baseline,
+/// prints them and writes `RUN/eval-<task>-<split>.json`.
+public enum Evaluator {
+    public struct Options: Sendable {
+        public var task: DownstreamTask
+        public var data: URL
+        public var checkpoint: URL
+        public var tokenizer: URL
+        public var preset: ModelPreset
+        public var split: Split = .test
+        public var batchSize = 16
+        public var retrievalCap = 2000
+        public var out: URL? = nil
+        public init(task: DownstreamTask, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset) {
+            self.task = task; self.data = data; self.checkpoint = checkpoint; self.tokenizer = tokenizer; self.preset = preset
+        }
+    }
+
+    /// Returns the metrics (rank 0; other ranks return an empty dictionary).
+    @discardableResult
+    public static func run(_ o: Options, world: Communicator) throws -> [String: Double] {
+        let rank = world.rank, R = world.size
+        let tokenizer = try ByteLevelBPE(directory: o.tokenizer)
+        // Classes: the run's saved list (classes.json beside the weights) so indices match training.
+        let classesURL = o.checkpoint.deletingLastPathComponent().appendingPathComponent("classes.json")
+        let savedClasses = (try? Data(contentsOf: classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
+        let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
+        let samples = try TaskData.load(task: o.task, root: o.data, split: o.split, answers: answers,
+                                        retrievalCap: o.retrievalCap)
+        let train = o.task.kind == .retrieval ? nil
+            : try TaskData.load(task: o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
+        let classes = savedClasses ?? samples.classes
+        let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
+        let params = UMDParameters(ModelConfig(preset: o.preset, vocabularySize: tokenizer.vocabularySize, head: head))
+        let student = ParameterStore(layout: params.layout, withGradients: true)
+        params.initialize(student, seed: 0)
+        let file = try Safetensors.read(o.checkpoint)
+        try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
+        let objective = FinetuneObjective(params: params)
+        let builder = BatchBuilder(tokenizer: tokenizer, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
+                                   patchSize: o.preset.patchSize, seed: 0)
+        let n = samples.count
+        guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
+        let out = o.out ?? o.checkpoint.deletingLastPathComponent()
+        var metrics: [String: Double] = [:]
+
+        if o.task.kind == .retrieval {
+            // Cross-encoder scores of every (image, text) pair; rank r scores images r, r+R, …
+            let (ids, attention) = builder.text(samples.texts)
+            var local: [Float] = []
+            for i in stride(from: rank, to: n, by: R) {
+                let batch = RetrievalBatch(batch: 1, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
+                                           pixels: try builder.pixels([samples.images[i]]), textCount: n, textIDs: ids,
+                                           attention: attention, candidates: (0..<n).map { Int32($0) }, sampleIDs: [UInt64(i)])
+                objective.retrievalStep(student: student, batch: batch, computeGradients: false)
+                local += Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: n))
+            }
+            if let parts = try world.gatherVariable(local, root: 0) {
+                var scores = [Float](repeating: 0, count: n * n)
+                for (r, part) in parts.enumerated() {
+                    for (k, i) in stride(from: r, to: n, by: R).enumerated() {
+                        for j in 0..<n { scores[i * n + j] = part[k * n + j] }
+                    }
+                }
+                let result = Metrics.retrieval(scores: scores, count: n)
+                for k in [1, 5, 10] {
+                    metrics["i2t_R@\(k)"] = result.imageToText[k]; metrics["t2i_R@\(k)"] = result.textToImage[k]
+                    metrics["chance_R@\(k)"] = min(1, Double(k) / Double(n))
+                }
+                metrics["pairs"] = Double(n)
+            }
+        } else {
+            let A = classes.count
+            let share = (n + R - 1) / R
+            let mine = Array((rank * share)..<min(n, (rank + 1) * share))
+            var scores: [Float] = []
+            for start in stride(from: 0, to: mine.count, by: o.batchSize) {
+                let chunk = Array(mine[start..<min(mine.count, start + o.batchSize)])
+                let (ids, attention) = builder.text(chunk.map { samples.texts[$0] })
+                let batch = ClassificationBatch(batch: chunk.count, imageSize: o.preset.imageSize,
+                                                textLength: o.preset.textLength,
+                                                pixels: try builder.pixels(chunk.map { samples.images[$0] }), textIDs: ids,
+                                                attention: attention, labels: [Int32](repeating: 0, count: chunk.count),
+                                                sampleIDs: chunk.map { UInt64($0) })
+                objective.step(student: student, batch: batch, computeGradients: false)
+                scores += Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: chunk.count * A))
+            }
+            if let parts = try world.gatherVariable(scores, root: 0) {
+                let all = parts.flatMap { $0 }
+                let predictions = (0..<n).map { i -> Int in
+                    var best = 0
+                    for a in 1..<A where all[i * A + a] > all[i * A + best] { best = a }
+                    return best
+                }
+                // Majority baseline: the most frequent training label, predicted for every sample.
+                var counts = [Int](repeating: 0, count: A)
+                for l in train?.labels ?? [] where l >= 0 { counts[l] += 1 }
+                let majority = counts.indices.max { counts[$0] < counts[$1] } ?? 0
+                let unknown = samples.labels.filter { $0 < 0 }.count
+                if unknown > 0 {
+                    FileHandle.standardError.write(Data(("umd-mpirun: warning: \(unknown) \(o.split.rawValue) answer(s) are not in "
+                        + "the training answer vocabulary; they count as wrong\n").utf8))
+                }
+                if o.task.kind == .vqa {
+                    let m = Metrics.vqaAccuracy(predictions: predictions, answers: samples.labels, isClosed: samples.closed)
+                    let base = Metrics.vqaAccuracy(predictions: [Int](repeating: majority, count: n), answers: samples.labels,
+                                                   isClosed: samples.closed)
+                    metrics["overall"] = m.overall; metrics["closed"] = m.closed; metrics["open"] = m.open
+                    metrics["majority_overall"] = base.overall
+                    metrics["majority_closed"] = base.closed; metrics["majority_open"] = base.open
+                } else {
+                    let labels = samples.labels.map { max($0, 0) }
+                    let m = Metrics.classification(scores: all, labels: labels, classes: A)
+                    metrics["accuracy"] = m.accuracy; metrics["macro_f1"] = m.macroF1; metrics["auc"] = m.macroAUC
+                    metrics["majority_accuracy"] = Double(labels.filter { $0 == majority }.count) / Double(n)
+                }
+                metrics["samples"] = Double(n)
+            }
+        }
+        if rank == 0 {
+            let url = out.appendingPathComponent("eval-\(o.task.rawValue)-\(o.split.rawValue).json")
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+            let text = metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
+            print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
+            print("wrote \(url.path)")
+        }
+        return metrics
+    }
+}

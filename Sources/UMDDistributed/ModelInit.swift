@@ -1,0 +1,27 @@
+import Foundation
+import UMDModel
+
+/// Starting weights of a stage from `--init` (a safetensors file written by umd: student
+/// under MODEL_SPEC names, teacher under `teacher.*`).
+public enum ModelInit {
+    /// Loads the student (a new task head starts fresh unless the file has one; `only`
+    /// restricts the import to name prefixes) and, when the file holds one, the teacher.
+    /// Returns whether a teacher was loaded.
+    @discardableResult
+    public static func load(path: URL, params: UMDParameters, student: ParameterStore, teacher: ParameterStore?,
+                            only: [String] = []) throws -> Bool {
+        let file = try Safetensors.read(path)
+        let hasHead = file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
+        let include: (String) -> Bool = { name in
+            if !only.isEmpty { return only.contains { name.hasPrefix($0) } }
+            return !name.hasPrefix("head.") || hasHead
+        }
+        try ModelIO.load(into: student, from: file, path: path.path, include: include)
+        if let score = params.head?.score, file["head.score.weight"] == nil { params.copyMatchRowOfITM(into: score, student) }
+        if let teacher, file.tensors.contains(where: { $0.name.hasPrefix("teacher.") }) {
+            try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
+            return true
+        }
+        return false
+    }
+}

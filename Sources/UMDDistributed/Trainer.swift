@@ -1,0 +1,371 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDData
+import UMDModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The data-parallel stage runner: every rank runs `Trainer.run` with the same
+/// configuration; rank 0 logs, writes metrics and the final weights.
+public enum Trainer {
+    /// What a stage's training data looks like, as parallel arrays over the data set.
+    struct TrainingData {
+        var images: [URL] = []
+        var texts: [String] = []
+        var labels: [Int] = []
+        var classes: [String] = []
+    }
+
+    /// One rank's inputs of one step.
+    enum StepBatch: Sendable {
+        case pretrain(PretrainBatch)
+        case classification(ClassificationBatch)
+        case retrieval(RetrievalBatch)
+    }
+
+    public struct Summary: Sendable {
+        public var finalLosses: [String: Double] = [:]
+        public var samplesPerSecond = 0.0
+        public var output: URL
+    }
+
+    public static func run(_ config: RunConfiguration, world: Communicator) throws -> Summary {
+        try config.validate()
+        let preset = try config.presetValue
+        let rank = world.rank, R = world.size, G = config.batchSize
+        guard G % R == 0 else {
+            throw RunError("--batch-size \(G) does not split evenly over \(R) ranks; use a multiple of \(R)")
+        }
+        let watchdog = StallWatchdog(world: world, timeout: config.stallTimeout)
+        defer { watchdog.stop() }
+        let out = URL(fileURLWithPath: config.out)
+        let log = RunLog(rank: rank, directory: out)
+
+        // Every rank must run the same configuration.
+        try watchdog.guarding("start-up, configuration hash check") {
+            try Consistency.requireAgreement(config.hash, what: "the run configuration (hash)", world: world)
+        }
+        if rank == 0 {
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(config).write(to: out.appendingPathComponent("config.json"))
+        }
+
+        // Tokenizer and data (each rank reads the sample list; rank 0 reports bad records).
+        let tokenizer = try ByteLevelBPE(directory: URL(fileURLWithPath: config.tokenizer!))
+        let data = try loadData(config, log: log)
+        try watchdog.guarding("start-up, data set size check") {
+            try Consistency.requireAgreement(UInt64(data.texts.count), what: "the number of training samples", world: world)
+            try Consistency.requireAgreement(UInt64(tokenizer.vocabularySize), what: "the tokenizer's vocabulary size",
+                                             world: world)
+        }
+
+        // Model, teacher, optimizer.
+        let head: TaskHead = config.stage != .finetune ? .none
+            : (config.task!.kind == .retrieval ? .retrieval : .classifier(outputs: data.classes.count))
+        let modelConfig = ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, head: head)
+        try modelConfig.validate()
+        let params = UMDParameters(modelConfig)
+        let student = ParameterStore(layout: params.layout)
+        params.initialize(student, seed: config.seed)
+        let teacher = config.stage.hasTeacher
+            ? ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) } : nil
+        var teacherLoaded = false
+        if let initFrom = config.initFrom {
+            teacherLoaded = try ModelInit.load(path: URL(fileURLWithPath: initFrom), params: params, student: student,
+                                               teacher: teacher, only: config.initOnly)
+        }
+        if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
+        // Rank 0's weights are the run's weights.
+        try watchdog.guarding("start-up, broadcast of the initial weights") {
+            try world.broadcast(UnsafeMutableBufferPointer(start: student.values, count: student.count), root: 0)
+            if let teacher { try world.broadcast(UnsafeMutableBufferPointer(start: teacher.values, count: teacher.count), root: 0) }
+        }
+        var hyper = AdamWHyperparameters()
+        hyper.weightDecay = config.weightDecay
+        let multipliers = config.multipliers
+        let optimizer = AdamWOptimizer(store: student, hyperparameters: hyper,
+                                       multiplier: { multipliers.multiplier(for: $0.name) },
+                                       isTrained: { config.stage.trains($0.name) })
+        let schedule = LearningRateSchedule(shape: config.stage == .pretrain ? .linear : .cosine, totalSteps: config.steps)
+        let trainedSegments = GradientSynchronizer.segments(student.views.filter { config.stage.trains($0.name) }.map(\.range))
+        let sync = try GradientSynchronizer(world: world, gradients: student.grads, segments: trainedSegments,
+                                            bucketBytes: Int(config.bucketMB * 1048576), watchdog: watchdog)
+        defer { sync.stop() }
+
+        // Data pipeline: the sampler's cursor is the global step, so any world size sees the
+        // same global batches; a background thread prepares the next ones.
+        let sampler = try DistributedSampler(datasetSize: data.texts.count, globalBatch: G, worldSize: R, rank: rank,
+                                             seed: config.seed)
+        let builder = BatchBuilder(tokenizer: tokenizer, imageSize: preset.imageSize, textLength: preset.textLength,
+                                   patchSize: preset.patchSize, seed: config.seed)
+        let prefetcher = Prefetcher<StepBatch>(startStep: 0, depth: 2) { step in
+            try makeBatch(step: step, config: config, sampler: sampler, data: data, builder: builder, rank: rank)
+        }
+        defer { prefetcher.stop() }
+
+        let reduction = GlobalReduction(worldSize: R) { values in
+            if R == 1 { return values }
+            var v = values
+            do {
+                try watchdog.guarding("a loss/count allreduce") { try world.allreduce(&v, op: .sum) }
+            } catch {
+                world.abort(message: "error: \(error)")
+            }
+            return v
+        }
+        let pretrainObjective = config.stage == .finetune ? nil
+            : PretrainObjective(params: params, includeITM: config.stage == .pretrain)
+        pretrainObjective?.alpha = config.alpha
+        let finetuneObjective = config.stage == .finetune ? FinetuneObjective(params: params) : nil
+        finetuneObjective?.beta = config.beta
+        pretrainObjective?.gradientsReady = { sync.gradientsReady(below: $0) }
+        finetuneObjective?.gradientsReady = { sync.gradientsReady(below: $0) }
+
+        log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(R) rank(s), "
+                 + "global batch \(G), \(config.steps) steps, \(data.texts.count) samples, vocabulary \(tokenizer.vocabularySize), "
+                 + "\(trainedSegments.reduce(0) { $0 + $1.count }) trained parameters in \(sync.buckets.count) gradient bucket(s)")
+        var summary = Summary(output: out)
+        let runStart = Date()
+        var windowStart = Date(), windowSamples = 0, windowDataWait = 0.0, windowCommWait = 0.0
+        var lastDataWait = 0.0
+        for step in 0..<config.steps {
+            let batch = try prefetcher.next()
+            windowDataWait += prefetcher.waitSeconds - lastDataWait
+            lastDataWait = prefetcher.waitSeconds
+            student.zeroGradients()
+            sync.beginStep(step)
+            let passKey = CounterRandom.key(CounterRandom.key(config.seed, CounterRandom.hash("dropout")), UInt64(step))
+            var record: [String: Double] = [:]
+            var coefficients: GMCoord.Coefficients? = nil
+            switch batch {
+            case .pretrain(let b):
+                let l = pretrainObjective!.step(student: student, teacher: teacher!, batch: b, dropout: config.dropout,
+                                                passKey: passKey, reduction: reduction)
+                record = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
+                if config.stage == .pretrain { record["itm"] = l.itm }
+            case .classification(let b):
+                let r = finetuneObjective!.step(student: student, batch: b, dropout: config.dropout, passKey: passKey,
+                                                reduction: reduction)
+                record = ["task": r.loss, "loss": r.loss]
+                coefficients = r.coefficients
+            case .retrieval(let b):
+                let r = finetuneObjective!.retrievalStep(student: student, batch: b, dropout: config.dropout,
+                                                         passKey: passKey, reduction: reduction)
+                record = ["task": r.loss, "loss": r.loss]
+                coefficients = r.coefficients
+            }
+            try sync.finish()
+            windowCommWait += sync.waitSeconds
+            if let c = coefficients {
+                if config.gmCoord {
+                    GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: config.gmNoise,
+                                     seed: config.seed, step: step)
+                }
+                record["rho_t"] = c.rhoText; record["rho_i"] = c.rhoImage; record["k_t"] = c.kText; record["k_i"] = c.kImage
+            }
+            var norm = 0.0
+            for segment in trainedSegments {
+                let n = gradientNorm(student.grads + segment.lowerBound, count: segment.count)
+                norm += n * n
+            }
+            norm = norm.squareRoot()
+            if let maxNorm = config.clipNorm, norm > Double(maxNorm) {
+                let scale = Float(Double(maxNorm) / (norm + 1e-6))
+                for segment in trainedSegments { for i in segment { student.grads[i] *= scale } }
+            }
+            let lr = config.peakLearningRate * Float(schedule.factor(afterSteps: step))
+            optimizer.step(baseLearningRate: lr)
+            if let teacher { EMA.update(teacher: teacher, student: student, lambda: config.ema) }
+            windowSamples += G
+
+            if (step + 1) % config.consistencyEvery == 0 || step == config.steps - 1 {
+                try watchdog.guarding("step \(step), replica consistency check") {
+                    try Consistency.requireAgreement(Consistency.checksum(student.values, count: student.count),
+                                                     what: "the student weights after step \(step) (replicas diverged)", world: world)
+                    if let teacher {
+                        try Consistency.requireAgreement(Consistency.checksum(teacher.values, count: teacher.count),
+                                                         what: "the teacher weights after step \(step)", world: world)
+                    }
+                }
+            }
+            if (step + 1) % config.logEvery == 0 || step == config.steps - 1 || step == 0 {
+                let seconds = Date().timeIntervalSince(windowStart)
+                record["step"] = Double(step + 1)
+                record["lr"] = Double(lr)
+                record["grad_norm"] = norm
+                record["samples_per_s"] = Double(windowSamples) / max(seconds, 1e-9)
+                record["data_wait_s"] = windowDataWait
+                record["comm_wait_s"] = windowCommWait
+                log.metrics(record, stage: config.stage.rawValue)
+                let elapsed = Date().timeIntervalSince(runStart)
+                let eta = elapsed / Double(step + 1) * Double(config.steps - step - 1)
+                log.progress(String(format: "step %d/%d  loss %.4f  %.1f samples/s  ETA %@", step + 1, config.steps,
+                                    record["loss"] ?? 0, record["samples_per_s"]!, RunLog.duration(eta)))
+                summary.finalLosses = record
+                windowStart = Date(); windowSamples = 0; windowDataWait = 0; windowCommWait = 0
+            }
+        }
+        summary.samplesPerSecond = Double(config.steps * G) / Date().timeIntervalSince(runStart)
+        log.finishProgress()
+
+        if rank == 0 {
+            let weights = out.appendingPathComponent("final.safetensors")
+            try ModelIO.export(student: student, teacher: teacher,
+                               metadata: ["stage": config.stage.rawValue, "preset": preset.name,
+                                          "steps": String(config.steps), "task": config.task?.rawValue ?? ""],
+                               to: weights)
+            if !data.classes.isEmpty {
+                try JSONEncoder().encode(data.classes).write(to: out.appendingPathComponent("classes.json"))
+            }
+            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps,
+                            Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))
+        }
+        try watchdog.guarding("end of run barrier") { try world.barrier() }
+        return summary
+    }
+
+    static func loadData(_ config: RunConfiguration, log: RunLog) throws -> TrainingData {
+        let options = ReaderOptions(strict: config.strict)
+        var data = TrainingData()
+        if config.stage == .pretrain {
+            let (roco, report) = try ROCODataset.load(root: URL(fileURLWithPath: config.roco!), split: .train, options: options)
+            log.report(report)
+            data.images = roco.map(\.image); data.texts = roco.map(\.text)
+            if let medicat = config.medicat {
+                let (samples, report) = try MedICaTDataset.load(root: URL(fileURLWithPath: medicat), split: .train,
+                                                                seed: config.seed, options: options)
+                log.report(report)
+                data.images += samples.map(\.image); data.texts += samples.map(\.text)
+            }
+        } else {
+            let samples = try TaskData.load(task: config.task!, root: URL(fileURLWithPath: config.data!), split: .train,
+                                            retrievalCap: Int.max, options: options)
+            samples.reports.forEach(log.report)
+            data.images = samples.images; data.texts = samples.texts; data.labels = samples.labels
+            data.classes = samples.classes
+        }
+        if data.texts.count < config.batchSize {
+            throw RunError("the training data has \(data.texts.count) samples, fewer than one global batch (\(config.batchSize))")
+        }
+        return data
+    }
+
+    static func makeBatch(step: Int, config: RunConfiguration, sampler: DistributedSampler, data: TrainingData,
+                          builder: BatchBuilder, rank: Int) throws -> StepBatch {
+        let global = sampler.globalIndices(step: step)
+        let B = sampler.localBatch, G = sampler.globalBatch
+        let positions = Array((rank * B)..<((rank + 1) * B))
+        let local = positions.map { global[$0] }
+        let epoch = sampler.cursor(step: step).epoch
+        switch config.stage {
+        case .pretrain, .calib:
+            var itmImages: [URL]? = nil, itmLabels: [Int32]? = nil
+            if config.stage == .pretrain {
+                let partner = BatchPairing.itmImages(globalBatch: G, seed: config.seed, step: step)
+                itmImages = positions.map { data.images[global[partner[$0]]] }
+                itmLabels = positions.map { partner[$0] == $0 ? 1 : 0 }
+            }
+            return .pretrain(try builder.pretrainBatch(images: local.map { data.images[$0] }, texts: local.map { data.texts[$0] },
+                                                       indices: local, epoch: epoch, itmImages: itmImages,
+                                                       itmLabels: itmLabels))
+        case .finetune:
+            if config.task!.kind == .retrieval {
+                let negatives = BatchPairing.retrievalNegatives(globalBatch: G, seed: config.seed, step: step)
+                var textPositions: [Int] = []            // global positions of the texts this rank encodes
+                var slot: [Int: Int] = [:]
+                var candidates: [Int32] = []
+                for p in positions {
+                    for q in [p] + negatives[p] {
+                        if slot[q] == nil { slot[q] = textPositions.count; textPositions.append(q) }
+                        candidates.append(Int32(slot[q]!))
+                    }
+                }
+                let (ids, attention) = builder.text(textPositions.map { data.texts[global[$0]] })
+                return .retrieval(RetrievalBatch(batch: B, imageSize: builder.imageSize, textLength: builder.textLength,
+                                                 pixels: try builder.pixels(local.map { data.images[$0] }),
+                                                 textCount: textPositions.count, textIDs: ids, attention: attention,
+                                                 candidates: candidates, sampleIDs: local.map { UInt64($0) }))
+            }
+            let (ids, attention) = builder.text(local.map { data.texts[$0] })
+            return .classification(ClassificationBatch(batch: B, imageSize: builder.imageSize, textLength: builder.textLength,
+                                                       pixels: try builder.pixels(local.map { data.images[$0] }),
+                                                       textIDs: ids, attention: attention,
+                                                       labels: local.map { Int32(data.labels[$0]) },
+                                                       sampleIDs: local.map { UInt64($0) }))
+        }
+    }
+}
+
+/// Rank 0's output: a progress line on a terminal (plain lines otherwise) and
+/// `RUN/metrics.jsonl`; other ranks print only warnings and errors, prefixed with their rank.
+public final class RunLog: @unchecked Sendable {
+    let rank: Int
+    let metricsURL: URL
+    // Under mpirun a rank's stdout is a pty even when the user pipes mpirun's output, so the
+    // one-line progress display is used only when run directly on a terminal.
+    let terminal = isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
+    private var progressShown = false
+
+    public init(rank: Int, directory: URL) {
+        self.rank = rank
+        metricsURL = directory.appendingPathComponent("metrics.jsonl")
+        if rank == 0 { try? FileManager.default.removeItem(at: metricsURL) }
+    }
+
+    public func info(_ text: String) {
+        guard rank == 0 else { return }
+        finishProgress()
+        print(text)
+        fflush(nil)
+    }
+
+    public func warning(_ text: String) {
+        FileHandle.standardError.write(Data("umd-mpirun: rank \(rank): \(text)\n".utf8))
+    }
+
+    func report(_ report: DataReport) {
+        guard rank == 0 else { return }
+        for line in report.warnings.prefix(20) { warning(line) }
+        if report.skipped.count > 20 { warning("… and \(report.skipped.count - 20) more skipped records") }
+        info(report.description)
+    }
+
+    func metrics(_ record: [String: Double], stage: String) {
+        guard rank == 0 else { return }
+        var object: [String: Any] = record
+        object["stage"] = stage
+        if let step = record["step"] { object["step"] = Int(step) }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        if let handle = try? FileHandle(forWritingTo: metricsURL) {
+            handle.seekToEndOfFile()
+            handle.write(data + Data("\n".utf8))
+            try? handle.close()
+        } else {
+            try? (data + Data("\n".utf8)).write(to: metricsURL)
+        }
+    }
+
+    func progress(_ text: String) {
+        guard rank == 0 else { return }
+        if terminal {
+            print("\r\u{1B}[K" + text, terminator: "")
+            progressShown = true
+        } else {
+            print(text)
+        }
+        fflush(nil)
+    }
+
+    func finishProgress() {
+        if progressShown { print(""); progressShown = false }
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" : "\(s / 60)m\(String(format: "%02d", s % 60))s"
+    }
+}
