@@ -25,8 +25,9 @@ release:          ## optimised build for real runs and benchmarks
 test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves)
 	$(SWIFT) test --skip-build
 
-demo: build       ## the end-to-end job on generated data (for now: the MPI selftest on 2 ranks)
-	$(MPIRUN) -np $(RANKS) $(DEBUG_BIN) selftest --verbose
+demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> finetune -> eval, plots
+	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
+	RANKS=$(RANKS) bash scripts/demo.sh $(RELEASE_BIN) demo-out
 
 bench: bench-allreduce bench-kernels bench-data
 
