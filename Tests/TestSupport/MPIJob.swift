@@ -74,6 +74,19 @@ public enum MPIJob {
         return try launch(executable: mpirun, command, timeout: timeout, environment: environment(extra: extra))
     }
 
+    /// One job whose ranks run different arguments (MPMD): `mpirun -np 1 umd A : -np 1 umd B …`.
+    public static func runMPMD(_ perRank: [[String]], timeout: Double = 120) throws -> Result {
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            ?? "mpirun"
+        let binary = try binary().path
+        var command = ["--oversubscribe"]
+        for (i, arguments) in perRank.enumerated() {
+            if i > 0 { command.append(":") }
+            command += ["-np", "1", binary] + arguments
+        }
+        return try launch(executable: mpirun, command, timeout: timeout, environment: environment())
+    }
+
     /// The binary alone, no mpirun: MPI's singleton mode (rank 0 of 1).
     public static func runDirect(_ arguments: [String], timeout: Double = 120,
                                  environment extra: [String: String] = [:]) throws -> Result {

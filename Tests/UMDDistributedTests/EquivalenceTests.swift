@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+import TestSupport
+import UMDModel
+
+/// A run with global batch G gives the same losses and parameters on 1, 2 and 4 ranks
+/// (MODEL_SPEC.md section 10a), with dropout on (its masks are keyed by dataset index) and,
+/// for fine-tuning, GM-Coord noise on (keyed by seed and step).
+///
+/// Tolerances. Losses: ranks sum their terms in another order and the allreduce adds the
+/// partial sums in another order again; in Float32 that moves a loss by ~1e-7 relative
+/// (seen: 2e-8–1e-7), so 1e-5 relative leaves a 100x margin. Parameters: AdamW's update
+/// lr · m̂/(√v̂ + ε) amplifies a summation-order difference δg of a gradient that is nearly
+/// zero by up to 1/ε = 1e8, so a handful of elements (seen: 8 of 1.1M above 1e-5 after 3
+/// steps, at most 0.02 of the fusion lr) move by a fraction of one step. Hence every element
+/// within 0.05 × (largest group lr) × steps, and 99.9% within 1e-6.
+@Suite("multi-rank equivalence", .serialized)
+struct EquivalenceTests {
+    static let root: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-equivalence-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    static func prepare() throws {
+        if FileManager.default.fileExists(atPath: root.appendingPathComponent("tok/vocab.json").path) { return }
+        for (kind, dir, seed) in [("roco", "roco", "1"), ("vqa-rad", "vqa", "2")] {
+            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", root.appendingPathComponent(dir).path,
+                                          "--count", "30", "--seed", seed, "--image-size", "32"])
+            #expect(r.exitCode == 0, "\(r)")
+        }
+        let r = try MPIJob.runDirect(["tokenizer", "train", "--roco", root.appendingPathComponent("roco").path,
+                                      "--vqa-rad", root.appendingPathComponent("vqa").path, "--vocab-size", "400",
+                                      "--out", root.appendingPathComponent("tok").path])
+        #expect(r.exitCode == 0, "\(r)")
+    }
+
+    func losses(_ run: URL) throws -> [[String: Double]] {
+        let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        return text.split(separator: "\n").map {
+            ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:])
+                .compactMapValues { ($0 as? NSNumber)?.doubleValue }
+        }
+    }
+
+    func compare(_ a: URL, _ b: URL, lossNames: [String], maxLR: Double, steps: Int) throws {
+        let la = try losses(a), lb = try losses(b)
+        #expect(la.count == lb.count && la.count == steps)
+        for (x, y) in zip(la, lb) {
+            for name in lossNames {
+                let (u, v) = (x[name] ?? .nan, y[name] ?? .nan)
+                #expect(abs(u - v) <= 1e-5 * max(abs(u), 1e-3), "\(name) at step \(x["step"] ?? 0): \(u) vs \(v)")
+            }
+        }
+        let fa = try Safetensors.read(a.appendingPathComponent("final.safetensors"))
+        let fb = try Safetensors.read(b.appendingPathComponent("final.safetensors"))
+        #expect(fa.tensors.map(\.name) == fb.tensors.map(\.name))
+        var total = 0, close = 0
+        var worst = (0.0, "")
+        for (ta, tb) in zip(fa.tensors, fb.tensors) {
+            for (u, v) in zip(ta.floats, tb.floats) {
+                let d = Double(abs(u - v))
+                total += 1
+                if d <= 1e-6 { close += 1 }
+                if d > worst.0 { worst = (d, ta.name) }
+            }
+        }
+        #expect(worst.0 <= 0.05 * maxLR * Double(steps), "largest difference \(worst.0) in \(worst.1)")
+        #expect(Double(close) >= 0.999 * Double(total), "\(total - close) of \(total) elements differ by more than 1e-6")
+    }
+
+    @Test func pretrainGivesTheSameRunOnOneTwoAndFourRanks() throws {
+        try Self.prepare()
+        var runs: [URL] = []
+        for ranks in [1, 2, 4] {
+            let out = Self.root.appendingPathComponent("pretrain-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
+                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                                  "--out", out.path, "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
+                                                  "--log-every", "1"], timeout: 180)
+            #expect(r.exitCode == 0, "\(r)")
+            runs.append(out)
+        }
+        for other in runs.dropFirst() {
+            try compare(runs[0], other, lossNames: ["loss", "mim", "mlm", "feamim", "feamlm", "itm"], maxLR: 5e-3, steps: 3)
+        }
+    }
+
+    @Test func gmCoordFinetuneWithNoiseGivesTheSameRunOnOneTwoAndFourRanks() throws {
+        try Self.prepare()
+        var runs: [URL] = []
+        for ranks in [1, 2, 4] {
+            let out = Self.root.appendingPathComponent("finetune-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "vqa-rad", "--data", Self.root.appendingPathComponent("vqa").path,
+                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                                  "--out", out.path, "--steps", "3", "--batch-size", "8", "--lr", "1e-4",
+                                                  "--gm-coord", "on", "--gm-noise", "on", "--log-every", "1"], timeout: 180)
+            #expect(r.exitCode == 0, "\(r)")
+            runs.append(out)
+        }
+        for other in runs.dropFirst() {
+            try compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
+        }
+    }
+
+    @Test func aRankWithAnotherConfigurationIsNamed() throws {
+        try Self.prepare()
+        func arguments(_ lr: String) -> [String] {
+            ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path, "--tokenizer",
+             Self.root.appendingPathComponent("tok").path, "--out", Self.root.appendingPathComponent("mismatch").path,
+             "--steps", "1", "--batch-size", "6", "--lr", lr]
+        }
+        let r = try MPIJob.runMPMD([arguments("1e-3"), arguments("1e-3"), arguments("2e-3")], timeout: 60)
+        #expect(!r.timedOut && r.exitCode != 0, "\(r)")
+        #expect(r.output.contains("the run configuration (hash) differs between rank 0"), "\(r)")
+        #expect(r.output.contains("and rank 2"), "\(r)")
+    }
+
+    @Test func ranksThatDisagreeOnTheConfigurationStopWithAClearError() throws {
+        try Self.prepare()
+        // The batch does not split over 3 ranks: every rank reports it, nobody hangs.
+        let r = try MPIJob.run(ranks: 3, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
+                                          "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                          "--out", Self.root.appendingPathComponent("bad").path, "--steps", "1",
+                                          "--batch-size", "4"], timeout: 60)
+        #expect(!r.timedOut && r.exitCode != 0, "\(r)")
+        #expect(r.output.contains("does not split evenly over 3 ranks"), "\(r)")
+    }
+}
