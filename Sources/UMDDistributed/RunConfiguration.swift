@@ -38,6 +38,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var strict = false
     public var retrievalCap = 2000
     public var evalSplit: Split = .test
+    /// Testing aid: this rank sleeps for an hour at step `debugStallStep`, so the stall
+    /// watchdog can be seen to fire on the other ranks.
+    public var debugStallRank: Int? = nil
+    public var debugStallStep = 1
 
     public init() {}
 

@@ -107,11 +107,14 @@ public enum Trainer {
         }
         defer { prefetcher.stop() }
 
+        let currentStep = StepCounter()
         let reduction = GlobalReduction(worldSize: R) { values in
             if R == 1 { return values }
             var v = values
             do {
-                try watchdog.guarding("a loss/count allreduce") { try world.allreduce(&v, op: .sum) }
+                try watchdog.guarding("step \(currentStep.value), the allreduce of loss sums and counts") {
+                    try world.allreduce(&v, op: .sum)
+                }
             } catch {
                 world.abort(message: "error: \(error)")
             }
@@ -133,6 +136,8 @@ public enum Trainer {
         var windowStart = Date(), windowSamples = 0, windowDataWait = 0.0, windowCommWait = 0.0
         var lastDataWait = 0.0
         for step in 0..<config.steps {
+            currentStep.value = step
+            if config.debugStallRank == rank && config.debugStallStep == step { sleep(3600) }
             let batch = try prefetcher.next()
             windowDataWait += prefetcher.waitSeconds - lastDataWait
             lastDataWait = prefetcher.waitSeconds
@@ -298,6 +303,12 @@ public enum Trainer {
                                                        sampleIDs: local.map { UInt64($0) }))
         }
     }
+}
+
+/// The step the loop is in, for watchdog messages from closures.
+final class StepCounter: @unchecked Sendable {
+    // Written by the training thread, read by the same thread inside the reduction closure.
+    var value = 0
 }
 
 /// Rank 0's output: a progress line on a terminal (plain lines otherwise) and

@@ -30,6 +30,7 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Gradient bucket size in MB.") var bucketMb: Double?
     @Option(help: "Global gradient-norm clipping (off unless given).") var clipNorm: Float?
     @Flag(help: "Stop at the first bad data record instead of skipping it.") var strict = false
+    @Option(help: ArgumentHelp("Testing aid: this rank hangs at step 1.", visibility: .hidden)) var debugStallRank: Int?
 
     func apply(to base: RunConfiguration) throws -> RunConfiguration {
         var c = base
@@ -51,6 +52,7 @@ struct RunFlags: ParsableArguments {
         if let bucketMb { c.bucketMB = bucketMb }
         if let clipNorm { c.clipNorm = clipNorm }
         if strict { c.strict = true }
+        if let debugStallRank { c.debugStallRank = debugStallRank }
         return c
     }
 }

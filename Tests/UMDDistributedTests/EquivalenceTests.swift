@@ -116,6 +116,17 @@ struct EquivalenceTests {
         #expect(r.output.contains("and rank 2"), "\(r)")
     }
 
+    @Test func aStalledRankIsNamedByTheWatchdogAndTheJobEnds() throws {
+        try Self.prepare()
+        let r = try MPIJob.run(ranks: 2, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
+                                          "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                          "--out", Self.root.appendingPathComponent("stall").path, "--steps", "3",
+                                          "--batch-size", "4", "--stall-timeout", "2", "--debug-stall-rank", "1"],
+                               timeout: 60)
+        #expect(!r.timedOut && r.exitCode != 0, "\(r)")
+        #expect(r.output.contains("rank 0/2: stalled for more than 2 s in step 1"), "\(r)")
+    }
+
     @Test func ranksThatDisagreeOnTheConfigurationStopWithAClearError() throws {
         try Self.prepare()
         // The batch does not split over 3 ranks: every rank reports it, nobody hangs.
