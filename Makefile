@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data clean
+.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -29,7 +29,7 @@ demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> f
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
 	RANKS=$(RANKS) bash scripts/demo.sh $(RELEASE_BIN) demo-out
 
-bench: bench-allreduce bench-kernels bench-data
+bench: bench-allreduce bench-kernels bench-data bench-step
 
 bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
@@ -39,6 +39,9 @@ bench-kernels: release     ## block forward+backward GFLOP/s vs plain sgemm, 1 t
 
 bench-data: release        ## JPEG decode+preprocess images/s, prefetcher overlap
 	$(RELEASE_BIN) bench data
+
+bench-step: release        ## pretrain step weak scaling 1 -> 2 ranks, sync bandwidth vs plain allreduce
+	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench step --preset small
 
 clean:
 	rm -rf .build

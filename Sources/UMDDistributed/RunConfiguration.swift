@@ -42,6 +42,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// watchdog can be seen to fire on the other ranks.
     public var debugStallRank: Int? = nil
     public var debugStallStep = 1
+    /// Testing aid: this rank nudges one weight after step 1, so the replica check fires.
+    public var debugDivergeRank: Int? = nil
 
     public init() {}
 

@@ -185,6 +185,7 @@ public enum Trainer {
             let lr = config.peakLearningRate * Float(schedule.factor(afterSteps: step))
             optimizer.step(baseLearningRate: lr)
             if let teacher { EMA.update(teacher: teacher, student: student, lambda: config.ema) }
+            if config.debugDivergeRank == rank && step == 1 { student.values[0] += 1e-3 }
             windowSamples += G
 
             if (step + 1) % config.consistencyEvery == 0 || step == config.steps - 1 {

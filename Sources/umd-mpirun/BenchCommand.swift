@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import MPIBridge
+import UMDModel
+import UMDDistributed
 
 /// `umd-mpirun bench …`: benchmark programs. Each prints absolute figures next to a
 /// baseline measured in the same run, because the machines are noisy.
@@ -8,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self])
+        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self, StepBench.self])
 }
 
 /// Allreduce latency and bandwidth per message size, in the style of osu_allreduce and
@@ -86,5 +88,20 @@ struct AllreduceBench: ParsableCommand {
                 bytes *= 2
             }
         }
+    }
+}
+
+/// `umd-mpirun bench step`: weak scaling of a full pretrain step; run under mpirun.
+struct StepBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step", abstract: "Pretrain-step samples/s alone vs together, communication share, sync bandwidth.")
+    @Option(help: "Preset.") var preset = "small"
+    @Option(help: "Samples per rank per step.") var localBatch = 8
+    @Option(help: "Timed steps (after one warm-up step).") var steps = 5
+
+    func run() throws {
+        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+        let (b, s) = (localBatch, steps)
+        try runOnWorld { world in try StepBenchmark.run(preset: p, localBatch: b, steps: s, world: world) }
     }
 }

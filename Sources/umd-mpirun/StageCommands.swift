@@ -31,6 +31,8 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Global gradient-norm clipping (off unless given).") var clipNorm: Float?
     @Flag(help: "Stop at the first bad data record instead of skipping it.") var strict = false
     @Option(help: ArgumentHelp("Testing aid: this rank hangs at step 1.", visibility: .hidden)) var debugStallRank: Int?
+    @Option(help: ArgumentHelp("Testing aid: this rank's weights drift after step 1.", visibility: .hidden))
+    var debugDivergeRank: Int?
 
     func apply(to base: RunConfiguration) throws -> RunConfiguration {
         var c = base
@@ -53,6 +55,7 @@ struct RunFlags: ParsableArguments {
         if let clipNorm { c.clipNorm = clipNorm }
         if strict { c.strict = true }
         if let debugStallRank { c.debugStallRank = debugStallRank }
+        if let debugDivergeRank { c.debugDivergeRank = debugDivergeRank }
         return c
     }
 }
