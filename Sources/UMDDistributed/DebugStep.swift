@@ -56,23 +56,11 @@ public enum DebugStep {
             throw DebugStepError(message: "a global batch of at least 2 is needed (ITM pairs and retrieval negatives)")
         }
         let real = try realInputs(o)
-        let answers = real?.classes ?? o.answers
-        let head: TaskHead = o.stage != .finetune ? .none
-            : (o.task == .retrieval ? .retrieval : .classifier(outputs: answers))
-        let config = ModelConfig(preset: o.preset,
-                                 vocabularySize: real?.vocabularySize ?? o.vocabularySize ?? o.preset.vocabularySize ?? 1000,
-                                 head: head)
-        try config.validate()
-        let params = UMDParameters(config)
-        let student = ParameterStore(layout: params.layout)
-        params.initialize(student, seed: o.seed)
-        let teacher = o.stage.hasTeacher
-            ? ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) } : nil
-        var teacherLoaded = false
-        if let path = o.initPath {
-            teacherLoaded = try ModelInit.load(path: path, params: params, student: student, teacher: teacher, only: o.initOnly)
-        }
-        if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
+        let (params, student, teacher) = try ModelInit.build(
+            stage: o.stage, task: o.task, classes: real?.classes ?? o.answers, preset: o.preset,
+            vocabularySize: real?.vocabularySize ?? o.vocabularySize ?? o.preset.vocabularySize ?? 1000, seed: o.seed,
+            initFrom: o.initPath, initOnly: o.initOnly)
+        let config = params.config
 
         let G = o.batchSize, H = config.imageSize, L = config.preset.textLength, V = config.vocabularySize
         let N = config.patchCount, K = config.keptPatchCount

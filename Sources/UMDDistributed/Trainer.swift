@@ -64,21 +64,10 @@ public enum Trainer {
         }
 
         // Model, teacher, optimizer.
-        let head: TaskHead = config.stage != .finetune ? .none
-            : (config.task!.kind == .retrieval ? .retrieval : .classifier(outputs: data.classes.count))
-        let modelConfig = ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, head: head)
-        try modelConfig.validate()
-        let params = UMDParameters(modelConfig)
-        let student = ParameterStore(layout: params.layout)
-        params.initialize(student, seed: config.seed)
-        let teacher = config.stage.hasTeacher
-            ? ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) } : nil
-        var teacherLoaded = false
-        if let initFrom = config.initFrom {
-            teacherLoaded = try ModelInit.load(path: URL(fileURLWithPath: initFrom), params: params, student: student,
-                                               teacher: teacher, only: config.initOnly)
-        }
-        if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
+        let (params, student, teacher) = try ModelInit.build(
+            stage: config.stage, task: config.task?.kind ?? .none, classes: data.classes.count, preset: preset,
+            vocabularySize: tokenizer.vocabularySize, seed: config.seed,
+            initFrom: config.initFrom.map { URL(fileURLWithPath: $0) }, initOnly: config.initOnly)
         // Rank 0's weights are the run's weights.
         try watchdog.guarding("start-up, broadcast of the initial weights") {
             try world.broadcast(UnsafeMutableBufferPointer(start: student.values, count: student.count), root: 0)

@@ -22,41 +22,11 @@ struct FinetuneTests {
                                    labels: (0..<B).map { Int32($0 % Self.classes) }, sampleIDs: (0..<B).map { UInt64($0) })
     }
 
-    /// Directional finite-difference check per group (tolerance as in PretrainObjectiveTests).
-    func checkGroups(_ store: ParameterStore, groups: [String], loss: () -> Double, gradients: () -> Void,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
-        store.zeroGradients()
-        gradients()
-        let grads = Array(UnsafeBufferPointer(start: store.grads, count: store.count))
-        for group in groups {
-            var analytic = 0.0
-            var direction: [(Int, Float)] = []
-            for view in store.views(withPrefix: group) {
-                for i in 0..<view.count {
-                    let d = Float(CounterRandom.normal(CounterRandom.hash(view.name), UInt64(i)))
-                    direction.append((view.offset + i, d))
-                    analytic += Double(grads[view.offset + i]) * Double(d)
-                }
-            }
-            #expect(!direction.isEmpty, "no parameters under \(group)", sourceLocation: sourceLocation)
-            let eps: Float = 1e-3
-            for (o, d) in direction { store.values[o] += eps * d }
-            let plus = loss()
-            for (o, d) in direction { store.values[o] -= 2 * eps * d }
-            let minus = loss()
-            for (o, d) in direction { store.values[o] += eps * d }
-            let numeric = (plus - minus) / (2 * Double(eps))
-            #expect(abs(numeric) > 1e-4, "\(group): the loss does not depend on this group", sourceLocation: sourceLocation)
-            #expect(abs(analytic - numeric) <= 2e-3 + 2e-2 * max(abs(analytic), abs(numeric)),
-                    "\(group): analytic \(analytic) vs numeric \(numeric)", sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func classificationGradientMatchesFiniteDifferences() {
         let (params, store) = model(head: .classifier(outputs: Self.classes))
         let objective = FinetuneObjective(params: params)
         let batch = classificationBatch(batch: 3, seed: 4)
-        checkGroups(store, groups: ["vision.", "text.", "fusion.text_layers", "fusion.image_layers", "fusion.text_pooler",
+        checkGroupDirections(store, groups: ["vision.", "text.", "fusion.text_layers", "fusion.image_layers", "fusion.text_pooler",
                                     "fusion.image_pooler", "fusion.type_embed", "head.fc1", "head.ln", "head.fc2"],
                     loss: { objective.step(student: store, batch: batch, computeGradients: false).loss },
                     gradients: { objective.step(student: store, batch: batch) })
@@ -73,7 +43,7 @@ struct FinetuneTests {
                                    pixels: SyntheticBatch.pixels(batch: B, size: p.imageSize, seed: 8), textCount: T,
                                    textIDs: ids, attention: attention, candidates: [0, 1, 2, 1, 2, 0],
                                    sampleIDs: [0, 1])
-        checkGroups(store, groups: ["vision.", "text.", "fusion.", "head.score"],
+        checkGroupDirections(store, groups: ["vision.", "text.", "fusion.", "head.score"],
                     loss: { objective.retrievalStep(student: store, batch: batch, computeGradients: false).loss },
                     gradients: { objective.retrievalStep(student: store, batch: batch) })
         let result = objective.retrievalStep(student: store, batch: batch, computeGradients: false)

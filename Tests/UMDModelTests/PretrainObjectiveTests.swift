@@ -3,48 +3,19 @@ import Testing
 
 /// Whole-model checks of MR-Pretrain and TD-Calib at the tiny preset.
 struct PretrainObjectiveTests {
-    /// Directional finite-difference check of the total loss per named parameter group,
-    /// plus element checks at each group's largest gradients.
-    ///
-    /// Tolerance: the total loss is O(1) and its Float32 forward carries ~1e-7–1e-6 absolute
-    /// rounding noise, so (L₊ − L₋)/2ε with ε = 1e-3 along a normal direction has ≲ 1e-3
-    /// absolute noise; 2% relative + 2e-3 absolute covers that and the O(ε²) truncation,
-    /// while a missing path through a group changes its directional derivative by O(100%).
-    /// (Checked: dropping the mask-token or type-embedding gradient fails this test.)
+    /// The per-group directional check (GradientChecker.swift) plus element checks at each
+    /// group's two largest gradients.
     func checkGroups(_ objective: PretrainObjective, student: ParameterStore, teacher: ParameterStore,
                      batch: PretrainBatch, groups: [String], sourceLocation: SourceLocation = #_sourceLocation) {
-        student.zeroGradients()
-        objective.step(student: student, teacher: teacher, batch: batch)
-        let grads = Array(UnsafeBufferPointer(start: student.grads, count: student.count))
         func total() -> Double {
             objective.step(student: student, teacher: teacher, batch: batch, computeGradients: false).total
         }
+        let grads = checkGroupDirections(student, groups: groups, loss: total,
+                                         gradients: { objective.step(student: student, teacher: teacher, batch: batch) },
+                                         sourceLocation: sourceLocation)
         for group in groups {
-            let views = student.views(withPrefix: group)
-            #expect(!views.isEmpty, "no parameters under \(group)", sourceLocation: sourceLocation)
-            var analytic = 0.0
-            var direction: [(Int, Float)] = []
-            for view in views {
-                for i in 0..<view.count {
-                    let d = Float(CounterRandom.normal(CounterRandom.hash(view.name), UInt64(i)))
-                    direction.append((view.offset + i, d))
-                    analytic += Double(grads[view.offset + i]) * Double(d)
-                }
-            }
-            let eps: Float = 1e-3
-            for (o, d) in direction { student.values[o] += eps * d }
-            let plus = total()
-            for (o, d) in direction { student.values[o] -= 2 * eps * d }
-            let minus = total()
-            for (o, d) in direction { student.values[o] += eps * d }
-            let numeric = (plus - minus) / (2 * Double(eps))
-            #expect(abs(numeric) > 1e-4, "\(group): the loss does not depend on this group", sourceLocation: sourceLocation)
-            #expect(abs(analytic - numeric) <= 2e-3 + 2e-2 * max(abs(analytic), abs(numeric)),
-                    "\(group): directional derivative analytic \(analytic) vs numeric \(numeric)",
-                    sourceLocation: sourceLocation)
-            // Element checks at the two largest gradients of the group.
-            let largest = direction.map(\.0).sorted { abs(grads[$0]) > abs(grads[$1]) }.prefix(2)
-            for o in largest {
+            let offsets = student.views(withPrefix: group).flatMap { Array($0.range) }
+            for o in offsets.sorted(by: { abs(grads[$0]) > abs(grads[$1]) }).prefix(2) {
                 let saved = student.values[o]
                 student.values[o] = saved + 1e-2; let p = total()
                 student.values[o] = saved - 1e-2; let m = total()
