@@ -60,6 +60,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MPIBridgeTests",
                     dependencies: ["MPIBridge", "TestSupport", "umd-mpirun"]),
+        .testTarget(name: "UMDCoreTests", dependencies: ["UMDCore"]),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective", "TestSupport"]),
         .testTarget(name: "UMDModelTests", dependencies: ["UMDModel"]),
         .testTarget(name: "UMDDataTests", dependencies: ["UMDData"]),
