@@ -38,6 +38,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var strict = false
     public var retrievalCap = 2000
     public var evalSplit: Split = .test
+    /// Save a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).
+    public var checkpointEvery = 0
+    public var keepCheckpoints = 3
+    public var zstdLevel = 3
+    /// Resume from the newest complete checkpoint of `out` ("latest") or from this checkpoint directory.
+    public var resume: String? = nil
+    /// Testing aid: this rank SIGKILLs itself half-way through writing its shard at the
+    /// checkpoint after `debugCrashCheckpointStep` steps.
+    public var debugCrashCheckpointRank: Int? = nil
+    public var debugCrashCheckpointStep = 0
+    /// Testing aid: behave as if SIGTERM arrived after this many steps.
+    public var debugStopAfter: Int? = nil
     /// Testing aid: this rank sleeps for an hour at step `debugStallStep`, so the stall
     /// watchdog can be seen to fire on the other ranks.
     public var debugStallRank: Int? = nil
@@ -70,6 +82,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(self)) ?? Data()
         return CounterRandom.hash(String(decoding: data, as: UTF8.self))
+    }
+
+    /// What a checkpoint must share with the run that resumes it; anything else (steps,
+    /// logging, timeouts, …) may change between save and resume.
+    public func resumeMismatches(_ saved: RunConfiguration) -> [String] {
+        var problems: [String] = []
+        func check<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { problems.append("\(name) \(b) (now \(a))") } }
+        check("stage", stage, saved.stage); check("preset", preset, saved.preset); check("task", task, saved.task)
+        check("seed", seed, saved.seed); check("batch size", batchSize, saved.batchSize)
+        check("lr", lr, saved.lr); check("alpha", alpha, saved.alpha); check("dropout", dropout, saved.dropout)
+        check("roco", roco, saved.roco); check("medicat", medicat, saved.medicat); check("data", data, saved.data)
+        return problems
     }
 
     /// Applies a config file on top of `self`: JSON, or flat `key: value` YAML lines.

@@ -41,7 +41,8 @@ public enum Trainer {
         let watchdog = StallWatchdog(world: world, timeout: config.stallTimeout)
         defer { watchdog.stop() }
         let out = URL(fileURLWithPath: config.out)
-        let log = RunLog(rank: rank, directory: out)
+        let log = RunLog(rank: rank, directory: out, keepMetrics: config.resume != nil)
+        StopSignal.install()
 
         // Every rank must run the same configuration.
         try watchdog.guarding("start-up, configuration hash check") {
@@ -91,10 +92,6 @@ public enum Trainer {
                                              seed: config.seed)
         let builder = BatchBuilder(tokenizer: tokenizer, imageSize: preset.imageSize, textLength: preset.textLength,
                                    patchSize: preset.patchSize, seed: config.seed)
-        let prefetcher = Prefetcher<StepBatch>(startStep: 0, depth: 2) { step in
-            try makeBatch(step: step, config: config, sampler: sampler, data: data, builder: builder, rank: rank)
-        }
-        defer { prefetcher.stop() }
 
         let currentStep = StepCounter()
         let reduction = GlobalReduction(worldSize: R) { values in
@@ -117,14 +114,43 @@ public enum Trainer {
         pretrainObjective?.gradientsReady = { sync.gradientsReady(below: $0) }
         finetuneObjective?.gradientsReady = { sync.gradientsReady(below: $0) }
 
+        // Resume: the newest complete checkpoint that loads, falling back to older ones.
+        let state = TrainingState(student: student, teacher: teacher, optimizer: optimizer)
+        let tokenizerHash = Checkpoints.hashFiles(["vocab.json", "merges.txt"].map {
+            URL(fileURLWithPath: config.tokenizer!).appendingPathComponent($0) })
+        let classesHash = String(CounterRandom.hash(data.classes.joined(separator: "\n")), radix: 16)
+        var startStep = 0
+        if let resume = config.resume {
+            startStep = try resumeState(resume, run: out, config: config, state: state, tokenizerHash: tokenizerHash,
+                                        classesHash: classesHash, log: log)
+            try watchdog.guarding("start-up, agreement on the resumed step") {
+                try Consistency.requireAgreement(UInt64(startStep), what: "the resumed step", world: world)
+                try Consistency.requireAgreement(Consistency.checksum(student.values, count: student.count),
+                                                 what: "the resumed weights", world: world)
+            }
+        }
+        func checkpoint(after steps: Int) throws {
+            let crash = config.debugCrashCheckpointRank == rank && config.debugCrashCheckpointStep == steps
+            let dir = try Checkpoints.save(state: state, step: steps, config: config, run: out, world: world,
+                                           watchdog: watchdog, tokenizerHash: tokenizerHash, classesHash: classesHash,
+                                           schedule: schedule, keep: config.keepCheckpoints, level: Int32(config.zstdLevel),
+                                           crashAfterBytes: crash ? state.count * 2 / max(R, 1) : nil)
+            log.info("checkpoint: \(dir.path)")
+        }
+
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(R) rank(s), "
                  + "global batch \(G), \(config.steps) steps, \(data.texts.count) samples, vocabulary \(tokenizer.vocabularySize), "
                  + "\(trainedSegments.reduce(0) { $0 + $1.count }) trained parameters in \(sync.buckets.count) gradient bucket(s)")
+        let prefetcher = Prefetcher<StepBatch>(startStep: startStep, depth: 2) { step in
+            try makeBatch(step: step, config: config, sampler: sampler, data: data, builder: builder, rank: rank)
+        }
+        defer { prefetcher.stop() }
         var summary = Summary(output: out)
         let runStart = Date()
         var windowStart = Date(), windowSamples = 0, windowDataWait = 0.0, windowCommWait = 0.0
         var lastDataWait = 0.0
-        for step in 0..<config.steps {
+        var stoppedBySignal = false
+        for step in startStep..<config.steps {
             currentStep.value = step
             if config.debugStallRank == rank && config.debugStallStep == step { sleep(3600) }
             let batch = try prefetcher.next()
@@ -203,8 +229,26 @@ public enum Trainer {
                 summary.finalLosses = record
                 windowStart = Date(); windowSamples = 0; windowDataWait = 0; windowCommWait = 0
             }
+            // A scheduler's SIGTERM (or ^C) on any rank: every rank saves and stops together.
+            if config.debugStopAfter == step + 1 { StopSignal.flag = 1 }
+            let stop = R == 1 ? StopSignal.requested : try watchdog.guarding("step \(step), stop-signal agreement") {
+                try world.allreduce(Int32(StopSignal.requested ? 1 : 0), op: .max) == 1
+            }
+            if stop || step == config.steps - 1 || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery == 0) {
+                log.finishProgress()
+                try checkpoint(after: step + 1)
+            }
+            if stop {
+                log.info("stopping after step \(step + 1) on a termination signal; resume with --resume")
+                stoppedBySignal = true
+                break
+            }
         }
-        summary.samplesPerSecond = Double(config.steps * G) / Date().timeIntervalSince(runStart)
+        summary.samplesPerSecond = Double((config.steps - startStep) * G) / Date().timeIntervalSince(runStart)
+        if stoppedBySignal {
+            try watchdog.guarding("end of run barrier") { try world.barrier() }
+            throw StopSignal.Stopped()
+        }
         log.finishProgress()
 
         if rank == 0 {
@@ -216,11 +260,51 @@ public enum Trainer {
             if !data.classes.isEmpty {
                 try JSONEncoder().encode(data.classes).write(to: out.appendingPathComponent("classes.json"))
             }
-            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps,
+            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps - startStep,
                             Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))
         }
         try watchdog.guarding("end of run barrier") { try world.barrier() }
         return summary
+    }
+
+    /// Loads the checkpoint to resume from: `resume` is "latest" (the run's newest complete
+    /// checkpoint) or a checkpoint directory; one that fails to load (incomplete, corrupted,
+    /// another configuration) is reported and the next older complete one is tried.
+    static func resumeState(_ resume: String, run: URL, config: RunConfiguration, state: TrainingState,
+                            tokenizerHash: String, classesHash: String, log: RunLog) throws -> Int {
+        var candidates = Checkpoints.complete(run: run)
+        if resume != "latest" {
+            let dir = URL(fileURLWithPath: resume).standardizedFileURL
+            let siblings = Checkpoints.complete(run: dir.deletingLastPathComponent().deletingLastPathComponent())
+            candidates = [dir] + siblings.filter { $0.lastPathComponent < dir.lastPathComponent }
+        }
+        guard !candidates.isEmpty else {
+            throw RunError("--resume: no complete checkpoint under \(run.appendingPathComponent("checkpoints").path); "
+                           + "start without --resume")
+        }
+        var failures: [String] = []
+        for dir in candidates {
+            do {
+                let manifest = try Checkpoints.readManifest(dir)
+                let problems = config.resumeMismatches(manifest.config)
+                    + (manifest.tokenizerHash == tokenizerHash ? [] : ["the tokenizer files differ"])
+                    + (manifest.classesHash == classesHash ? [] : ["the answer/class list differs"])
+                if !problems.isEmpty {
+                    throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): saved for another "
+                                          + "configuration: " + problems.joined(separator: ", "))
+                }
+                try Checkpoints.load(dir, manifest: manifest, into: state)
+                for failure in failures { log.warning("--resume: skipped \(failure)") }
+                log.info("resumed from \(dir.path) (step \(manifest.step), saved on \(manifest.worldSize) rank(s))")
+                return manifest.step
+            } catch {
+                failures.append("\(error)")
+                if failures.count == 1 && candidates.count > 1 {
+                    log.warning("--resume: \(error); falling back to the previous complete checkpoint")
+                }
+            }
+        }
+        throw RunError("--resume: no checkpoint could be loaded:\n  " + failures.joined(separator: "\n  "))
     }
 
     static func loadData(_ config: RunConfiguration, log: RunLog) throws -> TrainingData {
@@ -295,6 +379,22 @@ public enum Trainer {
     }
 }
 
+/// SIGTERM / SIGINT (what schedulers send before a wall-time kill) only set a flag; the
+/// training loop checks it after every step, saves a checkpoint and exits.
+public enum StopSignal {
+    nonisolated(unsafe) static var flag: sig_atomic_t = 0
+    public static var requested: Bool { flag != 0 }
+
+    public struct Stopped: Error, CustomStringConvertible {
+        public var description: String { "stopped by a termination signal after saving a checkpoint" }
+    }
+
+    static func install() {
+        signal(SIGTERM) { _ in StopSignal.flag = 1 }
+        signal(SIGINT) { _ in StopSignal.flag = 1 }
+    }
+}
+
 /// The step the loop is in, for watchdog messages from closures.
 final class StepCounter: @unchecked Sendable {
     // Written by the training thread, read by the same thread inside the reduction closure.
@@ -311,10 +411,10 @@ public final class RunLog: @unchecked Sendable {
     let terminal = isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     private var progressShown = false
 
-    public init(rank: Int, directory: URL) {
+    public init(rank: Int, directory: URL, keepMetrics: Bool = false) {
         self.rank = rank
         metricsURL = directory.appendingPathComponent("metrics.jsonl")
-        if rank == 0 { try? FileManager.default.removeItem(at: metricsURL) }
+        if rank == 0 && !keepMetrics { try? FileManager.default.removeItem(at: metricsURL) }
     }
 
     public func info(_ text: String) {

@@ -30,7 +30,18 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Gradient bucket size in MB.") var bucketMb: Double?
     @Option(help: "Global gradient-norm clipping (off unless given).") var clipNorm: Float?
     @Flag(help: "Stop at the first bad data record instead of skipping it.") var strict = false
+    @Option(help: "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT only).") var checkpointEvery: Int?
+    @Option(help: "Complete checkpoints to keep.") var keepCheckpoints: Int?
+    @Option(help: "zstd level of checkpoint shards.") var zstdLevel: Int?
+    @Option(help: "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory.")
+    var resume: String?
     @Option(help: ArgumentHelp("Testing aid: this rank hangs at step 1.", visibility: .hidden)) var debugStallRank: Int?
+    @Option(help: ArgumentHelp("Testing aid: rank that dies while writing a checkpoint.", visibility: .hidden))
+    var debugCrashCheckpointRank: Int?
+    @Option(help: ArgumentHelp("Testing aid: the checkpoint (after this many steps) it dies in.", visibility: .hidden))
+    var debugCrashCheckpointStep: Int?
+    @Option(help: ArgumentHelp("Testing aid: act as if SIGTERM came after this many steps.", visibility: .hidden))
+    var debugStopAfter: Int?
     @Option(help: ArgumentHelp("Testing aid: this rank's weights drift after step 1.", visibility: .hidden))
     var debugDivergeRank: Int?
 
@@ -55,6 +66,13 @@ struct RunFlags: ParsableArguments {
         if let clipNorm { c.clipNorm = clipNorm }
         if strict { c.strict = true }
         if let debugStallRank { c.debugStallRank = debugStallRank }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }
+        if let zstdLevel { c.zstdLevel = zstdLevel }
+        if let resume { c.resume = resume }
+        if let debugCrashCheckpointRank { c.debugCrashCheckpointRank = debugCrashCheckpointRank }
+        if let debugCrashCheckpointStep { c.debugCrashCheckpointStep = debugCrashCheckpointStep }
+        if let debugStopAfter { c.debugStopAfter = debugStopAfter }
         if let debugDivergeRank { c.debugDivergeRank = debugDivergeRank }
         return c
     }
@@ -63,7 +81,13 @@ struct RunFlags: ParsableArguments {
 /// Runs a stage on every rank; errors end the whole job with the rank's message.
 func runStage(_ config: RunConfiguration) throws {
     try runOnWorld { world in
-        _ = try Trainer.run(config, world: world)
+        do {
+            _ = try Trainer.run(config, world: world)
+        } catch let stopped as StopSignal.Stopped {
+            // Every rank got here together after the checkpoint: a clean, non-zero exit.
+            if world.rank == 0 { writeToStandardError("umd-mpirun: \(stopped)\n") }
+            throw ExitCode(143)
+        }
     }
 }
 

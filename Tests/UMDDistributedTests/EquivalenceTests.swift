@@ -35,7 +35,7 @@ struct EquivalenceTests {
         #expect(r.exitCode == 0, "\(r)")
     }
 
-    func losses(_ run: URL) throws -> [[String: Double]] {
+    static func losses(_ run: URL) throws -> [[String: Double]] {
         let text = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         return text.split(separator: "\n").map {
             ((try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? [:])
@@ -43,7 +43,7 @@ struct EquivalenceTests {
         }
     }
 
-    func compare(_ a: URL, _ b: URL, lossNames: [String], maxLR: Double, steps: Int) throws {
+    static func compare(_ a: URL, _ b: URL, lossNames: [String], maxLR: Double, steps: Int) throws {
         let la = try losses(a), lb = try losses(b)
         #expect(la.count == lb.count && la.count == steps)
         for (x, y) in zip(la, lb) {
@@ -82,7 +82,7 @@ struct EquivalenceTests {
             runs.append(out)
         }
         for other in runs.dropFirst() {
-            try compare(runs[0], other, lossNames: ["loss", "mim", "mlm", "feamim", "feamlm", "itm"], maxLR: 5e-3, steps: 3)
+            try Self.compare(runs[0], other, lossNames: ["loss", "mim", "mlm", "feamim", "feamlm", "itm"], maxLR: 5e-3, steps: 3)
         }
     }
 
@@ -99,7 +99,7 @@ struct EquivalenceTests {
             runs.append(out)
         }
         for other in runs.dropFirst() {
-            try compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
+            try Self.compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
         }
     }
 

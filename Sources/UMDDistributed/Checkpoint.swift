@@ -1,0 +1,239 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDModel
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sharded, zstd-compressed checkpoints (DESIGN.md idea 7).
+///
+/// The state is one logical Float vector: [student values | teacher values | AdamW m | AdamW v].
+/// Rank r of R writes the r-th contiguous slice as `shard-RRRRR-of-NNNNN.zst` (zstd content
+/// checksum on, XXH64 of the uncompressed bytes in the manifest); rank 0 writes
+/// `manifest.json` last (temporary name, fsync, rename, fsync the directory) and then
+/// points `checkpoints/latest` at it. Only a directory with a manifest is a checkpoint.
+/// Every rank holds a full replica, so on resume every rank reads every shard: any world
+/// size can resume any checkpoint.
+public struct CheckpointManifest: Codable, Sendable {
+    public struct Tensor: Codable, Sendable, Equatable { public var name: String; public var offset: Int; public var shape: [Int] }
+    public struct Shard: Codable, Sendable {
+        public var file: String
+        public var rank: Int
+        public var lower: Int          // first state element (Float index)
+        public var upper: Int
+        public var uncompressedBytes: Int
+        public var compressedBytes: Int
+        public var xxh64: String
+    }
+
+    public var formatVersion = 1
+    public var stage: String
+    public var step: Int                 // optimizer steps taken = the next step to run = the data cursor
+    public var totalSteps: Int
+    public var worldSize: Int
+    public var preset: String
+    public var configHash: String
+    public var config: RunConfiguration
+    public var tokenizerHash: String
+    public var classesHash: String
+    public var dataCursor: Int
+    public var randomState: String
+    public var schedule: LearningRateSchedule
+    public var optimizerSteps: Int
+    public var studentCount: Int
+    public var teacherCount: Int
+    public var student: [Tensor]
+    public var teacher: [Tensor]
+    public var zstdLevel: Int
+    public var shards: [Shard]
+    public var createdAt: String
+
+    public var stateCount: Int { 3 * studentCount + teacherCount }
+    public var parameterCount: Int { studentCount }
+}
+
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The arenas a checkpoint covers.
+public struct TrainingState {
+    public let student: ParameterStore
+    public let teacher: ParameterStore?
+    public let optimizer: AdamWOptimizer
+
+    public init(student: ParameterStore, teacher: ParameterStore?, optimizer: AdamWOptimizer) {
+        self.student = student; self.teacher = teacher; self.optimizer = optimizer
+    }
+
+    var teacherCount: Int { teacher?.count ?? 0 }
+    var count: Int { 3 * student.count + teacherCount }
+
+    /// Pieces of the state vector's slice [lower, upper) as raw memory, in order.
+    func pieces(_ lower: Int, _ upper: Int) -> [UnsafeMutableRawBufferPointer] {
+        let S = student.count, T = teacherCount
+        let sections: [(UnsafeMutablePointer<Float>, Int)] = [(student.values, S), (teacher?.values ?? student.values, T),
+                                                               (optimizer.firstMoment, S), (optimizer.secondMoment, S)]
+        var out: [UnsafeMutableRawBufferPointer] = []
+        var start = 0
+        for (pointer, count) in sections {
+            let lo = max(lower, start), hi = min(upper, start + count)
+            if lo < hi { out.append(UnsafeMutableRawBufferPointer(start: pointer + (lo - start), count: (hi - lo) * 4)) }
+            start += count
+        }
+        return out
+    }
+}
+
+public enum Checkpoints {
+    public static func directory(run: URL, step: Int) -> URL {
+        run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%08d", step))
+    }
+
+    /// Hash of the files of a tokenizer directory (or a classes list), for the manifest.
+    public static func hashFiles(_ urls: [URL]) -> String {
+        var h = XXH64()
+        for url in urls { if let data = try? Data(contentsOf: url) { data.withUnsafeBytes { h.update($0) } } }
+        return String(h.finalize(), radix: 16)
+    }
+
+    /// Collective: every rank writes its shard, rank 0 the manifest, `latest`, and prunes to `keep`.
+    public static func save(state: TrainingState, step: Int, config: RunConfiguration, run: URL, world: Communicator,
+                            watchdog: StallWatchdog?, tokenizerHash: String, classesHash: String,
+                            schedule: LearningRateSchedule, keep: Int, level: Int32 = 3,
+                            crashAfterBytes: Int? = nil) throws -> URL {
+        let dir = directory(run: run, step: step)
+        let R = world.size, rank = world.rank
+        if rank == 0 {
+            // A directory of this step without a manifest is the remains of a killed save.
+            if FileManager.default.fileExists(atPath: dir.path) && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("manifest.json").path) {
+                try? FileManager.default.removeItem(at: dir)
+            }
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
+        let token = watchdog?.begin("checkpoint of step \(step), barrier before writing")
+        try world.barrier()
+        if let token { watchdog?.end(token) }
+        let total = state.count
+        let lower = total * rank / R, upper = total * (rank + 1) / R
+        let file = String(format: "shard-%05d-of-%05d.zst", rank, R)
+        let written = try ShardIO.write(state.pieces(lower, upper).map { UnsafeRawBufferPointer($0) },
+                                        to: dir.appendingPathComponent(file), level: level,
+                                        crashAfterBytes: crashAfterBytes)
+        let mine = CheckpointManifest.Shard(file: file, rank: rank, lower: lower, upper: upper,
+                                            uncompressedBytes: written.uncompressedBytes,
+                                            compressedBytes: written.compressedBytes, xxh64: String(written.xxh64, radix: 16))
+        let gatherToken = watchdog?.begin("checkpoint of step \(step), gathering shard checksums")
+        let shards = try world.allgatherData(JSONEncoder().encode(mine))
+        if let gatherToken { watchdog?.end(gatherToken) }
+        if rank == 0 {
+            let manifest = CheckpointManifest(
+                stage: config.stage.rawValue, step: step, totalSteps: config.steps, worldSize: R, preset: config.preset,
+                configHash: String(config.hash, radix: 16), config: config, tokenizerHash: tokenizerHash,
+                classesHash: classesHash, dataCursor: step,
+                randomState: "counter-based, keyed by seed \(config.seed), step and dataset index: nothing to restore",
+                schedule: schedule, optimizerSteps: state.optimizer.stepsTaken, studentCount: state.student.count,
+                teacherCount: state.teacherCount,
+                student: state.student.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) },
+                teacher: state.teacher?.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) } ?? [],
+                zstdLevel: Int(level), shards: try shards.map { try JSONDecoder().decode(CheckpointManifest.Shard.self, from: $0) },
+                createdAt: ISO8601DateFormatter().string(from: Date()))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
+            try writeAtomically(Data(dir.lastPathComponent.utf8), to: run.appendingPathComponent("checkpoints/latest"))
+            prune(run: run, keep: keep)
+        }
+        try world.barrier()
+        return dir
+    }
+
+    static func writeAtomically(_ data: Data, to url: URL) throws {
+        let temporary = url.appendingPathExtension("tmp")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw CheckpointError(message: "\(temporary.path): cannot create (\(String(cString: strerror(errno))))") }
+        let ok = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard ok, synced, rename(temporary.path, url.path) == 0 else {
+            throw CheckpointError(message: "\(url.path): could not write (\(String(cString: strerror(errno))))")
+        }
+        ShardIO.syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// Complete checkpoints (with a manifest) of a run, newest first.
+    public static func complete(run: URL) -> [URL] {
+        let root = run.appendingPathComponent("checkpoints")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") }.sorted(by: >).map { root.appendingPathComponent($0) }
+            .filter { FileManager.default.fileExists(atPath: $0.appendingPathComponent("manifest.json").path) }
+    }
+
+    /// Keeps the newest `keep` complete checkpoints; removes older ones and any incomplete
+    /// directory older than the newest complete one.
+    static func prune(run: URL, keep: Int) {
+        let done = complete(run: run)
+        guard let newest = done.first else { return }
+        for old in done.dropFirst(max(keep, 1)) { try? FileManager.default.removeItem(at: old) }
+        let root = run.appendingPathComponent("checkpoints")
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        where name.hasPrefix("step-") && name < newest.lastPathComponent {
+            let dir = root.appendingPathComponent(name)
+            if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("manifest.json").path) {
+                try? FileManager.default.removeItem(at: dir)
+            }
+        }
+    }
+
+    public static func readManifest(_ dir: URL) throws -> CheckpointManifest {
+        let url = dir.appendingPathComponent("manifest.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw CheckpointError(message: "\(dir.path): no manifest.json — an incomplete checkpoint (the save was interrupted)")
+        }
+        do { return try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
+            throw CheckpointError(message: "\(url.path): not a umd checkpoint manifest (\(error))")
+        }
+    }
+
+    /// Reads every shard into the state's arenas, checking sizes and checksums.
+    public static func load(_ dir: URL, manifest m: CheckpointManifest, into state: TrainingState) throws {
+        guard m.studentCount == state.student.count, m.teacherCount == state.teacherCount,
+              m.student == state.student.views.map({ .init(name: $0.name, offset: $0.offset, shape: $0.shape) }) else {
+            throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): the arena layout differs from "
+                                  + "this model's (another preset, vocabulary or task head?)")
+        }
+        var covered = 0
+        for shard in m.shards.sorted(by: { $0.lower < $1.lower }) {
+            guard shard.lower == covered, shard.upper >= shard.lower, (shard.upper - shard.lower) * 4 == shard.uncompressedBytes else {
+                throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): shard \(shard.file) "
+                                      + "does not continue the state at \(covered)")
+            }
+            try ShardIO.read(dir.appendingPathComponent(shard.file), into: state.pieces(shard.lower, shard.upper),
+                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+            covered = shard.upper
+        }
+        guard covered == m.stateCount else {
+            throw CheckpointError(message: "\(dir.path): the shards cover \(covered) of \(m.stateCount) state elements")
+        }
+        state.optimizer.stepsTaken = m.optimizerSteps
+    }
+
+    /// Checks every shard without a model (for `inspect --verify`): size and checksum.
+    public static func verify(_ dir: URL, manifest m: CheckpointManifest) -> [String] {
+        var problems: [String] = []
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, m.shards.map(\.uncompressedBytes).max() ?? 1), alignment: 16)
+        defer { buffer.deallocate() }
+        for shard in m.shards {
+            do {
+                try ShardIO.read(dir.appendingPathComponent(shard.file),
+                                 into: [UnsafeMutableRawBufferPointer(start: buffer, count: shard.uncompressedBytes)],
+                                 expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return problems
+    }
+}

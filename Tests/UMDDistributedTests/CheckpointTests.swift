@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import TestSupport
+import UMDModel
+
+/// Sharded checkpoints and resume: nothing is lost when a job dies.
+@Suite("checkpoints and resume", .serialized)
+struct CheckpointTests {
+    static var root: URL { EquivalenceTests.root }
+
+    func pretrain(ranks: Int, out: String, _ extra: [String], timeout: Double = 180) throws -> MPIJob.Result {
+        try EquivalenceTests.prepare()
+        return try MPIJob.run(ranks: ranks, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
+                                             "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                             "--out", Self.root.appendingPathComponent(out).path, "--lr", "1e-3",
+                                             "--log-every", "1"] + extra, timeout: timeout)
+    }
+
+    func weights(_ run: String) throws -> Data {
+        try Data(contentsOf: Self.root.appendingPathComponent(run).appendingPathComponent("final.safetensors"))
+    }
+
+    @Test func resumingContinuesTheSameTrajectoryBitwise() throws {
+        let straight = try pretrain(ranks: 2, out: "ck-straight", ["--steps", "6", "--batch-size", "4"])
+        #expect(straight.exitCode == 0, "\(straight)")
+        let first = try pretrain(ranks: 2, out: "ck-resumed", ["--steps", "6", "--batch-size", "4", "--debug-stop-after", "3"])
+        #expect(first.exitCode == 143 && first.output.contains("stopping after step 3"), "\(first)")
+        let second = try pretrain(ranks: 2, out: "ck-resumed", ["--steps", "6", "--batch-size", "4", "--resume"])
+        #expect(second.exitCode == 0 && second.output.contains("resumed from"), "\(second)")
+        #expect(try weights("ck-straight") == weights("ck-resumed"), "resumed weights differ from the straight run")
+        // metrics.jsonl holds all six steps, the first three from before the stop.
+        #expect(try EquivalenceTests.losses(Self.root.appendingPathComponent("ck-resumed")).count == 6)
+    }
+
+    @Test func resumingOnOtherRankCountsContinuesTheSameRun() throws {
+        // G = 6 splits over 2, 3 and 1 ranks. Straight on 2 ranks vs 2 → 3 → 1.
+        let straight = try pretrain(ranks: 2, out: "ck-ws-straight", ["--steps", "6", "--batch-size", "6"])
+        #expect(straight.exitCode == 0, "\(straight)")
+        let a = try pretrain(ranks: 2, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--debug-stop-after", "2"])
+        let b = try pretrain(ranks: 3, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--resume", "--debug-stop-after", "4"])
+        let c = try pretrain(ranks: 1, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--resume"])
+        #expect(a.exitCode == 143 && b.exitCode == 143 && c.exitCode == 0, "\(a)\n\(b)\n\(c)")
+        #expect(b.output.contains("saved on 2 rank(s)") && c.output.contains("saved on 3 rank(s)"))
+        try EquivalenceTests.compare(Self.root.appendingPathComponent("ck-ws-straight"), Self.root.appendingPathComponent("ck-ws"),
+                                     lossNames: ["loss", "mim", "mlm", "itm"], maxLR: 5e-3, steps: 6)
+    }
+
+    @Test func aRankKilledWhileWritingLosesOnlyThatCheckpoint() throws {
+        let straight = try pretrain(ranks: 2, out: "ck-kill-straight", ["--steps", "6", "--batch-size", "4"])
+        #expect(straight.exitCode == 0)
+        // Checkpoints every 2 steps; rank 1 SIGKILLs itself half-way through its shard of step 4.
+        let crashed = try pretrain(ranks: 2, out: "ck-kill", ["--steps", "6", "--batch-size", "4", "--checkpoint-every", "2",
+                                                              "--debug-crash-checkpoint-rank", "1",
+                                                              "--debug-crash-checkpoint-step", "4"], timeout: 60)
+        #expect(!crashed.timedOut && crashed.exitCode != 0, "\(crashed)")
+        let checkpoints = Self.root.appendingPathComponent("ck-kill/checkpoints")
+        #expect(FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("step-00000002/manifest.json").path))
+        #expect(!FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("step-00000004/manifest.json").path))
+        let resumed = try pretrain(ranks: 2, out: "ck-kill", ["--steps", "6", "--batch-size", "4", "--checkpoint-every", "2",
+                                                              "--resume"])
+        #expect(resumed.exitCode == 0 && resumed.output.contains("step-00000002 (step 2"), "\(resumed)")
+        #expect(try weights("ck-kill-straight") == weights("ck-kill"), "the resumed run lost or changed something")
+        // The dead half-written directory is gone once a newer checkpoint is complete.
+        #expect(FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("step-00000004/manifest.json").path))
+    }
+
+    @Test func aFlippedByteIsReportedByInspectAndResumeFallsBack() throws {
+        let straight = try pretrain(ranks: 2, out: "ck-flip-straight", ["--steps", "6", "--batch-size", "4"])
+        #expect(straight.exitCode == 0)
+        let run = try pretrain(ranks: 2, out: "ck-flip", ["--steps", "6", "--batch-size", "4", "--checkpoint-every", "3"])
+        #expect(run.exitCode == 0)
+        let newest = Self.root.appendingPathComponent("ck-flip/checkpoints/step-00000006")
+        let shard = newest.appendingPathComponent("shard-00001-of-00002.zst")
+        var bytes = try Data(contentsOf: shard)
+        bytes[bytes.count / 2] ^= 0x5A
+        try bytes.write(to: shard)
+
+        let inspect = try MPIJob.runDirect(["inspect", newest.path, "--verify"])
+        #expect(inspect.exitCode != 0 && inspect.output.contains("shard-00001-of-00002.zst: corrupted"), "\(inspect)")
+        let clean = try MPIJob.runDirect(["inspect", Self.root.appendingPathComponent("ck-flip/checkpoints/step-00000003").path, "--verify"])
+        #expect(clean.exitCode == 0 && clean.stdout.contains("all 2 shard(s) intact"), "\(clean)")
+
+        let resumed = try pretrain(ranks: 2, out: "ck-flip", ["--steps", "6", "--batch-size", "4", "--checkpoint-every", "3", "--resume"])
+        #expect(resumed.exitCode == 0, "\(resumed)")
+        #expect(resumed.output.contains("shard-00001-of-00002.zst: corrupted") && resumed.output.contains("falling back"), "\(resumed)")
+        #expect(resumed.output.contains("step-00000003 (step 3"), "\(resumed)")
+        #expect(try weights("ck-flip-straight") == weights("ck-flip"))
+    }
+
+    @Test func exportWritesTheCheckpointsWeights() throws {
+        let run = try pretrain(ranks: 2, out: "ck-export", ["--steps", "2", "--batch-size", "4"])
+        #expect(run.exitCode == 0)
+        let file = Self.root.appendingPathComponent("ck-export.safetensors")
+        let export = try MPIJob.runDirect(["export", "--checkpoint", Self.root.appendingPathComponent("ck-export/checkpoints/step-00000002").path,
+                                           "--out", file.path, "--teacher"])
+        #expect(export.exitCode == 0, "\(export)")
+        let exported = try Safetensors.read(file)
+        let final = try Safetensors.read(Self.root.appendingPathComponent("ck-export/final.safetensors"))
+        #expect(exported.byName.mapValues(\.data) == final.byName.mapValues(\.data), "export equals the run's final weights")
+    }
+}
