@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step clean
+.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -29,7 +29,7 @@ demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> f
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
 	RANKS=$(RANKS) bash scripts/demo.sh $(RELEASE_BIN) demo-out
 
-bench: bench-allreduce bench-kernels bench-data bench-step
+bench: bench-allreduce bench-kernels bench-data bench-step bench-checkpoint
 
 bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
@@ -42,6 +42,9 @@ bench-data: release        ## JPEG decode+preprocess images/s, prefetcher overla
 
 bench-step: release        ## pretrain step weak scaling 1 -> 2 ranks, sync bandwidth vs plain allreduce
 	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench step --preset small
+
+bench-checkpoint: release  ## save/load MB/s and compression of the base preset's state (needs ~12 GB RAM)
+	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench checkpoint --preset base
 
 clean:
 	rm -rf .build

@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self, StepBench.self])
+        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self, StepBench.self, CheckpointBench.self])
 }
 
 /// Allreduce latency and bandwidth per message size, in the style of osu_allreduce and
@@ -103,5 +103,19 @@ struct StepBench: ParsableCommand {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
         let (b, s) = (localBatch, steps)
         try runOnWorld { world in try StepBenchmark.run(preset: p, localBatch: b, steps: s, world: world) }
+    }
+}
+
+/// `umd-mpirun bench checkpoint --preset base`.
+struct CheckpointBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint", abstract: "Checkpoint save/load MB/s and compression ratio next to a raw write.")
+    @Option(help: "Preset.") var preset = "base"
+    @Option(help: "Directory for the temporary files.") var directory = FileManager.default.temporaryDirectory.path
+
+    func run() throws {
+        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+        let dir = URL(fileURLWithPath: directory)
+        try runOnWorld { world in try CheckpointBenchmark.run(preset: p, directory: dir, world: world) }
     }
 }

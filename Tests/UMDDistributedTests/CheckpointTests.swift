@@ -99,3 +99,12 @@ struct CheckpointTests {
         #expect(exported.byName.mapValues(\.data) == final.byName.mapValues(\.data), "export equals the run's final weights")
     }
 }
+
+/// The checkpoint benchmark runs end to end at the tiny preset.
+struct CheckpointBenchSmokeTests {
+    @Test func checkpointBenchmarkPrintsThroughputAndRatio() throws {
+        let r = try MPIJob.run(ranks: 2, ["bench", "checkpoint", "--preset", "tiny"], timeout: 120)
+        #expect(r.exitCode == 0, "\(r)")
+        for text in ["ratio", "raw write + fsync", "checkpoint save", "checkpoint load"] { #expect(r.stdout.contains(text), "\(r)") }
+    }
+}
