@@ -87,6 +87,16 @@ struct CheckpointTests {
         #expect(try weights("ck-flip-straight") == weights("ck-flip"))
     }
 
+    @Test func aCheckpointOfAnotherConfigurationIsRefusedByName() throws {
+        let run = try pretrain(ranks: 1, out: "ck-other", ["--steps", "2", "--batch-size", "4"])
+        #expect(run.exitCode == 0)
+        let other = try pretrain(ranks: 1, out: "ck-other", ["--steps", "4", "--batch-size", "4", "--seed", "5", "--resume"])
+        #expect(other.exitCode != 0, "\(other)")
+        #expect(other.output.contains("step-00000002/manifest.json: saved for another configuration: seed 0 (now 5)"), "\(other)")
+        let none = try pretrain(ranks: 1, out: "ck-none", ["--steps", "2", "--batch-size", "4", "--resume"])
+        #expect(none.exitCode != 0 && none.output.contains("no complete checkpoint under"), "\(none)")
+    }
+
     @Test func exportWritesTheCheckpointsWeights() throws {
         let run = try pretrain(ranks: 2, out: "ck-export", ["--steps", "2", "--batch-size", "4"])
         #expect(run.exitCode == 0)
