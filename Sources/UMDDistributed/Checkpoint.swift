@@ -220,6 +220,30 @@ public enum Checkpoints {
         state.optimizer.stepsTaken = m.optimizerSteps
     }
 
+    /// The weights of a checkpoint as a safetensors file in memory: the student under its
+    /// names and, when asked, the teacher under `teacher.<name>` (what `export` writes and
+    /// what `--init` reads).
+    public static func weights(_ dir: URL, includeTeacher: Bool) throws -> (Safetensors.File, CheckpointManifest) {
+        let m = try readManifest(dir)
+        let state = UnsafeMutablePointer<Float>.allocate(capacity: max(m.stateCount, 1))
+        defer { state.deallocate() }
+        let buffer = UnsafeMutableRawBufferPointer(start: state, count: m.stateCount * 4)
+        for shard in m.shards {
+            try ShardIO.read(dir.appendingPathComponent(shard.file),
+                             into: [UnsafeMutableRawBufferPointer(rebasing: buffer[(shard.lower * 4)..<(shard.upper * 4)])],
+                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+        }
+        func tensors(_ list: [CheckpointManifest.Tensor], base: Int, prefix: String) -> [Safetensors.Tensor] {
+            list.map { t in
+                Safetensors.Tensor(name: prefix + t.name, shape: t.shape,
+                                   floats: UnsafeBufferPointer(start: state + base + t.offset, count: t.shape.reduce(1, *)))
+            }
+        }
+        var all = tensors(m.student, base: 0, prefix: "")
+        if includeTeacher { all += tensors(m.teacher, base: m.studentCount, prefix: "teacher.") }
+        return (Safetensors.File(tensors: all, metadata: ["stage": m.stage, "step": String(m.step), "preset": m.preset]), m)
+    }
+
     /// Checks every shard without a model (for `inspect --verify`): size and checksum.
     public static func verify(_ dir: URL, manifest m: CheckpointManifest) -> [String] {
         var problems: [String] = []

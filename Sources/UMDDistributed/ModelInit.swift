@@ -27,11 +27,17 @@ public enum ModelInit {
 
     /// Loads the student (a new task head starts fresh unless the file has one; `only`
     /// restricts the import to name prefixes) and, when the file holds one, the teacher.
-    /// Returns whether a teacher was loaded.
+    /// `path` is a safetensors file or a checkpoint directory. Returns whether a teacher was loaded.
     @discardableResult
     public static func load(path: URL, params: UMDParameters, student: ParameterStore, teacher: ParameterStore?,
                             only: [String] = []) throws -> Bool {
-        let file = try Safetensors.read(path)
+        var isDirectory: ObjCBool = false
+        let file: Safetensors.File
+        if FileManager.default.fileExists(atPath: path.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            file = try Checkpoints.weights(path, includeTeacher: true).0
+        } else {
+            file = try Safetensors.read(path)
+        }
         let hasHead = file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
         let include: (String) -> Bool = { name in
             if !only.isEmpty { return only.contains { name.hasPrefix($0) } }

@@ -59,26 +59,9 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let dir = URL(fileURLWithPath: checkpoint)
-            let m = try Checkpoints.readManifest(dir)
-            let state = UnsafeMutablePointer<Float>.allocate(capacity: max(m.stateCount, 1))
-            defer { state.deallocate() }
-            let buffer = UnsafeMutableRawBufferPointer(start: state, count: m.stateCount * 4)
-            for shard in m.shards {
-                try ShardIO.read(dir.appendingPathComponent(shard.file),
-                                 into: [UnsafeMutableRawBufferPointer(rebasing: buffer[(shard.lower * 4)..<(shard.upper * 4)])],
-                                 expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
-            }
-            func tensors(_ list: [CheckpointManifest.Tensor], base: Int, prefix: String) -> [Safetensors.Tensor] {
-                list.map { t in
-                    Safetensors.Tensor(name: prefix + t.name, shape: t.shape,
-                                       floats: UnsafeBufferPointer(start: state + base + t.offset, count: t.shape.reduce(1, *)))
-                }
-            }
-            var all = tensors(m.student, base: 0, prefix: "")
-            if teacher { all += tensors(m.teacher, base: m.studentCount, prefix: "teacher.") }
-            try Safetensors.write(all, metadata: ["stage": m.stage, "step": String(m.step), "preset": m.preset],
-                                  to: URL(fileURLWithPath: out))
+            let (file, _) = try Checkpoints.weights(URL(fileURLWithPath: checkpoint), includeTeacher: teacher)
+            try Safetensors.write(file.tensors, metadata: file.metadata, to: URL(fileURLWithPath: out))
+            let all = file.tensors
             print("export: wrote \(all.count) tensors to \(out)")
         } catch {
             printError("\(error)")

@@ -107,6 +107,13 @@ struct CheckpointTests {
         let exported = try Safetensors.read(file)
         let final = try Safetensors.read(Self.root.appendingPathComponent("ck-export/final.safetensors"))
         #expect(exported.byName.mapValues(\.data) == final.byName.mapValues(\.data), "export equals the run's final weights")
+        // --init takes the checkpoint directory itself, too: calib starts from it.
+        let calib = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.root.appendingPathComponent("vqa").path,
+                                              "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                              "--init", Self.root.appendingPathComponent("ck-export/checkpoints/step-00000002").path,
+                                              "--out", Self.root.appendingPathComponent("ck-export-calib").path,
+                                              "--steps", "1", "--batch-size", "4"], timeout: 120)
+        #expect(calib.exitCode == 0, "\(calib)")
     }
 }
 

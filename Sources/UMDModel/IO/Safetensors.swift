@@ -48,6 +48,7 @@ public enum Safetensors {
         /// Tensors in file order.
         public var tensors: [Tensor]
         public var metadata: [String: String]
+        public init(tensors: [Tensor], metadata: [String: String] = [:]) { self.tensors = tensors; self.metadata = metadata }
         public subscript(name: String) -> Tensor? { tensors.first { $0.name == name } }
         public var byName: [String: Tensor] { Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
     }
