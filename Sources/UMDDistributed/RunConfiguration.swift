@@ -12,6 +12,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var task: DownstreamTask? = nil
     public var roco: String? = nil
     public var medicat: String? = nil
+    /// MedICaT texts held out for validation and for test each (M3AE used 1000 + 1000).
+    public var medicatHoldout = 1000
     public var data: String? = nil
     public var tokenizer: String? = nil
     public var out = "runs/umd"

@@ -316,8 +316,13 @@ public enum Trainer {
             data.images = roco.map(\.image); data.texts = roco.map(\.text)
             if let medicat = config.medicat {
                 let (samples, report) = try MedICaTDataset.load(root: URL(fileURLWithPath: medicat), split: .train,
-                                                                seed: config.seed, options: options)
+                                                                seed: config.seed, validationCount: config.medicatHoldout,
+                                                                testCount: config.medicatHoldout, options: options)
                 log.report(report)
+                if samples.isEmpty {
+                    throw RunError("\(medicat): every MedICaT text falls into the held-out validation and test splits "
+                                   + "(\(config.medicatHoldout) each); lower --medicat-holdout or drop --medicat")
+                }
                 data.images += samples.map(\.image); data.texts += samples.map(\.text)
             }
         } else {

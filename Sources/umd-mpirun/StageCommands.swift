@@ -96,6 +96,7 @@ struct PretrainCommand: ParsableCommand {
         commandName: "pretrain", abstract: "MR-Pretrain on ROCO (and MedICaT): MIM, MLM, FeaMIM, FeaMLM, ITM with the EMA teacher.")
     @Option(help: "ROCO root.") var roco: String?
     @Option(help: "MedICaT root (optional).") var medicat: String?
+    @Option(help: "MedICaT texts held out for validation and for test, each.") var medicatHoldout: Int?
     @OptionGroup var flags: RunFlags
 
     func run() throws {
@@ -104,6 +105,7 @@ struct PretrainCommand: ParsableCommand {
         var c = try flags.apply(to: base)
         if let roco { c.roco = roco }
         if let medicat { c.medicat = medicat }
+        if let medicatHoldout { c.medicatHoldout = medicatHoldout }
         c.stage = .pretrain
         try runStage(c)
     }

@@ -147,6 +147,37 @@ struct EquivalenceTests {
         }
     }
 
+    /// The task paths the demo does not take: MedICaT pretraining, MELINDA classification and
+    /// ROCO retrieval, each fine-tuned and evaluated on 2 ranks (scores gathered on rank 0).
+    @Test func everyTaskTrainsAndEvaluatesOnTwoRanks() throws {
+        try Self.prepare()
+        let tok = Self.root.appendingPathComponent("tok").path
+        for (kind, dir) in [("melinda", "melinda"), ("medicat", "medicat")] {
+            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", Self.root.appendingPathComponent(dir).path,
+                                          "--count", "30", "--image-size", "32"])
+            #expect(r.exitCode == 0, "\(r)")
+        }
+        let pre = try MPIJob.run(ranks: 2, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
+                                            "--medicat", Self.root.appendingPathComponent("medicat").path, "--medicat-holdout", "3",
+                                            "--tokenizer", tok, "--out", Self.root.appendingPathComponent("tasks-pre").path,
+                                            "--steps", "2", "--batch-size", "4"], timeout: 120)
+        #expect(pre.exitCode == 0 && pre.stdout.contains("MedICaT train: 21 samples accepted"), "\(pre)")
+        for (task, data, metric) in [("melinda", "melinda", "macro_f1"), ("roco-retrieval", "roco", "i2t_R@1")] {
+            let out = Self.root.appendingPathComponent("tasks-\(task)")
+            let ft = try MPIJob.run(ranks: 2, ["finetune", "--task", task, "--data", Self.root.appendingPathComponent(data).path,
+                                               "--tokenizer", tok, "--init", Self.root.appendingPathComponent("tasks-pre/final.safetensors").path,
+                                               "--out", out.path, "--steps", "2", "--batch-size", "4"], timeout: 120)
+            #expect(ft.exitCode == 0, "\(ft)")
+            let ev = try MPIJob.run(ranks: 2, ["eval", "--task", task, "--data", Self.root.appendingPathComponent(data).path,
+                                               "--tokenizer", tok, "--checkpoint", out.appendingPathComponent("final.safetensors").path],
+                                    timeout: 120)
+            #expect(ev.exitCode == 0 && ev.stdout.contains(metric), "\(ev)")
+            let json = out.appendingPathComponent("eval-\(task)-test.json")
+            let metrics = (try? JSONSerialization.jsonObject(with: Data(contentsOf: json))) as? [String: Double]
+            #expect(metrics?["samples"] == 3 || metrics?["pairs"] == 3, "\(String(describing: metrics))")
+        }
+    }
+
     @Test func ranksThatDisagreeOnTheConfigurationStopWithAClearError() throws {
         try Self.prepare()
         // The batch does not split over 3 ranks: every rank reports it, nobody hangs.
