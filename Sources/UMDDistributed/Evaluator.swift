@@ -51,15 +51,14 @@ public enum Evaluator {
         var metrics: [String: Double] = [:]
 
         if o.task.kind == .retrieval {
-            // Cross-encoder scores of every (image, text) pair; rank r scores images r, r+R, …
+            // Cross-encoder scores of every (image, text) pair; every text is encoded once per
+            // rank, each image once, and rank r scores images r, r+R, …
             let (ids, attention) = builder.text(samples.texts)
+            let scorer = RetrievalScorer(params: params)
+            scorer.encodeTexts(student, ids: ids, attention: attention, count: n, length: o.preset.textLength)
             var local: [Float] = []
             for i in stride(from: rank, to: n, by: R) {
-                let batch = RetrievalBatch(batch: 1, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
-                                           pixels: try builder.pixels([samples.images[i]]), textCount: n, textIDs: ids,
-                                           attention: attention, candidates: (0..<n).map { Int32($0) }, sampleIDs: [UInt64(i)])
-                objective.retrievalStep(student: student, batch: batch, computeGradients: false)
-                local += Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: n))
+                local += scorer.scores(student, image: try builder.pixels([samples.images[i]]), imageSize: o.preset.imageSize)
             }
             if let parts = try world.gatherVariable(local, root: 0) {
                 var scores = [Float](repeating: 0, count: n * n)

@@ -166,3 +166,28 @@ struct FinetuneTests {
 }
 
 import Foundation
+
+/// The evaluation scorer (texts encoded once, fusion per pair in chunks) gives the same
+/// scores as the training step's retrieval forward, up to Float32 rounding: other batch
+/// sizes change OpenBLAS's blocking and so the summation order (~1e-7 relative).
+struct RetrievalScorerTests {
+    @Test func scorerMatchesTheTrainingForward() {
+        let params = UMDParameters(SyntheticBatch.config(head: .retrieval))
+        let store = ParameterStore(layout: params.layout)
+        params.initialize(store, seed: 5)
+        TestData.randomize(store, seed: 5, scale: 0.08)
+        let p = ModelPreset.tiny
+        let T = 5
+        let (ids, attention) = SyntheticBatch.text(batch: T, length: p.textLength, seed: 3)
+        let pixels = SyntheticBatch.pixels(batch: 1, size: p.imageSize, seed: 4)
+        let objective = FinetuneObjective(params: params)
+        objective.retrievalStep(student: store, batch: RetrievalBatch(
+            batch: 1, imageSize: p.imageSize, textLength: p.textLength, pixels: pixels, textCount: T, textIDs: ids,
+            attention: attention, candidates: (0..<T).map { Int32($0) }, sampleIDs: [0]), computeGradients: false)
+        let reference = Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: T))
+        let scorer = RetrievalScorer(params: params, chunk: 2)   // chunks of 2 exercise the remainder
+        scorer.encodeTexts(store, ids: ids, attention: attention, count: T, length: p.textLength)
+        let scores = scorer.scores(store, image: pixels, imageSize: p.imageSize)
+        for j in 0..<T { #expect(abs(scores[j] - reference[j]) <= 1e-5 * max(1, abs(reference[j])), "text \(j)") }
+    }
+}
