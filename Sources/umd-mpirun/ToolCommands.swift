@@ -66,9 +66,12 @@ struct LaunchCommand: ParsableCommand {
             args += ["--map-by", "ppr:\(perNode):node:PE=\(threads)", "--bind-to", "core"]
         }
         if getuid() == 0 { args += ["--allow-run-as-root"] }
-        for variable in ["OPENBLAS_NUM_THREADS", "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "PATH", "LD_LIBRARY_PATH"] {
-            args += ["-x", variable]
-        }
+        // Exported to every rank (the ones set here, plus PATH and LD_LIBRARY_PATH when set).
+        let environment = ProcessInfo.processInfo.environment
+        var exported = ["OPENBLAS_NUM_THREADS"]
+        if getuid() == 0 { exported += ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] }
+        exported += ["PATH", "LD_LIBRARY_PATH"].filter { environment[$0] != nil }
+        for variable in exported { args += ["-x", variable] }
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         args += [binary] + command
         let display = "OPENBLAS_NUM_THREADS=\(threads) " + args.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")

@@ -76,3 +76,21 @@ struct MultiRankCollectiveTests {
         }
     }
 }
+
+/// `launch` builds the mpirun line (binding, thread budget, exports) and runs it.
+@Suite("launch", .serialized)
+struct LaunchTests {
+    @Test func dryRunPrintsTheMpirunCommand() throws {
+        let r = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "8", "--dry-run", "--", "selftest"])
+        #expect(r.exitCode == 0, "\(r)")
+        #expect(r.stdout.contains("OPENBLAS_NUM_THREADS=2 mpirun -np 4 --map-by ppr:4:node:PE=2 --bind-to core"), "\(r)")
+        #expect(r.stdout.contains("-x OPENBLAS_NUM_THREADS") && r.stdout.hasSuffix("umd-mpirun selftest\n"), "\(r)")
+        let over = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "2", "--dry-run", "--", "selftest"])
+        #expect(over.stdout.contains("OPENBLAS_NUM_THREADS=1 mpirun -np 4 --oversubscribe --bind-to none"), "\(over)")
+    }
+
+    @Test func launchRunsTheSubcommandOnEveryRank() throws {
+        let r = try MPIJob.runDirect(["launch", "-np", "2", "--", "selftest"], timeout: 120)
+        #expect(r.exitCode == 0 && r.stdout.contains("selftest ok: 2 ranks"), "\(r)")
+    }
+}

@@ -68,3 +68,24 @@ struct NoAllocationInStepTests {
         #expect(abs(twelve - two) < 10, "allocations grew with the number of steps: \(two) after 2, \(twelve) after 12")
     }
 }
+
+import UMDData
+
+/// `plot` draws metrics.jsonl into a PNG: one panel per series present.
+struct PlotTests {
+    @Test func plotWritesAPNGWithAPanelPerSeries() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-plot-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lines = (1...5).map { #"{"step": \#($0), "stage": "pretrain", "loss": \#(5.0 / Double($0)), "mim": 1, "lr": \#(Double($0) * 1e-4)}"# }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("p.png")
+        let r = try MPIJob.runDirect(["plot", dir.path, "--out", out.path])
+        #expect(r.exitCode == 0, "\(r)")
+        let image = try ImageCodec.decode(file: out)
+        #expect(image.width == 900 && image.height == 180, "three series: one row of three panels")
+        #expect(image.pixels.contains { $0 < 200 }, "something is drawn")
+        let bad = try MPIJob.runDirect(["plot", dir.appendingPathComponent("nothing").path, "--out", out.path])
+        #expect(bad.exitCode != 0 && bad.output.contains("metrics.jsonl: cannot read"), "\(bad)")
+    }
+}
