@@ -23,7 +23,12 @@ public struct BatchBuilder: Sendable {
         var out = [Float](repeating: 0, count: urls.count * n)
         try out.withUnsafeMutableBufferPointer { buffer in
             for (i, url) in urls.enumerated() {
-                let image = try ImageCodec.decode(file: url)
+                let image: RGBImage
+                do { image = try ImageCodec.decode(file: url) } catch {
+                    // A sample cannot leave a global batch mid-epoch without changing the run.
+                    throw RunError("\(error). Rerun with --check-images to decode every image while reading the data "
+                                   + "set, so damaged files are skipped (with a warning) before training starts.")
+                }
                 ImagePreprocessing.normalizedPixels(image, size: imageSize, into: buffer.baseAddress! + i * n)
             }
         }

@@ -38,6 +38,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var stallTimeout = 300.0
     public var bucketMB = 25.0
     public var strict = false
+    /// Decode every image while reading the data set (skips damaged bodies up front).
+    public var checkImages = false
     public var retrievalCap = 2000
     public var evalSplit: Split = .test
     /// Save a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).

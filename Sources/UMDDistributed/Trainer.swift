@@ -308,7 +308,7 @@ public enum Trainer {
     }
 
     static func loadData(_ config: RunConfiguration, log: RunLog) throws -> TrainingData {
-        let options = ReaderOptions(strict: config.strict)
+        let options = ReaderOptions(strict: config.strict, decodeImages: config.checkImages)
         var data = TrainingData()
         if config.stage == .pretrain {
             let (roco, report) = try ROCODataset.load(root: URL(fileURLWithPath: config.roco!), split: .train, options: options)

@@ -30,6 +30,8 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Gradient bucket size in MB.") var bucketMb: Double?
     @Option(help: "Global gradient-norm clipping (off unless given).") var clipNorm: Float?
     @Flag(help: "Stop at the first bad data record instead of skipping it.") var strict = false
+    @Flag(help: "Decode every image while reading the data (damaged files are skipped before training).")
+    var checkImages = false
     @Option(help: "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT only).") var checkpointEvery: Int?
     @Option(help: "Complete checkpoints to keep.") var keepCheckpoints: Int?
     @Option(help: "zstd level of checkpoint shards.") var zstdLevel: Int?
@@ -65,6 +67,7 @@ struct RunFlags: ParsableArguments {
         if let bucketMb { c.bucketMB = bucketMb }
         if let clipNorm { c.clipNorm = clipNorm }
         if strict { c.strict = true }
+        if checkImages { c.checkImages = true }
         if let debugStallRank { c.debugStallRank = debugStallRank }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }

@@ -178,6 +178,26 @@ struct EquivalenceTests {
         }
     }
 
+    @Test func aDamagedImageStopsTheRunByNameOrIsSkippedUpFront() throws {
+        try Self.prepare()
+        let roco = Self.root.appendingPathComponent("roco-damaged")
+        let r = try MPIJob.runDirect(["synth", "--kind", "roco", "--out", roco.path, "--count", "12", "--image-size", "32"])
+        #expect(r.exitCode == 0)
+        // Cut one image inside its scan data: the header is fine, the body is not.
+        let image = roco.appendingPathComponent("train/radiology/images/ROCO_00003.jpg")
+        let bytes = try Data(contentsOf: image)
+        try bytes.prefix(bytes.count * 3 / 4).write(to: image)
+        let args = ["pretrain", "--roco", roco.path, "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                    "--out", Self.root.appendingPathComponent("damaged").path, "--steps", "3", "--batch-size", "8"]
+        let failed = try MPIJob.run(ranks: 2, args, timeout: 60)
+        #expect(!failed.timedOut && failed.exitCode != 0, "\(failed)")
+        #expect(failed.output.contains("ROCO_00003.jpg: corrupt image: JPEG") && failed.output.contains("--check-images"), "\(failed)")
+        let skipped = try MPIJob.run(ranks: 2, args + ["--check-images"], timeout: 60)
+        #expect(skipped.exitCode == 0, "\(skipped)")
+        #expect(skipped.output.contains("ROCO train: 9 samples accepted, 1 skipped") && skipped.output.contains("ROCO_00003.jpg"),
+                "\(skipped)")
+    }
+
     @Test func ranksThatDisagreeOnTheConfigurationStopWithAClearError() throws {
         try Self.prepare()
         // The batch does not split over 3 ranks: every rank reports it, nobody hangs.
