@@ -87,6 +87,29 @@ public struct TrainingState {
     }
 }
 
+/// What a save writes: the state layout and a way to get any slice of the state vector —
+/// the live arenas, or (asynchronous saves) a staged copy of this rank's slice.
+public struct CheckpointContent: @unchecked Sendable {
+    // Sendable: the pointers behind `slice` are either the live arenas, read while training
+    // waits (synchronous save), or a staging buffer owned by the asynchronous saver.
+    public let studentCount: Int, teacherCount: Int
+    public let student: [CheckpointManifest.Tensor], teacher: [CheckpointManifest.Tensor]
+    public let optimizerSteps: Int
+    public let slice: (Int, Int) -> [UnsafeRawBufferPointer]
+    public var count: Int { 3 * studentCount + teacherCount }
+}
+
+extension TrainingState {
+    /// The live arenas.
+    public var content: CheckpointContent {
+        CheckpointContent(studentCount: student.count, teacherCount: teacherCount,
+                          student: student.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) },
+                          teacher: teacher?.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) } ?? [],
+                          optimizerSteps: optimizer.stepsTaken,
+                          slice: { lower, upper in self.pieces(lower, upper).map { UnsafeRawBufferPointer($0) } })
+    }
+}
+
 public enum Checkpoints {
     public static func directory(run: URL, step: Int) -> URL {
         run.appendingPathComponent("checkpoints").appendingPathComponent(String(format: "step-%08d", step))
@@ -104,6 +127,20 @@ public enum Checkpoints {
                             watchdog: StallWatchdog?, tokenizerHash: String, classesHash: String,
                             schedule: LearningRateSchedule, keep: Int, level: Int32 = 3,
                             crashAfterBytes: Int? = nil) throws -> URL {
+        try save(content: state.content, step: step, config: config, run: run, world: world, watchdog: watchdog,
+                 tokenizerHash: tokenizerHash, classesHash: classesHash, schedule: schedule, keep: keep, level: level,
+                 crashAfterBytes: crashAfterBytes)
+    }
+
+    /// This rank's slice [lower, upper) of a state of `count` elements on `world`.
+    public static func slice(count: Int, world: Communicator) -> (Int, Int) {
+        (count * world.rank / world.size, count * (world.rank + 1) / world.size)
+    }
+
+    public static func save(content: CheckpointContent, step: Int, config: RunConfiguration, run: URL, world: Communicator,
+                            watchdog: StallWatchdog?, tokenizerHash: String, classesHash: String,
+                            schedule: LearningRateSchedule, keep: Int, level: Int32 = 3,
+                            crashAfterBytes: Int? = nil) throws -> URL {
         let dir = directory(run: run, step: step)
         let R = world.size, rank = world.rank
         if rank == 0 {
@@ -116,10 +153,9 @@ public enum Checkpoints {
         let token = watchdog?.begin("checkpoint of step \(step), barrier before writing")
         try world.barrier()
         if let token { watchdog?.end(token) }
-        let total = state.count
-        let lower = total * rank / R, upper = total * (rank + 1) / R
+        let (lower, upper) = slice(count: content.count, world: world)
         let file = String(format: "shard-%05d-of-%05d.zst", rank, R)
-        let written = try ShardIO.write(state.pieces(lower, upper).map { UnsafeRawBufferPointer($0) },
+        let written = try ShardIO.write(content.slice(lower, upper),
                                         to: dir.appendingPathComponent(file), level: level,
                                         crashAfterBytes: crashAfterBytes)
         let mine = CheckpointManifest.Shard(file: file, rank: rank, lower: lower, upper: upper,
@@ -134,10 +170,8 @@ public enum Checkpoints {
                 configHash: String(config.hash, radix: 16), config: config, tokenizerHash: tokenizerHash,
                 classesHash: classesHash, dataCursor: step,
                 randomState: "counter-based, keyed by seed \(config.seed), step and dataset index: nothing to restore",
-                schedule: schedule, optimizerSteps: state.optimizer.stepsTaken, studentCount: state.student.count,
-                teacherCount: state.teacherCount,
-                student: state.student.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) },
-                teacher: state.teacher?.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) } ?? [],
+                schedule: schedule, optimizerSteps: content.optimizerSteps, studentCount: content.studentCount,
+                teacherCount: content.teacherCount, student: content.student, teacher: content.teacher,
                 zstdLevel: Int(level), shards: try shards.map { try JSONDecoder().decode(CheckpointManifest.Shard.self, from: $0) },
                 createdAt: ISO8601DateFormatter().string(from: Date()))
             let encoder = JSONEncoder()

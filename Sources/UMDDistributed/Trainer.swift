@@ -129,7 +129,18 @@ public enum Trainer {
                                                  what: "the resumed weights", world: world)
             }
         }
-        func checkpoint(after steps: Int) throws {
+        let asyncSaver = config.asyncCheckpoint ? try AsyncCheckpointer(world: world, watchdog: watchdog) : nil
+        defer { try? asyncSaver?.wait() }
+        func checkpoint(after steps: Int, final: Bool) throws {
+            if let asyncSaver {
+                if !final {
+                    try asyncSaver.start(state.content, step: steps, config: config, run: out, tokenizerHash: tokenizerHash,
+                                         classesHash: classesHash, schedule: schedule)
+                    log.info("checkpoint: step \(steps) being written in the background")
+                    return
+                }
+                try asyncSaver.wait()   // the last save is synchronous, after the one in flight
+            }
             let crash = config.debugCrashCheckpointRank == rank && config.debugCrashCheckpointStep == steps
             let dir = try Checkpoints.save(state: state, step: steps, config: config, run: out, world: world,
                                            watchdog: watchdog, tokenizerHash: tokenizerHash, classesHash: classesHash,
@@ -236,7 +247,7 @@ public enum Trainer {
             }
             if stop || step == config.steps - 1 || (config.checkpointEvery > 0 && (step + 1) % config.checkpointEvery == 0) {
                 log.finishProgress()
-                try checkpoint(after: step + 1)
+                try checkpoint(after: step + 1, final: stop || step == config.steps - 1)
             }
             if stop {
                 log.info("stopping after step \(step + 1) on a termination signal; resume with --resume")

@@ -35,6 +35,7 @@ struct RunFlags: ParsableArguments {
     @Option(help: "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT only).") var checkpointEvery: Int?
     @Option(help: "Complete checkpoints to keep.") var keepCheckpoints: Int?
     @Option(help: "zstd level of checkpoint shards.") var zstdLevel: Int?
+    @Flag(help: "Write periodic checkpoints in the background from a staged copy of the state.") var asyncCheckpoint = false
     @Option(help: "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory.")
     var resume: String?
     @Option(help: ArgumentHelp("Testing aid: this rank hangs at step 1.", visibility: .hidden)) var debugStallRank: Int?
@@ -72,6 +73,7 @@ struct RunFlags: ParsableArguments {
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }
         if let zstdLevel { c.zstdLevel = zstdLevel }
+        if asyncCheckpoint { c.asyncCheckpoint = true }
         if let resume { c.resume = resume }
         if let debugCrashCheckpointRank { c.debugCrashCheckpointRank = debugCrashCheckpointRank }
         if let debugCrashCheckpointStep { c.debugCrashCheckpointStep = debugCrashCheckpointStep }

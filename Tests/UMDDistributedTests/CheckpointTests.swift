@@ -32,6 +32,22 @@ struct CheckpointTests {
         #expect(try EquivalenceTests.losses(Self.root.appendingPathComponent("ck-resumed")).count == 6)
     }
 
+    @Test func asynchronousCheckpointsResumeBitwiseToo() throws {
+        let straight = try pretrain(ranks: 2, out: "ck-async-straight", ["--steps", "6", "--batch-size", "4"])
+        #expect(straight.exitCode == 0)
+        let first = try pretrain(ranks: 2, out: "ck-async", ["--steps", "6", "--batch-size", "4", "--async-checkpoint",
+                                                            "--checkpoint-every", "2", "--debug-stop-after", "5"])
+        #expect(first.exitCode == 143 && first.output.contains("being written in the background"), "\(first)")
+        // Resume from the background-written step-4 checkpoint explicitly (step 5 was saved on the stop).
+        let dir = Self.root.appendingPathComponent("ck-async/checkpoints/step-00000004")
+        let verify = try MPIJob.runDirect(["inspect", dir.path, "--verify"])
+        #expect(verify.exitCode == 0, "\(verify)")
+        try? FileManager.default.removeItem(at: Self.root.appendingPathComponent("ck-async/checkpoints/step-00000005"))
+        let second = try pretrain(ranks: 2, out: "ck-async", ["--steps", "6", "--batch-size", "4", "--resume", dir.path])
+        #expect(second.exitCode == 0 && second.output.contains("step-00000004 (step 4"), "\(second)")
+        #expect(try weights("ck-async-straight") == weights("ck-async"))
+    }
+
     @Test func resumingOnOtherRankCountsContinuesTheSameRun() throws {
         // G = 6 splits over 2, 3 and 1 ranks. Straight on 2 ranks vs 2 → 3 → 1.
         let straight = try pretrain(ranks: 2, out: "ck-ws-straight", ["--steps", "6", "--batch-size", "6"])
