@@ -43,6 +43,7 @@ public enum Trainer {
         let out = URL(fileURLWithPath: config.out)
         let log = RunLog(rank: rank, directory: out, keepMetrics: config.resume != nil)
         StopSignal.install()
+        let (threads, fromEnvironment) = ThreadBudget.configure()
 
         // Every rank must run the same configuration.
         try watchdog.guarding("start-up, configuration hash check") {
@@ -151,7 +152,8 @@ public enum Trainer {
 
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(R) rank(s), "
                  + "global batch \(G), \(config.steps) steps, \(data.texts.count) samples, vocabulary \(tokenizer.vocabularySize), "
-                 + "\(trainedSegments.reduce(0) { $0 + $1.count }) trained parameters in \(sync.buckets.count) gradient bucket(s)")
+                 + "\(trainedSegments.reduce(0) { $0 + $1.count }) trained parameters in \(sync.buckets.count) gradient bucket(s), "
+                 + "\(threads) OpenBLAS thread(s) per rank\(fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)")")
         let prefetcher = Prefetcher<StepBatch>(startStep: startStep, depth: 2) { step in
             try makeBatch(step: step, config: config, sampler: sampler, data: data, builder: builder, rank: rank)
         }
