@@ -200,8 +200,9 @@ public enum Trainer {
                 }
                 record["rho_t"] = c.rhoText; record["rho_i"] = c.rhoImage; record["k_t"] = c.kText; record["k_i"] = c.kImage
             }
+            let logging = (step + 1) % config.logEvery == 0 || step == config.steps - 1 || step == 0
             var norm = 0.0
-            for segment in trainedSegments {
+            for segment in trainedSegments where logging || config.clipNorm != nil {
                 let n = gradientNorm(student.grads + segment.lowerBound, count: segment.count)
                 norm += n * n
             }
@@ -226,7 +227,7 @@ public enum Trainer {
                     }
                 }
             }
-            if (step + 1) % config.logEvery == 0 || step == config.steps - 1 || step == 0 {
+            if logging {
                 let seconds = Date().timeIntervalSince(windowStart)
                 record["step"] = Double(step + 1)
                 record["lr"] = Double(lr)

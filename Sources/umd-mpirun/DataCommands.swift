@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MPIBridge
 import UMDData
 
 extension SyntheticDataset.Kind: ExpressibleByArgument {}
@@ -83,5 +84,5 @@ struct TokenizerCommand: ParsableCommand {
 }
 
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data("umd-mpirun: error: \(text)\n".utf8))
+    writeToStandardError("umd-mpirun: error: \(text)\n")
 }

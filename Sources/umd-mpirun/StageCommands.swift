@@ -119,6 +119,17 @@ struct PretrainCommand: ParsableCommand {
 struct DownstreamFlags: ParsableArguments {
     @Option(help: "vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval.") var task: DownstreamTask?
     @Option(help: "Root of the task's data set.") var data: String?
+
+    /// The stage's configuration: defaults < config file < the shared flags < these.
+    func configuration(_ stage: Stage, _ flags: RunFlags) throws -> RunConfiguration {
+        var base = RunConfiguration()
+        base.stage = stage
+        var c = try flags.apply(to: base)
+        c.stage = stage
+        if let task { c.task = task }
+        if let data { c.data = data }
+        return c
+    }
 }
 
 struct CalibCommand: ParsableCommand {
@@ -128,13 +139,7 @@ struct CalibCommand: ParsableCommand {
     @OptionGroup var flags: RunFlags
 
     func run() throws {
-        var base = RunConfiguration()
-        base.stage = .calib
-        var c = try flags.apply(to: base)
-        c.stage = .calib
-        if let task = downstream.task { c.task = task }
-        if let data = downstream.data { c.data = data }
-        try runStage(c)
+        try runStage(try downstream.configuration(.calib, flags))
     }
 }
 
@@ -147,12 +152,7 @@ struct FinetuneCommand: ParsableCommand {
     @OptionGroup var flags: RunFlags
 
     func run() throws {
-        var base = RunConfiguration()
-        base.stage = .finetune
-        var c = try flags.apply(to: base)
-        c.stage = .finetune
-        if let task = downstream.task { c.task = task }
-        if let data = downstream.data { c.data = data }
+        var c = try downstream.configuration(.finetune, flags)
         if let gmCoord { c.gmCoord = gmCoord == .on }
         if let gmNoise { c.gmNoise = gmNoise == .on }
         try runStage(c)

@@ -65,19 +65,19 @@ public enum MPIJob {
         throw Failure.binaryNotFound(candidates)
     }
 
+    static var mpirun: String {
+        ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "mpirun"
+    }
+
     /// `mpirun -np N --oversubscribe umd-mpirun ARGS`, killed after `timeout` seconds.
     public static func run(ranks: Int, _ arguments: [String], timeout: Double = 120,
                            environment extra: [String: String] = [:]) throws -> Result {
-        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
-            ?? "mpirun"
         let command = ["-np", String(ranks), "--oversubscribe", try binary().path] + arguments
         return try launch(executable: mpirun, command, timeout: timeout, environment: environment(extra: extra))
     }
 
     /// One job whose ranks run different arguments (MPMD): `mpirun -np 1 umd A : -np 1 umd B …`.
     public static func runMPMD(_ perRank: [[String]], timeout: Double = 120) throws -> Result {
-        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
-            ?? "mpirun"
         let binary = try binary().path
         var command = ["--oversubscribe"]
         for (i, arguments) in perRank.enumerated() {

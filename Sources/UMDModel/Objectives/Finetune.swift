@@ -65,6 +65,7 @@ public final class FinetuneObjective {
     let pairFusion: FusionModule
     /// Called during backward with an arena offset below which every gradient is final.
     public var gradientsReady: ((Int) -> Void)?
+    let boundaryCache = ReadyBoundaries.Cache()
     /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
     public let lastLogits = FloatBuffer()
     /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].
@@ -111,6 +112,24 @@ public final class FinetuneObjective {
         return total
     }
 
+    /// Both modalities' contribution sums: fc2's (or head.score's) text half applied to
+    /// z_t = cls[:, 0..<D], its image half to z_i = cls[:, D..<2D].
+    static func contributions(_ cls: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                              classes: Int, width D: Int, labels: [Int32], groups: Int,
+                              groupSize: Int) -> (text: Double, image: Double) {
+        (contribution(features: cls, featureStride: 2 * D, featureOffset: 0, weight: weight, bias: bias, classes: classes,
+                      width: D, weightOffset: 0, labels: labels, groups: groups, groupSize: groupSize),
+         contribution(features: cls, featureStride: 2 * D, featureOffset: D, weight: weight, bias: bias, classes: classes,
+                      width: D, weightOffset: D, labels: labels, groups: groups, groupSize: groupSize))
+    }
+
+    /// The global loss and contribution sums (one allreduce) and the coefficients from them.
+    func result(loss: Double, sumText: Double, sumImage: Double, _ reduction: GlobalReduction) -> FinetuneResult {
+        let global = reduction.sum([loss, sumText, sumImage])
+        return FinetuneResult(loss: global[0], localSumText: sumText, localSumImage: sumImage,
+                              coefficients: GMCoord.coefficients(sumText: global[1], sumImage: global[2], beta: beta))
+    }
+
     /// VQA / classification step. Accumulates gradients into `student.grads` when asked.
     @discardableResult
     public func step(student: ParameterStore, batch: ClassificationBatch, dropout: Float = 0, passKey: UInt64 = 0,
@@ -141,10 +160,8 @@ public final class FinetuneObjective {
         // Contributions (Eq. 10 as the reference computes it): fc2's column halves applied
         // to the pooled features themselves.
         let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
-        let sT = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: 0, weight: w, bias: b,
-                                   classes: A, width: D, weightOffset: 0, labels: labels, groups: B, groupSize: 1)
-        let sI = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: D, weight: w, bias: b,
-                                   classes: A, width: D, weightOffset: D, labels: labels, groups: B, groupSize: 1)
+        let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: A, width: D, labels: labels, groups: B,
+                                          groupSize: 1)
 
         let globalSamples = reduction.sum([Double(B)])[0]
         let loss = labels.withUnsafeBufferPointer {
@@ -156,17 +173,10 @@ public final class FinetuneObjective {
             classifier.backward(student, dLogits.pointer, dCls: dc)
             fusion.beginBackward()
             fusion.poolBackward(student, dc)
-            let boundaries = ReadyBoundaries(student)
-            gradientsReady?(boundaries.fusion)
-            fusion.backward(student)
-            gradientsReady?(boundaries.text)
-            text.backward(student, fusion.dTextInput.pointer)
-            gradientsReady?(boundaries.vision)
-            vision.backward(student, fusion.dImageInput.pointer)
+            backwardThroughEncoders(student, fusion: fusion, text: text, vision: vision,
+                                    boundaries: boundaryCache.of(student), report: gradientsReady)
         }
-        let global = reduction.sum([loss, sT, sI])
-        return FinetuneResult(loss: global[0], localSumText: sT, localSumImage: sI,
-                              coefficients: GMCoord.coefficients(sumText: global[1], sumImage: global[2], beta: beta))
+        return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 
     /// Retrieval step: cross-entropy over each image's 1+R candidate texts, positive at 0.
@@ -209,10 +219,8 @@ public final class FinetuneObjective {
         let w = UnsafePointer(student.value(score.params.weight))
         let b = score.params.bias.map { UnsafePointer(student.value($0)) }
         let zeros = [Int32](repeating: 0, count: B)
-        let sT = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: 0, weight: w, bias: b,
-                                   classes: 1, width: D, weightOffset: 0, labels: zeros, groups: B, groupSize: C)
-        let sI = Self.contribution(features: cls, featureStride: 2 * D, featureOffset: D, weight: w, bias: b,
-                                   classes: 1, width: D, weightOffset: D, labels: zeros, groups: B, groupSize: C)
+        let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: 1, width: D, labels: zeros, groups: B,
+                                          groupSize: C)
 
         let globalSamples = reduction.sum([Double(B)])[0]
         let loss = zeros.withUnsafeBufferPointer {
@@ -224,7 +232,7 @@ public final class FinetuneObjective {
             score.backward(student, dLogits.pointer, dx: dc)
             pairFusion.beginBackward()
             pairFusion.poolBackward(student, dc)
-            let boundaries = ReadyBoundaries(student)
+            let boundaries = boundaryCache.of(student)
             gradientsReady?(boundaries.fusion)
             pairFusion.backward(student)
             let dzt = dTextEncoded.zeroed(T * L * D), dzi = dImageEncoded.zeroed(B * Li * D)
@@ -239,9 +247,7 @@ public final class FinetuneObjective {
             gradientsReady?(boundaries.vision)
             vision.backward(student, dzi)
         }
-        let global = reduction.sum([loss, sT, sI])
-        return FinetuneResult(loss: global[0], localSumText: sT, localSumImage: sI,
-                              coefficients: GMCoord.coefficients(sumText: global[1], sumImage: global[2], beta: beta))
+        return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 }
 

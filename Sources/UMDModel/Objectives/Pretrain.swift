@@ -54,6 +54,7 @@ public final class PretrainObjective {
     /// Called during backward with an arena offset below which every gradient is final, so
     /// gradient averaging can start while backward goes on.
     public var gradientsReady: ((Int) -> Void)?
+    let boundaryCache = ReadyBoundaries.Cache()
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
     let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
@@ -268,13 +269,8 @@ public final class PretrainObjective {
                 let dzt = fusion1.dTextOutput
                 for (m, i) in mlmPositions.enumerated() { Elementwise.accumulate(dzt + i * D, dRows + m * D, count: D) }
             }
-            let boundaries = ReadyBoundaries(student)
-            gradientsReady?(boundaries.fusion)
-            fusion1.backward(student)
-            gradientsReady?(boundaries.text)
-            text1.backward(student, fusion1.dTextInput.pointer)
-            gradientsReady?(boundaries.vision)
-            vision1.backward(student, fusion1.dImageInput.pointer)
+            backwardThroughEncoders(student, fusion: fusion1, text: text1, vision: vision1,
+                                    boundaries: boundaryCache.of(student), report: gradientsReady)
         }
 
         // Global-batch loss values for reporting: each rank's term is (local sum)/(global count).
@@ -296,6 +292,18 @@ public final class PretrainObjective {
 struct ReadyBoundaries {
     let fusion: Int, text: Int, vision: Int
 
+    /// Boundaries derived once per store and reused every step (a store's layout never changes).
+    final class Cache {
+        private var store: ObjectIdentifier?
+        private var value: ReadyBoundaries?
+        func of(_ s: ParameterStore) -> ReadyBoundaries {
+            if store == ObjectIdentifier(s), let value { return value }
+            let computed = ReadyBoundaries(s)
+            (store, value) = (ObjectIdentifier(s), computed)
+            return computed
+        }
+    }
+
     init(_ store: ParameterStore) {
         func lowest(_ accept: (String) -> Bool) -> Int {
             store.views.filter { accept($0.name) }.map(\.offset).min() ?? store.count
@@ -304,4 +312,16 @@ struct ReadyBoundaries {
         text = lowest { $0.hasPrefix("text.") }
         vision = lowest { $0.hasPrefix("vision.") }
     }
+}
+
+/// Backward from the fusion outputs' accumulated gradients through the fusion layers, the
+/// text encoder and the vision encoder, reporting progress after each (address order).
+func backwardThroughEncoders(_ student: ParameterStore, fusion: FusionModule, text: TextEncoder, vision: VisionEncoder,
+                             boundaries: ReadyBoundaries, report: ((Int) -> Void)?) {
+    report?(boundaries.fusion)
+    fusion.backward(student)
+    report?(boundaries.text)
+    text.backward(student, fusion.dTextInput.pointer)
+    report?(boundaries.vision)
+    vision.backward(student, fusion.dImageInput.pointer)
 }
