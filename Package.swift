@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries, each found through pkg-config, with a shim header.
@@ -46,7 +47,7 @@ let package = Package(
                 dependencies: ["UMDCore", "CPNG", "CJPEG", "CImageCodecs",
                                .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "UMDDistributed",
-                dependencies: ["Collective", "UMDModel", "UMDData", "CZstd"]),
+                dependencies: ["Collective", "UMDModel", "UMDData", "CZstd", .product(name: "Yams", package: "Yams")]),
 
         // The program every MPI rank runs.
         .executableTarget(
@@ -62,7 +63,8 @@ let package = Package(
                     dependencies: ["MPIBridge", "TestSupport", "umd-mpirun"]),
         .testTarget(name: "UMDCoreTests", dependencies: ["UMDCore"]),
         .testTarget(name: "CollectiveTests", dependencies: ["Collective", "TestSupport"]),
-        .testTarget(name: "UMDModelTests", dependencies: ["UMDModel"]),
+        // UMDModel's tests build realistic masked inputs with UMDData's masking.
+        .testTarget(name: "UMDModelTests", dependencies: ["UMDModel", "UMDData"]),
         .testTarget(name: "UMDDataTests", dependencies: ["UMDData"]),
         .testTarget(name: "UMDDistributedTests",
                     dependencies: ["UMDDistributed", "TestSupport"]),

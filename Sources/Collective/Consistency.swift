@@ -22,10 +22,15 @@ public enum Consistency {
     /// Every rank passes its value; throws on every rank, naming the first rank whose value
     /// differs from rank 0's, when they disagree.
     public static func requireAgreement(_ value: UInt64, what: String, world: Communicator) throws {
-        let all = try world.allgather([Int64(bitPattern: value)])
-        if let bad = all.firstIndex(where: { $0 != all[0] }) {
-            throw Mismatch(message: "\(what) differs between rank 0 (\(String(UInt64(bitPattern: all[0]), radix: 16))) "
-                           + "and rank \(bad) (\(String(UInt64(bitPattern: all[bad]), radix: 16)))")
-        }
+        let all = try world.allgather([Int64(bitPattern: value)]).map { UInt64(bitPattern: $0) }
+        if let mismatch = disagreement(all, what: what) { throw mismatch }
+    }
+
+    /// The error naming the first rank whose value differs from rank 0's (`values[r]` is
+    /// rank r's), or nil when all agree.
+    public static func disagreement(_ values: [UInt64], what: String) -> Mismatch? {
+        guard let bad = values.firstIndex(where: { $0 != values[0] }) else { return nil }
+        return Mismatch(message: "\(what) differs between rank 0 (\(String(values[0], radix: 16))) "
+                        + "and rank \(bad) (\(String(values[bad], radix: 16)))")
     }
 }

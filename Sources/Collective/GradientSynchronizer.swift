@@ -8,16 +8,29 @@ import Foundation
 /// Backward finishes gradients in address order and reports progress with
 /// `gradientsReady(below:)`; every bucket wholly below that offset is handed to a
 /// communication thread that runs a blocking MPI_Allreduce on a duplicated communicator
-/// (OpenMPI 4.1 gives non-blocking collectives no progress without MPI calls) and divides
-/// by the world size — the only place gradients are averaged. `finish()` waits only for
-/// buckets still in flight.
+/// (OpenMPI 4.1 gives non-blocking collectives no progress without MPI calls). The result
+/// is the SUM over ranks: each rank's objective already divides by the global count
+/// (MODEL_SPEC.md section 10a), so the sum is the global-batch gradient and no rank count
+/// appears anywhere. `finish()` waits only for buckets still in flight.
 ///
 /// `@unchecked Sendable`: queue and counters are guarded by `condition`; the arena slices a
 /// bucket covers are not touched by backward once reported ready.
+/// What sums a bucket over the ranks: a communicator (MPI_Allreduce), or a stand-in in tests.
+public protocol BucketReducer: Sendable {
+    /// Number of ranks; with 1 nothing is communicated.
+    var size: Int { get }
+    /// Sums `buffer` element-wise over all ranks, in place.
+    func sumInPlace(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+}
+
+extension Communicator: BucketReducer {
+    public func sumInPlace(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try allreduce(buffer, op: .sum) }
+}
+
 public final class GradientSynchronizer: @unchecked Sendable {
     public let buckets: [Range<Int>]
     let gradients: UnsafeMutablePointer<Float>
-    let comm: Communicator
+    let reducer: BucketReducer
     let worldSize: Int
     let watchdog: StallWatchdog?
     private let condition = NSCondition()
@@ -33,12 +46,32 @@ public final class GradientSynchronizer: @unchecked Sendable {
     public private(set) var reducedBytes = 0
 
     /// `segments`: the arena ranges to average (trained tensors), sorted and disjoint.
-    public init(world: Communicator, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
-                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) throws {
-        self.comm = world.size > 1 ? try world.duplicate() : world
-        self.worldSize = world.size
+    /// Buckets run their MPI_Allreduce on a duplicate of `world`, so they never interleave
+    /// with the caller's own collectives.
+    public convenience init(world: Communicator, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
+                            bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) throws {
+        self.init(reducer: world.size > 1 ? try world.duplicate() : world, gradients: gradients, segments: segments,
+                  bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes, watchdog: watchdog)
+    }
+
+    public init(reducer: BucketReducer, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
+                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) {
+        self.reducer = reducer
+        self.worldSize = reducer.size
         self.gradients = gradients
         self.watchdog = watchdog
+        self.buckets = Self.cut(segments, bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
+        if worldSize > 1 {
+            let thread = Thread { [self] in self.communicate() }
+            thread.name = "umd-allreduce"
+            thread.start()
+        }
+    }
+
+    /// Buckets over `segments` (sorted, disjoint) in address order: the first at most
+    /// `firstBucketBytes`, the others at most `bucketBytes`; a bucket never spans the gap
+    /// between two segments (untrained tensors are not communicated).
+    public static func cut(_ segments: [Range<Int>], bucketBytes: Int, firstBucketBytes: Int) -> [Range<Int>] {
         var buckets: [Range<Int>] = []
         var limit = max(1, firstBucketBytes / 4)
         for segment in segments {
@@ -50,12 +83,7 @@ public final class GradientSynchronizer: @unchecked Sendable {
                 limit = max(1, bucketBytes / 4)
             }
         }
-        self.buckets = buckets
-        if worldSize > 1 {
-            let thread = Thread { [self] in self.communicate() }
-            thread.name = "umd-allreduce"
-            thread.start()
-        }
+        return buckets
     }
 
     /// Merges the ranges of the given arena views into sorted, disjoint segments.
@@ -121,11 +149,7 @@ public final class GradientSynchronizer: @unchecked Sendable {
                                         + "(\(bucket.count * 4 / 1024) KiB), MPI_Allreduce")
             var error: Error? = nil
             do {
-                try comm.allreduce(UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count),
-                                   op: .sum)
-                let scale = 1 / Float(worldSize)
-                let g = gradients + bucket.lowerBound
-                for i in 0..<bucket.count { g[i] *= scale }
+                try reducer.sumInPlace(UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count))
             } catch let e { error = e }
             if let token { watchdog?.end(token) }
             condition.lock()

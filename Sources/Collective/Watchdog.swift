@@ -12,10 +12,18 @@ public final class StallWatchdog: @unchecked Sendable {
     private var nextToken = 0
     private var stopped = false
     public let timeout: Double
-    let world: Communicator
 
-    public init(world: Communicator, timeout: Double) {
-        self.world = world
+    /// On a stall this rank prints where it waits and aborts the MPI job.
+    public convenience init(world: Communicator, timeout: Double) {
+        self.init(timeout: timeout) { what in
+            world.abort(message: "stalled for more than \(Int(timeout)) s in \(what); "
+                        + "another rank has probably died or is stuck. Aborting the job.")
+        }
+    }
+
+    /// `onStall` gets the description of the first operation older than `timeout` seconds,
+    /// once; checks run every `interval` seconds.
+    public init(timeout: Double, interval: Double = 0.5, onStall: @escaping @Sendable (String) -> Void) {
         self.timeout = timeout
         let thread = Thread { [condition] in
             while true {
@@ -25,11 +33,14 @@ public final class StallWatchdog: @unchecked Sendable {
                 let stalled = self.active.values.first { now.timeIntervalSince($0.since) > self.timeout }
                 condition.unlock()
                 if let stalled {
-                    world.abort(message: "stalled for more than \(Int(self.timeout)) s in \(stalled.what); "
-                                + "another rank has probably died or is stuck. Aborting the job.")
+                    onStall(stalled.what)
+                    condition.lock()
+                    self.stopped = true          // report once
+                    condition.unlock()
+                    return
                 }
                 condition.lock()
-                _ = condition.wait(until: Date().addingTimeInterval(0.5))
+                _ = condition.wait(until: Date().addingTimeInterval(interval))
                 condition.unlock()
             }
         }

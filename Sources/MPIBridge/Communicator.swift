@@ -117,9 +117,3 @@ public final class Communicator: @unchecked Sendable {
         return Int32(count)
     }
 }
-
-/// Writes to stderr without going through Foundation (safe in signal-adjacent paths).
-public func writeToStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
-}

@@ -38,8 +38,7 @@ public final class AsyncCheckpointer: @unchecked Sendable {
     }
 
     /// Stages this rank's slice of `live` and starts writing it in the background.
-    public func start(_ live: CheckpointContent, step: Int, config: RunConfiguration, run: URL, tokenizerHash: String,
-                      classesHash: String, schedule: LearningRateSchedule) throws {
+    public func start(_ live: CheckpointContent, step: Int, plan: CheckpointPlan) throws {
         try wait()
         let (lower, upper) = Checkpoints.slice(count: live.count, world: comm)
         let bytes = (upper - lower) * 4
@@ -68,10 +67,7 @@ public final class AsyncCheckpointer: @unchecked Sendable {
             var error: Error? = nil
             var dir: URL? = nil
             do {
-                dir = try Checkpoints.save(content: staged, step: step, config: config, run: run, world: comm,
-                                           watchdog: watchdog, tokenizerHash: tokenizerHash, classesHash: classesHash,
-                                           schedule: schedule, keep: config.keepCheckpoints,
-                                           level: Int32(config.zstdLevel))
+                dir = try Checkpoints.save(content: staged, step: step, plan: plan, world: comm, watchdog: watchdog)
             } catch let e { error = e }
             self.condition.lock()
             self.pending = false

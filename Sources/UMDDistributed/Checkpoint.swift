@@ -27,17 +27,14 @@ public struct CheckpointManifest: Codable, Sendable {
         public var xxh64: String
     }
 
-    public var formatVersion = 1
-    public var stage: String
+    /// 2: fields that repeated the configuration (stage, preset, total steps, zstd level,
+    /// configuration hash, data cursor) are derived from it instead of stored.
+    public var formatVersion = 2
     public var step: Int                 // optimizer steps taken = the next step to run = the data cursor
-    public var totalSteps: Int
     public var worldSize: Int
-    public var preset: String
-    public var configHash: String
     public var config: RunConfiguration
     public var tokenizerHash: String
     public var classesHash: String
-    public var dataCursor: Int
     public var randomState: String
     public var schedule: LearningRateSchedule
     public var optimizerSteps: Int
@@ -45,12 +42,30 @@ public struct CheckpointManifest: Codable, Sendable {
     public var teacherCount: Int
     public var student: [Tensor]
     public var teacher: [Tensor]
-    public var zstdLevel: Int
     public var shards: [Shard]
     public var createdAt: String
 
+    public var stage: String { config.stage.rawValue }
+    public var preset: String { config.preset }
+    public var configHash: String { String(config.hash, radix: 16) }
     public var stateCount: Int { 3 * studentCount + teacherCount }
     public var parameterCount: Int { studentCount }
+}
+
+/// What every save of one run shares: where, for which configuration, tokenizer and
+/// class list, and the schedule. Built once per run.
+public struct CheckpointPlan: Sendable {
+    public var run: URL
+    public var config: RunConfiguration
+    public var tokenizerHash: String
+    public var classesHash: String
+    public var schedule: LearningRateSchedule
+
+    public init(run: URL, config: RunConfiguration, tokenizerHash: String, classesHash: String,
+                schedule: LearningRateSchedule) {
+        self.run = run; self.config = config; self.tokenizerHash = tokenizerHash; self.classesHash = classesHash
+        self.schedule = schedule
+    }
 }
 
 public struct CheckpointError: Error, CustomStringConvertible {
@@ -64,8 +79,8 @@ public struct TrainingState {
     public let teacher: ParameterStore?
     public let optimizer: AdamWOptimizer
 
-    public init(student: ParameterStore, teacher: ParameterStore?, optimizer: AdamWOptimizer) {
-        self.student = student; self.teacher = teacher; self.optimizer = optimizer
+    public init(_ model: StageModel) {
+        student = model.student; teacher = model.teacher; optimizer = model.optimizer
     }
 
     var teacherCount: Int { teacher?.count ?? 0 }
@@ -122,25 +137,16 @@ public enum Checkpoints {
         return String(h.finalize(), radix: 16)
     }
 
-    /// Collective: every rank writes its shard, rank 0 the manifest, `latest`, and prunes to `keep`.
-    public static func save(state: TrainingState, step: Int, config: RunConfiguration, run: URL, world: Communicator,
-                            watchdog: StallWatchdog?, tokenizerHash: String, classesHash: String,
-                            schedule: LearningRateSchedule, keep: Int, level: Int32 = 3,
-                            crashAfterBytes: Int? = nil) throws -> URL {
-        try save(content: state.content, step: step, config: config, run: run, world: world, watchdog: watchdog,
-                 tokenizerHash: tokenizerHash, classesHash: classesHash, schedule: schedule, keep: keep, level: level,
-                 crashAfterBytes: crashAfterBytes)
-    }
-
     /// This rank's slice [lower, upper) of a state of `count` elements on `world`.
     public static func slice(count: Int, world: Communicator) -> (Int, Int) {
         (count * world.rank / world.size, count * (world.rank + 1) / world.size)
     }
 
-    public static func save(content: CheckpointContent, step: Int, config: RunConfiguration, run: URL, world: Communicator,
-                            watchdog: StallWatchdog?, tokenizerHash: String, classesHash: String,
-                            schedule: LearningRateSchedule, keep: Int, level: Int32 = 3,
-                            crashAfterBytes: Int? = nil) throws -> URL {
+    /// Collective: every rank writes its shard of `content`, rank 0 the manifest, `latest`,
+    /// and prunes to the plan's `keepCheckpoints`. `crashAfterBytes` is a test fault.
+    public static func save(content: CheckpointContent, step: Int, plan: CheckpointPlan, world: Communicator,
+                            watchdog: StallWatchdog?, crashAfterBytes: Int? = nil) throws -> URL {
+        let run = plan.run, config = plan.config
         let dir = directory(run: run, step: step)
         let R = world.size, rank = world.rank
         if rank == 0 {
@@ -156,7 +162,7 @@ public enum Checkpoints {
         let (lower, upper) = slice(count: content.count, world: world)
         let file = String(format: "shard-%05d-of-%05d.zst", rank, R)
         let written = try ShardIO.write(content.slice(lower, upper),
-                                        to: dir.appendingPathComponent(file), level: level,
+                                        to: dir.appendingPathComponent(file), level: Int32(config.zstdLevel),
                                         crashAfterBytes: crashAfterBytes)
         let mine = CheckpointManifest.Shard(file: file, rank: rank, lower: lower, upper: upper,
                                             uncompressedBytes: written.uncompressedBytes,
@@ -166,19 +172,17 @@ public enum Checkpoints {
         if let gatherToken { watchdog?.end(gatherToken) }
         if rank == 0 {
             let manifest = CheckpointManifest(
-                stage: config.stage.rawValue, step: step, totalSteps: config.steps, worldSize: R, preset: config.preset,
-                configHash: String(config.hash, radix: 16), config: config, tokenizerHash: tokenizerHash,
-                classesHash: classesHash, dataCursor: step,
+                step: step, worldSize: R, config: config, tokenizerHash: plan.tokenizerHash, classesHash: plan.classesHash,
                 randomState: "counter-based, keyed by seed \(config.seed), step and dataset index: nothing to restore",
-                schedule: schedule, optimizerSteps: content.optimizerSteps, studentCount: content.studentCount,
+                schedule: plan.schedule, optimizerSteps: content.optimizerSteps, studentCount: content.studentCount,
                 teacherCount: content.teacherCount, student: content.student, teacher: content.teacher,
-                zstdLevel: Int(level), shards: try shards.map { try JSONDecoder().decode(CheckpointManifest.Shard.self, from: $0) },
+                shards: try shards.map { try JSONDecoder().decode(CheckpointManifest.Shard.self, from: $0) },
                 createdAt: ISO8601DateFormatter().string(from: Date()))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
             try writeAtomically(Data(dir.lastPathComponent.utf8), to: run.appendingPathComponent("checkpoints/latest"))
-            prune(run: run, keep: keep)
+            prune(run: run, keep: config.keepCheckpoints)
         }
         try world.barrier()
         return dir

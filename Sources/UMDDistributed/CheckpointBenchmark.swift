@@ -10,17 +10,14 @@ import Glibc
 /// write (+ fsync) of the same bytes measured in the same run.
 public enum CheckpointBenchmark {
     public static func run(preset: ModelPreset, directory: URL, world: Communicator) throws {
-        let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: preset.vocabularySize ?? 30000))
-        let student = ParameterStore(layout: params.layout)
-        params.initialize(student, seed: 1)
-        let teacher = ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) }
-        teacher.copyValues(from: student)
-        let optimizer = AdamWOptimizer(store: student, isTrained: { Stage.pretrain.trains($0.name) })
+        let model = try StageModel(stage: .pretrain, task: .none, classes: 0, preset: preset,
+                                   vocabularySize: preset.vocabularySize ?? 30000, seed: 1)
+        let (student, optimizer) = (model.student, model.optimizer)
         // Realistic moments: one step of AdamW on random gradients (fresh moments are all zero
         // and would flatter the compression ratio).
         for i in 0..<student.count { student.grads[i] = Float(CounterRandom.normal(7, UInt64(i))) * 1e-3 }
         optimizer.step(baseLearningRate: 1e-5)
-        let state = TrainingState(student: student, teacher: teacher, optimizer: optimizer)
+        let state = TrainingState(model)
         var config = RunConfiguration()
         config.preset = preset.name
         let run = directory.appendingPathComponent("bench-checkpoint-run")
@@ -50,9 +47,10 @@ public enum CheckpointBenchmark {
 
         try world.barrier()
         start = Date()
-        let dir = try Checkpoints.save(state: state, step: 1, config: config, run: run, world: world, watchdog: nil,
-                                       tokenizerHash: "-", classesHash: "-", schedule: LearningRateSchedule(shape: .linear, totalSteps: 1),
-                                       keep: 1)
+        config.keepCheckpoints = 1
+        let plan = CheckpointPlan(run: run, config: config, tokenizerHash: "-", classesHash: "-",
+                                  schedule: LearningRateSchedule(shape: .linear, totalSteps: 1))
+        let dir = try Checkpoints.save(content: state.content, step: 1, plan: plan, world: world, watchdog: nil)
         let saveSeconds = Date().timeIntervalSince(start)
         let manifest = try Checkpoints.readManifest(dir)
         try world.barrier()

@@ -1,6 +1,7 @@
 import Foundation
-import UMDModel
+import UMDCore
 import UMDData
+import UMDModel
 
 /// `umd-mpirun debug-step` (MODEL_SPEC.md section 12): exactly one training step of a
 /// stage, dropout and GM noise off, fresh AdamW moments at the lr of step `atStep` of a
@@ -55,107 +56,62 @@ public enum DebugStep {
         if o.batchSize < 2 && (o.stage == .pretrain || o.task == .retrieval) {
             throw DebugStepError(message: "a global batch of at least 2 is needed (ITM pairs and retrieval negatives)")
         }
-        let real = try realInputs(o)
-        let (params, student, teacher) = try ModelInit.build(
-            stage: o.stage, task: o.task, classes: real?.classes ?? o.answers, preset: o.preset,
-            vocabularySize: real?.vocabularySize ?? o.vocabularySize ?? o.preset.vocabularySize ?? 1000, seed: o.seed,
-            initFrom: o.initPath, initOnly: o.initOnly)
-        let config = params.config
-
-        let G = o.batchSize, H = config.imageSize, L = config.preset.textLength, V = config.vocabularySize
-        let N = config.patchCount, K = config.keptPatchCount
+        let source = try inputs(o)
+        let model = try StageModel(stage: o.stage, task: o.task, classes: source.classes ?? o.answers, preset: o.preset,
+                                   vocabularySize: source.vocabularySize, seed: o.seed, initFrom: o.initPath,
+                                   initOnly: o.initOnly, multipliers: o.multipliers, alpha: o.alpha, beta: o.beta)
+        let config = model.config, student = model.student, teacher = model.teacher
+        let G = o.batchSize, H = config.imageSize, L = config.preset.textLength, K = config.keptPatchCount
         let step = o.atStep
         var out: [Safetensors.Tensor] = []
         let trained = student.views.filter { o.stage.trains($0.name) }
         out += trained.map { tensor("param." + $0.name, $0, student) }
         if let teacher { out += teacher.views.map { tensor("teacher." + $0.name, $0, teacher) } }
 
-        // The global batch: real samples, or noise images with random token sequences.
-        var pixels: [Float], ids: [Int32], attention: [Int32]
-        var sampleIndices = Array(0..<G), epoch = 0
-        if let real {
-            (pixels, ids, attention, sampleIndices, epoch) = (real.pixels, real.ids, real.attention, real.indices, real.epoch)
-        } else {
-            pixels = (0..<(G * 3 * H * H)).map { Float(CounterRandom.normal(CounterRandom.key(o.seed, 101), UInt64($0))) }
-            ids = [Int32](repeating: SpecialTokens.pad, count: G * L)
-            attention = [Int32](repeating: 0, count: G * L)
-            let textKey = CounterRandom.key(o.seed, 102)
-            for b in 0..<G {
-                let length = 3 + Int(CounterRandom.bits(textKey, UInt64(1_000_000 + b)) % UInt64(L - 2))
-                for t in 0..<length {
-                    ids[b * L + t] = t == 0 ? SpecialTokens.start : t == length - 1 ? SpecialTokens.end
-                        : Int32(4 + Int(CounterRandom.bits(textKey, UInt64(b * L + t)) % UInt64(V - 5)))
-                    attention[b * L + t] = 1
-                }
-            }
-        }
-        let sampleIDs = sampleIndices.map { UInt64($0) }
-        out.append(.init(name: "input.pixels", shape: [G, 3, H, H], floats: pixels))
+        // The global batch through the same assembler as training, all G positions at once.
+        let assembler = BatchAssembler(seed: o.seed, imageSize: H, textLength: L, patchSize: config.patchSize,
+                                       vocabularySize: config.vocabularySize)
+        let batch = try assembler.batch(model.batchKind, source: source.batch, positions: Array(0..<G), step: step,
+                                        epoch: source.epoch)
+        let all = Array(0..<G)
+        out.append(.init(name: "input.pixels", shape: [G, 3, H, H], floats: try source.batch.pixels(all)))
+        let (ids, attention) = source.batch.tokens(all)
         out.append(.init(name: "input.text_ids", shape: [G, L], ints: ids))
         out.append(.init(name: "input.attention", shape: [G, L], ints: attention))
-
-        var losses: [String: Double] = [:]
-        var gm: GMCoord.Coefficients? = nil
-        student.zeroGradients()
-        switch o.stage {
-        case .pretrain, .calib:
-            var masked = [Int32](), labels = [Int32](), keep = [Int32]()
-            for b in 0..<G {
-                let (m, l) = Masking.maskText(Array(ids[(b * L)..<((b + 1) * L)]), vocabularySize: V, seed: o.seed,
-                                              epoch: epoch, sampleIndex: sampleIndices[b])
-                masked += m; labels += l
-                keep += Masking.keptPatches(patchCount: N, seed: o.seed, epoch: epoch, sampleIndex: sampleIndices[b])
-            }
-            var batch = PretrainBatch(batch: G, imageSize: H, textLength: L, pixels: pixels, textIDs: ids,
-                                      attention: attention, maskedTextIDs: masked, mlmLabels: labels, idsKeep: keep,
-                                      sampleIDs: sampleIDs)
-            out.append(.init(name: "input.masked_text_ids", shape: [G, L], ints: masked))
-            out.append(.init(name: "input.mlm_labels", shape: [G, L], ints: labels))
-            out.append(.init(name: "input.ids_keep", shape: [G, K], ints: keep))
+        switch batch {
+        case .pretrain(let b):
+            out.append(.init(name: "input.masked_text_ids", shape: [G, L], ints: b.maskedTextIDs))
+            out.append(.init(name: "input.mlm_labels", shape: [G, L], ints: b.mlmLabels))
+            out.append(.init(name: "input.ids_keep", shape: [G, K], ints: b.idsKeep))
             if o.stage == .pretrain {
                 let images = BatchPairing.itmImages(globalBatch: G, seed: o.seed, step: step)
-                let size = 3 * H * H
-                batch.itmPixels = images.flatMap { pixels[($0 * size)..<(($0 + 1) * size)] }
-                batch.itmLabels = images.enumerated().map { $0.offset == $0.element ? 1 : 0 }
                 out.append(.init(name: "input.itm_image_index", shape: [G], ints: images.map { Int32($0) }))
-                out.append(.init(name: "input.itm_labels", shape: [G], ints: batch.itmLabels))
+                out.append(.init(name: "input.itm_labels", shape: [G], ints: b.itmLabels))
             }
-            let objective = PretrainObjective(params: params, includeITM: o.stage == .pretrain)
-            objective.alpha = o.alpha
-            let l = objective.step(student: student, teacher: teacher!, batch: batch)
-            losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "total": l.total]
-            if o.stage == .pretrain { losses["itm"] = l.itm }
-        case .finetune:
-            let objective = FinetuneObjective(params: params)
-            objective.beta = o.beta
-            let result: FinetuneResult
-            if o.task == .retrieval {
-                let negatives = BatchPairing.retrievalNegatives(globalBatch: G, seed: o.seed, step: step)
-                let candidates = (0..<G).flatMap { [Int32($0)] + negatives[$0].map { Int32($0) } }
-                result = objective.retrievalStep(student: student, batch: RetrievalBatch(
-                    batch: G, imageSize: H, textLength: L, pixels: pixels, textCount: G, textIDs: ids,
-                    attention: attention, candidates: candidates, sampleIDs: sampleIDs))
-                out.append(.init(name: "input.retrieval_negatives", shape: [G, negatives.first?.count ?? 0],
-                                 ints: negatives.flatMap { $0.map { Int32($0) } }))
-            } else {
-                let labels = real?.labels ?? (0..<G).map {
-                    Int32(CounterRandom.bits(CounterRandom.key(o.seed, 103), UInt64($0)) % UInt64(o.answers))
-                }
-                result = objective.step(student: student, batch: ClassificationBatch(
-                    batch: G, imageSize: H, textLength: L, pixels: pixels, textIDs: ids, attention: attention,
-                    labels: labels, sampleIDs: sampleIDs))
-                out.append(.init(name: "input.labels", shape: [G], ints: labels))
-            }
-            let c = result.coefficients
-            gm = c
-            GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: false, seed: o.seed,
-                             step: step)
-            losses = ["task": result.loss, "total": result.loss]
+        case .classification(let b):
+            out.append(.init(name: "input.labels", shape: [G], ints: b.labels))
+        case .retrieval:
+            let negatives = BatchPairing.retrievalNegatives(globalBatch: G, seed: o.seed, step: step)
+            out.append(.init(name: "input.retrieval_negatives", shape: [G, negatives.first?.count ?? 0],
+                             ints: negatives.flatMap { $0.map { Int32($0) } }))
         }
+
+        // The training step itself: dropout and GM noise off, no clipping, fresh moments.
+        var settings = StepSettings(schedule: LearningRateSchedule(shape: o.stage == .pretrain ? .linear : .cosine,
+                                                                   totalSteps: o.totalSteps))
+        settings.seed = o.seed
+        settings.dropout = 0
+        settings.gmNoise = false
+        settings.peakLearningRate = o.peakLearningRate ?? PaperDefaults.peakLearningRate(stage: o.stage, task: o.task)
+        settings.ema = o.emaDecay
+        let trainingStep = TrainingStep(model: model, settings: settings)
+        var outcome = try trainingStep.gradients(batch, step: step)
+        var losses = outcome.losses
+        losses["total"] = losses.removeValue(forKey: "loss")
         for (name, value) in losses.sorted(by: { $0.key < $1.key }) {
             out.append(.init(name: "loss." + name, shape: [1], floats: [Float(value)]))
         }
-        if let gm {
+        if let gm = outcome.coefficients {
             for (name, value) in [("S_t", gm.sumText), ("S_i", gm.sumImage), ("rho_t", gm.rhoText),
                                   ("rho_i", gm.rhoImage), ("k_t", gm.kText), ("k_i", gm.kImage)] {
                 out.append(.init(name: "gm." + name, shape: [1], floats: [Float(value)]))
@@ -165,28 +121,19 @@ public enum DebugStep {
             Safetensors.Tensor(name: "grad." + view.name, shape: view.shape,
                                floats: UnsafeBufferPointer(start: student.grads + view.offset, count: view.count))
         }
-
-        // AdamW with fresh moments (t = 1) at the scheduled lr of step s.
-        let schedule = LearningRateSchedule(shape: o.stage == .pretrain ? .linear : .cosine, totalSteps: o.totalSteps)
-        let multipliers = o.multipliers ?? (o.stage == .finetune ? .downstream : .pretrain)
-        let peak = o.peakLearningRate ?? defaultPeakLearningRate(stage: o.stage, task: o.task)
-        let lr = peak * Float(schedule.factor(afterSteps: step))
-        let optimizer = AdamWOptimizer(store: student, multiplier: { multipliers.multiplier(for: $0.name) },
-                                       isTrained: { o.stage.trains($0.name) })
-        optimizer.step(baseLearningRate: lr)
+        trainingStep.update(step: step, measureNorm: false, into: &outcome)
+        let lr = outcome.learningRate
         out += trained.map { tensor("param_after." + $0.name, $0, student) }
-        if let teacher {
-            EMA.update(teacher: teacher, student: student, lambda: o.emaDecay)
-            out += teacher.views.map { tensor("teacher_after." + $0.name, $0, teacher) }
-        }
+        if let teacher { out += teacher.views.map { tensor("teacher_after." + $0.name, $0, teacher) } }
+        let multipliers = o.multipliers ?? (o.stage == .finetune ? .downstream : .pretrain)
         out.append(.init(name: "lr.base", shape: [1], floats: [lr]))
         out.append(.init(name: "lr.fusion", shape: [1], floats: [lr * multipliers.fusion]))
         out.append(.init(name: "lr.heads", shape: [1], floats: [lr * multipliers.heads]))
         let configValues: [(String, Float)] = [
             ("heads", Float(config.preset.heads)), ("dec_heads", Float(config.preset.decoderHeads)), ("alpha", o.alpha),
             ("beta", Float(o.beta)), ("ema", o.emaDecay), ("dropout", o.configuredDropout), ("at_step", Float(step)),
-            ("total_steps", Float(o.totalSteps)), ("peak_lr", peak), ("schedule", o.stage == .pretrain ? 0 : 1),
-            ("stage", Float(o.stage.code)), ("task", Float(o.task.code)),
+            ("total_steps", Float(o.totalSteps)), ("peak_lr", settings.peakLearningRate),
+            ("schedule", o.stage == .pretrain ? 0 : 1), ("stage", Float(o.stage.code)), ("task", Float(o.task.code)),
         ]
         out += configValues.map { .init(name: "config." + $0.0, shape: [1], floats: [$0.1]) }
         try Safetensors.write(out, metadata: ["format": "umd debug-step", "preset": config.preset.name,
@@ -194,47 +141,48 @@ public enum DebugStep {
         return losses
     }
 
-    struct RealInputs {
-        var pixels: [Float], ids: [Int32], attention: [Int32], indices: [Int], epoch: Int
-        var labels: [Int32], classes: Int?, vocabularySize: Int
+    /// The step's global batch: where its inputs come from, the sampler's epoch, and what
+    /// the model is sized by.
+    struct Inputs {
+        var batch: BatchSource
+        var epoch: Int
+        var classes: Int?
+        var vocabularySize: Int
     }
 
-    /// The global batch of step `atStep` of the training split, as the sampler orders it.
-    static func realInputs(_ o: DebugStepOptions) throws -> RealInputs? {
-        guard o.roco != nil || o.taskData != nil else { return nil }
+    /// The global batch of step `atStep` of the training split, as the sampler orders it, or
+    /// (without data) a synthetic one.
+    static func inputs(_ o: DebugStepOptions) throws -> Inputs {
+        guard o.roco != nil || o.taskData != nil else {
+            let V = o.vocabularySize ?? o.preset.vocabularySize ?? 1000
+            return Inputs(batch: InMemoryBatchSource.synthetic(globalBatch: o.batchSize, imageSize: o.preset.imageSize,
+                                                               textLength: o.preset.textLength, vocabularySize: V,
+                                                               classes: o.answers, seed: o.seed),
+                          epoch: 0, classes: nil, vocabularySize: V)
+        }
         guard let tokenizerURL = o.tokenizer else {
             throw DebugStepError(message: "real data needs --tokenizer DIR (vocab.json + merges.txt)")
         }
         let tokenizer = try ByteLevelBPE(directory: tokenizerURL)
-        var images: [URL], texts: [String], labels: [Int] = [], classes: Int? = nil
+        let table: SampleTable
+        var classes: Int? = nil
         if o.stage == .pretrain {
             guard let roco = o.roco else { throw DebugStepError(message: "pretraining reads --roco DIR") }
-            let samples = try ROCODataset.load(root: roco, split: .train).samples
-            images = samples.map(\.image); texts = samples.map(\.text)
+            table = try SampleTable.pretraining(roco: roco, medicat: nil, medicatHoldout: 0, seed: o.seed, options: .init())
         } else {
             guard let (task, root) = o.taskData else { throw DebugStepError(message: "\(o.stage.rawValue) reads --data DIR") }
             guard task.kind == o.task else {
                 throw DebugStepError(message: "--task \(o.task.rawValue) does not match the data set \(task.rawValue) (\(task.kind.rawValue))")
             }
-            let samples = try TaskData.load(task: task, root: root, split: .train)
-            images = samples.images; texts = samples.texts; labels = samples.labels
-            if task.kind != .retrieval { classes = samples.classes.count }
+            table = try SampleTable.task(task, root: root, split: .train)
+            if task.kind != .retrieval { classes = table.classes.count }
         }
-        let sampler = try DistributedSampler(datasetSize: texts.count, globalBatch: o.batchSize, worldSize: 1, rank: 0,
+        let sampler = try DistributedSampler(datasetSize: table.count, globalBatch: o.batchSize, worldSize: 1, rank: 0,
                                              seed: o.seed)
-        let indices = sampler.globalIndices(step: o.atStep)
-        let builder = BatchBuilder(tokenizer: tokenizer, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
-                                   patchSize: o.preset.patchSize, seed: o.seed)
-        let (ids, attention) = builder.text(indices.map { texts[$0] })
-        return RealInputs(pixels: try builder.pixels(indices.map { images[$0] }), ids: ids, attention: attention,
-                          indices: indices, epoch: sampler.cursor(step: o.atStep).epoch,
-                          labels: labels.isEmpty ? [] : indices.map { Int32(labels[$0]) }, classes: classes,
-                          vocabularySize: tokenizer.vocabularySize)
-    }
-
-    /// The paper's defaults: pretrain 1e-5; downstream 5e-6 (VQA), 1e-5 (classification, retrieval).
-    public static func defaultPeakLearningRate(stage: Stage, task: TaskKind) -> Float {
-        stage == .pretrain ? 1e-5 : (task == .vqa ? 5e-6 : 1e-5)
+        return Inputs(batch: TableBatchSource(table: table, indices: sampler.globalIndices(step: o.atStep), tokenizer: tokenizer,
+                                              imageSize: o.preset.imageSize, textLength: o.preset.textLength),
+                      epoch: sampler.cursor(step: o.atStep).epoch, classes: classes,
+                      vocabularySize: tokenizer.vocabularySize)
     }
 
     static func tensor(_ name: String, _ view: TensorView, _ store: ParameterStore) -> Safetensors.Tensor {

@@ -31,10 +31,10 @@ public enum Evaluator {
         let classesURL = o.checkpoint.deletingLastPathComponent().appendingPathComponent("classes.json")
         let savedClasses = (try? Data(contentsOf: classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
         let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
-        let samples = try TaskData.load(task: o.task, root: o.data, split: o.split, answers: answers,
+        let samples = try SampleTable.task(o.task, root: o.data, split: o.split, answers: answers,
                                         retrievalCap: o.retrievalCap)
         let train = o.task.kind == .retrieval ? nil
-            : try TaskData.load(task: o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
+            : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
         let classes = savedClasses ?? samples.classes
         let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
         let params = UMDParameters(ModelConfig(preset: o.preset, vocabularySize: tokenizer.vocabularySize, head: head))
@@ -43,8 +43,7 @@ public enum Evaluator {
         let file = try Safetensors.read(o.checkpoint)
         try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
         let objective = FinetuneObjective(params: params)
-        let builder = BatchBuilder(tokenizer: tokenizer, imageSize: o.preset.imageSize, textLength: o.preset.textLength,
-                                   patchSize: o.preset.patchSize, seed: 0)
+        let (H, L) = (o.preset.imageSize, o.preset.textLength)
         let n = samples.count
         guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
         let out = o.out ?? o.checkpoint.deletingLastPathComponent()
@@ -53,12 +52,12 @@ public enum Evaluator {
         if o.task.kind == .retrieval {
             // Cross-encoder scores of every (image, text) pair; every text is encoded once per
             // rank, each image once, and rank r scores images r, r+R, …
-            let (ids, attention) = builder.text(samples.texts)
+            let (ids, attention) = TableBatchSource.tokens(samples.texts, tokenizer: tokenizer, length: L)
             let scorer = RetrievalScorer(params: params)
             scorer.encodeTexts(student, ids: ids, attention: attention, count: n, length: o.preset.textLength)
             var local: [Float] = []
             for i in stride(from: rank, to: n, by: R) {
-                local += scorer.scores(student, image: try builder.pixels([samples.images[i]]), imageSize: o.preset.imageSize)
+                local += scorer.scores(student, image: try TableBatchSource.pixels([samples.images[i]], size: H), imageSize: o.preset.imageSize)
             }
             if let parts = try world.gatherVariable(local, root: 0) {
                 var scores = [Float](repeating: 0, count: n * n)
@@ -81,10 +80,12 @@ public enum Evaluator {
             var scores: [Float] = []
             for start in stride(from: 0, to: mine.count, by: o.batchSize) {
                 let chunk = Array(mine[start..<min(mine.count, start + o.batchSize)])
-                let (ids, attention) = builder.text(chunk.map { samples.texts[$0] })
-                let batch = ClassificationBatch(batch: chunk.count, imageSize: o.preset.imageSize,
-                                                textLength: o.preset.textLength,
-                                                pixels: try builder.pixels(chunk.map { samples.images[$0] }), textIDs: ids,
+                let source = TableBatchSource(table: samples, indices: chunk, tokenizer: tokenizer, imageSize: H,
+                                              textLength: L)
+                let (ids, attention) = source.tokens(Array(chunk.indices))
+                // Labels are not scored here (only the logits), so any valid index will do.
+                let batch = ClassificationBatch(batch: chunk.count, imageSize: H, textLength: L,
+                                                pixels: try source.pixels(Array(chunk.indices)), textIDs: ids,
                                                 attention: attention, labels: [Int32](repeating: 0, count: chunk.count),
                                                 sampleIDs: chunk.map { UInt64($0) })
                 objective.step(student: student, batch: batch, computeGradients: false)

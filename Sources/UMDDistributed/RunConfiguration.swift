@@ -3,9 +3,10 @@ import UMDData
 import UMDModel
 import UMDCore
 
-/// Everything that defines a run. Precedence: defaults < config file (JSON, or flat
-/// `key: value` YAML) < command-line flags. The effective configuration is written to
-/// `RUN/config.json` and its hash is compared across ranks at start.
+/// Everything that defines a training run. Each stored value is declared as a setting in
+/// `Settings.all` (flag, config-file key, help, stages, resume rule); precedence: defaults <
+/// config file < command-line flags. Every effective value is written to `RUN/config.json`
+/// and the configuration's hash is compared across ranks at start.
 public struct RunConfiguration: Codable, Sendable, Equatable {
     public var stage: Stage = .pretrain
     public var preset = "tiny"
@@ -40,8 +41,6 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var strict = false
     /// Decode every image while reading the data set (skips damaged bodies up front).
     public var checkImages = false
-    public var retrievalCap = 2000
-    public var evalSplit: Split = .test
     /// Save a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).
     public var checkpointEvery = 0
     public var keepCheckpoints = 3
@@ -75,7 +74,24 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     }
 
     public var peakLearningRate: Float {
-        lr ?? DebugStep.defaultPeakLearningRate(stage: stage, task: task?.kind ?? .none)
+        lr ?? PaperDefaults.peakLearningRate(stage: stage, task: task?.kind ?? .none)
+    }
+
+    /// How this run's steps are run.
+    public var stepSettings: StepSettings {
+        var s = StepSettings(schedule: LearningRateSchedule(shape: stage == .pretrain ? .linear : .cosine, totalSteps: steps))
+        s.seed = seed; s.dropout = dropout; s.gmCoord = gmCoord; s.gmNoise = gmNoise; s.clipNorm = clipNorm
+        s.peakLearningRate = peakLearningRate; s.ema = ema
+        return s
+    }
+
+    /// Whether step `s` (0-based) writes a log line: the first, every `logEvery`-th, the last.
+    func logsAfter(step s: Int) -> Bool { s == 0 || (s + 1) % logEvery == 0 || s == steps - 1 }
+
+    /// `RUN/config.json`: every effective value (defaults included) under its setting name,
+    /// so the file can be passed back as `--config`.
+    func effectiveJSON() throws -> Data {
+        try JSONSerialization.data(withJSONObject: Settings.effectiveValues(self), options: [.prettyPrinted, .sortedKeys])
     }
 
     public var multipliers: LearningRateMultipliers {
@@ -90,61 +106,17 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         return CounterRandom.hash(String(decoding: data, as: UTF8.self))
     }
 
-    /// What a checkpoint must share with the run that resumes it; anything else (steps,
-    /// logging, timeouts, …) may change between save and resume.
+    /// What a checkpoint must share with the run that resumes it (the settings marked so in
+    /// the settings table, compared by effective value); anything else (steps, logging,
+    /// timeouts, …) may change between save and resume.
     public func resumeMismatches(_ saved: RunConfiguration) -> [String] {
         var problems: [String] = []
-        func check<T: Equatable>(_ name: String, _ a: T, _ b: T) { if a != b { problems.append("\(name) \(b) (now \(a))") } }
-        check("stage", stage, saved.stage); check("preset", preset, saved.preset); check("task", task, saved.task)
-        check("seed", seed, saved.seed); check("batch size", batchSize, saved.batchSize)
-        check("lr", lr, saved.lr); check("alpha", alpha, saved.alpha); check("dropout", dropout, saved.dropout)
-        check("roco", roco, saved.roco); check("medicat", medicat, saved.medicat); check("data", data, saved.data)
+        if stage != saved.stage { problems.append("stage \(saved.stage.rawValue) (now \(stage.rawValue))") }
+        for setting in Settings.of(stage) where setting.resumeMustMatch {
+            let (now, then) = (setting.comparable(self), setting.comparable(saved))
+            if now != then { problems.append("\(setting.name) \(then) (now \(now))") }
+        }
         return problems
-    }
-
-    /// Applies a config file on top of `self`: JSON, or flat `key: value` YAML lines.
-    public func applying(file path: String) throws -> RunConfiguration {
-        guard let data = FileManager.default.contents(atPath: path) else { throw RunError("\(path): cannot read the config file") }
-        var object: [String: Any]
-        if path.hasSuffix(".json") {
-            guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-                throw RunError("\(path): not a JSON object")
-            }
-            object = o
-        } else {
-            object = [:]
-            for (n, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-                guard let colon = line.firstIndex(of: ":") else {
-                    throw RunError("\(path):\(n + 1): expected `key: value` (umd reads flat YAML only)")
-                }
-                let key = line[..<colon].trimmingCharacters(in: .whitespaces)
-                var value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                if value.hasPrefix("\"") && value.hasSuffix("\"") && value.count >= 2 { value = String(value.dropFirst().dropLast()) }
-                if let number = Double(value) { object[key] = number }
-                else if ["true", "on", "yes"].contains(value) { object[key] = true }
-                else if ["false", "off", "no"].contains(value) { object[key] = false }
-                else if value == "null" || value.isEmpty { continue }
-                else { object[key] = value }
-            }
-        }
-        // Merge onto the current values through JSON, so unknown keys are reported.
-        let encoder = JSONEncoder()
-        var current = try JSONSerialization.jsonObject(with: encoder.encode(self)) as! [String: Any]
-        let known = Set(current.keys).union(["task", "roco", "medicat", "data", "tokenizer", "initFrom", "lr", "lrHeads",
-                                             "clipNorm"])
-        for (key, value) in object {
-            guard known.contains(key) else {
-                throw RunError("\(path): unknown setting \(key) (known: \(known.sorted().joined(separator: ", ")))")
-            }
-            current[key] = value
-        }
-        do {
-            return try JSONDecoder().decode(RunConfiguration.self, from: JSONSerialization.data(withJSONObject: current))
-        } catch {
-            throw RunError("\(path): a setting has the wrong type: \(error)")
-        }
     }
 
     public func validate() throws {
@@ -156,6 +128,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
         if !(0..<1).contains(dropout) { throw RunError("--dropout must be in [0, 1)") }
+    }
+}
+
+/// The paper's learning rates: pretrain 1e-5; downstream 5e-6 (VQA), 1e-5 (classification,
+/// retrieval).
+public enum PaperDefaults {
+    public static func peakLearningRate(stage: Stage, task: TaskKind) -> Float {
+        stage == .pretrain ? 1e-5 : (task == .vqa ? 5e-6 : 1e-5)
     }
 }
 

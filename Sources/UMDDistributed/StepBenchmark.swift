@@ -1,10 +1,11 @@
 import Collective
 import Foundation
 import UMDCore
+import UMDData
 import UMDModel
 
-/// `umd-mpirun bench step`: samples/s of a full MR-Pretrain step (forward, backward,
-/// bucketed gradient averaging, AdamW, EMA) on synthetic inputs.
+/// `umd-mpirun bench step`: samples/s of a full MR-Pretrain step (the `TrainingStep` that
+/// training runs: forward, backward, bucketed gradient sync, AdamW, EMA) on synthetic inputs.
 ///
 /// Run under mpirun with R ranks. Phase 1: every rank trains alone at the same time (so the
 /// machine is as loaded as in phase 2) — the 1-rank baseline. Phase 2: the ranks train
@@ -15,40 +16,36 @@ public enum StepBenchmark {
     public static func run(preset: ModelPreset, localBatch: Int, steps: Int, world: Communicator) throws {
         let R = world.size
         let vocabulary = 1000
-        let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: vocabulary))
-        let student = ParameterStore(layout: params.layout)
-        params.initialize(student, seed: 1)
-        let teacher = ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) }
-        teacher.copyValues(from: student)
-        let optimizer = AdamWOptimizer(store: student, multiplier: { LearningRateMultipliers.pretrain.multiplier(for: $0.name) },
-                                       isTrained: { Stage.pretrain.trains($0.name) })
-        let objective = PretrainObjective(params: params, includeITM: true)
-        let segments = GradientSynchronizer.segments(student.views.filter { Stage.pretrain.trains($0.name) }.map(\.range))
+        let model = try StageModel(stage: .pretrain, task: .none, classes: 0, preset: preset, vocabularySize: vocabulary,
+                                   seed: 1)
+        let segments = model.trainedSegments
         let trainedBytes = segments.reduce(0) { $0 + $1.count } * 4
-        let batch = syntheticBatch(preset: preset, batch: localBatch, vocabulary: vocabulary, seed: UInt64(world.rank))
+        // Every rank trains on its own synthetic batch, through the same assembler as training.
+        let source = InMemoryBatchSource.synthetic(globalBatch: localBatch, imageSize: preset.imageSize,
+                                                   textLength: preset.textLength, vocabularySize: vocabulary, classes: 1,
+                                                   seed: UInt64(world.rank))
+        let assembler = BatchAssembler(seed: UInt64(world.rank), imageSize: preset.imageSize, textLength: preset.textLength,
+                                       patchSize: preset.patchSize, vocabularySize: vocabulary)
+        let batch = try assembler.batch(model.batchKind, source: source, positions: Array(0..<localBatch), step: 0, epoch: 0)
+        var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
+        settings.dropout = 0.1
 
         func phase(world w: Communicator?) throws -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int) {
-            let sync = try w.map { try GradientSynchronizer(world: $0, gradients: student.grads, segments: segments,
+            let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
                                                             watchdog: nil) }
             defer { sync?.stop() }
-            objective.gradientsReady = sync.map { s in { s.gradientsReady(below: $0) } }
             let reduction = w.map { comm in
-                GlobalReduction(worldSize: comm.size) { v in var x = v; try? comm.allreduce(&x, op: .sum); return x }
+                GlobalReduction { v in var x = v; try? comm.allreduce(&x, op: .sum); return x }
             } ?? .local
+            let trainingStep = TrainingStep(model: model, settings: settings, sync: sync, reduction: reduction)
             var wait = 0.0, reduceSeconds = 0.0, bytes = 0
             var start = Date()
             for step in 0...steps {
                 if step == 1 { start = Date(); wait = 0; reduceSeconds = 0; bytes = 0 }   // step 0 warms up
-                student.zeroGradients()
-                sync?.beginStep(step)
-                objective.step(student: student, teacher: teacher, batch: batch, dropout: 0.1, passKey: UInt64(step),
-                               reduction: reduction)
-                try sync?.finish()
+                try trainingStep.run(batch, step: step)
                 wait += sync?.waitSeconds ?? 0
                 reduceSeconds += sync?.reduceSeconds ?? 0
                 bytes += sync?.reducedBytes ?? 0
-                optimizer.step(baseLearningRate: 1e-5)
-                EMA.update(teacher: teacher, student: student, lambda: 0.995)
             }
             return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes)
         }
@@ -62,7 +59,7 @@ public enum StepBenchmark {
         let waitShare = try world.allreduce(together.wait, op: .max) / togetherSeconds
 
         // The engine alone: every bucket launched at once, nothing else running.
-        let engine = try GradientSynchronizer(world: world, gradients: student.grads, segments: segments, watchdog: nil)
+        let engine = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: segments, watchdog: nil)
         defer { engine.stop() }
         engine.beginStep(0); try engine.finish()
         try world.barrier()
@@ -103,28 +100,5 @@ public enum StepBenchmark {
                              syncRate / 1e9, 100 * syncRate / plainRate))
             }
         }
-    }
-
-    static func syntheticBatch(preset: ModelPreset, batch B: Int, vocabulary V: Int, seed: UInt64) -> PretrainBatch {
-        let H = preset.imageSize, L = preset.textLength, N = preset.patchCount
-        let pixels = (0..<(B * 3 * H * H)).map { Float(CounterRandom.normal(seed, UInt64($0))) }
-        var ids = [Int32](repeating: SpecialTokens.pad, count: B * L), attention = [Int32](repeating: 0, count: B * L)
-        for b in 0..<B {
-            for t in 0..<L {
-                ids[b * L + t] = t == 0 ? SpecialTokens.start : t == L - 1 ? SpecialTokens.end
-                    : Int32(4 + Int(CounterRandom.bits(seed, UInt64(b * L + t)) % UInt64(V - 5)))
-                attention[b * L + t] = 1
-            }
-        }
-        var masked: [Int32] = [], labels: [Int32] = [], keep: [Int32] = []
-        for b in 0..<B {
-            let (m, l) = Masking.maskText(Array(ids[(b * L)..<((b + 1) * L)]), vocabularySize: V, seed: seed, epoch: 0,
-                                          sampleIndex: b)
-            masked += m; labels += l
-            keep += Masking.keptPatches(patchCount: N, seed: seed, epoch: 0, sampleIndex: b)
-        }
-        return PretrainBatch(batch: B, imageSize: H, textLength: L, pixels: pixels, textIDs: ids, attention: attention,
-                             maskedTextIDs: masked, mlmLabels: labels, idsKeep: keep, itmPixels: pixels,
-                             itmLabels: [Int32](repeating: 1, count: B), sampleIDs: (0..<B).map { UInt64($0) })
     }
 }

@@ -20,13 +20,13 @@ struct InspectCommand: ParsableCommand {
             let m = try Checkpoints.readManifest(dir)
             let raw = m.shards.reduce(0) { $0 + $1.uncompressedBytes }, packed = m.shards.reduce(0) { $0 + $1.compressedBytes }
             print("checkpoint \(dir.path)")
-            print("  stage \(m.stage), step \(m.step) of \(m.totalSteps), saved on \(m.worldSize) rank(s), preset \(m.preset)"
+            print("  stage \(m.stage), step \(m.step) of \(m.config.steps), saved on \(m.worldSize) rank(s), preset \(m.preset)"
                   + (m.config.task.map { ", task \($0.rawValue)" } ?? ""))
             print("  parameters \(m.parameterCount) (\(m.student.count) tensors), teacher \(m.teacherCount), optimizer steps \(m.optimizerSteps)")
             print(String(format: "  state %.1f MiB uncompressed, %.1f MiB in %d shard(s), compression ratio %.2f, zstd level %d",
                          Double(raw) / 1048576, Double(packed) / 1048576, m.shards.count, Double(raw) / Double(max(packed, 1)),
-                         m.zstdLevel))
-            print("  config hash \(m.configHash), tokenizer \(m.tokenizerHash), data cursor (global step) \(m.dataCursor), saved \(m.createdAt)")
+                         m.config.zstdLevel))
+            print("  config hash \(m.configHash), tokenizer \(m.tokenizerHash), data cursor (global step) \(m.step), saved \(m.createdAt)")
             for s in m.shards {
                 print(String(format: "  %@  rank %d  elements [%d, %d)  %.1f MiB -> %.1f MiB  xxh64 %@", s.file, s.rank, s.lower,
                              s.upper, Double(s.uncompressedBytes) / 1048576, Double(s.compressedBytes) / 1048576, s.xxh64))

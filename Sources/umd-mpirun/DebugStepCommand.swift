@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UMDDistributed
+import UMDData
 import UMDModel
 import MPIBridge
 

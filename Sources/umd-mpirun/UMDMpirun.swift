@@ -14,17 +14,4 @@ struct UMDMpirun: ParsableCommand {
         subcommands: [PretrainCommand.self, InspectCommand.self, ExportCommand.self, CalibCommand.self, FinetuneCommand.self, EvalCommand.self,
                       SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
                       LaunchCommand.self, PlotCommand.self, BenchCommand.self])
-
-    /// `--resume` may stand alone (the newest checkpoint of --out): give it the value "latest".
-    static func main() {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        var i = 0
-        while i < arguments.count {
-            if arguments[i] == "--resume" && (i + 1 == arguments.count || arguments[i + 1].hasPrefix("-")) {
-                arguments.insert("latest", at: i + 1)
-            }
-            i += 1
-        }
-        main(arguments)
-    }
 }

@@ -11,9 +11,14 @@ import UMDModel
 /// partial sums in another order again; in Float32 that moves a loss by ~1e-7 relative
 /// (seen: 2e-8–1e-7), so 1e-5 relative leaves a 100x margin. Parameters: AdamW's update
 /// lr · m̂/(√v̂ + ε) amplifies a summation-order difference δg of a gradient that is nearly
-/// zero by up to 1/ε = 1e8, so a handful of elements (seen: 8 of 1.1M above 1e-5 after 3
-/// steps, at most 0.02 of the fusion lr) move by a fraction of one step. Hence every element
-/// within 0.05 × (largest group lr) × steps, and 99.9% within 1e-6.
+/// zero by up to 1/ε = 1e8: where a gradient is at the noise level its normalised update
+/// m̂/(√v̂ + ε) (about ±1 in size) can take either sign, so such an element may differ by up
+/// to 2 × (its group's lr) × steps. How many such elements there are and how far they move
+/// depends on the BLAS kernels: seen 8 of 1.1M above 1e-5 (at most 0.02 of the fusion lr)
+/// on one machine, and on an AVX-512 machine 1 of 606k above 1e-5 in fine-tuning, moved by
+/// 0.18 of one head-lr step — the same numbers with the code before and after the step was
+/// restructured. Hence: every element within that 2 × lr × steps bound, at most 1 in 10⁴
+/// elements above 1e-5, and 99.9% within 1e-6.
 @Suite("multi-rank equivalence", .serialized)
 struct EquivalenceTests {
     static let root: URL = {
@@ -27,12 +32,12 @@ struct EquivalenceTests {
         for (kind, dir, seed) in [("roco", "roco", "1"), ("vqa-rad", "vqa", "2")] {
             let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", root.appendingPathComponent(dir).path,
                                           "--count", "30", "--seed", seed, "--image-size", "32"])
-            #expect(r.exitCode == 0, "\(r)")
+            try #require(r.exitCode == 0, "\(r)")
         }
         let r = try MPIJob.runDirect(["tokenizer", "train", "--roco", root.appendingPathComponent("roco").path,
                                       "--vqa-rad", root.appendingPathComponent("vqa").path, "--vocab-size", "400",
                                       "--out", root.appendingPathComponent("tok").path])
-        #expect(r.exitCode == 0, "\(r)")
+        try #require(r.exitCode == 0, "\(r)")
     }
 
     static func losses(_ run: URL) throws -> [[String: Double]] {
@@ -55,17 +60,19 @@ struct EquivalenceTests {
         let fa = try Safetensors.read(a.appendingPathComponent("final.safetensors"))
         let fb = try Safetensors.read(b.appendingPathComponent("final.safetensors"))
         #expect(fa.tensors.map(\.name) == fb.tensors.map(\.name))
-        var total = 0, close = 0
+        var total = 0, close = 0, far = 0
         var worst = (0.0, "")
         for (ta, tb) in zip(fa.tensors, fb.tensors) {
             for (u, v) in zip(ta.floats, tb.floats) {
                 let d = Double(abs(u - v))
                 total += 1
                 if d <= 1e-6 { close += 1 }
+                if d > 1e-5 { far += 1 }
                 if d > worst.0 { worst = (d, ta.name) }
             }
         }
-        #expect(worst.0 <= 0.05 * maxLR * Double(steps), "largest difference \(worst.0) in \(worst.1)")
+        #expect(worst.0 <= 2 * maxLR * Double(steps), "largest difference \(worst.0) in \(worst.1)")
+        #expect(Double(far) <= 1e-4 * Double(total), "\(far) of \(total) elements differ by more than 1e-5")
         #expect(Double(close) >= 0.999 * Double(total), "\(total - close) of \(total) elements differ by more than 1e-6")
     }
 
@@ -103,6 +110,25 @@ struct EquivalenceTests {
         }
     }
 
+    /// Retrieval with dropout on: each rank encodes the texts its images are scored against,
+    /// in its own slots, so a text's dropout must be keyed by its data-set index, not by its
+    /// slot (keyed by slot, 1 and 2 ranks drifted apart: grad norm 0.30 vs 0.044 at step 2).
+    @Test func retrievalFinetuneWithDropoutGivesTheSameRunOnOneAndTwoRanks() throws {
+        try Self.prepare()
+        var runs: [URL] = []
+        for ranks in [1, 2] {
+            let out = Self.root.appendingPathComponent("retrieval-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "roco-retrieval",
+                                                  "--data", Self.root.appendingPathComponent("roco").path,
+                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                                  "--out", out.path, "--steps", "3", "--batch-size", "6", "--lr", "1e-4",
+                                                  "--dropout", "0.1", "--log-every", "1"], timeout: 180)
+            #expect(r.exitCode == 0, "\(r)")
+            runs.append(out)
+        }
+        try Self.compare(runs[0], runs[1], lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
+    }
+
     @Test func aRankWithAnotherConfigurationIsNamed() throws {
         try Self.prepare()
         func arguments(_ lr: String) -> [String] {
@@ -116,15 +142,18 @@ struct EquivalenceTests {
         #expect(r.output.contains("and rank 2"), "\(r)")
     }
 
+    /// The timeout is 8 s, not 2: on a machine shared with other test jobs a start-up
+    /// collective can wait a few seconds for a slow rank, and the watchdog must fire on the
+    /// stalled step, not there.
     @Test func aStalledRankIsNamedByTheWatchdogAndTheJobEnds() throws {
         try Self.prepare()
         let r = try MPIJob.run(ranks: 2, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
                                           "--tokenizer", Self.root.appendingPathComponent("tok").path,
                                           "--out", Self.root.appendingPathComponent("stall").path, "--steps", "3",
-                                          "--batch-size", "4", "--stall-timeout", "2", "--debug-stall-rank", "1"],
-                               timeout: 60)
+                                          "--batch-size", "4", "--stall-timeout", "8", "--debug-stall-rank", "1"],
+                               timeout: 90)
         #expect(!r.timedOut && r.exitCode != 0, "\(r)")
-        #expect(r.output.contains("rank 0/2: stalled for more than 2 s in step 1"), "\(r)")
+        #expect(r.output.contains("rank 0/2: stalled for more than 8 s in step 1"), "\(r)")
     }
 
     @Test func divergedReplicasAreCaughtByTheChecksum() throws {
@@ -198,7 +227,7 @@ struct EquivalenceTests {
                 "\(skipped)")
     }
 
-    @Test func ranksThatDisagreeOnTheConfigurationStopWithAClearError() throws {
+    @Test func aBatchThatDoesNotSplitOverTheRanksStopsWithAClearError() throws {
         try Self.prepare()
         // The batch does not split over 3 ranks: every rank reports it, nobody hangs.
         let r = try MPIJob.run(ranks: 3, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,

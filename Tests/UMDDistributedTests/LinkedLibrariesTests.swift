@@ -1,12 +1,22 @@
 import Testing
+import UMDData
 import UMDDistributed
+import UMDModel
 
-/// zstd is found through pkg-config and linked; the summary names every library.
+/// The libraries found through pkg-config are linked and answer at run time: the summary
+/// a run records carries the versions the linked libraries report, not only their names.
 struct LinkedLibrariesTests {
-    @Test func summaryNamesEveryLibrary() {
+    @Test func summaryCarriesTheVersionsTheLinkedLibrariesReport() throws {
         let summary = LinkedLibraries.summary
-        #expect(LinkedLibraries.zstdVersion.hasPrefix("1."))
-        for name in ["zstd", "libpng", "libjpeg", "OpenBLAS"] { #expect(summary.contains(name)) }
+        let zstd = LinkedLibraries.zstdVersion.split(separator: ".").compactMap { Int($0) }
+        #expect(zstd.count == 3 && zstd[0] == 1 && zstd[1] >= 4, "zstd \(LinkedLibraries.zstdVersion): streaming API needs 1.4+")
+        let png = ImageCodec.pngVersion.split(separator: ".").compactMap { Int($0) }
+        #expect(png.count == 3 && png[0] == 1 && png[1] >= 6, "libpng \(ImageCodec.pngVersion)")
+        #expect(ImageCodec.jpegVersion >= 62)
+        #expect(summary.contains("zstd \(LinkedLibraries.zstdVersion)"), "\(summary)")
+        #expect(summary.contains("libpng \(ImageCodec.pngVersion)"), "\(summary)")
+        #expect(summary.contains("libjpeg API \(ImageCodec.jpegVersion)"), "\(summary)")
+        #expect(summary.contains("OpenBLAS threads \(BLAS.threadCount)") && BLAS.threadCount >= 1, "\(summary)")
     }
 }
 

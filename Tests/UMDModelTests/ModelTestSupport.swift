@@ -1,3 +1,4 @@
+import UMDData
 @testable import UMDModel
 
 /// Synthetic inputs for whole-model tests.

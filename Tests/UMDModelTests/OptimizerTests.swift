@@ -63,13 +63,19 @@ struct OptimizerTests {
     }
 
     @Test func clippingScalesToMaxNorm() {
-        var g: [Float] = [3, 4]
-        let norm = clipGradientNorm(&g, count: 2, maxNorm: 1)
+        // Two segments with an untrained gap between them: the norm spans both segments
+        // (3-4-5 triangle), the gap is neither counted nor scaled.
+        var g: [Float] = [3, 100, 4]
+        let norm = clipGradientNorm(&g, segments: [0..<1, 2..<3], maxNorm: 1)
         #expect(abs(norm - 5) < 1e-9)
-        #expect(abs(g[0] - 0.6) < 1e-6 && abs(g[1] - 0.8) < 1e-6)
+        #expect(abs(g[0] - 0.6) < 1e-6 && abs(g[2] - 0.8) < 1e-6)
+        #expect(g[1] == 100, "a gap between segments is left alone")
         var small: [Float] = [0.3, 0.4]
-        clipGradientNorm(&small, count: 2, maxNorm: 1)
+        clipGradientNorm(&small, segments: [0..<2], maxNorm: 1)
         #expect(small == [0.3, 0.4], "under the limit nothing changes")
+        var unclipped: [Float] = [30, 40]
+        #expect(abs(clipGradientNorm(&unclipped, segments: [0..<2], maxNorm: nil) - 50) < 1e-9)
+        #expect(unclipped == [30, 40], "without a limit only the norm is measured")
     }
 
     @Test func arenaIsLaidOutInReverseDeclarationOrderWithNamedViews() {

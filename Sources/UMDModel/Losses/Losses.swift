@@ -7,11 +7,11 @@ import Glibc
 /// (overwrites) the gradient of `scale · loss` with respect to its input.
 ///
 /// `divisor` is the count the sum is averaged over. Within one process it is the local
-/// count; in data-parallel training the caller passes the global count and scales by the
-/// world size (MODEL_SPEC.md section 10a), so averaged gradients equal the global-batch one.
+/// count; in data-parallel training the caller passes the global count (MODEL_SPEC.md
+/// section 10a), so the sum of the ranks' gradients is the global-batch gradient.
 public enum Losses {
     /// Label value of positions that do not contribute to a cross-entropy.
-    public static let ignoreLabel: Int32 = -100
+    public static let ignoreLabel: Int32 = SpecialTokens.ignoreLabel
 
     /// Σ over selected rows of mean over `width` of (pred − target)², divided by `divisor`
     /// (default: the number of selected rows; nil selection = every row). Rows not selected

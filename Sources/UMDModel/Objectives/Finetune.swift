@@ -1,41 +1,3 @@
-/// One rank's share of a VQA or classification fine-tuning batch.
-public struct ClassificationBatch: Sendable {
-    public var batch: Int, imageSize: Int, textLength: Int
-    public var pixels: [Float]       // [B, 3, H, H]
-    public var textIDs: [Int32]      // [B, L]
-    public var attention: [Int32]    // [B, L]
-    public var labels: [Int32]       // [B] answer / class index
-    public var sampleIDs: [UInt64]   // [B]
-
-    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textIDs: [Int32], attention: [Int32],
-                labels: [Int32], sampleIDs: [UInt64]) {
-        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength; self.pixels = pixels
-        self.textIDs = textIDs; self.attention = attention; self.labels = labels; self.sampleIDs = sampleIDs
-    }
-}
-
-/// One rank's share of a retrieval fine-tuning batch: B images, the T distinct texts they
-/// are scored against (each encoded once), and for image n the candidate texts
-/// [B, 1+R] (column 0 the positive, then R negatives) as indices into the T texts.
-public struct RetrievalBatch: Sendable {
-    public var batch: Int, imageSize: Int, textLength: Int
-    public var pixels: [Float]        // [B, 3, H, H]
-    public var textCount: Int         // T
-    public var textIDs: [Int32]       // [T, L]
-    public var attention: [Int32]     // [T, L]
-    public var candidates: [Int32]    // [B, 1+R]
-    public var sampleIDs: [UInt64]    // [B]
-
-    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textCount: Int, textIDs: [Int32],
-                attention: [Int32], candidates: [Int32], sampleIDs: [UInt64]) {
-        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength; self.pixels = pixels
-        self.textCount = textCount; self.textIDs = textIDs; self.attention = attention; self.candidates = candidates
-        self.sampleIDs = sampleIDs
-    }
-
-    public var candidatesPerImage: Int { batch == 0 ? 0 : candidates.count / batch }
-}
-
 /// What a fine-tuning step produced.
 public struct FinetuneResult: Sendable {
     /// Global-batch task loss.
@@ -140,7 +102,6 @@ public final class FinetuneObjective {
         let c = params.config, D = c.width
         let B = batch.batch, L = batch.textLength, H = batch.imageSize
         let N = (H / c.patchSize) * (H / c.patchSize), A = fc2.outFeatures
-        let R = Float(reduction.worldSize)
         let ctx = ForwardContext(dropout: dropout, passKey: passKey, sampleIDs: batch.sampleIDs)
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
@@ -166,7 +127,7 @@ public final class FinetuneObjective {
         let globalSamples = reduction.sum([Double(B)])[0]
         let loss = labels.withUnsafeBufferPointer {
             Losses.crossEntropy(logits: logits, labels: $0.baseAddress!, gradient: dLogits.ensure(B * A), rows: B,
-                                classes: A, divisor: globalSamples, scale: R)
+                                classes: A, divisor: globalSamples)
         }
         if computeGradients {
             let dc = dCls.zeroed(B * 2 * D)
@@ -188,16 +149,16 @@ public final class FinetuneObjective {
         let B = batch.batch, L = batch.textLength, H = batch.imageSize, T = batch.textCount
         let C = batch.candidatesPerImage, P = B * C
         let N = (H / c.patchSize) * (H / c.patchSize), Li = 1 + N
-        let Rw = Float(reduction.worldSize)
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
         let idp = ids.ensure(T * L)
         batch.textIDs.withUnsafeBufferPointer { idp.update(from: $0.baseAddress!, count: T * L) }
         let km = keyMask.ensure(T * L)
         batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: T * L) }
-        // Dropout keys: text t by its index, pair (n, j) by image sample and candidate slot.
+        // Dropout keys: text t by its data-set index (the same on any rank and in any slot),
+        // pair (n, j) by image sample and candidate slot.
         let textCtx = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1),
-                                     sampleIDs: (0..<T).map { UInt64($0) })
+                                     sampleIDs: batch.textSampleIDs.isEmpty ? (0..<T).map { UInt64($0) } : batch.textSampleIDs)
         let pairCtx = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 2),
                                      sampleIDs: (0..<P).map { batch.sampleIDs[$0 / C] &* 1024 &+ UInt64($0 % C) })
 
@@ -225,7 +186,7 @@ public final class FinetuneObjective {
         let globalSamples = reduction.sum([Double(B)])[0]
         let loss = zeros.withUnsafeBufferPointer {
             Losses.crossEntropy(logits: scores, labels: $0.baseAddress!, gradient: dLogits.ensure(P), rows: B,
-                                classes: C, divisor: globalSamples, scale: Rw)
+                                classes: C, divisor: globalSamples)
         }
         if computeGradients {
             let dc = dCls.zeroed(P * 2 * D)

@@ -1,28 +1,3 @@
-/// One rank's share of an MR-Pretrain or TD-Calib batch (MODEL_SPEC.md sections 3–5).
-public struct PretrainBatch: Sendable {
-    public var batch: Int                // B (this rank's samples)
-    public var imageSize: Int            // H
-    public var textLength: Int           // L
-    public var pixels: [Float]           // [B, 3, H, H] normalised
-    public var textIDs: [Int32]          // [B, L]
-    public var attention: [Int32]        // [B, L] 1 = token
-    public var maskedTextIDs: [Int32]    // [B, L]
-    public var mlmLabels: [Int32]        // [B, L] -100 = ignore
-    public var idsKeep: [Int32]          // [B, K]
-    public var itmPixels: [Float]        // [B, 3, H, H] the image each text is paired with (pretrain)
-    public var itmLabels: [Int32]        // [B] 1 = matched, 0 = swapped (pretrain)
-    public var sampleIDs: [UInt64]       // [B] dataset index of each sample (keys dropout)
-
-    public init(batch: Int, imageSize: Int, textLength: Int, pixels: [Float], textIDs: [Int32], attention: [Int32],
-                maskedTextIDs: [Int32], mlmLabels: [Int32], idsKeep: [Int32], itmPixels: [Float] = [],
-                itmLabels: [Int32] = [], sampleIDs: [UInt64]) {
-        self.batch = batch; self.imageSize = imageSize; self.textLength = textLength
-        self.pixels = pixels; self.textIDs = textIDs; self.attention = attention
-        self.maskedTextIDs = maskedTextIDs; self.mlmLabels = mlmLabels; self.idsKeep = idsKeep
-        self.itmPixels = itmPixels; self.itmLabels = itmLabels; self.sampleIDs = sampleIDs
-    }
-}
-
 /// Global-batch losses of one step (MODEL_SPEC.md section 6).
 public struct PretrainLosses: Sendable, Equatable {
     public var mim = 0.0, mlm = 0.0, feaMIM = 0.0, feaMLM = 0.0, itm = 0.0, total = 0.0
@@ -118,7 +93,6 @@ public final class PretrainObjective {
         let CPP = c.patchLength, Dp = c.preset.projectionWidth
         precondition(batch.pixels.count == B * 3 * H * H && batch.textIDs.count == B * L
                      && batch.idsKeep.count == B * K, "batch arrays do not match B=\(B), L=\(L), H=\(H)")
-        let R = Float(reduction.worldSize)
         let ctx1 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1), sampleIDs: batch.sampleIDs)
         let ctx3 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 3), sampleIDs: batch.sampleIDs)
 
@@ -188,7 +162,7 @@ public final class PretrainObjective {
             for n in 0..<N { mimSelected[b * (1 + N) + 1 + n] = true }
             for j in 0..<K { mimSelected[b * (1 + N) + 1 + Int(kp[b * K + j])] = false }
         }
-        let wMIM = (1 - alpha) * weights.mim * R
+        let wMIM = (1 - alpha) * weights.mim
         let lossMIM = mimSelected.withUnsafeBufferPointer {
             Losses.meanSquaredError(pred: pred, target: target, gradient: dMIM.ensure(B * (1 + N) * CPP),
                                     rows: B * (1 + N), width: CPP, selected: $0.baseAddress,
@@ -201,7 +175,7 @@ public final class PretrainObjective {
         let rows = mlmRows.ensure(max(M, 1) * D)
         for (m, i) in mlmPositions.enumerated() { (rows + m * D).update(from: zt + i * D, count: D) }
         var lossMLM = 0.0
-        let wMLM = (1 - alpha) * weights.mlm * R
+        let wMLM = (1 - alpha) * weights.mlm
         if M > 0 {
             let logits = mlm.forward(student, rows, rows: M)
             lossMLM = mlmTargets.withUnsafeBufferPointer {
@@ -214,7 +188,7 @@ public final class PretrainObjective {
         // FeaMLM: student fea.text of every non-pad token against the teacher's.
         let sText = feaText.forward(student, zt, rows: B * L)
         let tText = teacherFeaText.forward(teacher, fusion2.textOutput, rows: B * L)
-        let wFeaMLM = alpha * weights.feaMLM * R
+        let wFeaMLM = alpha * weights.feaMLM
         let lossFeaMLM = nonPad.withUnsafeBufferPointer {
             Losses.meanSquaredError(pred: sText, target: tText, gradient: dFeaText.ensure(B * L * Dp), rows: B * L,
                                     width: Dp, selected: $0.baseAddress, divisor: globalNonPad, scale: wFeaMLM)
@@ -233,7 +207,7 @@ public final class PretrainObjective {
         }
         let sImage = feaImage.forward(student, fusion1.imageOutput, rows: B * (1 + K))
         let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
-        let wFeaMIM = alpha * weights.feaMIM * R
+        let wFeaMIM = alpha * weights.feaMIM
         let lossFeaMIM = Losses.meanSquaredError(pred: sImage, target: tImage,
                                                  gradient: dFeaImage.ensure(B * (1 + K) * Dp), rows: B * (1 + K),
                                                  width: Dp, divisor: globalFeaMIM, scale: wFeaMIM)
@@ -243,7 +217,7 @@ public final class PretrainObjective {
         if let itmLogits {
             lossITM = itmLabels.withUnsafeBufferPointer {
                 Losses.crossEntropy(logits: itmLogits, labels: $0.baseAddress!, gradient: dITMLogits.ensure(B * 2),
-                                    rows: B, classes: 2, divisor: globalSamples, scale: weights.itm * R)
+                                    rows: B, classes: 2, divisor: globalSamples, scale: weights.itm)
             }
         }
 

@@ -88,30 +88,3 @@ public final class AdamWOptimizer: @unchecked Sendable {
         stepsTaken = 0
     }
 }
-
-/// Global-norm gradient clipping (PyTorch's clip_grad_norm_): if ‖g‖ > maxNorm, every
-/// gradient is scaled by maxNorm / (‖g‖ + 1e-6). Returns the norm before clipping.
-@discardableResult
-public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Double {
-    let norm = gradientNorm(UnsafePointer(gradients), count: count)
-    if norm > Double(maxNorm) {
-        let scale = Float(Double(maxNorm) / (norm + 1e-6))
-        for i in 0..<count { gradients[i] *= scale }
-    }
-    return norm
-}
-
-/// ‖g‖₂ accumulated in Double.
-public func gradientNorm(_ gradients: UnsafePointer<Float>, count: Int) -> Double {
-    var sum = 0.0
-    var i = 0
-    // Blocks of Float partial sums keep the loop vectorisable and the total accurate.
-    while i < count {
-        let end = min(i + 4096, count)
-        var partial: Float = 0
-        for j in i..<end { partial = Relaxed.multiplyAdd(gradients[j], gradients[j], partial) }
-        sum += Double(partial)
-        i = end
-    }
-    return sum.squareRoot()
-}

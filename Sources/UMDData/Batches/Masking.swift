@@ -1,12 +1,4 @@
-/// Special token ids (MODEL_SPEC.md section 3).
-public enum SpecialTokens {
-    public static let start: Int32 = 0      // <s>
-    public static let pad: Int32 = 1        // <pad>
-    public static let end: Int32 = 2        // </s>
-    public static let unknown: Int32 = 3    // <unk>
-    /// `<mask>` is the last id of the vocabulary.
-    public static func mask(vocabularySize: Int) -> Int32 { Int32(vocabularySize - 1) }
-}
+import UMDCore
 
 /// Counter-based masking of MODEL_SPEC.md section 4, keyed by (run seed, epoch, dataset
 /// index of the sample) so a sample is masked the same way on any rank and after a resume.
@@ -35,7 +27,7 @@ public enum Masking {
                                 sampleIndex: Int, probability: Double = 0.15) -> (masked: [Int32], labels: [Int32]) {
         let key = sampleKey(seed: seed, epoch: epoch, sampleIndex: sampleIndex, site: textSite)
         var masked = ids
-        var labels = [Int32](repeating: Losses.ignoreLabel, count: ids.count)
+        var labels = [Int32](repeating: SpecialTokens.ignoreLabel, count: ids.count)
         for t in ids.indices {
             let id = ids[t]
             if id == SpecialTokens.start || id == SpecialTokens.end || id == SpecialTokens.pad { continue }

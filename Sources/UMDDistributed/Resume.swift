@@ -1,0 +1,45 @@
+import Foundation
+
+/// Choosing and loading the checkpoint a run resumes from.
+enum Resume {
+    /// Loads the checkpoint to resume from: `resume` is "latest" (the run's newest complete
+    /// checkpoint) or a checkpoint directory; one that fails to load (incomplete, corrupted,
+    /// another configuration) is reported and the next older complete one is tried.
+    /// Returns the step to continue from.
+    static func load(_ resume: String, plan: CheckpointPlan, into state: TrainingState, log: RunLog) throws -> Int {
+        let run = plan.run
+        var candidates = Checkpoints.complete(run: run)
+        if resume != "latest" {
+            let dir = URL(fileURLWithPath: resume).standardizedFileURL
+            let siblings = Checkpoints.complete(run: dir.deletingLastPathComponent().deletingLastPathComponent())
+            candidates = [dir] + siblings.filter { $0.lastPathComponent < dir.lastPathComponent }
+        }
+        guard !candidates.isEmpty else {
+            throw RunError("--resume: no complete checkpoint under \(run.appendingPathComponent("checkpoints").path); "
+                           + "start without --resume")
+        }
+        var failures: [String] = []
+        for dir in candidates {
+            do {
+                let manifest = try Checkpoints.readManifest(dir)
+                let problems = plan.config.resumeMismatches(manifest.config)
+                    + (manifest.tokenizerHash == plan.tokenizerHash ? [] : ["the tokenizer files differ"])
+                    + (manifest.classesHash == plan.classesHash ? [] : ["the answer/class list differs"])
+                if !problems.isEmpty {
+                    throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): saved for another "
+                                          + "configuration: " + problems.joined(separator: ", "))
+                }
+                try Checkpoints.load(dir, manifest: manifest, into: state)
+                for failure in failures { log.warning("--resume: skipped \(failure)") }
+                log.info("resumed from \(dir.path) (step \(manifest.step), saved on \(manifest.worldSize) rank(s))")
+                return manifest.step
+            } catch {
+                failures.append("\(error)")
+                if failures.count == 1 && candidates.count > 1 {
+                    log.warning("--resume: \(error); falling back to the previous complete checkpoint")
+                }
+            }
+        }
+        throw RunError("--resume: no checkpoint could be loaded:\n  " + failures.joined(separator: "\n  "))
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import UMDData
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rank 0's output: a progress line on a terminal (plain lines otherwise) and
+/// `RUN/metrics.jsonl`; other ranks print only warnings and errors, prefixed with their rank.
+public final class RunLog: @unchecked Sendable {
+    let rank: Int
+    let metricsURL: URL
+    // Under mpirun a rank's stdout is a pty even when the user pipes mpirun's output, so the
+    // one-line progress display is used only when run directly on a terminal.
+    let terminal = isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
+    private var progressShown = false
+
+    public init(rank: Int, directory: URL, keepMetrics: Bool = false) {
+        self.rank = rank
+        metricsURL = directory.appendingPathComponent("metrics.jsonl")
+        if rank == 0 && !keepMetrics { try? FileManager.default.removeItem(at: metricsURL) }
+    }
+
+    public func info(_ text: String) {
+        guard rank == 0 else { return }
+        finishProgress()
+        print(text)
+        fflush(nil)
+    }
+
+    public func warning(_ text: String) {
+        FileHandle.standardError.write(Data("umd-mpirun: rank \(rank): \(text)\n".utf8))
+    }
+
+    func report(_ report: DataReport) {
+        guard rank == 0 else { return }
+        for line in report.warnings.prefix(20) { warning(line) }
+        if report.skipped.count > 20 { warning("… and \(report.skipped.count - 20) more skipped records") }
+        info(report.description)
+    }
+
+    func metrics(_ record: [String: Double], stage: String) {
+        guard rank == 0 else { return }
+        var object: [String: Any] = record
+        object["stage"] = stage
+        if let step = record["step"] { object["step"] = Int(step) }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        if let handle = try? FileHandle(forWritingTo: metricsURL) {
+            handle.seekToEndOfFile()
+            handle.write(data + Data("\n".utf8))
+            try? handle.close()
+        } else {
+            try? (data + Data("\n".utf8)).write(to: metricsURL)
+        }
+    }
+
+    func progress(_ text: String) {
+        guard rank == 0 else { return }
+        if terminal {
+            print("\r\u{1B}[K" + text, terminator: "")
+            progressShown = true
+        } else {
+            print(text)
+        }
+        fflush(nil)
+    }
+
+    func finishProgress() {
+        if progressShown { print(""); progressShown = false }
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" : "\(s / 60)m\(String(format: "%02d", s % 60))s"
+    }
+}
+
+/// The numbers of one logging window (the steps since the last log line): samples, data
+/// and communication waits, turned into one `metrics.jsonl` record and one progress line.
+struct LogWindow {
+    private var start = Date(), samples = 0, dataWait = 0.0, commWait = 0.0
+    let runStart: Date
+
+    mutating func add(samples: Int, dataWait: Double, commWait: Double) {
+        self.samples += samples; self.dataWait += dataWait; self.commWait += commWait
+    }
+
+    /// Writes the record of step `step` (0-based) of `totalSteps` and starts a new window.
+    mutating func emit(_ outcome: StepOutcome, step: Int, totalSteps: Int, startStep: Int, stage: String,
+                       log: RunLog) -> [String: Double] {
+        var record = outcome.losses
+        if let c = outcome.coefficients {
+            record["rho_t"] = c.rhoText; record["rho_i"] = c.rhoImage; record["k_t"] = c.kText; record["k_i"] = c.kImage
+        }
+        record["step"] = Double(step + 1)
+        record["lr"] = Double(outcome.learningRate)
+        record["grad_norm"] = outcome.gradientNorm ?? 0
+        record["samples_per_s"] = Double(samples) / max(Date().timeIntervalSince(start), 1e-9)
+        record["data_wait_s"] = dataWait
+        record["comm_wait_s"] = commWait
+        log.metrics(record, stage: stage)
+        let done = step + 1 - startStep
+        let eta = Date().timeIntervalSince(runStart) / Double(max(done, 1)) * Double(totalSteps - step - 1)
+        log.progress(String(format: "step %d/%d  loss %.4f  %.1f samples/s  ETA %@", step + 1, totalSteps,
+                            record["loss"] ?? 0, record["samples_per_s"]!, RunLog.duration(eta)))
+        self = LogWindow(runStart: runStart)
+        return record
+    }
+
+    private init(runStart: Date) { self.runStart = runStart }
+    init() { runStart = Date() }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import UMDModel
+import Yams
+
+/// Reading settings from a stage's command line and from a config file.
+extension Settings {
+    /// The configuration of `stage` from its command-line arguments (everything after the
+    /// subcommand): defaults < `--config FILE` < flags, whatever the order on the line.
+    public static func configuration(stage: Stage, arguments: [String]) throws -> RunConfiguration {
+        var c = RunConfiguration()
+        c.stage = stage
+        var configFile: String? = nil
+        var given: [(Setting, String)] = []
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            guard argument.hasPrefix("--"), argument.count > 2 else {
+                throw RunError("unexpected argument '\(argument)'; settings are given as --name VALUE (see --help)")
+            }
+            let body = argument.dropFirst(2)
+            let name = String(body.prefix { $0 != "=" })
+            let inline = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
+            let next = i + 1 < arguments.count ? arguments[i + 1] : nil
+            i += 1
+            if name == "config" {
+                guard let path = inline ?? next else { throw RunError("--config needs a file") }
+                if inline == nil { i += 1 }
+                configFile = path
+                continue
+            }
+            let setting = try lookUp(name, stage: stage, where: "--\(name)")
+            let value: String
+            if let inline {
+                value = inline
+            } else if setting.form == .flag {
+                // `--strict` alone is on; `--gm-coord off` (a following on/off word) is read too.
+                if let next, Bool(settingText: next) != nil { value = next; i += 1 } else { value = "on" }
+            } else if name == "resume" && (next == nil || next!.hasPrefix("--")) {
+                value = "latest"          // `--resume` alone: the newest checkpoint of --out
+            } else {
+                guard let next else { throw RunError("--\(name) needs a value (\(setting.placeholder))") }
+                value = next
+                i += 1
+            }
+            given.append((setting, value))
+        }
+        if let configFile { c = try ConfigFile.apply(configFile, to: c) }
+        for (setting, value) in given { try assign(setting, value, to: &c, where: "--\(setting.name)") }
+        return c
+    }
+
+    /// The setting called `name`, which must belong to `stage`.
+    static func lookUp(_ name: String, stage: Stage, where place: String) throws -> Setting {
+        guard let setting = named(name) else {
+            let close = all.filter { !$0.hidden && ($0.name.hasPrefix(name.prefix(3)) || name.hasPrefix($0.name.prefix(3))) }
+            let hint = close.isEmpty ? "" : " (did you mean \(close.map { "`\($0.name)`" }.joined(separator: " or "))?)"
+            throw RunError("\(place): unknown setting `\(name)`\(hint); `umd-mpirun \(stage.rawValue) --help` lists them")
+        }
+        guard setting.stages.contains(stage) else {
+            let owners = Stage.allCases.filter { setting.stages.contains($0) }.map(\.rawValue).joined(separator: ", ")
+            throw RunError("\(place): `\(name)` is a setting of \(owners), not of \(stage.rawValue)")
+        }
+        return setting
+    }
+
+    static func assign(_ setting: Setting, _ text: String, to c: inout RunConfiguration, where place: String) throws {
+        guard setting.assign(&c, text) else {
+            throw RunError("\(place): '\(text)' is not a valid value (expected \(setting.placeholder))")
+        }
+    }
+}
+
+/// A config file: YAML, or JSON (recognised by its first character, `{`). Keys are the
+/// setting names (`batch-size: 8`); a key that is not a setting and holds a mapping is a
+/// section that only groups settings (`optim: {lr: 1e-4}`); `init-only` takes a list.
+/// Anything else — an unknown key, a setting of another stage, a list or section where a
+/// value belongs — is an error naming the key's path and line.
+enum ConfigFile {
+    static func apply(_ path: String, to base: RunConfiguration) throws -> RunConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RunError("\(path): cannot read the config file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw RunError("\(path): not UTF-8 text") }
+        let trimmed = text.drop { $0.isWhitespace }
+        if trimmed.first == "{" {
+            // JSON: checked by a JSON parser first, so a JSON mistake is reported as one.
+            do { _ = try JSONSerialization.jsonObject(with: data) } catch {
+                throw RunError("\(path): not valid JSON (\(error.localizedDescription))")
+            }
+        }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw RunError("\(path): not valid YAML: \(error)")
+        }
+        guard let root else { return base }                 // an empty file sets nothing
+        guard case .mapping(let mapping) = root else {
+            throw RunError("\(path): expected settings as `name: value` lines (a mapping) at the top level")
+        }
+        var c = base
+        try apply(mapping, prefix: "", file: path, to: &c)
+        return c
+    }
+
+    static func apply(_ mapping: Node.Mapping, prefix: String, file: String, to c: inout RunConfiguration) throws {
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else { throw RunError("\(file):\(line(keyNode)): a key must be text") }
+            let path = prefix + key
+            let place = "\(file):\(line(keyNode)): \(path)"
+            if key == "stage" {
+                guard value.string == c.stage.rawValue else {
+                    throw RunError("\(place): this file is for stage \(value.string ?? "?"), but the command is "
+                                   + "\(c.stage.rawValue); the stage is chosen by the command")
+                }
+                continue
+            }
+            guard Settings.named(key) != nil else {
+                if case .mapping(let section) = value {
+                    try apply(section, prefix: path + ".", file: file, to: &c)
+                    continue
+                }
+                _ = try Settings.lookUp(key, stage: c.stage, where: place)   // throws: unknown setting
+                continue
+            }
+            let setting = try Settings.lookUp(key, stage: c.stage, where: place)
+            switch value {
+            case .scalar(let scalar):
+                // `key:`, `key: ~` and `key: null` set nothing (the default stays).
+                if scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string) { continue }
+                try Settings.assign(setting, scalar.string, to: &c, where: place)
+            case .sequence(let items):
+                guard setting.form == .list else {
+                    throw RunError("\(place): expected one value, got a list")
+                }
+                let texts = try items.map { item -> String in
+                    guard case .scalar(let s) = item else { throw RunError("\(place): list items must be plain values") }
+                    return s.string
+                }
+                try Settings.assign(setting, texts.joined(separator: ","), to: &c, where: place)
+            case .mapping:
+                throw RunError("\(place): expected a value, got a section")
+            case .alias:
+                throw RunError("\(place): YAML aliases are not supported; write the value")
+            }
+        }
+    }
+
+    static func line(_ node: Node) -> Int { node.mark?.line ?? 0 }
+}

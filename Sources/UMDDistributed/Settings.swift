@@ -1,0 +1,224 @@
+import Foundation
+import UMDData
+import UMDModel
+
+/// A value a setting can hold, read from a flag's text or a config file's scalar.
+public protocol SettingValue {
+    init?(settingText: String)
+    /// The value as JSON (config.json, help defaults).
+    var jsonValue: Any { get }
+    /// What `--help` shows in place of the value.
+    static var placeholder: String { get }
+}
+
+extension Int: SettingValue {
+    public init?(settingText: String) { self.init(settingText) }
+    public var jsonValue: Any { self }
+    public static var placeholder: String { "N" }
+}
+extension UInt64: SettingValue {
+    public init?(settingText: String) { self.init(settingText) }
+    public var jsonValue: Any { self }
+    public static var placeholder: String { "N" }
+}
+extension Double: SettingValue {
+    public init?(settingText: String) {
+        guard let v = Double(settingText), v.isFinite else { return nil }
+        self = v
+    }
+    public var jsonValue: Any { self }
+    public static var placeholder: String { "X" }
+}
+extension Float: SettingValue {
+    public init?(settingText: String) {
+        guard let v = Float(settingText), v.isFinite else { return nil }
+        self = v
+    }
+    // Through the shortest decimal text, so 1e-05 is written as 1e-05, not 9.99999974738e-06.
+    public var jsonValue: Any { Double("\(self)") ?? Double(self) }
+    public static var placeholder: String { "X" }
+}
+extension String: SettingValue {
+    public init?(settingText: String) { self = settingText }
+    public var jsonValue: Any { self }
+    public static var placeholder: String { "TEXT" }
+}
+extension Bool: SettingValue {
+    public init?(settingText: String) {
+        switch settingText.lowercased() {
+        case "on", "true", "yes": self = true
+        case "off", "false", "no": self = false
+        default: return nil
+        }
+    }
+    public var jsonValue: Any { self }
+    public static var placeholder: String { "on|off" }
+}
+extension DownstreamTask: SettingValue {
+    public init?(settingText: String) { self.init(rawValue: settingText) }
+    public var jsonValue: Any { rawValue }
+    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
+}
+
+/// One setting of the training stages: its flag and config-file key (the same name), its
+/// help, which stages take it, whether a resumed run must match the checkpoint in it, and
+/// how it reads and reports the value in a `RunConfiguration`.
+public struct Setting: Sendable {
+    public enum Form: Sendable {
+        /// `--name VALUE` or `--name=VALUE`.
+        case value
+        /// `--name` alone means on (`--name=off` also works).
+        case flag
+        /// A comma-separated list (`--name a,b`; a YAML list in a config file).
+        case list
+    }
+
+    public let name: String
+    public let help: String
+    public let stages: Set<Stage>
+    public let resumeMustMatch: Bool
+    /// Testing aids: accepted, not shown by `--help`.
+    public let hidden: Bool
+    public let form: Form
+    public let placeholder: String
+    /// Sets the value from text; nil when the text is not a valid value.
+    let assign: @Sendable (inout RunConfiguration, String) -> Bool
+    /// The effective value (defaults resolved), nil when unset.
+    let read: @Sendable (RunConfiguration) -> Any?
+    /// The value to compare on resume (its text).
+    func comparable(_ c: RunConfiguration) -> String { read(c).map { "\($0)" } ?? "none" }
+
+    /// A setting stored at `key`. `effective` resolves a default that depends on other settings.
+    static func option<T: SettingValue>(
+        _ name: String, _ key: WritableKeyPath<RunConfiguration, T> & Sendable, _ help: String,
+        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false
+    ) -> Setting {
+        Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
+                form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
+                assign: { c, text in
+                    guard let v = T(settingText: text) else { return false }
+                    c[keyPath: key] = v
+                    return true
+                },
+                read: { $0[keyPath: key].jsonValue })
+    }
+
+    /// An optional setting; `effective` gives the value used when it is unset (nil: none).
+    static func optional<T: SettingValue>(
+        _ name: String, _ key: WritableKeyPath<RunConfiguration, T?> & Sendable, _ help: String,
+        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
+        effective: (@Sendable (RunConfiguration) -> T?)? = nil
+    ) -> Setting {
+        Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
+                form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
+                assign: { c, text in
+                    guard let v = T(settingText: text) else { return false }
+                    c[keyPath: key] = v
+                    return true
+                },
+                read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
+    }
+}
+
+/// The settings of the training stages — the one source of the stage commands' flags,
+/// the config-file keys, `--help` and its defaults, `RUN/config.json` and the resume check.
+public enum Settings {
+    static let downstream: Set<Stage> = [.calib, .finetune]
+    static let withTeacher: Set<Stage> = [.pretrain, .calib]
+
+    public static let all: [Setting] = [
+        // Data and model.
+        .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], resume: true),
+        .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true),
+        .option("medicat-holdout", \.medicatHoldout, "MedICaT texts held out for validation and for test, each.",
+                stages: [.pretrain], resume: true),
+        .optional("task", \.task, "Downstream task.", stages: downstream, resume: true),
+        .optional("data", \.data, "Root of the task's data set.", stages: downstream, resume: true),
+        .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt)."),
+        .option("preset", \.preset, "Model preset: tiny, small or base.", resume: true),
+        .optional("init", \.initFrom, "Start from these weights (a safetensors file or a checkpoint directory)."),
+        Setting(name: "init-only", help: "Name prefixes to import from --init (e.g. vision.,text.).",
+                stages: Set(Stage.allCases), resumeMustMatch: false, hidden: false, form: .list, placeholder: "PREFIX,…",
+                assign: { c, text in
+                    c.initOnly = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                        .filter { !$0.isEmpty }
+                    return true
+                },
+                read: { $0.initOnly }),
+        .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors."),
+        // Optimisation.
+        .option("steps", \.steps, "Optimizer steps (the schedule's length)."),
+        .option("batch-size", \.batchSize, "Global batch size G (a multiple of the rank count).", resume: true),
+        .optional("lr", \.lr, "Peak learning rate of the base group (default: the paper's, 1e-5; 5e-6 for VQA).",
+                  resume: true, effective: { $0.peakLearningRate }),
+        .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true),
+        .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",
+                  resume: true, effective: { $0.multipliers.heads }),
+        .option("weight-decay", \.weightDecay, "AdamW weight decay (not on biases and LayerNorms).", resume: true),
+        .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true),
+        .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", resume: true),
+        .option("dropout", \.dropout, "Dropout in the text encoder and fusion (0 = off).", resume: true),
+        .option("alpha", \.alpha, "MR-Pretrain / TD-Calib mix: (1-alpha)(MIM+MLM) + alpha(FeaMIM+FeaMLM).",
+                stages: withTeacher, resume: true),
+        .option("ema", \.ema, "EMA decay of the teacher.", stages: withTeacher, resume: true),
+        .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], resume: true),
+        .option("gm-coord", \.gmCoord, "GM-Coord gradient modulation (on|off).", stages: [.finetune], resume: true),
+        .option("gm-noise", \.gmNoise, "GM-Coord noise (on|off).", stages: [.finetune], resume: true),
+        // Data checks.
+        .option("strict", \.strict, "Stop at the first bad data record instead of skipping it."),
+        .option("check-images", \.checkImages, "Decode every image while reading (damaged files skipped up front)."),
+        // Logging and safety nets.
+        .option("log-every", \.logEvery, "Log every N steps."),
+        .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps."),
+        .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted."),
+        .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB."),
+        // Checkpoints.
+        .option("checkpoint-every", \.checkpointEvery, "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT)."),
+        .option("keep-checkpoints", \.keepCheckpoints, "Complete checkpoints to keep."),
+        .option("zstd-level", \.zstdLevel, "zstd level of checkpoint shards."),
+        .option("async-checkpoint", \.asyncCheckpoint, "Write periodic checkpoints in the background from a staged copy."),
+        .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory."),
+        // Testing aids (hidden).
+        .optional("debug-stall-rank", \.debugStallRank, "This rank hangs at --debug-stall-step.", hidden: true),
+        .option("debug-stall-step", \.debugStallStep, "The step it hangs in.", hidden: true),
+        .optional("debug-crash-checkpoint-rank", \.debugCrashCheckpointRank, "Rank that dies while writing a checkpoint.",
+                  hidden: true),
+        .option("debug-crash-checkpoint-step", \.debugCrashCheckpointStep, "The checkpoint (after N steps) it dies in.",
+                hidden: true),
+        .optional("debug-stop-after", \.debugStopAfter, "Act as if SIGTERM came after N steps.", hidden: true),
+        .optional("debug-diverge-rank", \.debugDivergeRank, "This rank's weights drift after step 1.", hidden: true),
+    ]
+
+    public static func named(_ name: String) -> Setting? { all.first { $0.name == name } }
+
+    public static func of(_ stage: Stage) -> [Setting] { all.filter { $0.stages.contains(stage) } }
+
+    /// `--help` text of a stage: every visible setting with its default.
+    public static func help(_ stage: Stage) -> String {
+        var defaults = RunConfiguration()
+        defaults.stage = stage
+        var lines = ["Settings (flags, or the same names as keys of a --config YAML/JSON file; flags win):"]
+        for s in of(stage) where !s.hidden {
+            let value = s.form == .flag ? " [on|off]" : " <\(s.placeholder)>"
+            let current = s.help.contains("default") ? "" : s.read(defaults).map { " (default: \(describe($0)))" } ?? ""
+            lines.append("  --\(s.name)\(value)")
+            lines.append("        \(s.help)\(current)")
+        }
+        lines.append("  --config <FILE>")
+        lines.append("        YAML or JSON file of settings (sections may group them), applied before the flags.")
+        return lines.joined(separator: "\n")
+    }
+
+    static func describe(_ value: Any) -> String {
+        if let list = value as? [String] { return list.isEmpty ? "none" : list.joined(separator: ",") }
+        if let b = value as? Bool { return b ? "on" : "off" }
+        return "\(value)"
+    }
+
+    /// Every effective value of `c` for its stage, keyed by setting name (what config.json holds).
+    public static func effectiveValues(_ c: RunConfiguration) -> [String: Any] {
+        var out: [String: Any] = ["stage": c.stage.rawValue]
+        for s in of(c.stage) where !s.hidden { out[s.name] = s.read(c) ?? NSNull() }
+        return out
+    }
+}

@@ -1,0 +1,107 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDData
+import UMDModel
+
+/// The pieces of `Trainer.run` that are not the loop: start-up agreement, model build and
+/// broadcast, the allreduce the objectives use, resume, replica checks and the end of a run.
+extension Trainer {
+    /// Every rank must run the same configuration; rank 0 records it.
+    static func start(_ config: RunConfiguration, out: URL, world: Communicator, watchdog: StallWatchdog) throws {
+        try watchdog.guarding("start-up, configuration hash check") {
+            try Consistency.requireAgreement(config.hash, what: "the run configuration (hash)", world: world)
+        }
+        if world.rank == 0 {
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try config.effectiveJSON().write(to: out.appendingPathComponent("config.json"))
+        }
+    }
+
+    /// The stage's model; rank 0's initial weights become every rank's.
+    static func buildModel(_ config: RunConfiguration, preset: ModelPreset, data: TrainingData, world: Communicator,
+                           watchdog: StallWatchdog) throws -> StageModel {
+        var hyper = AdamWHyperparameters()
+        hyper.weightDecay = config.weightDecay
+        let model = try StageModel(stage: config.stage, task: config.task?.kind ?? .none, classes: data.table.classes.count,
+                                   preset: preset, vocabularySize: data.tokenizer.vocabularySize, seed: config.seed,
+                                   initFrom: config.initFrom.map { URL(fileURLWithPath: $0) }, initOnly: config.initOnly,
+                                   multipliers: config.multipliers, hyperparameters: hyper, alpha: config.alpha,
+                                   beta: config.beta)
+        try watchdog.guarding("start-up, broadcast of the initial weights") {
+            let student = model.student
+            try world.broadcast(UnsafeMutableBufferPointer(start: student.values, count: student.count), root: 0)
+            if let teacher = model.teacher {
+                try world.broadcast(UnsafeMutableBufferPointer(start: teacher.values, count: teacher.count), root: 0)
+            }
+        }
+        return model
+    }
+
+    /// The objectives' global sums: an allreduce under the watchdog (a failure aborts the job,
+    /// since the objective cannot continue with partial counts).
+    static func allreduce(_ world: Communicator, _ watchdog: StallWatchdog, _ step: StepCounter) -> GlobalReduction {
+        if world.size == 1 { return .local }
+        return GlobalReduction { values in
+            var v = values
+            do {
+                try watchdog.guarding("step \(step.value), the allreduce of loss sums and counts") {
+                    try world.allreduce(&v, op: .sum)
+                }
+            } catch {
+                world.abort(message: "error: \(error)")
+            }
+            return v
+        }
+    }
+
+    /// Resumes from a checkpoint and checks that every rank resumed the same step and weights.
+    static func resume(_ resume: String, plan: CheckpointPlan, state: TrainingState, world: Communicator,
+                       watchdog: StallWatchdog, log: RunLog) throws -> Int {
+        let step = try Resume.load(resume, plan: plan, into: state, log: log)
+        try watchdog.guarding("start-up, agreement on the resumed step") {
+            try Consistency.requireAgreement(UInt64(step), what: "the resumed step", world: world)
+            try Consistency.requireAgreement(Consistency.checksum(state.student.values, count: state.student.count),
+                                             what: "the resumed weights", world: world)
+        }
+        return step
+    }
+
+    /// Replicas must stay bitwise identical (DESIGN.md idea 5).
+    static func checkReplicas(_ model: StageModel, after step: Int, world: Communicator, watchdog: StallWatchdog) throws {
+        try watchdog.guarding("step \(step), replica consistency check") {
+            let student = model.student
+            try Consistency.requireAgreement(Consistency.checksum(student.values, count: student.count),
+                                             what: "the student weights after step \(step) (replicas diverged)", world: world)
+            if let teacher = model.teacher {
+                try Consistency.requireAgreement(Consistency.checksum(teacher.values, count: teacher.count),
+                                                 what: "the teacher weights after step \(step)", world: world)
+            }
+        }
+    }
+
+    /// Rank 0 writes the final weights (and the class list); every rank meets at a barrier.
+    static func finish(_ config: RunConfiguration, model: StageModel, data: TrainingData, summary: Summary, startStep: Int,
+                       since runStart: Date, world: Communicator, watchdog: StallWatchdog, log: RunLog) throws {
+        if world.rank == 0 {
+            let weights = URL(fileURLWithPath: config.out).appendingPathComponent("final.safetensors")
+            try ModelIO.export(student: model.student, teacher: model.teacher,
+                               metadata: ["stage": config.stage.rawValue, "preset": config.preset,
+                                          "steps": String(config.steps), "task": config.task?.rawValue ?? ""],
+                               to: weights)
+            if !data.table.classes.isEmpty {
+                try JSONEncoder().encode(data.table.classes)
+                    .write(to: URL(fileURLWithPath: config.out).appendingPathComponent("classes.json"))
+            }
+            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps - startStep,
+                            Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))
+        }
+        try watchdog.guarding("end of run barrier") { try world.barrier() }
+    }
+}
+
+/// The step the loop is in, for watchdog messages from the reduction closure.
+final class StepCounter: @unchecked Sendable {
+    // Written by the training thread, read by the same thread inside the reduction closure.
+    var value = 0
+}

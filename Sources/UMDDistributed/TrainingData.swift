@@ -1,0 +1,62 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDData
+import UMDModel
+
+/// A stage's training data on one rank: the tokenizer, the training split as a sample
+/// table (every rank reads the list; rank 0 reports bad records), the sampler whose cursor
+/// is the global step, and this rank's batch of any step.
+final class TrainingData: @unchecked Sendable {
+    // Sendable: immutable after init; the prefetcher's thread only reads it.
+    let tokenizer: ByteLevelBPE
+    let table: SampleTable
+    let sampler: DistributedSampler
+    let assembler: BatchAssembler
+    let tokenizerHash: String
+    let classesHash: String
+
+    init(_ config: RunConfiguration, preset: ModelPreset, world: Communicator, watchdog: StallWatchdog,
+         log: RunLog) throws {
+        let tokenizerDirectory = URL(fileURLWithPath: config.tokenizer!)
+        tokenizer = try ByteLevelBPE(directory: tokenizerDirectory)
+        let options = ReaderOptions(strict: config.strict, decodeImages: config.checkImages)
+        if config.stage == .pretrain {
+            table = try SampleTable.pretraining(roco: URL(fileURLWithPath: config.roco!),
+                                                medicat: config.medicat.map { URL(fileURLWithPath: $0) },
+                                                medicatHoldout: config.medicatHoldout, seed: config.seed, options: options)
+        } else {
+            table = try SampleTable.task(config.task!, root: URL(fileURLWithPath: config.data!), split: .train,
+                                         retrievalCap: Int.max, options: options)
+        }
+        for report in table.reports { log.report(report) }
+        if table.count < config.batchSize {
+            throw RunError("the training data has \(table.count) samples, fewer than one global batch (\(config.batchSize))")
+        }
+        let (count, vocabularySize) = (table.count, tokenizer.vocabularySize)
+        try watchdog.guarding("start-up, data set size check") {
+            try Consistency.requireAgreement(UInt64(count), what: "the number of training samples", world: world)
+            try Consistency.requireAgreement(UInt64(vocabularySize), what: "the tokenizer's vocabulary size", world: world)
+        }
+        sampler = try DistributedSampler(datasetSize: table.count, globalBatch: config.batchSize, worldSize: world.size,
+                                         rank: world.rank, seed: config.seed)
+        assembler = BatchAssembler(seed: config.seed, imageSize: preset.imageSize, textLength: preset.textLength,
+                                   patchSize: preset.patchSize, vocabularySize: tokenizer.vocabularySize)
+        tokenizerHash = Checkpoints.hashFiles(["vocab.json", "merges.txt"].map { tokenizerDirectory.appendingPathComponent($0) })
+        classesHash = String(CounterRandom.hash(table.classes.joined(separator: "\n")), radix: 16)
+    }
+
+    /// This rank's share of the global batch of `step`.
+    func batch(step: Int, kind: BatchKind) throws -> StepBatch {
+        let source = TableBatchSource(table: table, indices: sampler.globalIndices(step: step), tokenizer: tokenizer,
+                                      imageSize: assembler.imageSize, textLength: assembler.textLength)
+        let B = sampler.localBatch, r = sampler.rank
+        return try assembler.batch(kind, source: source, positions: Array((r * B)..<((r + 1) * B)), step: step,
+                                   epoch: sampler.cursor(step: step).epoch)
+    }
+
+    /// Batches from `startStep` on, prepared by a background thread.
+    func prefetcher(from startStep: Int, kind: BatchKind) -> Prefetcher<StepBatch> {
+        Prefetcher<StepBatch>(startStep: startStep, depth: 2) { [self] step in try batch(step: step, kind: kind) }
+    }
+}

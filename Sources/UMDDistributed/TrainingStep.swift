@@ -1,0 +1,120 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDData
+import UMDModel
+
+/// How a step is run: the numbers a stage's step depends on besides the model and batch.
+public struct StepSettings: Sendable {
+    public var seed: UInt64 = 0
+    /// Dropout in the text encoder and the fusion of student passes (0 = off).
+    public var dropout: Float = 0
+    /// GM-Coord modulation of the fine-tuning gradients, and its noise.
+    public var gmCoord = true
+    public var gmNoise = true
+    /// Global-norm clipping of the trained gradients (nil = off).
+    public var clipNorm: Float? = nil
+    public var peakLearningRate: Float = 1e-5
+    public var schedule: LearningRateSchedule
+    /// EMA decay λ of the teacher.
+    public var ema: Float = 0.995
+
+    public init(schedule: LearningRateSchedule) { self.schedule = schedule }
+
+    /// The base learning rate of step `step` (0-based).
+    public func learningRate(step: Int) -> Float { peakLearningRate * Float(schedule.factor(afterSteps: step)) }
+}
+
+/// What one step produced.
+public struct StepOutcome: Sendable {
+    /// Global-batch losses by metric name: "loss" (the total) and the stage's parts
+    /// (mim, mlm, feamim, feamlm, itm; or task).
+    public var losses: [String: Double] = [:]
+    /// GM-Coord coefficients of a fine-tuning step.
+    public var coefficients: GMCoord.Coefficients? = nil
+    /// The base learning rate used, and ‖g‖ of the trained gradients before clipping (when measured).
+    public var learningRate: Float = 0
+    public var gradientNorm: Double? = nil
+}
+
+/// The one definition of a training step, used by the trainer, `debug-step` and every
+/// benchmark:
+///
+///     zero gradients → objective (forward, losses, backward; buckets launched as they fill)
+///     → gradient sync (sum over ranks) → GM-Coord modulation → clip → AdamW → EMA
+///
+/// Split in two so `debug-step` can record the gradients the optimizer sees:
+/// `gradients(_:step:)` runs everything up to and including GM-Coord, `update(step:)` the rest.
+public final class TrainingStep {
+    public let model: StageModel
+    public let settings: StepSettings
+    let sync: GradientSynchronizer?
+    let reduction: GlobalReduction
+
+    /// `sync` and `reduction` combine ranks (nil / `.local` in one process).
+    public init(model: StageModel, settings: StepSettings, sync: GradientSynchronizer? = nil,
+                reduction: GlobalReduction = .local) {
+        self.model = model; self.settings = settings; self.sync = sync; self.reduction = reduction
+        model.reportGradients(to: sync.map { s in { s.gradientsReady(below: $0) } })
+    }
+
+    /// The whole step. `measureNorm`: compute ‖g‖ even without clipping (for logging).
+    @discardableResult
+    public func run(_ batch: StepBatch, step: Int, measureNorm: Bool = false) throws -> StepOutcome {
+        var outcome = try gradients(batch, step: step)
+        update(step: step, measureNorm: measureNorm, into: &outcome)
+        return outcome
+    }
+
+    /// Zero → objective → sync → GM-Coord: afterwards `student.grads` holds the gradient the
+    /// optimizer will see (before clipping).
+    public func gradients(_ batch: StepBatch, step: Int) throws -> StepOutcome {
+        let student = model.student
+        student.zeroGradients()
+        sync?.beginStep(step)
+        let passKey = CounterRandom.key(CounterRandom.key(settings.seed, CounterRandom.hash("dropout")), UInt64(step))
+        var outcome = StepOutcome()
+        switch batch {
+        case .pretrain(let b):
+            guard let objective = model.pretrain, let teacher = model.teacher else {
+                throw RunError("a \(model.stage.rawValue) model got a pretraining batch")
+            }
+            let l = objective.step(student: student, teacher: teacher, batch: b, dropout: settings.dropout,
+                                   passKey: passKey, reduction: reduction)
+            outcome.losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
+            if objective.includeITM { outcome.losses["itm"] = l.itm }
+        case .classification(let b):
+            guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
+            let r = objective.step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                   reduction: reduction)
+            outcome.losses = ["task": r.loss, "loss": r.loss]
+            outcome.coefficients = r.coefficients
+        case .retrieval(let b):
+            guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
+            let r = objective.retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                            reduction: reduction)
+            outcome.losses = ["task": r.loss, "loss": r.loss]
+            outcome.coefficients = r.coefficients
+        }
+        try sync?.finish()
+        if let c = outcome.coefficients, settings.gmCoord {
+            GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: settings.gmNoise,
+                             seed: settings.seed, step: step)
+        }
+        return outcome
+    }
+
+    /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher.
+    public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
+        if measureNorm || settings.clipNorm != nil {
+            outcome.gradientNorm = clipGradientNorm(model.student.grads, segments: model.trainedSegments,
+                                                    maxNorm: settings.clipNorm)
+        }
+        outcome.learningRate = settings.learningRate(step: step)
+        model.optimizer.step(baseLearningRate: outcome.learningRate)
+        if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
+    }
+
+    /// Seconds the last step waited for gradient communication not hidden behind backward.
+    public var communicationWaitSeconds: Double { sync?.waitSeconds ?? 0 }
+}

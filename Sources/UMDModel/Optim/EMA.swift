@@ -1,0 +1,11 @@
+/// The EMA teacher update (MODEL_SPEC.md section 7): t = λ t + (1 − λ) s for every tensor
+/// the teacher holds.
+public enum EMA {
+    public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float) {
+        let oneMinus = 1 - lambda
+        for view in teacher.views {
+            let t = teacher.values + view.offset, s = UnsafePointer(student.value(view.id))
+            for i in 0..<view.count { t[i] = lambda * t[i] + oneMinus * s[i] }
+        }
+    }
+}

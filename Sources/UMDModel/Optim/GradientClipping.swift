@@ -1,0 +1,35 @@
+import RealModule
+
+/// Global-norm gradient clipping (PyTorch's clip_grad_norm_) over the trained segments of
+/// a gradient arena: ‖g‖ is taken over all segments together; if `maxNorm` is given and
+/// ‖g‖ > maxNorm, every gradient in them is scaled by maxNorm / (‖g‖ + 1e-6).
+/// Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>], maxNorm: Float?) -> Double {
+    var squares = 0.0
+    for segment in segments {
+        let n = gradientNorm(gradients + segment.lowerBound, count: segment.count)
+        squares += n * n
+    }
+    let norm = squares.squareRoot()
+    if let maxNorm, norm > Double(maxNorm) {
+        let scale = Float(Double(maxNorm) / (norm + 1e-6))
+        for segment in segments { for i in segment { gradients[i] *= scale } }
+    }
+    return norm
+}
+
+/// ‖g‖₂ accumulated in Double.
+public func gradientNorm(_ gradients: UnsafePointer<Float>, count: Int) -> Double {
+    var sum = 0.0
+    var i = 0
+    // Blocks of Float partial sums keep the loop vectorisable and the total accurate.
+    while i < count {
+        let end = min(i + 4096, count)
+        var partial: Float = 0
+        for j in i..<end { partial = Relaxed.multiplyAdd(gradients[j], gradients[j], partial) }
+        sum += Double(partial)
+        i = end
+    }
+    return sum.squareRoot()
+}

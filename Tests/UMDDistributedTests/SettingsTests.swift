@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+@testable import UMDDistributed
+import UMDModel
+
+/// The settings table: flags, config files (YAML with sections and lists, JSON found by
+/// content), stage membership, config.json and the resume comparison all come from it.
+struct SettingsTests {
+    static func file(_ name: String, _ text: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-settings-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    static func error(_ body: () throws -> Any) -> String {
+        do { _ = try body(); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func nestedYAMLSectionsAndAListAreRead() throws {
+        let path = try Self.file("run.yaml", """
+            # a fine-tuning run
+            stage: finetune
+            task: vqa-rad
+            run:
+              out: /tmp/umd-run
+              steps: 7
+            optim:
+              lr: 2.5e-4
+              batch-size: 16
+              regularisation:
+                weight-decay: 0.02
+                dropout: 0
+            gm-coord: off
+            init-only:
+              - vision.
+              - text.
+            clip-norm:            # empty: stays unset
+            """)
+        let c = try Settings.configuration(stage: .finetune, arguments: ["--config", path])
+        #expect(c.task == .vqaRad && c.out == "/tmp/umd-run" && c.steps == 7)
+        #expect(c.lr == 2.5e-4 && c.batchSize == 16 && c.weightDecay == 0.02 && c.dropout == 0)
+        #expect(c.gmCoord == false)
+        #expect(c.initOnly == ["vision.", "text."])
+        #expect(c.clipNorm == nil)
+    }
+
+    @Test func flagsOverrideTheFileWhereverTheyStand() throws {
+        let path = try Self.file("base.yml", "steps: 7\nbatch-size: 16\n")
+        let c = try Settings.configuration(stage: .pretrain, arguments: ["--steps", "9", "--config", path, "--lr=-0.5",
+                                                                        "--strict", "--resume"])
+        #expect(c.steps == 9, "the flag wins over the file although it comes first")
+        #expect(c.batchSize == 16)
+        #expect(c.lr == -0.5, "a negative number is a value, not a flag")
+        #expect(c.strict && c.resume == "latest")
+        let d = try Settings.configuration(stage: .finetune, arguments: ["--gm-noise", "off", "--gm-coord", "--steps", "3"])
+        #expect(d.gmNoise == false && d.gmCoord == true && d.steps == 3)
+    }
+
+    @Test func aKeyOfAnotherStageIsAnErrorNamingItsPath() throws {
+        let path = try Self.file("ft.yaml", "optim:\n  alpha: 0.3\n")
+        let message = Self.error { try Settings.configuration(stage: .finetune, arguments: ["--config", path]) }
+        #expect(message.contains("\(path):2: optim.alpha"), "\(message)")
+        #expect(message.contains("is a setting of pretrain, calib, not of finetune"), "\(message)")
+        let flag = Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--gm-coord", "on"]) }
+        #expect(flag.contains("--gm-coord: `gm-coord` is a setting of finetune, not of pretrain"), "\(flag)")
+    }
+
+    @Test func anUnknownKeyIsAnErrorNamingItsPath() throws {
+        let path = try Self.file("typo.yaml", "optim:\n  lrr: 1e-4\n")
+        let message = Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", path]) }
+        #expect(message.contains("\(path):2: optim.lrr: unknown setting `lrr`"), "\(message)")
+        #expect(message.contains("did you mean `lr`"), "\(message)")
+        let camel = try Self.file("camel.yaml", "batchSize: 4\n")
+        let old = Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", camel]) }
+        #expect(old.contains("unknown setting `batchSize`"), "\(old)")
+    }
+
+    @Test func listsAndSectionsWhereAValueBelongsAreRefused() throws {
+        let list = try Self.file("list.yaml", "steps: [1, 2]\n")
+        #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", list]) }
+            .contains("steps: expected one value, got a list"))
+        let section = try Self.file("section.yaml", "lr:\n  base: 1e-4\n")
+        #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", section]) }
+            .contains("lr: expected a value, got a section"))
+        let wrongType = try Self.file("type.yaml", "steps: many\n")
+        #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", wrongType]) }
+            .contains("steps: 'many' is not a valid value (expected N)"))
+        let stage = try Self.file("stage.yaml", "stage: pretrain\n")
+        #expect(Self.error { try Settings.configuration(stage: .finetune, arguments: ["--config", stage]) }
+            .contains("this file is for stage pretrain, but the command is finetune"))
+    }
+
+    @Test func jsonIsRecognisedByContentNotByExtension() throws {
+        let path = try Self.file("settings.JSON", #"{"batch-size": 4, "optim": {"lr": 0.001}, "init-only": ["vision."]}"#)
+        let c = try Settings.configuration(stage: .pretrain, arguments: ["--config", path])
+        #expect(c.batchSize == 4 && c.lr == 0.001 && c.initOnly == ["vision."])
+        let noExtension = try Self.file("settings", #"{"steps": 5}"#)
+        #expect(try Settings.configuration(stage: .pretrain, arguments: ["--config", noExtension]).steps == 5)
+        let broken = try Self.file("broken.json", #"{"steps": 5, "lr": }"#)
+        #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", broken]) }
+            .contains("not valid JSON"))
+    }
+
+    @Test func configJSONListsEveryEffectiveValueAndReadsBack() throws {
+        var c = try Settings.configuration(stage: .finetune, arguments: ["--task", "melinda", "--data", "/d",
+                                                                        "--tokenizer", "/t", "--steps", "12"])
+        c.debugStopAfter = 3   // a testing aid: never written
+        let values = Settings.effectiveValues(c)
+        for setting in Settings.of(.finetune) where !setting.hidden {
+            #expect(values[setting.name] != nil, "config.json lacks \(setting.name)")
+        }
+        #expect(values["debug-stop-after"] == nil)
+        #expect(values["alpha"] == nil, "alpha is not a fine-tuning setting")
+        #expect((values["lr"] as? Double) == 1e-5, "the stage's default lr is written, not null")
+        #expect((values["lr-heads"] as? Double) == 50)
+        #expect((values["batch-size"] as? Int) == 8 && (values["gm-coord"] as? Bool) == true)
+        #expect(values["clip-norm"] is NSNull)
+        let path = try Self.file("config.json", String(decoding: try c.effectiveJSON(), as: UTF8.self))
+        var again = try Settings.configuration(stage: .finetune, arguments: ["--config", path])
+        again.debugStopAfter = 3
+        #expect(Settings.effectiveValues(again) as NSDictionary == values as NSDictionary)
+        #expect(again.resumeMismatches(c).isEmpty)
+    }
+
+    @Test func resumeComparesEffectiveValues() throws {
+        let defaulted = try Settings.configuration(stage: .pretrain, arguments: [])
+        let explicit = try Settings.configuration(stage: .pretrain, arguments: ["--lr", "1e-5", "--steps", "50"])
+        #expect(explicit.resumeMismatches(defaulted).isEmpty, "the default lr given explicitly is the same lr; steps may change")
+        let other = try Settings.configuration(stage: .pretrain, arguments: ["--lr", "2e-5", "--seed", "3"])
+        #expect(other.resumeMismatches(defaulted) == ["lr 1e-05 (now 2e-05)", "seed 0 (now 3)"])
+    }
+}
