@@ -38,16 +38,19 @@ let package = Package(
 
         // Libraries. UMDCore holds the counter-based random numbers the model and the data
         // pipeline must agree on.
-        .target(name: "UMDCore"),
-        .target(name: "MPIBridge", dependencies: ["CMPI"]),
-        .target(name: "Collective", dependencies: ["MPIBridge"]),
+        .target(name: "UMDCore", exclude: ["README.md"]),
+        .target(name: "MPIBridge", dependencies: ["CMPI"], exclude: ["README.md"]),
+        .target(name: "Collective", dependencies: ["MPIBridge"], exclude: ["README.md"]),
         .target(name: "UMDModel",
-                dependencies: ["UMDCore", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")]),
+                dependencies: ["UMDCore", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
+                exclude: ["README.md"]),
         .target(name: "UMDData",
                 dependencies: ["UMDCore", "CPNG", "CJPEG", "CImageCodecs",
-                               .product(name: "HeapModule", package: "swift-collections")]),
+                               .product(name: "HeapModule", package: "swift-collections")],
+                exclude: ["README.md"]),
         .target(name: "UMDDistributed",
-                dependencies: ["Collective", "UMDModel", "UMDData", "CZstd", .product(name: "Yams", package: "Yams")]),
+                dependencies: ["Collective", "UMDModel", "UMDData", "CZstd", .product(name: "Yams", package: "Yams")],
+                exclude: ["README.md"]),
 
         // The program every MPI rank runs.
         .executableTarget(
@@ -55,7 +58,8 @@ let package = Package(
             dependencies: [
                 "UMDDistributed", "Collective", "MPIBridge", "UMDModel", "UMDData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            exclude: ["README.md"]),
 
         // Tests. TestSupport spawns mpirun; no test process ever initialises MPI.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
