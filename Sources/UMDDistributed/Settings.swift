@@ -21,23 +21,19 @@ extension UInt64: SettingValue {
     public var jsonValue: Any { self }
     public static var placeholder: String { "N" }
 }
-extension Double: SettingValue {
+/// Real numbers: finite values only (`nan` and `inf` are refused where they are read).
+public protocol RealSettingValue: SettingValue, BinaryFloatingPoint, LosslessStringConvertible {}
+extension RealSettingValue {
     public init?(settingText: String) {
-        guard let v = Double(settingText), v.isFinite else { return nil }
+        guard let v = Self(settingText), v.isFinite else { return nil }
         self = v
     }
-    public var jsonValue: Any { self }
-    public static var placeholder: String { "X" }
-}
-extension Float: SettingValue {
-    public init?(settingText: String) {
-        guard let v = Float(settingText), v.isFinite else { return nil }
-        self = v
-    }
-    // Through the shortest decimal text, so 1e-05 is written as 1e-05, not 9.99999974738e-06.
+    // Through the shortest decimal text, so a Float 1e-05 is written as 1e-05, not 9.99999974738e-06.
     public var jsonValue: Any { Double("\(self)") ?? Double(self) }
     public static var placeholder: String { "X" }
 }
+extension Double: RealSettingValue {}
+extension Float: RealSettingValue {}
 extension String: SettingValue {
     public init?(settingText: String) { self = settingText }
     public var jsonValue: Any { self }
@@ -95,12 +91,7 @@ public struct Setting: Sendable {
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
-                assign: { c, text in
-                    guard let v = T(settingText: text) else { return false }
-                    c[keyPath: key] = v
-                    return true
-                },
-                read: { $0[keyPath: key].jsonValue })
+                assign: assigner(T.self, key), read: { $0[keyPath: key].jsonValue })
     }
 
     /// An optional setting; `effective` gives the value used when it is unset (nil: none).
@@ -111,12 +102,17 @@ public struct Setting: Sendable {
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
-                assign: { c, text in
-                    guard let v = T(settingText: text) else { return false }
-                    c[keyPath: key] = v
-                    return true
-                },
-                read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
+                assign: assigner(T.self, key), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
+    }
+
+    /// Parses the text as a `T` and stores it at `key` (false: not a valid `T`).
+    static func assigner<T: SettingValue, Stored>(_ type: T.Type, _ key: WritableKeyPath<RunConfiguration, Stored> & Sendable)
+        -> @Sendable (inout RunConfiguration, String) -> Bool {
+        { c, text in
+            guard let v = T(settingText: text), let stored = v as? Stored else { return false }
+            c[keyPath: key] = stored
+            return true
+        }
     }
 }
 
