@@ -180,25 +180,12 @@ public enum Checkpoints {
                 createdAt: ISO8601DateFormatter().string(from: Date()))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
-            try writeAtomically(Data(dir.lastPathComponent.utf8), to: run.appendingPathComponent("checkpoints/latest"))
+            try AtomicFileWriter.write(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
+            try AtomicFileWriter.write(dir.lastPathComponent, to: run.appendingPathComponent("checkpoints/latest"))
             prune(run: run, keep: config.keepCheckpoints)
         }
         try world.barrier()
         return dir
-    }
-
-    static func writeAtomically(_ data: Data, to url: URL) throws {
-        let temporary = url.appendingPathExtension("tmp")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw CheckpointError(message: "\(temporary.path): cannot create (\(String(cString: strerror(errno))))") }
-        let ok = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard ok, synced, rename(temporary.path, url.path) == 0 else {
-            throw CheckpointError(message: "\(url.path): could not write (\(String(cString: strerror(errno))))")
-        }
-        ShardIO.syncDirectory(url.deletingLastPathComponent())
     }
 
     /// Complete checkpoints (with a manifest) of a run, newest first.

@@ -1,5 +1,6 @@
 import Collective
 import Foundation
+import UMDCore
 import UMDData
 import UMDModel
 
@@ -126,7 +127,7 @@ public enum Evaluator {
         if rank == 0 {
             let url = out.appendingPathComponent("eval-\(o.task.rawValue)-\(o.split.rawValue).json")
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+            try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
             let text = metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
             print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
             print("wrote \(url.path)")

@@ -1,4 +1,5 @@
 import Foundation
+import UMDCore
 import UMDData
 
 /// `umd-mpirun plot`: loss curves (total and each loss) and the learning rate over steps
@@ -29,7 +30,7 @@ public enum LossPlot {
             canvas.panel(x: x0, y: y0, width: panelW, height: panelH, title: name, points: points[name]!,
                          colour: Canvas.palette[i % Canvas.palette.count])
         }
-        try ImageCodec.encode(canvas.pixels, width: canvas.width, height: canvas.height, channels: 3, as: .png).write(to: output)
+        try AtomicFileWriter.write(ImageCodec.encode(canvas.pixels, width: canvas.width, height: canvas.height, channels: 3, as: .png), to: output)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import UMDCore
 import UMDData
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,7 @@ public final class RunLog: @unchecked Sendable {
     // one-line progress display is used only when run directly on a terminal.
     let terminal = isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     private var progressShown = false
+    private var metricsFailed = false
 
     public init(rank: Int, directory: URL, keepMetrics: Bool = false) {
         self.rank = rank
@@ -43,13 +45,12 @@ public final class RunLog: @unchecked Sendable {
         var object: [String: Any] = record
         object["stage"] = stage
         if let step = record["step"] { object["step"] = Int(step) }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        if let handle = try? FileHandle(forWritingTo: metricsURL) {
-            handle.seekToEndOfFile()
-            handle.write(data + Data("\n".utf8))
-            try? handle.close()
-        } else {
-            try? (data + Data("\n".utf8)).write(to: metricsURL)
+        do {
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            try appendToFile(data + Data("\n".utf8), at: metricsURL)
+        } catch {
+            if !metricsFailed { warning("cannot write \(metricsURL.path): \(error); training goes on, metrics are not recorded") }
+            metricsFailed = true
         }
     }
 

@@ -43,12 +43,7 @@ public enum ShardIO {
         var hash = XXH64()
         var total = 0, compressed = 0
         func drain(_ output: inout ZSTD_outBuffer) throws {
-            var written = 0
-            while written < output.pos {
-                let n = Glibc.write(fd, out + written, output.pos - written)
-                guard n > 0 else { throw ShardError(path: temporary.path, problem: "write failed (\(String(cString: strerror(errno))))") }
-                written += n
-            }
+            try AtomicFileWriter.writeAll(fd: fd, UnsafeRawBufferPointer(start: out, count: output.pos), path: temporary.path)
             compressed += output.pos
             output.pos = 0
         }

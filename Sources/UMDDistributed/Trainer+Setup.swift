@@ -14,7 +14,7 @@ extension Trainer {
         }
         if world.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            try config.effectiveJSON().write(to: out.appendingPathComponent("config.json"))
+            try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
         }
     }
 
@@ -90,8 +90,8 @@ extension Trainer {
                                           "steps": String(config.steps), "task": config.task?.rawValue ?? ""],
                                to: weights)
             if !data.table.classes.isEmpty {
-                try JSONEncoder().encode(data.table.classes)
-                    .write(to: URL(fileURLWithPath: config.out).appendingPathComponent("classes.json"))
+                try AtomicFileWriter.write(JSONEncoder().encode(data.table.classes),
+                                           to: URL(fileURLWithPath: config.out).appendingPathComponent("classes.json"))
             }
             log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps - startStep,
                             Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))

@@ -31,8 +31,8 @@ public enum SyntheticDataset {
         func image(_ i: Int, _ finding: SyntheticFinding, as format: ImageCodec.Format, to url: URL) throws {
             try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             let grey = finding.render(size: imageSize, seed: seed, index: i)
-            try ImageCodec.encode(SyntheticFinding.rgb(grey), width: imageSize, height: imageSize, channels: 3,
-                                  as: format).write(to: url)
+            try AtomicFileWriter.write(ImageCodec.encode(SyntheticFinding.rgb(grey), width: imageSize, height: imageSize,
+                                                         channels: 3, as: format), to: url)
             summary.images += 1
         }
         let variantKey = CounterRandom.key(seed, CounterRandom.hash("synth.variant"))
@@ -51,8 +51,7 @@ public enum SyntheticDataset {
             }
             for (s, rows) in lines {
                 let dir = directory.appendingPathComponent("\(s.rawValue)/radiology")
-                try (rows.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("captions.txt"),
-                                                                atomically: true, encoding: .utf8)
+                try AtomicFileWriter.write(rows.joined(separator: "\n") + "\n", to: dir.appendingPathComponent("captions.txt"))
                 summary.records += rows.count
             }
         case .medicat:
@@ -106,8 +105,8 @@ public enum SyntheticDataset {
                 ? [.train: "trainset.json", .validation: "valset.json", .test: "testset.json"]
                 : [.train: "train.json", .validation: "validate.json", .test: "test.json"]
             for (s, rows) in splits {
-                try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-                    .write(to: directory.appendingPathComponent(names[s]!))
+                try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]),
+                                           to: directory.appendingPathComponent(names[s]!))
                 summary.records += rows.count
             }
         case .vqaMed2019:
@@ -125,7 +124,7 @@ public enum SyntheticDataset {
                 let url = directory.appendingPathComponent(path)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 // The released files use Windows line ends.
-                try (rows.joined(separator: "\r\n") + "\r\n").write(to: url, atomically: true, encoding: .utf8)
+                try AtomicFileWriter.write(rows.joined(separator: "\r\n") + "\r\n", to: url)
                 summary.records += rows.count
             }
         case .melinda:
@@ -143,8 +142,8 @@ public enum SyntheticDataset {
             }
             let names: [Split: String] = [.train: "train.csv", .validation: "dev.csv", .test: "test.csv"]
             for (s, rows) in files {
-                try ([header] + rows).joined(separator: "\n").appending("\n")
-                    .write(to: directory.appendingPathComponent(names[s]!), atomically: true, encoding: .utf8)
+                try AtomicFileWriter.write(([header] + rows).joined(separator: "\n").appending("\n"),
+                                           to: directory.appendingPathComponent(names[s]!))
                 summary.records += rows.count
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import UMDCore
 
 /// GPT-2 / RoBERTa byte-level BPE over `vocab.json` + `merges.txt`, so the real RoBERTa
 /// vocabulary works unchanged. Special ids follow MODEL_SPEC.md section 3: `<s>` 0,
@@ -84,9 +85,9 @@ public final class ByteLevelBPE: @unchecked Sendable {
     public static func write(vocabulary: [String: Int32], merges: [(String, String)], to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let json = try JSONSerialization.data(withJSONObject: vocabulary.mapValues { Int($0) }, options: [.sortedKeys])
-        try json.write(to: directory.appendingPathComponent("vocab.json"), options: .atomic)
+        try AtomicFileWriter.write(json, to: directory.appendingPathComponent("vocab.json"))
         let text = "#version: 0.2\n" + merges.map { "\($0.0) \($0.1)\n" }.joined()
-        try Data(text.utf8).write(to: directory.appendingPathComponent("merges.txt"), options: .atomic)
+        try AtomicFileWriter.write(text, to: directory.appendingPathComponent("merges.txt"))
     }
 
     // MARK: Encoding

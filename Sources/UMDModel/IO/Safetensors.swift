@@ -4,9 +4,17 @@ import Foundation
 /// each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets relative to the
 /// data section) plus an optional "__metadata__" string map, then the raw little-endian data.
 public enum Safetensors {
+    /// umd writes F32 and I32; other files (Hugging Face's) may also hold half floats,
+    /// doubles and 64-bit integers, which the converter reads as F32 (`asFloats`).
     public enum DType: String, Sendable {
-        case f32 = "F32", i32 = "I32"
-        var size: Int { 4 }
+        case f32 = "F32", i32 = "I32", f16 = "F16", bf16 = "BF16", f64 = "F64", i64 = "I64"
+        var size: Int {
+            switch self {
+            case .f32, .i32: return 4
+            case .f16, .bf16: return 2
+            case .f64, .i64: return 8
+            }
+        }
     }
 
     public struct Tensor: Sendable, Equatable {
@@ -42,6 +50,18 @@ public enum Safetensors {
             precondition(dtype == .i32)
             return data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
         }
+
+        /// The values as Float32 whatever the floating dtype (F16/BF16 widen exactly, F64
+        /// rounds to nearest); nil for integer tensors.
+        public var asFloats: [Float]? {
+            switch dtype {
+            case .f32: return floats
+            case .f64: return data.withUnsafeBytes { $0.bindMemory(to: Double.self).map { Float($0) } }
+            case .bf16: return data.withUnsafeBytes { $0.bindMemory(to: UInt16.self).map { Float(bitPattern: UInt32($0) << 16) } }
+            case .f16: return data.withUnsafeBytes { $0.bindMemory(to: UInt16.self).map { Float(Float16(bitPattern: $0)) } }
+            case .i32, .i64: return nil
+            }
+        }
     }
 
     public struct File: Sendable {
@@ -60,7 +80,10 @@ public enum Safetensors {
     }
 
     /// Writes `tensors` in the given order; the header is padded with spaces to a multiple of 8.
-    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL) throws {
+    /// Every byte goes through `AtomicFileWriter` (bounded, looping writes; temporary name,
+    /// fsync, rename); the header is re-read afterwards. `maxBytesPerCall` is for tests.
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL,
+                             maxBytesPerCall: Int = 1 << 30) throws {
         var header: [String: Any] = [:]
         var offset = 0
         var seen = Set<String>()
@@ -77,20 +100,57 @@ public enum Safetensors {
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }
-        var out = Data(capacity: 8 + json.count + offset)
+        // Streamed piece by piece (no second copy of a model-sized buffer), atomically.
+        let writer = try AtomicFileWriter(url, maxBytesPerCall: maxBytesPerCall)
         var length = UInt64(json.count).littleEndian
-        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
-        out.append(json)
-        for t in tensors { out.append(t.data) }
-        try out.write(to: url, options: .atomic)
+        try withUnsafeBytes(of: &length) { try writer.append($0) }
+        try writer.append(json)
+        for t in tensors { try writer.append(t.data) }
+        try writer.commit()
+        try checkWritten(url, tensorBytes: offset)
+    }
+
+    /// Re-reads the header of a file just written and checks the file's size against the
+    /// header's offsets, so a short or corrupted write is an error, not a file that loads later.
+    public static func checkWritten(_ url: URL, tensorBytes: Int) throws {
+        let (headerLength, header, fileSize) = try readHeader(url)
+        let end = header.values.compactMap { ($0 as? [String: Any])?["data_offsets"] as? [Any] }
+            .compactMap { ($0.last as? NSNumber)?.intValue }.max() ?? 0
+        guard end == tensorBytes, fileSize == 8 + headerLength + end else {
+            throw FormatError(path: url.path, problem: "after writing, the file has \(fileSize) bytes but its header "
+                              + "describes \(8 + headerLength + end) (expected \(8 + headerLength + tensorBytes))")
+        }
+    }
+
+    /// The header alone: its length, the parsed JSON object, and the file's size.
+    public static func readHeader(_ url: URL) throws -> (length: Int, header: [String: Any], fileSize: Int) {
+        let path = url.path
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw FormatError(path: path, problem: "cannot open the file")
+        }
+        defer { try? handle.close() }
+        let fileSize = Int((try? handle.seekToEnd()) ?? 0)
+        try handle.seek(toOffset: 0)
+        let lengthBytes = try handle.read(upToCount: 8) ?? Data()
+        guard lengthBytes.count == 8 else { throw FormatError(path: path, problem: "shorter than the 8-byte header length") }
+        let headerLength = lengthBytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+        guard headerLength <= UInt64(fileSize - 8) else {
+            throw FormatError(path: path, problem: "header length \(headerLength) exceeds the file size \(fileSize)")
+        }
+        let headerData = try handle.read(upToCount: Int(headerLength)) ?? Data()
+        guard headerData.count == Int(headerLength),
+              let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            throw FormatError(path: path, problem: "the header is not a JSON object")
+        }
+        return (Int(headerLength), header, fileSize)
     }
 
     /// Reads and validates a whole file.
     public static func read(_ url: URL) throws -> File {
         let path = url.path
         let bytes: Data
-        do { bytes = try Data(contentsOf: url) } catch {
-            throw FormatError(path: path, problem: "cannot read the file (\(error.localizedDescription))")
+        do { bytes = try readWholeFile(url) } catch {
+            throw FormatError(path: path, problem: "cannot read the file (\(error))")
         }
         guard bytes.count >= 8 else { throw FormatError(path: path, problem: "shorter than the 8-byte header length") }
         let headerLength = bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
@@ -117,7 +177,7 @@ public enum Safetensors {
                 throw FormatError(path: path, problem: "tensor \(name) lacks dtype, shape or data_offsets")
             }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw FormatError(path: path, problem: "tensor \(name) has dtype \(dtypeName); umd reads F32 and I32")
+                throw FormatError(path: path, problem: "tensor \(name) has dtype \(dtypeName); umd reads F32, F16, BF16, F64, I32 and I64")
             }
             let (begin, end) = (offsets[0], offsets[1])
             let expected = shape.reduce(1, *) * dtype.size
