@@ -19,8 +19,13 @@ public enum ModelInit {
             file = try Safetensors.read(path)
         }
         let hasHead = file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
+        // Converted CLIP/RoBERTa weights hold only the encoders (and the MLM head): exactly
+        // what they hold is imported, the rest of the model keeps its fresh initialisation.
+        let converted = file.metadata["format"] == PretrainedWeights.convertedFormat
+        let present = Set(file.tensors.map(\.name))
         let include: (String) -> Bool = { name in
-            if !only.isEmpty { return only.contains { name.hasPrefix($0) } }
+            if !only.isEmpty { return only.contains { name.hasPrefix($0) } && (!converted || present.contains(name)) }
+            if converted { return present.contains(name) }
             return !name.hasPrefix("head.") || hasHead
         }
         try ModelIO.load(into: student, from: file, path: path.path, include: include)

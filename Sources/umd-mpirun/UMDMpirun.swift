@@ -13,5 +13,5 @@ struct UMDMpirun: ParsableCommand {
             """,
         subcommands: [PretrainCommand.self, InspectCommand.self, ExportCommand.self, CalibCommand.self, FinetuneCommand.self, EvalCommand.self,
                       SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
-                      LaunchCommand.self, PlotCommand.self, BenchCommand.self])
+                      LaunchCommand.self, PlotCommand.self, BenchCommand.self, ConvertCommand.self, EncodeCommand.self])
 }
