@@ -46,7 +46,7 @@ public struct CheckpointManifest: Codable, Sendable {
     public var createdAt: String
 
     public var stage: String { config.stage.rawValue }
-    public var preset: String { config.preset }
+    public var preset: String { config.preset ?? "tiny" }
     public var configHash: String { String(config.hash, radix: 16) }
     public var stateCount: Int { 3 * studentCount + teacherCount }
     public var parameterCount: Int { studentCount }

@@ -8,17 +8,28 @@ import UMDModel
 /// the scores, computes MODEL_SPEC.md section 11's metrics next to the majority baseline,
 /// prints them and writes `RUN/eval-<task>-<split>.json`.
 public enum Evaluator {
+    /// A flag's value and the file's must agree; either alone is taken.
+    static func agree(_ name: String, _ flag: ModelPreset?, _ file: ModelPreset?, _ path: String) throws -> ModelPreset? {
+        if let flag, let file, flag != file {
+            throw RunError("--\(name) \(flag.name) contradicts \(path), which holds a \(file.name) model; drop --\(name)")
+        }
+        return flag ?? file
+    }
+
     public struct Options: Sendable {
         public var task: DownstreamTask
         public var data: URL
         public var checkpoint: URL
         public var tokenizer: URL
-        public var preset: ModelPreset
+        /// nil: the weights' own (their metadata); given, it must agree with them.
+        public var preset: ModelPreset?
+        public var imageSize: Int? = nil
+        public var textLength: Int? = nil
         public var split: Split = .test
         public var batchSize = 16
         public var retrievalCap = 2000
         public var out: URL? = nil
-        public init(task: DownstreamTask, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset) {
+        public init(task: DownstreamTask, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset?) {
             self.task = task; self.data = data; self.checkpoint = checkpoint; self.tokenizer = tokenizer; self.preset = preset
         }
     }
@@ -28,9 +39,21 @@ public enum Evaluator {
     public static func run(_ o: Options, world: Communicator) throws -> [String: Double] {
         let rank = world.rank, R = world.size
         let tokenizer = try ByteLevelBPE(directory: o.tokenizer)
-        // Classes: the run's saved list (classes.json beside the weights) so indices match training.
+        let file = try Safetensors.read(o.checkpoint)
+        let described = try WeightsDescription(file: file, path: o.checkpoint.path)
+        let preset = try Self.agree("preset", o.preset, described.preset, o.checkpoint.path) ?? .tiny
+        if let task = described.task, task != o.task.rawValue, let a = DownstreamTask(rawValue: task), a.kind != o.task.kind {
+            throw RunError("\(o.checkpoint.path) was fine-tuned for \(task) (\(a.kind.rawValue)), not for "
+                           + "\(o.task.rawValue) (\(o.task.kind.rawValue))")
+        }
+        let H = o.imageSize ?? described.imageSize ?? StageDefaults.imageSize(stage: .finetune, preset: preset)
+        let L = o.textLength ?? described.textLength
+            ?? StageDefaults.textLength(stage: .finetune, task: o.task.kind, preset: preset)
+        // Classes: the run's list (in the weights' metadata, or classes.json beside them) so
+        // indices match training.
         let classesURL = o.checkpoint.deletingLastPathComponent().appendingPathComponent("classes.json")
-        let savedClasses = (try? Data(contentsOf: classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
+        let savedClasses = described.classes
+            ?? (try? readWholeFile(classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
         let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
         let samples = try SampleTable.task(o.task, root: o.data, split: o.split, answers: answers,
                                         retrievalCap: o.retrievalCap)
@@ -38,13 +61,16 @@ public enum Evaluator {
             : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
         let classes = savedClasses ?? samples.classes
         let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
-        let params = UMDParameters(ModelConfig(preset: o.preset, vocabularySize: tokenizer.vocabularySize, head: head))
+        let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H,
+                                               head: head))
         let student = ParameterStore(layout: params.layout, withGradients: true)
         params.initialize(student, seed: 0)
-        let file = try Safetensors.read(o.checkpoint)
-        try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
+        let loaded = try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
+        if rank == 0 {
+            print("eval: \(o.checkpoint.path): preset \(preset.name), \(H) px, L = \(L), \(loaded.loaded.count) tensors"
+                  + (loaded.resizeNotes.isEmpty ? "" : ", resized " + loaded.resizeNotes.joined(separator: ", ")))
+        }
         let objective = FinetuneObjective(params: params)
-        let (H, L) = (o.preset.imageSize, o.preset.textLength)
         let n = samples.count
         guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
         let out = o.out ?? o.checkpoint.deletingLastPathComponent()
@@ -55,10 +81,10 @@ public enum Evaluator {
             // rank, each image once, and rank r scores images r, r+R, …
             let (ids, attention) = TableBatchSource.tokens(samples.texts, tokenizer: tokenizer, length: L)
             let scorer = RetrievalScorer(params: params)
-            scorer.encodeTexts(student, ids: ids, attention: attention, count: n, length: o.preset.textLength)
+            scorer.encodeTexts(student, ids: ids, attention: attention, count: n, length: L)
             var local: [Float] = []
             for i in stride(from: rank, to: n, by: R) {
-                local += scorer.scores(student, image: try TableBatchSource.pixels([samples.images[i]], size: H), imageSize: o.preset.imageSize)
+                local += scorer.scores(student, image: try TableBatchSource.pixels([samples.images[i]], size: H), imageSize: H)
             }
             if let parts = try world.gatherVariable(local, root: 0) {
                 var scores = [Float](repeating: 0, count: n * n)

@@ -112,35 +112,3 @@ public enum FeatureEncoder {
         return summary
     }
 }
-
-/// What a weights file says about itself in its metadata (umd writes preset, vocabulary,
-/// image size, task and classes).
-public struct WeightsDescription {
-    public var preset: ModelPreset?
-    public var vocabularySize: Int?
-    public var imageSize: Int?
-    public var task: String?
-
-    public init(file: Safetensors.File, path: String) throws {
-        let m = file.metadata
-        if let name = m["preset"], !name.isEmpty {
-            guard let p = ModelPreset.named(name) else {
-                throw RunError("\(path): its metadata names preset \(name), which umd does not know")
-            }
-            preset = p
-        }
-        vocabularySize = m["vocabulary_size"].flatMap { Int($0) } ?? file["text.word_embed"]?.shape.first
-        imageSize = m["image_size"].flatMap { Int($0) }
-        if imageSize == nil, let pos = file["vision.pos_embed"], let grid = Self.grid(pos.shape.first.map { $0 - 1 }),
-           let p = preset {
-            imageSize = grid * p.patchSize
-        }
-        task = m["task"].flatMap { $0.isEmpty ? nil : $0 }
-    }
-
-    static func grid(_ n: Int?) -> Int? {
-        guard let n, n > 0 else { return nil }
-        let g = Int(Double(n).squareRoot().rounded())
-        return g * g == n ? g : nil
-    }
-}

@@ -8,9 +8,26 @@ public enum ModelInit {
     /// Loads the student (a new task head starts fresh unless the file has one; `only`
     /// restricts the import to name prefixes) and, when the file holds one, the teacher.
     /// `path` is a safetensors file or a checkpoint directory. Returns whether a teacher was loaded.
+    /// What a load did, for the log.
+    public struct Report: CustomStringConvertible, Sendable {
+        public var imported = 0
+        public var resized: [String] = []
+        /// Student tensors left at their fresh initialisation, by top-level group.
+        public var fresh: [String: Int] = [:]
+        public var teacherLoaded = false
+        public var description: String {
+            var parts = ["imported \(imported) tensor(s)" + (teacherLoaded ? " and the teacher" : "")]
+            if !resized.isEmpty { parts.append("resized " + resized.joined(separator: ", ")) }
+            if !fresh.isEmpty {
+                parts.append("fresh: " + fresh.keys.sorted().map { "\($0).* (\(fresh[$0]!))" }.joined(separator: ", "))
+            }
+            return parts.joined(separator: "; ")
+        }
+    }
+
     @discardableResult
     public static func load(path: URL, params: UMDParameters, student: ParameterStore, teacher: ParameterStore?,
-                            only: [String] = []) throws -> Bool {
+                            only: [String] = []) throws -> Report {
         var isDirectory: ObjCBool = false
         let file: Safetensors.File
         if FileManager.default.fileExists(atPath: path.path, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -28,12 +45,18 @@ public enum ModelInit {
             if converted { return present.contains(name) }
             return !name.hasPrefix("head.") || hasHead
         }
-        try ModelIO.load(into: student, from: file, path: path.path, include: include)
+        let imported = try ModelIO.load(into: student, from: file, path: path.path, include: include)
+        var report = Report(imported: imported.loaded.count, resized: imported.resizeNotes)
+        let loaded = Set(imported.loaded)
+        for view in student.views where !loaded.contains(view.name) {
+            report.fresh[String(view.name.prefix { $0 != "." }), default: 0] += 1
+        }
         if let score = params.head?.score, file["head.score.weight"] == nil { params.copyMatchRowOfITM(into: score, student) }
         if let teacher, file.tensors.contains(where: { $0.name.hasPrefix("teacher.") }) {
-            try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
-            return true
+            let t = try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
+            report.resized += t.resizeNotes.map { "teacher." + $0 }
+            report.teacherLoaded = true
         }
-        return false
+        return report
     }
 }

@@ -9,7 +9,11 @@ import UMDCore
 /// and the configuration's hash is compared across ranks at start.
 public struct RunConfiguration: Codable, Sendable, Equatable {
     public var stage: Stage = .pretrain
-    public var preset = "tiny"
+    /// nil: the `--init` weights' preset, else tiny (resolved at start by `resolved()`).
+    public var preset: String? = nil
+    /// Image side H and text length L (nil: the stage's default, `StageDefaults`).
+    public var imageSize: Int? = nil
+    public var textLength: Int? = nil
     public var task: DownstreamTask? = nil
     public var roco: String? = nil
     public var medicat: String? = nil
@@ -66,11 +70,50 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     public var presetValue: ModelPreset {
         get throws {
-            guard let p = ModelPreset.named(preset) else {
-                throw RunError("unknown preset \(preset); choose tiny, small or base")
+            let name = preset ?? "tiny"
+            guard let p = ModelPreset.named(name) else {
+                throw RunError("unknown preset \(name); choose tiny, small or base")
             }
             return p
         }
+    }
+
+    /// The image side this run trains at: the flag, else the stage's default.
+    public var effectiveImageSize: Int? {
+        (try? presetValue).map { imageSize ?? StageDefaults.imageSize(stage: stage, preset: $0) }
+    }
+
+    /// The text length this run trains at: the flag, else the stage's and task's default.
+    public var effectiveTextLength: Int? {
+        (try? presetValue).map { textLength ?? StageDefaults.textLength(stage: stage, task: task?.kind ?? .none, preset: $0) }
+    }
+
+    /// The configuration with every default that depends on something else made concrete:
+    /// the preset from the `--init` weights when not given (a given one must agree with
+    /// them), image size and text length from the stage. All ranks resolve the same way.
+    public func resolved() throws -> RunConfiguration {
+        var c = self
+        if let initFrom, let described = try WeightsDescription.of(path: initFrom) {
+            if let filePreset = described.preset?.name {
+                if let given = preset, given != filePreset {
+                    throw RunError("--preset \(given) contradicts \(initFrom), which holds a \(filePreset) model; "
+                                   + "drop --preset or start from other weights")
+                }
+                c.preset = filePreset
+            }
+        }
+        if c.preset == nil { c.preset = "tiny" }
+        let p = try c.presetValue
+        c.imageSize = c.effectiveImageSize
+        c.textLength = c.effectiveTextLength
+        if let L = c.textLength, L < 3 || L > p.maxTextLength {
+            throw RunError("--text-length \(L) is outside 3...\(p.maxTextLength) (the \(p.name) position table)")
+        }
+        if let H = c.imageSize, H <= 0 || H % p.patchSize != 0 || (H / p.patchSize) * (H / p.patchSize) < 4 {
+            throw RunError("--image-size \(H) must be a positive multiple of the patch size \(p.patchSize) "
+                           + "with at least 2x2 patches")
+        }
+        return c
     }
 
     public var peakLearningRate: Float {
@@ -128,6 +171,25 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
         if !(0..<1).contains(dropout) { throw RunError("--dropout must be in [0, 1)") }
+    }
+}
+
+/// Per-stage input sizes (MODEL_SPEC.md section 1): pretraining uses the preset's; at base
+/// TD-Calib and fine-tuning use 384 px and L = 32 (VQA), 128 (classification), 40
+/// (retrieval); tiny and small keep their pretraining sizes.
+public enum StageDefaults {
+    public static func imageSize(stage: Stage, preset: ModelPreset) -> Int {
+        stage != .pretrain && preset.name == "base" ? 384 : preset.imageSize
+    }
+
+    public static func textLength(stage: Stage, task: TaskKind, preset: ModelPreset) -> Int {
+        guard stage != .pretrain && preset.name == "base" else { return preset.textLength }
+        switch task {
+        case .vqa: return 32
+        case .classification: return 128
+        case .retrieval: return 40
+        case .none: return preset.textLength
+        }
     }
 }
 

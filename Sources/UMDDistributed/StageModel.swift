@@ -20,15 +20,18 @@ public final class StageModel {
     public let finetune: FinetuneObjective?
     /// Sorted, disjoint arena ranges of the tensors this stage trains.
     public let trainedSegments: [Range<Int>]
+    /// What `--init` imported, resized and left fresh (nil without `--init`).
+    public let initReport: ModelInit.Report?
 
     /// The student is initialised from `seed`, then from `initFrom` (a safetensors file or a
     /// checkpoint directory; `initOnly` restricts it to name prefixes); the teacher is the
     /// file's when it holds one, else a copy of the student.
-    public init(stage: Stage, task: TaskKind, classes: Int, preset: ModelPreset, vocabularySize: Int, seed: UInt64,
+    public init(stage: Stage, task: TaskKind, classes: Int, preset: ModelPreset, vocabularySize: Int, imageSize: Int? = nil,
+                seed: UInt64,
                 initFrom: URL? = nil, initOnly: [String] = [], multipliers: LearningRateMultipliers? = nil,
                 hyperparameters: AdamWHyperparameters = .init(), alpha: Float = 0.5, beta: Double = 0.1) throws {
         let head: TaskHead = stage != .finetune ? .none : (task == .retrieval ? .retrieval : .classifier(outputs: classes))
-        let config = ModelConfig(preset: preset, vocabularySize: vocabularySize, head: head)
+        let config = ModelConfig(preset: preset, vocabularySize: vocabularySize, imageSize: imageSize, head: head)
         try config.validate()
         self.stage = stage
         params = UMDParameters(config)
@@ -38,8 +41,11 @@ public final class StageModel {
             ? ParameterStore(layout: params.layout, withGradients: false) { UMDParameters.isTeacherTensor($0.name) } : nil
         var teacherLoaded = false
         if let initFrom {
-            teacherLoaded = try ModelInit.load(path: initFrom, params: params, student: student, teacher: teacher,
-                                               only: initOnly)
+            let report = try ModelInit.load(path: initFrom, params: params, student: student, teacher: teacher, only: initOnly)
+            teacherLoaded = report.teacherLoaded
+            initReport = report
+        } else {
+            initReport = nil
         }
         if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
 

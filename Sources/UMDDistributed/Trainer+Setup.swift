@@ -20,14 +20,15 @@ extension Trainer {
 
     /// The stage's model; rank 0's initial weights become every rank's.
     static func buildModel(_ config: RunConfiguration, preset: ModelPreset, data: TrainingData, world: Communicator,
-                           watchdog: StallWatchdog) throws -> StageModel {
+                           watchdog: StallWatchdog, log: RunLog) throws -> StageModel {
         var hyper = AdamWHyperparameters()
         hyper.weightDecay = config.weightDecay
         let model = try StageModel(stage: config.stage, task: config.task?.kind ?? .none, classes: data.table.classes.count,
-                                   preset: preset, vocabularySize: data.tokenizer.vocabularySize, seed: config.seed,
-                                   initFrom: config.initFrom.map { URL(fileURLWithPath: $0) }, initOnly: config.initOnly,
-                                   multipliers: config.multipliers, hyperparameters: hyper, alpha: config.alpha,
-                                   beta: config.beta)
+                                   preset: preset, vocabularySize: data.tokenizer.vocabularySize, imageSize: config.imageSize,
+                                   seed: config.seed, initFrom: config.initFrom.map { URL(fileURLWithPath: $0) },
+                                   initOnly: config.initOnly, multipliers: config.multipliers, hyperparameters: hyper,
+                                   alpha: config.alpha, beta: config.beta)
+        if let report = model.initReport, let path = config.initFrom { log.info("init: \(path): \(report)") }
         try watchdog.guarding("start-up, broadcast of the initial weights") {
             let student = model.student
             try world.broadcast(UnsafeMutableBufferPointer(start: student.values, count: student.count), root: 0)
@@ -83,11 +84,14 @@ extension Trainer {
     /// Rank 0 writes the final weights (and the class list); every rank meets at a barrier.
     static func finish(_ config: RunConfiguration, model: StageModel, data: TrainingData, summary: Summary, startStep: Int,
                        since runStart: Date, world: Communicator, watchdog: StallWatchdog, log: RunLog) throws {
+        let preset = try config.presetValue
         if world.rank == 0 {
             let weights = URL(fileURLWithPath: config.out).appendingPathComponent("final.safetensors")
             try ModelIO.export(student: model.student, teacher: model.teacher,
-                               metadata: ["stage": config.stage.rawValue, "preset": config.preset,
-                                          "steps": String(config.steps), "task": config.task?.rawValue ?? ""],
+                               metadata: WeightsDescription.metadata(
+                                stage: config.stage.rawValue, preset: preset.name, vocabularySize: data.tokenizer.vocabularySize,
+                                imageSize: config.imageSize!, textLength: config.textLength!, task: config.task?.rawValue ?? "",
+                                classes: data.table.classes, extra: ["steps": String(config.steps)]),
                                to: weights)
             if !data.table.classes.isEmpty {
                 try AtomicFileWriter.write(JSONEncoder().encode(data.table.classes),

@@ -13,8 +13,9 @@ public enum Trainer {
         public var output: URL
     }
 
-    public static func run(_ config: RunConfiguration, world: Communicator) throws -> Summary {
+    public static func run(_ given: RunConfiguration, world: Communicator) throws -> Summary {
         // Set-up: configuration agreed by every rank, data, model, step, checkpoints, resume.
+        let config = try given.resolved()
         try config.validate()
         let preset = try config.presetValue
         let rank = world.rank, G = config.batchSize
@@ -29,7 +30,7 @@ public enum Trainer {
         let threads = ThreadBudget.configure()
         try start(config, out: out, world: world, watchdog: watchdog)
         let data = try TrainingData(config, preset: preset, world: world, watchdog: watchdog, log: log)
-        let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog)
+        let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog, log: log)
         let sync = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: model.trainedSegments,
                                             bucketBytes: Int(config.bucketMB * 1048576), watchdog: watchdog)
         defer { sync.stop() }
@@ -45,7 +46,7 @@ public enum Trainer {
         let startStep = try config.resume.map { try resume($0, plan: plan, state: state, world: world,
                                                            watchdog: watchdog, log: log) } ?? 0
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(world.size) rank(s), "
-                 + "global batch \(G), \(config.steps) steps, \(data.table.count) samples, vocabulary "
+                 + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G), \(config.steps) steps, \(data.table.count) samples, vocabulary "
                  + "\(data.tokenizer.vocabularySize), \(model.trainedParameterCount) trained parameters in "
                  + "\(sync.buckets.count) gradient bucket(s), \(threads.threads) OpenBLAS thread(s) per rank"
                  + (threads.fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)"))

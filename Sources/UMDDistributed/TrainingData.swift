@@ -40,7 +40,7 @@ final class TrainingData: @unchecked Sendable {
         }
         sampler = try DistributedSampler(datasetSize: table.count, globalBatch: config.batchSize, worldSize: world.size,
                                          rank: world.rank, seed: config.seed)
-        assembler = BatchAssembler(seed: config.seed, imageSize: preset.imageSize, textLength: preset.textLength,
+        assembler = BatchAssembler(seed: config.seed, imageSize: config.imageSize!, textLength: config.textLength!,
                                    patchSize: preset.patchSize, vocabularySize: tokenizer.vocabularySize)
         tokenizerHash = Checkpoints.hashFiles(["vocab.json", "merges.txt"].map { tokenizerDirectory.appendingPathComponent($0) })
         classesHash = String(CounterRandom.hash(table.classes.joined(separator: "\n")), radix: 16)

@@ -75,16 +75,24 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var downstream: DownstreamFlags
     @Option(help: "Weights to evaluate (a finetune run's final.safetensors).") var checkpoint: String
     @Option(help: "Tokenizer directory.") var tokenizer: String
-    @Option(help: "Model preset.") var preset = "tiny"
+    @Option(help: "Model preset (default: the weights' own).") var preset: String?
+    @Option(help: "Image size (default: the weights' own).") var imageSize: Int?
+    @Option(help: "Text length (default: the weights' own).") var textLength: Int?
     @Option(help: "Split: train, validation or test.") var split: Split = .test
     @Option(help: "Directory for eval-<task>-<split>.json (default: the checkpoint's).") var out: String?
     @Option(help: "At most this many retrieval pairs.") var retrievalCap = 2000
 
     func run() throws {
         guard let task = downstream.task, let data = downstream.data else { throw ValidationError("eval needs --task and --data") }
-        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+        var p: ModelPreset? = nil
+        if let preset {
+            guard let named = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+            p = named
+        }
         var o = Evaluator.Options(task: task, data: URL(fileURLWithPath: data), checkpoint: URL(fileURLWithPath: checkpoint),
                                   tokenizer: URL(fileURLWithPath: tokenizer), preset: p)
+        o.imageSize = imageSize
+        o.textLength = textLength
         o.split = split
         o.retrievalCap = retrievalCap
         o.out = out.map { URL(fileURLWithPath: $0) }

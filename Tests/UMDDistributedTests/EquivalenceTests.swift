@@ -207,6 +207,27 @@ struct EquivalenceTests {
         }
     }
 
+    /// A weights file says which preset, image size, text length and classes it was made
+    /// with: `eval` of a `small` model needs no --preset, and a contradicting one is named.
+    @Test func evalReadsThePresetFromTheWeights() throws {
+        try Self.prepare()
+        let out = Self.root.appendingPathComponent("small-vqa")
+        let vqa = Self.root.appendingPathComponent("vqa").path, tok = Self.root.appendingPathComponent("tok").path
+        let ft = try MPIJob.run(ranks: 1, ["finetune", "--task", "vqa-rad", "--data", vqa, "--tokenizer", tok,
+                                           "--preset", "small", "--out", out.path, "--steps", "1", "--batch-size", "2"],
+                                timeout: 120)
+        try #require(ft.exitCode == 0, "\(ft)")
+        #expect(ft.stdout.contains("preset small, 1 rank(s), 64 px, L = 32"), "\(ft)")
+        let weights = out.appendingPathComponent("final.safetensors").path
+        let ev = try MPIJob.run(ranks: 1, ["eval", "--task", "vqa-rad", "--data", vqa, "--tokenizer", tok,
+                                           "--checkpoint", weights], timeout: 120)
+        #expect(ev.exitCode == 0 && ev.stdout.contains("preset small, 64 px, L = 32"), "\(ev)")
+        let wrong = try MPIJob.run(ranks: 1, ["eval", "--task", "vqa-rad", "--data", vqa, "--tokenizer", tok,
+                                              "--checkpoint", weights, "--preset", "tiny"], timeout: 60)
+        #expect(wrong.exitCode != 0 && wrong.output.contains("--preset tiny contradicts \(weights), which holds a small model"),
+                "\(wrong)")
+    }
+
     @Test func aDamagedImageStopsTheRunByNameOrIsSkippedUpFront() throws {
         try Self.prepare()
         let roco = Self.root.appendingPathComponent("roco-damaged")

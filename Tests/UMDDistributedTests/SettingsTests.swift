@@ -132,3 +132,38 @@ struct SettingsTests {
         #expect(other.resumeMismatches(defaulted) == ["lr 1e-05 (now 2e-05)", "seed 0 (now 3)"])
     }
 }
+
+/// Per-stage input sizes and weights that describe themselves.
+struct StageSizeTests {
+    func resolved(_ stage: Stage, _ arguments: [String]) throws -> RunConfiguration {
+        try Settings.configuration(stage: stage, arguments: arguments).resolved()
+    }
+
+    @Test func downstreamStagesAtBaseUseTheSpecSizes() throws {
+        let vqa = try resolved(.finetune, ["--preset", "base", "--task", "vqa-rad"])
+        #expect(vqa.imageSize == 384 && vqa.textLength == 32)
+        #expect(try resolved(.calib, ["--preset", "base", "--task", "melinda"]).textLength == 128)
+        #expect(try resolved(.finetune, ["--preset", "base", "--task", "roco-retrieval"]).textLength == 40)
+        let pretrain = try resolved(.pretrain, ["--preset", "base"])
+        #expect(pretrain.imageSize == 288 && pretrain.textLength == 64)
+        let tiny = try resolved(.finetune, ["--task", "vqa-rad"])
+        #expect(tiny.preset == "tiny" && tiny.imageSize == 32 && tiny.textLength == 16, "tiny keeps its pretraining sizes")
+        let told = try resolved(.finetune, ["--preset", "base", "--task", "vqa-rad", "--image-size", "224", "--text-length", "48"])
+        #expect(told.imageSize == 224 && told.textLength == 48)
+        #expect(SettingsTests.error { try resolved(.finetune, ["--task", "vqa-rad", "--image-size", "36"]) }
+            .contains("--image-size 36 must be a positive multiple of the patch size 8"))
+        #expect(SettingsTests.error { try resolved(.pretrain, ["--text-length", "600"]) }.contains("outside 3...128"))
+    }
+
+    @Test func thePresetComesFromTheInitWeightsAndAContradictionIsNamed() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-small-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Safetensors.write([Safetensors.Tensor(name: "x", shape: [1], floats: [0])],
+                              metadata: ["preset": "small", "image_size": "64"], to: url)
+        let c = try resolved(.calib, ["--task", "vqa-rad", "--init", url.path])
+        #expect(c.preset == "small" && c.imageSize == 64)
+        let message = SettingsTests.error { try resolved(.calib, ["--task", "vqa-rad", "--init", url.path, "--preset", "tiny"]) }
+        #expect(message.contains("--preset tiny contradicts \(url.path), which holds a small model"), "\(message)")
+        #expect(SettingsTests.error { try resolved(.calib, ["--init", "/no/such/weights"]) }.contains("no such file or directory"))
+    }
+}

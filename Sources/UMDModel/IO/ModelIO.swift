@@ -41,6 +41,8 @@ public enum ModelIO {
     public struct ImportReport: Sendable {
         public var loaded: [String] = []
         public var resizedPositions: [String] = []
+        /// "vision.pos_embed 18x18 -> 24x24 patches", for the log.
+        public var resizeNotes: [String] = []
     }
 
     /// Loads the tensors of `store` selected by `include` from `file` (names `prefix + name`).
@@ -64,6 +66,7 @@ public enum ModelIO {
                       let from = gridSide(t.shape[0] - 1), let to = gridSide(view.shape[0] - 1) {
                 plan.append((view, PositionResize.bicubic(t.floats, fromGrid: from, toGrid: to, width: view.shape[1])))
                 report.resizedPositions.append(view.name)
+                report.resizeNotes.append("\(view.name) \(from)x\(from) -> \(to)x\(to) patches")
             } else {
                 error.misshaped.append("\(t.name) is \(t.shape), expected \(view.shape)")
             }

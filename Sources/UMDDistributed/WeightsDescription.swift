@@ -1,0 +1,80 @@
+import Foundation
+import UMDModel
+
+/// What a weights file says about itself: umd writes preset, vocabulary size, image size,
+/// text length, stage, task and class list into the metadata of every weights file, and
+/// a checkpoint's manifest holds its configuration. Flags that are absent are taken from
+/// here; a flag that contradicts it is an error naming both.
+public struct WeightsDescription {
+    public var preset: ModelPreset?
+    public var vocabularySize: Int?
+    public var imageSize: Int?
+    public var textLength: Int?
+    public var task: String?
+    public var classes: [String]?
+
+    public init(metadata m: [String: String], shapes: [String: [Int]], path: String) throws {
+        if let name = m["preset"], !name.isEmpty {
+            guard let p = ModelPreset.named(name) else {
+                throw RunError("\(path): its metadata names preset \(name), which umd does not know")
+            }
+            preset = p
+        }
+        vocabularySize = m["vocabulary_size"].flatMap { Int($0) } ?? shapes["text.word_embed"]?.first
+        imageSize = m["image_size"].flatMap { Int($0) }
+        if imageSize == nil, let rows = shapes["vision.pos_embed"]?.first, let g = Self.grid(rows - 1), let p = preset {
+            imageSize = g * p.patchSize
+        }
+        textLength = m["text_length"].flatMap { Int($0) }
+        task = m["task"].flatMap { $0.isEmpty ? nil : $0 }
+        classes = m["classes"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+    }
+
+    public init(file: Safetensors.File, path: String) throws {
+        try self.init(metadata: file.metadata, shapes: Dictionary(file.tensors.map { ($0.name, $0.shape) },
+                                                                  uniquingKeysWith: { a, _ in a }), path: path)
+    }
+
+    /// The description of a weights file (read from its header only) or of a checkpoint
+    /// directory (from its manifest); nil when `path` is neither.
+    public static func of(path: String) throws -> WeightsDescription? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw RunError("\(path): no such file or directory (the --init weights)")
+        }
+        if isDirectory.boolValue {
+            let m = try Checkpoints.readManifest(URL(fileURLWithPath: path))
+            return try WeightsDescription(metadata: ["preset": m.config.preset ?? "",
+                                                     "image_size": m.config.imageSize.map(String.init) ?? "",
+                                                     "text_length": m.config.textLength.map(String.init) ?? ""],
+                                          shapes: [:], path: path)
+        }
+        let (_, header, _) = try Safetensors.readHeader(URL(fileURLWithPath: path))
+        let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
+        var shapes: [String: [Int]] = [:]
+        for name in ["text.word_embed", "vision.pos_embed"] {
+            if let info = header[name] as? [String: Any], let shape = info["shape"] as? [Any] {
+                shapes[name] = shape.compactMap { ($0 as? NSNumber)?.intValue }
+            }
+        }
+        return try WeightsDescription(metadata: metadata, shapes: shapes, path: path)
+    }
+
+    /// Metadata umd writes with a model's weights.
+    public static func metadata(stage: String, preset: String, vocabularySize: Int, imageSize: Int, textLength: Int,
+                                task: String, classes: [String], extra: [String: String] = [:]) -> [String: String] {
+        var m = extra
+        m["stage"] = stage; m["preset"] = preset; m["vocabulary_size"] = String(vocabularySize)
+        m["image_size"] = String(imageSize); m["text_length"] = String(textLength); m["task"] = task
+        if !classes.isEmpty {
+            m["classes"] = String(decoding: (try? JSONEncoder().encode(classes)) ?? Data(), as: UTF8.self)
+        }
+        return m
+    }
+
+    static func grid(_ n: Int) -> Int? {
+        guard n > 0 else { return nil }
+        let g = Int(Double(n).squareRoot().rounded())
+        return g * g == n ? g : nil
+    }
+}
