@@ -266,7 +266,12 @@ public enum Checkpoints {
         }
         var all = tensors(m.student, base: 0, prefix: "")
         if includeTeacher { all += tensors(m.teacher, base: m.studentCount, prefix: "teacher.") }
-        return (Safetensors.File(tensors: all, metadata: ["stage": m.stage, "step": String(m.step), "preset": m.preset]), m)
+        let vocabulary = m.student.first { $0.name == "text.word_embed" }?.shape.first ?? 0
+        let metadata = WeightsDescription.metadata(
+            stage: m.stage, preset: m.preset, vocabularySize: vocabulary, imageSize: m.config.effectiveImageSize ?? 0,
+            textLength: m.config.effectiveTextLength ?? 0, task: m.config.task?.rawValue ?? "", classes: [],
+            extra: ["step": String(m.step)])
+        return (Safetensors.File(tensors: all, metadata: metadata), m)
     }
 
     /// Checks every shard without a model (for `inspect --verify`): size and checksum.

@@ -28,7 +28,8 @@ public enum FeatureEncoder {
     @discardableResult
     public static func run(_ o: Options) throws -> Summary {
         let file = try Safetensors.read(o.weights)
-        let names = Set(file.tensors.map(\.name).filter { !$0.hasPrefix("teacher.") })
+        // The encoders, fusion and pre-training heads; a task head is not needed for features.
+        let names = Set(file.tensors.map(\.name).filter { !$0.hasPrefix("teacher.") && !$0.hasPrefix("head.") })
         let description = try WeightsDescription(file: file, path: o.weights.path)
         guard let preset = o.preset ?? description.preset else {
             throw RunError("\(o.weights.path): the file does not name its preset; pass --preset")

@@ -102,6 +102,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
                 c.preset = filePreset
             }
         }
+        // A resumed run continues at the checkpoint's sizes unless told otherwise (and a
+        // contradicting value is then reported by the resume check, naming both).
+        if let resume, let saved = Self.savedConfiguration(resume, run: URL(fileURLWithPath: out)) {
+            c.preset = c.preset ?? saved.preset
+            c.imageSize = c.imageSize ?? saved.imageSize
+            c.textLength = c.textLength ?? saved.textLength
+        }
         if c.preset == nil { c.preset = "tiny" }
         let p = try c.presetValue
         c.imageSize = c.effectiveImageSize
@@ -160,6 +167,12 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             if now != then { problems.append("\(setting.name) \(then) (now \(now))") }
         }
         return problems
+    }
+
+    /// The configuration of the checkpoint `--resume` names ("latest": the newest of `run`).
+    static func savedConfiguration(_ resume: String, run: URL) -> RunConfiguration? {
+        let dir = resume == "latest" ? Checkpoints.complete(run: run).first : URL(fileURLWithPath: resume)
+        return dir.flatMap { try? Checkpoints.readManifest($0).config }
     }
 
     public func validate() throws {

@@ -100,8 +100,20 @@ extension Trainer {
             log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps - startStep,
                             Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))
         }
+        // Peak resident memory of every rank, for sizing cluster jobs.
+        let peaks = try watchdog.guarding("end of run, peak memory") { try world.allgather([Int64(peakResidentBytes())]) }
+        log.info("peak resident memory per rank: " + peaks.map { String(format: "%.2f GB", Double($0) / 1e9) }
+            .joined(separator: ", "))
         try watchdog.guarding("end of run barrier") { try world.barrier() }
     }
+}
+
+/// This process's peak resident set size (VmHWM), 0 where /proc is not available.
+func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kB = line.split(separator: " ").compactMap({ Int($0) }).first else { return 0 }
+    return kB * 1024
 }
 
 /// The step the loop is in, for watchdog messages from the reduction closure.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UMDDistributed
 import MPIBridge
+import UMDData
 import UMDModel
 
 /// `umd-mpirun convert`: pretrained CLIP (vision) and RoBERTa (text) weights → a umd file.
@@ -51,6 +52,10 @@ struct EncodeCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Image files.") var images: [String] = []
     @Option(parsing: .upToNextOption, help: "Texts (each one argument).") var texts: [String] = []
     @Option(help: "File with one text per line (added to --texts).") var textFile: String?
+    @Option(help: "A data set split instead of files: vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval.")
+    var task: DownstreamTask?
+    @Option(help: "Root of that data set.") var data: String?
+    @Option(help: "Its split: train, validation or test.") var split: Split = .test
     @Option(help: "Preset (default: the weights file's).") var preset: String?
     @Option(help: "Image size (default: the weights file's).") var imageSize: Int?
     @Option(help: "Text length L (default: the preset's).") var textLength: Int?
@@ -66,6 +71,18 @@ struct EncodeCommand: ParsableCommand {
                 throw ValidationError("\(textFile): cannot read it as UTF-8 text")
             }
             o.texts += text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        }
+        if (task == nil) != (data == nil) { throw ValidationError("--task and --data go together") }
+        if let task, let data {
+            // Every sample's image and its text (question or caption), in split order.
+            do {
+                let table = try SampleTable.task(task, root: URL(fileURLWithPath: data), split: split, retrievalCap: Int.max)
+                o.images += table.images
+                o.texts += table.texts
+            } catch {
+                writeToStandardError("umd-mpirun encode: error: \(error)\n")
+                throw ExitCode.failure
+            }
         }
         if let preset {
             guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }

@@ -167,3 +167,22 @@ struct StageSizeTests {
         #expect(SettingsTests.error { try resolved(.calib, ["--init", "/no/such/weights"]) }.contains("no such file or directory"))
     }
 }
+
+extension StageSizeTests {
+    /// `--resume` without --preset continues at the checkpoint's preset and sizes.
+    @Test func aResumedRunTakesThePresetAndSizesOfItsCheckpoint() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("umd-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: run) }
+        var saved = try resolved(.finetune, ["--preset", "base", "--task", "vqa-rad", "--image-size", "448"])
+        saved.out = run.path
+        let manifest = CheckpointManifest(step: 3, worldSize: 2, config: saved, tokenizerHash: "-", classesHash: "-",
+                                          randomState: "-", schedule: LearningRateSchedule(shape: .cosine, totalSteps: 9),
+                                          optimizerSteps: 3, studentCount: 0, teacherCount: 0, student: [], teacher: [],
+                                          shards: [], createdAt: "-")
+        let dir = Checkpoints.directory(run: run, step: 3)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try JSONEncoder().encode(manifest).write(to: dir.appendingPathComponent("manifest.json"))
+        let c = try resolved(.finetune, ["--task", "vqa-rad", "--out", run.path, "--resume"])
+        #expect(c.preset == "base" && c.imageSize == 448 && c.textLength == 32)
+    }
+}

@@ -11,11 +11,18 @@ public enum ModelIO {
         }
     }
 
-    /// Writes the student under its names and, when given, the teacher under `teacher.<name>`.
+    /// Writes the student under its names and, when given, the teacher under `teacher.<name>`,
+    /// straight from the arenas (no copy of the weights is made).
     public static func export(student: ParameterStore, teacher: ParameterStore? = nil, metadata: [String: String] = [:],
                               to url: URL) throws {
-        var all = tensors(of: student)
-        if let teacher { all += tensors(of: teacher, prefix: "teacher.") }
+        func borrowed(_ store: ParameterStore, _ prefix: String) -> [Safetensors.Tensor] {
+            store.views.map {
+                Safetensors.Tensor(name: prefix + $0.name, shape: $0.shape,
+                                   borrowing: UnsafeBufferPointer(start: store.values + $0.offset, count: $0.count))
+            }
+        }
+        var all = borrowed(student, "")
+        if let teacher { all += borrowed(teacher, "teacher.") }
         try Safetensors.write(all, metadata: metadata, to: url)
     }
 
@@ -55,16 +62,17 @@ public enum ModelIO {
                             include: (String) -> Bool = { _ in true}, resizePositions: Bool = true) throws -> ImportReport {
         var error = ImportError(path: path)
         var report = ImportReport()
-        var plan: [(TensorView, [Float])] = []
+        // What to copy where: the file's bytes straight into the arena, or resized values.
+        var plan: [(TensorView, Safetensors.Tensor?, [Float]?)] = []
         let byName = file.byName
         for view in store.views where include(view.name) {
             guard let t = byName[prefix + view.name] else { error.missing.append(prefix + view.name); continue }
             guard t.dtype == .f32 else { error.misshaped.append("\(t.name) is \(t.dtype.rawValue), expected F32"); continue }
             if t.shape == view.shape {
-                plan.append((view, t.floats))
+                plan.append((view, t, nil))
             } else if resizePositions, view.name == "vision.pos_embed", t.shape.count == 2, t.shape[1] == view.shape[1],
                       let from = gridSide(t.shape[0] - 1), let to = gridSide(view.shape[0] - 1) {
-                plan.append((view, PositionResize.bicubic(t.floats, fromGrid: from, toGrid: to, width: view.shape[1])))
+                plan.append((view, nil, PositionResize.bicubic(t.floats, fromGrid: from, toGrid: to, width: view.shape[1])))
                 report.resizedPositions.append(view.name)
                 report.resizeNotes.append("\(view.name) \(from)x\(from) -> \(to)x\(to) patches")
             } else {
@@ -77,8 +85,13 @@ public enum ModelIO {
             if include(name) && store.view(named: name) == nil { error.extra.append(t.name) }
         }
         if !error.missing.isEmpty || !error.extra.isEmpty || !error.misshaped.isEmpty { throw error }
-        for (view, values) in plan {
-            values.withUnsafeBufferPointer { (store.values + view.offset).update(from: $0.baseAddress!, count: view.count) }
+        for (view, tensor, values) in plan {
+            let target = UnsafeMutableRawPointer(store.values + view.offset)
+            if let tensor {
+                tensor.data.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: view.count * 4) }
+            } else if let values {
+                values.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: view.count * 4) }
+            }
             report.loaded.append(view.name)
         }
         return report

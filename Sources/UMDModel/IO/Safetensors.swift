@@ -33,6 +33,14 @@ public enum Safetensors {
             self.init(name: name, dtype: .f32, shape: shape, data: Data(buffer: floats))
         }
 
+        /// A tensor whose bytes stay where they are (an arena view): no copy. The memory
+        /// must outlive every use of the tensor (writing a file from live arenas).
+        public init(name: String, shape: [Int], borrowing floats: UnsafeBufferPointer<Float>) {
+            let data = floats.isEmpty ? Data() : Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: floats.baseAddress!),
+                                                      count: floats.count * 4, deallocator: .none)
+            self.init(name: name, dtype: .f32, shape: shape, data: data)
+        }
+
         public init(name: String, shape: [Int], floats: [Float]) {
             self.init(name: name, dtype: .f32, shape: shape, data: floats.withUnsafeBufferPointer { Data(buffer: $0) })
         }
@@ -189,7 +197,8 @@ public enum Safetensors {
                 throw FormatError(path: path, problem: "tensor \(name) holds \(end - begin) bytes but shape \(shape) "
                                   + "needs \(expected)")
             }
-            let data = bytes.subdata(in: (dataStart + begin)..<(dataStart + end))
+            // A slice shares the file's buffer: no second copy of a model-sized file.
+            let data = bytes[(bytes.startIndex + dataStart + begin)..<(bytes.startIndex + dataStart + end)]
             entries.append((begin, Tensor(name: name, dtype: dtype, shape: shape, data: data)))
         }
         entries.sort { $0.begin < $1.begin || ($0.begin == $1.begin && $0.tensor.name < $1.tensor.name) }
