@@ -49,6 +49,16 @@ public struct CheckpointManifest: Codable, Sendable {
     public var preset: String { config.preset ?? "tiny" }
     public var configHash: String { String(config.hash, radix: 16) }
     public var stateCount: Int { 3 * studentCount + teacherCount }
+
+    /// Which tensor of which section a state element belongs to, for messages.
+    public func describe(element e: Int) -> String {
+        let S = studentCount, T = teacherCount
+        let (section, offset, tensors): (String, Int, [Tensor]) =
+            e < S ? ("student", e, student) : e < S + T ? ("teacher", e - S, teacher)
+            : e < 2 * S + T ? ("AdamW m", e - S - T, student) : ("AdamW v", e - 2 * S - T, student)
+        let name = tensors.filter { $0.offset <= offset }.max { $0.offset < $1.offset }?.name ?? "?"
+        return "\(section) \(name)"
+    }
     public var parameterCount: Int { studentCount }
 }
 
@@ -284,6 +294,17 @@ public enum Checkpoints {
                 try ShardIO.read(dir.appendingPathComponent(shard.file),
                                  into: [UnsafeMutableRawBufferPointer(start: buffer, count: shard.uncompressedBytes)],
                                  expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+                // Intact but diverged: weights (or moments) that are NaN or infinite.
+                let floats = buffer.bindMemory(to: Float.self, capacity: shard.upper - shard.lower)
+                var bad = 0, first = -1
+                for i in 0..<(shard.upper - shard.lower) where !floats[i].isFinite {
+                    if first < 0 { first = shard.lower + i }
+                    bad += 1
+                }
+                if bad > 0 {
+                    problems.append("\(shard.file): \(bad) non-finite value(s), the first in \(m.describe(element: first)); "
+                                    + "the run had diverged when it was saved")
+                }
             } catch {
                 problems.append("\(error)")
             }

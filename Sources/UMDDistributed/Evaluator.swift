@@ -66,6 +66,7 @@ public enum Evaluator {
         let student = ParameterStore(layout: params.layout, withGradients: true)
         params.initialize(student, seed: 0)
         let loaded = try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
+        try student.requireFinite("the weights in \(o.checkpoint.path)")
         if rank == 0 {
             print("eval: \(o.checkpoint.path): preset \(preset.name), \(H) px, L = \(L), \(loaded.loaded.count) tensors"
                   + (loaded.resizeNotes.isEmpty ? "" : ", resized " + loaded.resizeNotes.joined(separator: ", ")))

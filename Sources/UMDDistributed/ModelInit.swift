@@ -46,6 +46,7 @@ public enum ModelInit {
             return !name.hasPrefix("head.") || hasHead
         }
         let imported = try ModelIO.load(into: student, from: file, path: path.path, include: include)
+        try student.requireFinite("the --init weights in \(path.path)")
         var report = Report(imported: imported.loaded.count, resized: imported.resizeNotes)
         let loaded = Set(imported.loaded)
         for view in student.views where !loaded.contains(view.name) {
@@ -54,6 +55,7 @@ public enum ModelInit {
         if let score = params.head?.score, file["head.score.weight"] == nil { params.copyMatchRowOfITM(into: score, student) }
         if let teacher, file.tensors.contains(where: { $0.name.hasPrefix("teacher.") }) {
             let t = try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
+            try teacher.requireFinite("the --init teacher weights in \(path.path)")
             report.resized += t.resizeNotes.map { "teacher." + $0 }
             report.teacherLoaded = true
         }

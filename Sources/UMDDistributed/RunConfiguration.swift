@@ -38,6 +38,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var clipNorm: Float? = nil
     public var gmCoord = true
     public var gmNoise = true
+    /// A step whose loss or gradient is not finite stops the run (nil: the default), or is
+    /// skipped. Optional so manifests written before it existed still decode.
+    public var onNonFinite: NonFiniteAction? = nil
     public var logEvery = 10
     public var consistencyEvery = 100
     public var stallTimeout = 300.0
@@ -131,7 +134,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var stepSettings: StepSettings {
         var s = StepSettings(schedule: LearningRateSchedule(shape: stage == .pretrain ? .linear : .cosine, totalSteps: steps))
         s.seed = seed; s.dropout = dropout; s.gmCoord = gmCoord; s.gmNoise = gmNoise; s.clipNorm = clipNorm
-        s.peakLearningRate = peakLearningRate; s.ema = ema
+        s.peakLearningRate = peakLearningRate; s.ema = ema; s.onNonFinite = onNonFinite ?? .stop
         return s
     }
 

@@ -42,7 +42,10 @@ public final class RunLog: @unchecked Sendable {
 
     func metrics(_ record: [String: Double], stage: String) {
         guard rank == 0 else { return }
-        var object: [String: Any] = record
+        // JSON has no NaN: a non-finite value is written as null and named, never dropped.
+        var object: [String: Any] = record.mapValues { $0.isFinite ? $0 as Any : NSNull() }
+        let nonFinite = record.filter { !$0.value.isFinite }.keys.sorted()
+        if !nonFinite.isEmpty { object["nonfinite"] = nonFinite }
         object["stage"] = stage
         if let step = record["step"] { object["step"] = Int(step) }
         do {
@@ -95,6 +98,7 @@ struct LogWindow {
         record["step"] = Double(step + 1)
         record["lr"] = Double(outcome.learningRate)
         record["grad_norm"] = outcome.gradientNorm ?? 0
+        if outcome.skipped { record["skipped"] = 1 }
         record["samples_per_s"] = Double(samples) / max(Date().timeIntervalSince(start), 1e-9)
         record["data_wait_s"] = dataWait
         record["comm_wait_s"] = commWait

@@ -64,8 +64,8 @@ extension Settings {
     }
 
     static func assign(_ setting: Setting, _ text: String, to c: inout RunConfiguration, where place: String) throws {
-        guard setting.assign(&c, text) else {
-            throw RunError("\(place): '\(text)' is not a valid value (expected \(setting.placeholder))")
+        if let problem = setting.assign(&c, text) {
+            throw RunError("\(place): '\(text)' is not allowed: \(problem)")
         }
     }
 }

@@ -50,6 +50,11 @@ extension Bool: SettingValue {
     public var jsonValue: Any { self }
     public static var placeholder: String { "on|off" }
 }
+extension NonFiniteAction: SettingValue {
+    public init?(settingText: String) { self.init(rawValue: settingText) }
+    public var jsonValue: Any { rawValue }
+    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
+}
 extension DownstreamTask: SettingValue {
     public init?(settingText: String) { self.init(rawValue: settingText) }
     public var jsonValue: Any { rawValue }
@@ -77,8 +82,8 @@ public struct Setting: Sendable {
     public let hidden: Bool
     public let form: Form
     public let placeholder: String
-    /// Sets the value from text; nil when the text is not a valid value.
-    let assign: @Sendable (inout RunConfiguration, String) -> Bool
+    /// Sets the value from text; returns nil, or why the text is not an allowed value.
+    let assign: @Sendable (inout RunConfiguration, String) -> String?
     /// The effective value (defaults resolved), nil when unset.
     let read: @Sendable (RunConfiguration) -> Any?
     /// The value to compare on resume (its text).
@@ -87,31 +92,53 @@ public struct Setting: Sendable {
     /// A setting stored at `key`. `effective` resolves a default that depends on other settings.
     static func option<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T> & Sendable, _ help: String,
-        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false
+        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
+        allowed: Allowed<T> = .any
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
-                assign: assigner(T.self, key), read: { $0[keyPath: key].jsonValue })
+                assign: assigner(key, allowed), read: { $0[keyPath: key].jsonValue })
     }
 
     /// An optional setting; `effective` gives the value used when it is unset (nil: none).
     static func optional<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T?> & Sendable, _ help: String,
         stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
-        effective: (@Sendable (RunConfiguration) -> T?)? = nil
+        allowed: Allowed<T> = .any, effective: (@Sendable (RunConfiguration) -> T?)? = nil
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
-                assign: assigner(T.self, key), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
+                assign: assigner(key, allowed), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
     }
 
-    /// Parses the text as a `T` and stores it at `key` (false: not a valid `T`).
-    static func assigner<T: SettingValue, Stored>(_ type: T.Type, _ key: WritableKeyPath<RunConfiguration, Stored> & Sendable)
-        -> @Sendable (inout RunConfiguration, String) -> Bool {
+    /// Parses the text as a `T`, checks it against `allowed` and stores it at `key`.
+    static func assigner<T: SettingValue, Stored>(_ key: WritableKeyPath<RunConfiguration, Stored> & Sendable,
+                                                 _ allowed: Allowed<T>) -> @Sendable (inout RunConfiguration, String) -> String? {
         { c, text in
-            guard let v = T(settingText: text), let stored = v as? Stored else { return false }
+            guard let v = T(settingText: text), let stored = v as? Stored else { return "expected \(T.placeholder)" }
+            if let problem = allowed.problem(v) { return problem }
             c[keyPath: key] = stored
-            return true
+            return nil
+        }
+    }
+}
+
+/// The values a setting allows, checked when it is read (flag or config file).
+public struct Allowed<T>: Sendable {
+    let problem: @Sendable (T) -> String?
+    public static var any: Allowed<T> { Allowed { _ in nil } }
+}
+
+extension Allowed where T: Comparable & Sendable {
+    /// lower ≤ v (or lower < v when `strictly`).
+    static func atLeast(_ lower: T, strictly: Bool = false) -> Allowed {
+        Allowed { v in (strictly ? v > lower : v >= lower) ? nil : "must be \(strictly ? "greater than" : "at least") \(lower)" }
+    }
+    /// lower ≤ v ≤ upper, or lower ≤ v < upper with `upperOpen`.
+    static func within(_ lower: T, _ upper: T, upperOpen: Bool = false) -> Allowed {
+        Allowed { v in
+            v >= lower && (upperOpen ? v < upper : v <= upper) ? nil
+                : "must be in [\(lower), \(upper)\(upperOpen ? ")" : "]")"
         }
     }
 }
@@ -127,7 +154,7 @@ public enum Settings {
         .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], resume: true),
         .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true),
         .option("medicat-holdout", \.medicatHoldout, "MedICaT texts held out for validation and for test, each.",
-                stages: [.pretrain], resume: true),
+                stages: [.pretrain], resume: true, allowed: .atLeast(0)),
         .optional("task", \.task, "Downstream task.", stages: downstream, resume: true),
         .optional("data", \.data, "Root of the task's data set.", stages: downstream, resume: true),
         .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt)."),
@@ -135,50 +162,61 @@ public enum Settings {
                   resume: true, effective: { $0.preset ?? "tiny" }),
         .optional("image-size", \.imageSize,
                   "Image side in pixels (default: the preset's; 384 for calib and finetune at base).",
-                  resume: true, effective: { $0.effectiveImageSize }),
+                  resume: true, allowed: .atLeast(1), effective: { $0.effectiveImageSize }),
         .optional("text-length", \.textLength,
                   "Text length L in tokens (default: the preset's; at base downstream 32 VQA, 128 classification, 40 retrieval).",
-                  resume: true, effective: { $0.effectiveTextLength }),
+                  resume: true, allowed: .atLeast(3), effective: { $0.effectiveTextLength }),
         .optional("init", \.initFrom, "Start from these weights (a safetensors file or a checkpoint directory)."),
         Setting(name: "init-only", help: "Name prefixes to import from --init (e.g. vision.,text.).",
                 stages: Set(Stage.allCases), resumeMustMatch: false, hidden: false, form: .list, placeholder: "PREFIX,…",
                 assign: { c, text in
                     c.initOnly = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                         .filter { !$0.isEmpty }
-                    return true
+                    return nil
                 },
                 read: { $0.initOnly }),
         .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors."),
         // Optimisation.
-        .option("steps", \.steps, "Optimizer steps (the schedule's length)."),
-        .option("batch-size", \.batchSize, "Global batch size G (a multiple of the rank count).", resume: true),
+        .option("steps", \.steps, "Optimizer steps (the schedule's length).", allowed: .atLeast(1)),
+        .option("batch-size", \.batchSize, "Global batch size G (a multiple of the rank count).", resume: true,
+                allowed: .atLeast(1)),
         .optional("lr", \.lr, "Peak learning rate of the base group (default: the paper's, 1e-5; 5e-6 for VQA).",
-                  resume: true, effective: { $0.peakLearningRate }),
-        .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true),
+                  resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }),
+        .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true,
+                allowed: .atLeast(0, strictly: true)),
         .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",
-                  resume: true, effective: { $0.multipliers.heads }),
-        .option("weight-decay", \.weightDecay, "AdamW weight decay (not on biases and LayerNorms).", resume: true),
-        .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true),
+                  resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.multipliers.heads }),
+        .option("weight-decay", \.weightDecay, "AdamW weight decay (not on biases and LayerNorms).", resume: true,
+                allowed: .within(0, 1)),
+        .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true,
+                  allowed: .atLeast(0, strictly: true)),
         .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", resume: true),
-        .option("dropout", \.dropout, "Dropout in the text encoder and fusion (0 = off).", resume: true),
+        .option("dropout", \.dropout, "Dropout in the text encoder and fusion (0 = off).", resume: true,
+                allowed: .within(0, 1, upperOpen: true)),
         .option("alpha", \.alpha, "MR-Pretrain / TD-Calib mix: (1-alpha)(MIM+MLM) + alpha(FeaMIM+FeaMLM).",
-                stages: withTeacher, resume: true),
-        .option("ema", \.ema, "EMA decay of the teacher.", stages: withTeacher, resume: true),
-        .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], resume: true),
+                stages: withTeacher, resume: true, allowed: .within(0, 1)),
+        .option("ema", \.ema, "EMA decay of the teacher.", stages: withTeacher, resume: true,
+                allowed: .within(0, 1)),
+        .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], resume: true, allowed: .atLeast(0)),
         .option("gm-coord", \.gmCoord, "GM-Coord gradient modulation (on|off).", stages: [.finetune], resume: true),
         .option("gm-noise", \.gmNoise, "GM-Coord noise (on|off).", stages: [.finetune], resume: true),
+        .optional("on-nonfinite", \.onNonFinite,
+                  "A step whose loss or gradient is NaN/inf: stop (nothing saved) or skip-step (no update, counted).",
+                  effective: { $0.onNonFinite ?? .stop }),
         // Data checks.
         .option("strict", \.strict, "Stop at the first bad data record instead of skipping it."),
         .option("check-images", \.checkImages, "Decode every image while reading (damaged files skipped up front)."),
         // Logging and safety nets.
-        .option("log-every", \.logEvery, "Log every N steps."),
-        .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps."),
-        .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted."),
-        .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB."),
+        .option("log-every", \.logEvery, "Log every N steps.", allowed: .atLeast(1)),
+        .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps.", allowed: .atLeast(1)),
+        .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted.",
+                allowed: .atLeast(0, strictly: true)),
+        .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", allowed: .within(0.25, 4096)),
         // Checkpoints.
-        .option("checkpoint-every", \.checkpointEvery, "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT)."),
-        .option("keep-checkpoints", \.keepCheckpoints, "Complete checkpoints to keep."),
-        .option("zstd-level", \.zstdLevel, "zstd level of checkpoint shards."),
+        .option("checkpoint-every", \.checkpointEvery, "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT).",
+                allowed: .atLeast(0)),
+        .option("keep-checkpoints", \.keepCheckpoints, "Complete checkpoints to keep.", allowed: .atLeast(1)),
+        .option("zstd-level", \.zstdLevel, "zstd level of checkpoint shards.", allowed: .within(1, 19)),
         .option("async-checkpoint", \.asyncCheckpoint, "Write periodic checkpoints in the background from a staged copy."),
         .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory."),
         // Testing aids (hidden).

@@ -60,15 +60,19 @@ public enum Trainer {
             currentStep.value = s
             faults.beforeStep(s)
             let batch = try prefetcher.next()
-            let logging = config.logsAfter(step: s)
-            let outcome = try step.run(batch, step: s, measureNorm: logging)
+            let outcome: StepOutcome
+            do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
+                error.lastCheckpoint = Checkpoints.complete(run: out).first?.path
+                throw error
+            }
+            if outcome.skipped { log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", ")) }
             faults.afterUpdate(s, student: model.student)
             window.add(samples: G, dataWait: prefetcher.waitSeconds - lastDataWait, commWait: step.communicationWaitSeconds)
             lastDataWait = prefetcher.waitSeconds
             if (s + 1) % config.consistencyEvery == 0 || s == config.steps - 1 {
                 try checkReplicas(model, after: s, world: world, watchdog: watchdog)
             }
-            if logging {
+            if config.logsAfter(step: s) || outcome.skipped {
                 summary.finalLosses = window.emit(outcome, step: s, totalSteps: config.steps, startStep: startStep,
                                                   stage: config.stage.rawValue, log: log)
             }

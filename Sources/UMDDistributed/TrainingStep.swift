@@ -18,11 +18,34 @@ public struct StepSettings: Sendable {
     public var schedule: LearningRateSchedule
     /// EMA decay λ of the teacher.
     public var ema: Float = 0.995
+    /// What a step with a non-finite loss or gradient does: stop the run, or skip the update.
+    public var onNonFinite: NonFiniteAction = .stop
 
     public init(schedule: LearningRateSchedule) { self.schedule = schedule }
 
     /// The base learning rate of step `step` (0-based).
     public func learningRate(step: Int) -> Float { peakLearningRate * Float(schedule.factor(afterSteps: step)) }
+}
+
+/// What to do when a step's loss or gradient is not finite.
+public enum NonFiniteAction: String, Sendable, CaseIterable, Codable {
+    /// Stop every rank with an error; nothing is updated or saved (the default).
+    case stop
+    /// Leave weights, moments and teacher as they were and go on with the next batch.
+    case skipStep = "skip-step"
+}
+
+/// A step's loss or gradient norm was NaN or infinite (the same on every rank: losses are
+/// global sums and gradients are summed before the check).
+public struct NonFiniteStep: Error, CustomStringConvertible {
+    public let step: Int
+    public let terms: [String]
+    public var lastCheckpoint: String? = nil
+    public var description: String {
+        "step \(step + 1): non-finite " + terms.joined(separator: ", ") + "; nothing was updated or saved. "
+            + (lastCheckpoint.map { "The last checkpoint (finite) is \($0). " } ?? "No checkpoint was saved yet. ")
+            + "Lower --lr, set --clip-norm, or pass --on-nonfinite skip-step to skip such batches."
+    }
 }
 
 /// What one step produced.
@@ -35,6 +58,10 @@ public struct StepOutcome: Sendable {
     /// The base learning rate used, and ‖g‖ of the trained gradients before clipping (when measured).
     public var learningRate: Float = 0
     public var gradientNorm: Double? = nil
+    /// The update was skipped (non-finite loss or gradient, `--on-nonfinite skip-step`).
+    public var skipped = false
+    /// Loss terms and "gradient norm" that were not finite.
+    public var nonFinite: [String] = []
 }
 
 /// The one definition of a training step, used by the trainer, `debug-step` and every
@@ -58,11 +85,23 @@ public final class TrainingStep {
         model.reportGradients(to: sync.map { s in { s.gradientsReady(below: $0) } })
     }
 
-    /// The whole step. `measureNorm`: compute ‖g‖ even without clipping (for logging).
+    /// The whole step. The gradient norm is measured every step (one read of the trained
+    /// gradients) so that a non-finite gradient is caught before it reaches the weights;
+    /// a non-finite loss or norm stops (throws `NonFiniteStep`) or skips the update.
     @discardableResult
-    public func run(_ batch: StepBatch, step: Int, measureNorm: Bool = false) throws -> StepOutcome {
+    public func run(_ batch: StepBatch, step: Int) throws -> StepOutcome {
         var outcome = try gradients(batch, step: step)
-        update(step: step, measureNorm: measureNorm, into: &outcome)
+        let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: nil)
+        outcome.gradientNorm = norm
+        outcome.nonFinite = outcome.losses.filter { !$0.value.isFinite }.map { "\($0.key) = \($0.value)" }.sorted()
+            + (norm.isFinite ? [] : ["gradient norm = \(norm)"])
+        if !outcome.nonFinite.isEmpty {
+            if settings.onNonFinite == .stop { throw NonFiniteStep(step: step, terms: outcome.nonFinite) }
+            outcome.skipped = true
+            outcome.learningRate = settings.learningRate(step: step)
+            return outcome
+        }
+        update(step: step, measureNorm: false, into: &outcome)
         return outcome
     }
 
@@ -107,8 +146,8 @@ public final class TrainingStep {
     /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher.
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
         if measureNorm || settings.clipNorm != nil {
-            outcome.gradientNorm = clipGradientNorm(model.student.grads, segments: model.trainedSegments,
-                                                    maxNorm: settings.clipNorm)
+            let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: settings.clipNorm)
+            outcome.gradientNorm = outcome.gradientNorm ?? norm
         }
         outcome.learningRate = settings.learningRate(step: step)
         model.optimizer.step(baseLearningRate: outcome.learningRate)

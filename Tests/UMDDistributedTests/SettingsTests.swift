@@ -48,14 +48,40 @@ struct SettingsTests {
 
     @Test func flagsOverrideTheFileWhereverTheyStand() throws {
         let path = try Self.file("base.yml", "steps: 7\nbatch-size: 16\n")
-        let c = try Settings.configuration(stage: .pretrain, arguments: ["--steps", "9", "--config", path, "--lr=-0.5",
+        let c = try Settings.configuration(stage: .pretrain, arguments: ["--steps", "9", "--config", path, "--lr=0.5",
                                                                         "--strict", "--resume"])
         #expect(c.steps == 9, "the flag wins over the file although it comes first")
         #expect(c.batchSize == 16)
-        #expect(c.lr == -0.5, "a negative number is a value, not a flag")
+        #expect(c.lr == 0.5)
         #expect(c.strict && c.resume == "latest")
         let d = try Settings.configuration(stage: .finetune, arguments: ["--gm-noise", "off", "--gm-coord", "--steps", "3"])
         #expect(d.gmNoise == false && d.gmCoord == true && d.steps == 3)
+    }
+
+    /// Every setting is checked against its range where it is read, flag or file, with the
+    /// flag, the value and what is allowed in the message; negative numbers parse with or
+    /// without `=` (and are then refused where they make no sense).
+    @Test func valuesOutsideTheirRangeAreRefusedByName() throws {
+        let cases: [([String], String)] = [
+            (["--lr", "-0.001"], "--lr: '-0.001' is not allowed: must be greater than 0.0"),
+            (["--lr=-0.001"], "--lr: '-0.001' is not allowed: must be greater than 0.0"),
+            (["--lr", "nan"], "--lr: 'nan' is not allowed: expected X"),
+            (["--clip-norm", "0"], "--clip-norm: '0' is not allowed: must be greater than 0.0"),
+            (["--alpha=-1"], "--alpha: '-1' is not allowed: must be in [0.0, 1.0]"),
+            (["--zstd-level", "99"], "--zstd-level: '99' is not allowed: must be in [1, 19]"),
+            (["--checkpoint-every=-1"], "--checkpoint-every: '-1' is not allowed: must be at least 0"),
+            (["--bucket-mb", "0"], "--bucket-mb: '0' is not allowed: must be in [0.25, 4096.0]"),
+            (["--log-every", "0"], "--log-every: '0' is not allowed: must be at least 1"),
+            (["--consistency-every", "0"], "--consistency-every: '0' is not allowed: must be at least 1"),
+            (["--dropout", "1"], "--dropout: '1' is not allowed: must be in [0.0, 1.0)"),
+        ]
+        for (arguments, expected) in cases {
+            let message = Self.error { try Settings.configuration(stage: .pretrain, arguments: arguments) }
+            #expect(message.contains(expected), "\(arguments): \(message)")
+        }
+        let file = try Self.file("negative.yaml", "optim:\n  lr: -1e-3\n")
+        #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", file]) }
+            .contains("\(file):2: optim.lr: '-1e-3' is not allowed: must be greater than 0.0"))
     }
 
     @Test func aKeyOfAnotherStageIsAnErrorNamingItsPath() throws {
@@ -86,7 +112,7 @@ struct SettingsTests {
             .contains("lr: expected a value, got a section"))
         let wrongType = try Self.file("type.yaml", "steps: many\n")
         #expect(Self.error { try Settings.configuration(stage: .pretrain, arguments: ["--config", wrongType]) }
-            .contains("steps: 'many' is not a valid value (expected N)"))
+            .contains("steps: 'many' is not allowed: expected N"))
         let stage = try Self.file("stage.yaml", "stage: pretrain\n")
         #expect(Self.error { try Settings.configuration(stage: .finetune, arguments: ["--config", stage]) }
             .contains("this file is for stage pretrain, but the command is finetune"))

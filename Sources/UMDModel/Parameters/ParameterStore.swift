@@ -117,3 +117,29 @@ public final class ParameterStore: @unchecked Sendable {
         }
     }
 }
+
+extension ParameterStore {
+    /// The tensors holding NaN or infinite values, with how many each (empty: all finite).
+    public func nonFiniteTensors() -> [(name: String, count: Int)] {
+        views.compactMap { view in
+            let p = values + view.offset
+            var bad = 0
+            for i in 0..<view.count where !p[i].isFinite { bad += 1 }
+            return bad == 0 ? nil : (view.name, bad)
+        }
+    }
+
+    /// Throws when any value is NaN or infinite, naming the first tensors (`what` says whose).
+    public func requireFinite(_ what: String) throws {
+        let bad = nonFiniteTensors()
+        guard !bad.isEmpty else { return }
+        throw NonFiniteWeights(message: "\(what) hold non-finite values in \(bad.count) tensor(s): "
+                               + bad.prefix(5).map { "\($0.name) (\($0.count))" }.joined(separator: ", ")
+                               + (bad.count > 5 ? ", …" : "") + "; these weights come from a diverged run")
+    }
+}
+
+public struct NonFiniteWeights: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
