@@ -34,7 +34,7 @@ static void umd_jpeg_note_warning(j_common_ptr info, int level) {
     }
 }
 
-int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out) {
+int umd_jpeg_decode(const uint8_t *data, size_t size, size_t max_pixels, umd_image *out) {
     struct jpeg_decompress_struct info;
     umd_jpeg_error err;
     out->pixels = NULL;
@@ -54,6 +54,13 @@ int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out) {
     jpeg_mem_src(&info, (unsigned char *)data, (unsigned long)size);
     if (jpeg_read_header(&info, TRUE) != JPEG_HEADER_OK) {
         snprintf(out->message, UMD_IMAGE_MESSAGE_LENGTH, "JPEG: no image header");
+        jpeg_destroy_decompress(&info);
+        return 1;
+    }
+    if ((size_t)info.image_width * info.image_height > max_pixels) {
+        snprintf(out->message, UMD_IMAGE_MESSAGE_LENGTH,
+                 "JPEG: its header says %ux%u, more than the limit of %zu pixels (--max-image-megapixels)",
+                 (unsigned)info.image_width, (unsigned)info.image_height, max_pixels);
         jpeg_destroy_decompress(&info);
         return 1;
     }
@@ -139,7 +146,7 @@ int umd_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, 
 
 // ---- PNG: the simplified API reports errors through png_image.message. ----
 
-int umd_png_decode(const uint8_t *data, size_t size, umd_image *out) {
+int umd_png_decode(const uint8_t *data, size_t size, size_t max_pixels, umd_image *out) {
     png_image image;
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
@@ -147,6 +154,13 @@ int umd_png_decode(const uint8_t *data, size_t size, umd_image *out) {
     out->message[0] = 0;
     if (!png_image_begin_read_from_memory(&image, data, size)) {
         snprintf(out->message, UMD_IMAGE_MESSAGE_LENGTH, "PNG: %s", image.message);
+        return 1;
+    }
+    if ((size_t)image.width * image.height > max_pixels) {
+        snprintf(out->message, UMD_IMAGE_MESSAGE_LENGTH,
+                 "PNG: its header says %ux%u, more than the limit of %zu pixels (--max-image-megapixels)",
+                 image.width, image.height, max_pixels);
+        png_image_free(&image);
         return 1;
     }
     image.format = PNG_FORMAT_RGB;   // 16-bit, palette, grey and alpha all become RGB8

@@ -48,6 +48,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var strict = false
     /// Decode every image while reading the data set (skips damaged bodies up front).
     public var checkImages = false
+    /// Largest image decoded, in megapixels (a header claiming more is a bad record).
+    public var maxImageMegapixels: Double? = nil
+    public var maxImagePixels: Int { Int((maxImageMegapixels ?? Double(ImageCodec.defaultMaxPixels) / 1e6) * 1e6) }
     /// Save a checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT).
     public var checkpointEvery = 0
     public var keepCheckpoints = 3

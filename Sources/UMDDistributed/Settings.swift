@@ -206,6 +206,9 @@ public enum Settings {
         // Data checks.
         .option("strict", \.strict, "Stop at the first bad data record instead of skipping it."),
         .option("check-images", \.checkImages, "Decode every image while reading (damaged files skipped up front)."),
+        .optional("max-image-megapixels", \.maxImageMegapixels,
+                  "Largest image decoded; a header claiming more is a bad record, refused before allocating.",
+                  allowed: .within(0.001, 1000), effective: { Double($0.maxImagePixels) / 1e6 }),
         // Logging and safety nets.
         .option("log-every", \.logEvery, "Log every N steps.", allowed: .atLeast(1)),
         .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps.", allowed: .atLeast(1)),

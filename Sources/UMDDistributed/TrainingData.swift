@@ -15,12 +15,15 @@ final class TrainingData: @unchecked Sendable {
     let assembler: BatchAssembler
     let tokenizerHash: String
     let classesHash: String
+    let maxImagePixels: Int
 
     init(_ config: RunConfiguration, preset: ModelPreset, world: Communicator, watchdog: StallWatchdog,
          log: RunLog) throws {
         let tokenizerDirectory = URL(fileURLWithPath: config.tokenizer!)
         tokenizer = try ByteLevelBPE(directory: tokenizerDirectory)
-        let options = ReaderOptions(strict: config.strict, decodeImages: config.checkImages)
+        let options = ReaderOptions(strict: config.strict, decodeImages: config.checkImages,
+                                    maxImagePixels: config.maxImagePixels)
+        maxImagePixels = config.maxImagePixels
         if config.stage == .pretrain {
             table = try SampleTable.pretraining(roco: URL(fileURLWithPath: config.roco!),
                                                 medicat: config.medicat.map { URL(fileURLWithPath: $0) },
@@ -49,7 +52,8 @@ final class TrainingData: @unchecked Sendable {
     /// This rank's share of the global batch of `step`.
     func batch(step: Int, kind: BatchKind) throws -> StepBatch {
         let source = TableBatchSource(table: table, indices: sampler.globalIndices(step: step), tokenizer: tokenizer,
-                                      imageSize: assembler.imageSize, textLength: assembler.textLength)
+                                      imageSize: assembler.imageSize, textLength: assembler.textLength,
+                                      maxImagePixels: maxImagePixels)
         let B = sampler.localBatch, r = sampler.rank
         return try assembler.batch(kind, source: source, positions: Array((r * B)..<((r + 1) * B)), step: step,
                                    epoch: sampler.cursor(step: step).epoch)

@@ -14,11 +14,12 @@ typedef struct {
     char message[UMD_IMAGE_MESSAGE_LENGTH];   // set when a call returns non-zero
 } umd_image;
 
-// Decodes a JPEG (grey, RGB or CMYK) from memory to RGB8. Returns 0 on success.
-int umd_jpeg_decode(const uint8_t *data, size_t size, umd_image *out);
+// Decodes a JPEG (grey, RGB or CMYK) from memory to RGB8. Returns 0 on success. An image
+// of more than max_pixels pixels (from its header) is refused before anything is allocated.
+int umd_jpeg_decode(const uint8_t *data, size_t size, size_t max_pixels, umd_image *out);
 // Decodes a PNG (grey, grey+alpha, RGB, RGBA, palette, 8 or 16 bit) to RGB8, alpha
-// composited onto black. Returns 0 on success.
-int umd_png_decode(const uint8_t *data, size_t size, umd_image *out);
+// composited onto black. Returns 0 on success; max_pixels as for JPEG.
+int umd_png_decode(const uint8_t *data, size_t size, size_t max_pixels, umd_image *out);
 // Encodes RGB8 (channels 3) or grey (channels 1) as JPEG into a malloc'ed buffer.
 int umd_jpeg_encode(const uint8_t *pixels, int width, int height, int channels, int quality,
                     uint8_t **out_data, size_t *out_size, char *message);

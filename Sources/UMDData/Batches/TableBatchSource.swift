@@ -8,10 +8,12 @@ public struct TableBatchSource: BatchSource {
     public let indices: [Int]            // [G] data-set index of each global-batch position
     public let tokenizer: ByteLevelBPE
     public let imageSize: Int, textLength: Int
+    public let maxImagePixels: Int
 
-    public init(table: SampleTable, indices: [Int], tokenizer: ByteLevelBPE, imageSize: Int, textLength: Int) {
+    public init(table: SampleTable, indices: [Int], tokenizer: ByteLevelBPE, imageSize: Int, textLength: Int,
+                maxImagePixels: Int = ImageCodec.defaultMaxPixels) {
         self.table = table; self.indices = indices; self.tokenizer = tokenizer
-        self.imageSize = imageSize; self.textLength = textLength
+        self.imageSize = imageSize; self.textLength = textLength; self.maxImagePixels = maxImagePixels
     }
 
     public var globalBatch: Int { indices.count }
@@ -19,7 +21,7 @@ public struct TableBatchSource: BatchSource {
     public func label(_ p: Int) -> Int32 { Int32(table.labels[indices[p]]) }
 
     public func pixels(_ positions: [Int]) throws -> [Float] {
-        try Self.pixels(positions.map { table.images[indices[$0]] }, size: imageSize)
+        try Self.pixels(positions.map { table.images[indices[$0]] }, size: imageSize, maxPixels: maxImagePixels)
     }
 
     public func tokens(_ positions: [Int]) -> (ids: [Int32], attention: [Int32]) {
@@ -27,13 +29,13 @@ public struct TableBatchSource: BatchSource {
     }
 
     /// Decoded, resized and normalised images, [n, 3, H, H].
-    public static func pixels(_ urls: [URL], size: Int) throws -> [Float] {
+    public static func pixels(_ urls: [URL], size: Int, maxPixels: Int = ImageCodec.defaultMaxPixels) throws -> [Float] {
         let n = 3 * size * size
         var out = [Float](repeating: 0, count: urls.count * n)
         try out.withUnsafeMutableBufferPointer { buffer in
             for (i, url) in urls.enumerated() {
                 let image: RGBImage
-                do { image = try ImageCodec.decode(file: url) } catch {
+                do { image = try ImageCodec.decode(file: url, maxPixels: maxPixels) } catch {
                     // A sample cannot leave a global batch mid-epoch without changing the run.
                     throw DatasetError("\(error). Rerun with --check-images to decode every image while reading the data "
                                        + "set, so damaged files are skipped (with a warning) before training starts.")

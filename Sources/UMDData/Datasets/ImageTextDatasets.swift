@@ -14,7 +14,7 @@ public enum ROCODataset {
                             options: ReaderOptions = .init()) throws -> (samples: [ImageTextSample], report: DataReport) {
         let splitNames = split == .validation ? ["validation", "val"] : [split.rawValue]
         let categories = includeNonRadiology ? ["radiology", "non-radiology"] : ["radiology"]
-        var checker = RecordChecker(report: DataReport(dataset: "ROCO \(split.rawValue)"), options: options)
+        var checker = RecordChecker(report: DataReport(dataset: "ROCO \(split.rawValue)"), options: options, root: root)
         var samples: [ImageTextSample] = []
         var looked: [String] = []
         var found = false
@@ -66,7 +66,7 @@ public enum MedICaTDataset {
         guard FileManager.default.fileExists(atPath: file.path) else {
             throw DatasetError("\(root.path): no MedICaT release found; looked for \(file.path)")
         }
-        var checker = RecordChecker(report: DataReport(dataset: "MedICaT \(split.rawValue)"), options: options)
+        var checker = RecordChecker(report: DataReport(dataset: "MedICaT \(split.rawValue)"), options: options, root: root)
         var all: [ImageTextSample] = []
         for (number, line) in try readLines(file) {
             let location = RecordLocation(file: file.path, line: number)

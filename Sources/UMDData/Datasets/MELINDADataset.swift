@@ -8,7 +8,7 @@ public enum MELINDADataset {
                             options: ReaderOptions = .init())
         throws -> (samples: [ClassificationSample], labels: [String], report: DataReport) {
         let names: [Split: String] = [.train: "train.csv", .validation: "dev.csv", .test: "test.csv"]
-        var checker = RecordChecker(report: DataReport(dataset: "MELINDA \(split.rawValue)"), options: options)
+        var checker = RecordChecker(report: DataReport(dataset: "MELINDA \(split.rawValue)"), options: options, root: root)
         // The label set comes from every split present, so indices agree across splits.
         var labelValues = Set<String>()
         var rowsOfSplit: [(RecordLocation, [String: String])] = []
@@ -18,7 +18,7 @@ public enum MELINDADataset {
             guard FileManager.default.fileExists(atPath: file.path) else { continue }
             anyFound = true
             // Bad rows of other splits are reported when those splits are read.
-            var otherSplit = RecordChecker(report: DataReport(dataset: ""), options: ReaderOptions(strict: false))
+            var otherSplit = RecordChecker(report: DataReport(dataset: ""), options: ReaderOptions(strict: false), root: root)
             let rows = s == split ? try CSV.rows(file, checker: &checker) : try CSV.rows(file, checker: &otherSplit)
             for (_, row) in rows { if let v = row[labelColumn], !v.isEmpty { labelValues.insert(v) } }
             if s == split { rowsOfSplit = rows }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 
 /// Where a sample came from, for messages: file and 1-based line (0 when not line-based).
@@ -65,8 +68,12 @@ public struct ReaderOptions: Sendable {
     /// per image). Without it a body that fails to decode later stops the run with an error
     /// naming the file, because a sample cannot silently leave a global batch mid-epoch.
     public var decodeImages = false
-    public init(strict: Bool = false, checkImages: Bool = true, decodeImages: Bool = false) {
+    /// Largest image (pixels) decoded; a larger header is a bad record, not an allocation.
+    public var maxImagePixels = ImageCodec.defaultMaxPixels
+    public init(strict: Bool = false, checkImages: Bool = true, decodeImages: Bool = false,
+                maxImagePixels: Int = ImageCodec.defaultMaxPixels) {
         self.strict = strict; self.checkImages = checkImages; self.decodeImages = decodeImages
+        self.maxImagePixels = maxImagePixels
     }
 }
 
@@ -74,6 +81,14 @@ public struct ReaderOptions: Sendable {
 struct RecordChecker {
     var report: DataReport
     let options: ReaderOptions
+    /// The data set's root with symlinks resolved: every image a record names must lie under it.
+    let root: String
+
+    init(report: DataReport, options: ReaderOptions, root: URL) {
+        self.report = report
+        self.options = options
+        self.root = resolvedPath(root)
+    }
 
     /// Records a bad record: skipped, or an error when strict.
     mutating func skip(_ location: RecordLocation, _ reason: String) throws {
@@ -83,18 +98,41 @@ struct RecordChecker {
         report.skipped.append((location, reason))
     }
 
-    /// nil when the image is fine, else the reason to skip.
+    /// nil when the image is fine, else the reason to skip. A path that leads outside the
+    /// data set's root (`..`, an absolute path, a symlink) is refused even when images are
+    /// not checked; only regular files are opened (a FIFO would block, a directory is no image).
     func imageProblem(_ url: URL) -> String? {
+        let resolved = resolvedPath(url)
+        guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+            return "image path \(url.path) leads outside the data set root \(root) (to \(resolved))"
+        }
         guard options.checkImages else { return nil }
-        guard let handle = FileHandle(forReadingAtPath: url.path) else { return "image \(url.path) is missing" }
+        if let problem = ImageCodec.regularFileProblem(url) { return "image \(url.path) is \(problem)" }
+        guard let handle = FileHandle(forReadingAtPath: url.path) else { return "image \(url.path) cannot be opened" }
         defer { try? handle.close() }
-        let head = handle.readData(ofLength: 8)
+        let head = (try? handle.read(upToCount: 8)) ?? Data()
         if ImageCodec.sniff(head) == nil { return "image \(url.path) is not a PNG or JPEG (corrupt?)" }
         if options.decodeImages {
-            do { _ = try ImageCodec.decode(file: url) } catch { return "\(error)" }
+            do { _ = try ImageCodec.decode(file: url, maxPixels: options.maxImagePixels) } catch { return "\(error)" }
         }
         return nil
     }
+}
+
+/// `url`'s path with `.`/`..` removed and symlinks resolved as far as the file system
+/// allows (a missing file keeps its lexical path, under its resolved parent).
+func resolvedPath(_ url: URL) -> String {
+    let path = url.standardizedFileURL.path
+    if let real = realpath(path, nil) {
+        defer { free(real) }
+        return String(cString: real)
+    }
+    let parent = url.standardizedFileURL.deletingLastPathComponent()
+    if parent.path != path, let real = realpath(parent.path, nil) {
+        defer { free(real) }
+        return String(cString: real) + "/" + url.lastPathComponent
+    }
+    return path
 }
 
 /// Reads a text file as UTF-8 lines with their 1-based numbers; invalid UTF-8 lines are

@@ -13,7 +13,7 @@ public enum VQADataset {
     /// all open) + `{split}/images/<id>.jpg`.
     public static func load(kind: VQAKind, root: URL, split: Split,
                             options: ReaderOptions = .init()) throws -> (samples: [VQASample], report: DataReport) {
-        var checker = RecordChecker(report: DataReport(dataset: "\(kind.rawValue) \(split.rawValue)"), options: options)
+        var checker = RecordChecker(report: DataReport(dataset: "\(kind.rawValue) \(split.rawValue)"), options: options, root: root)
         var samples: [VQASample] = []
         switch kind {
         case .vqaRad, .slake:

@@ -2,6 +2,7 @@ import CImageCodecs
 import CPNG
 import CJPEG
 import Foundation
+import UMDCore
 
 /// An 8-bit RGB image, row-major, [height, width, 3].
 public struct RGBImage: Sendable, Equatable {
@@ -33,14 +34,19 @@ public enum ImageCodec {
         return nil
     }
 
-    public static func decode(_ data: Data, path: String) throws -> RGBImage {
+    /// Default limit on the pixels of one image (64 megapixels: far above radiology images,
+    /// far below what would exhaust a node when a damaged header claims 65500x65500).
+    public static let defaultMaxPixels = 64_000_000
+
+    public static func decode(_ data: Data, path: String, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         guard let format = sniff(data) else {
             throw ImageError(path: path, reason: "neither a PNG nor a JPEG (unknown first bytes)")
         }
         var image = umd_image()
         let status = data.withUnsafeBytes { raw -> Int32 in
             let p = raw.bindMemory(to: UInt8.self).baseAddress
-            return format == .png ? umd_png_decode(p, data.count, &image) : umd_jpeg_decode(p, data.count, &image)
+            return format == .png ? umd_png_decode(p, data.count, maxPixels, &image)
+                : umd_jpeg_decode(p, data.count, maxPixels, &image)
         }
         guard status == 0, let pointer = image.pixels else {
             let message = withUnsafeBytes(of: image.message) { raw in
@@ -55,12 +61,35 @@ public enum ImageCodec {
                         pixels: Array(UnsafeBufferPointer(start: pointer, count: count)))
     }
 
-    public static func decode(file url: URL) throws -> RGBImage {
+    public static func decode(file url: URL, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
+        if let problem = regularFileProblem(url) { throw ImageError(path: url.path, reason: problem) }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ImageError(path: url.path, reason: "cannot read the image (\(FileManager.default.fileExists(atPath: url.path) ? "unreadable" : "missing"))")
+        do { data = try readWholeFile(url) } catch {
+            throw ImageError(path: url.path, reason: "cannot read the image (\(error))")
         }
-        return try decode(data, path: url.path)
+        return try decode(data, path: url.path, maxPixels: maxPixels)
+    }
+
+    /// nil when `url` is a regular file (symlinks followed), else what it is instead —
+    /// checked before opening, since opening a FIFO blocks and a directory is no image.
+    public static func regularFileProblem(_ url: URL) -> String? {
+        var info = stat()
+        if stat(url.path, &info) != 0 {
+            switch errno {
+            case ENOENT: return "missing"
+            case ELOOP: return "a symbolic link loop"
+            case EACCES: return "not readable (permission denied)"
+            default: return "cannot be read (\(String(cString: strerror(errno))))"
+            }
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory, not an image file"
+        case S_IFIFO: return "a FIFO (named pipe), not an image file"
+        case S_IFCHR, S_IFBLK: return "a device, not an image file"
+        case S_IFSOCK: return "a socket, not an image file"
+        default: return "not a regular file"
+        }
     }
 
     /// Encodes RGB (3 channels) or grey (1 channel) pixels.

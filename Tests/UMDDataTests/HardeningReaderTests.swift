@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+@testable import UMDData
+
+/// Records that point outside their data set, at things that are not image files, or at
+/// images whose header claims an absurd size: counted bad records (errors with --strict),
+/// never a read outside the root, a hang or a memory bomb.
+struct HardeningReaderTests {
+    func temporaryDirectory() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-harden-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// A VQA-RAD set whose training file names these images (plus one good one).
+    func vqaRad(_ root: URL, imageNames: [String]) throws -> URL {
+        let data = root.appendingPathComponent("vqa-rad")
+        try SyntheticDataset.write(kind: .vqaRad, to: data, count: 10, seed: 1, imageSize: 16)
+        let good = try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("images").path).sorted()[0]
+        let rows = ([good] + imageNames).enumerated().map { i, name -> [String: Any] in
+            ["qid": i, "image_name": name, "question": "is this normal?", "answer": "yes", "answer_type": "CLOSED"]
+        }
+        try JSONSerialization.data(withJSONObject: rows).write(to: data.appendingPathComponent("trainset.json"))
+        return data
+    }
+
+    @Test func pathsLeadingOutsideTheDataRootAreRefusedEvenWithoutImageChecks() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let outside = root.appendingPathComponent("outside")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
+        try Data([0xFF, 0xD8, 0xFF, 0xE0]).write(to: outside.appendingPathComponent("secret.jpg"))
+        // ("/etc/passwd" as an image name is joined under images/, so it stays inside the root.)
+        let data = try vqaRad(root, imageNames: ["../../outside/secret.jpg"])
+        // A symlink inside images/ pointing out of the root is outside too.
+        try FileManager.default.createSymbolicLink(atPath: data.appendingPathComponent("images/link.jpg").path,
+                                                   withDestinationPath: outside.appendingPathComponent("secret.jpg").path)
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: data.appendingPathComponent("trainset.json"))) as! [[String: Any]]
+        var withLink = rows
+        withLink.append(["qid": 99, "image_name": "link.jpg", "question": "q?", "answer": "yes", "answer_type": "CLOSED"])
+        try JSONSerialization.data(withJSONObject: withLink).write(to: data.appendingPathComponent("trainset.json"))
+        for check in [true, false] {
+            let (samples, report) = try VQADataset.load(kind: .vqaRad, root: data, split: .train,
+                                                        options: ReaderOptions(checkImages: check))
+            #expect(samples.count == 1, "only the good record is kept (checkImages \(check))")
+            #expect(report.skipped.count == 2)
+            #expect(report.skipped.allSatisfy { $0.reason.contains("leads outside the data set root") }, "\(report.warnings)")
+        }
+        #expect(throws: DatasetError.self) {
+            try VQADataset.load(kind: .vqaRad, root: data, split: .train, options: ReaderOptions(strict: true))
+        }
+    }
+
+    @Test func aFIFOADirectoryAndASymlinkLoopAreNamedNotOpened() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = try vqaRad(root, imageNames: ["pipe.jpg", "folder.jpg", "loop.jpg"])
+        let images = data.appendingPathComponent("images")
+        #expect(mkfifo(images.appendingPathComponent("pipe.jpg").path, 0o644) == 0)
+        try FileManager.default.createDirectory(at: images.appendingPathComponent("folder.jpg"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: images.appendingPathComponent("loop.jpg").path,
+                                                   withDestinationPath: images.appendingPathComponent("loop.jpg").path)
+        let (samples, report) = try VQADataset.load(kind: .vqaRad, root: data, split: .train)
+        #expect(samples.count == 1)
+        let reasons = report.skipped.map(\.reason).joined(separator: "\n")
+        #expect(reasons.contains("pipe.jpg is a FIFO (named pipe), not an image file"), "\(reasons)")
+        #expect(reasons.contains("folder.jpg is a directory, not an image file"), "\(reasons)")
+        #expect(reasons.contains("loop.jpg is a symbolic link loop"), "\(reasons)")
+        // Decoding a FIFO directly is an error too, not a blocked open.
+        #expect(throws: ImageError.self) { try ImageCodec.decode(file: images.appendingPathComponent("pipe.jpg")) }
+    }
+
+    /// A 2.3 KB JPEG whose header said 65500x65500 took 12.6 GB before it was skipped.
+    @Test func anImageWhoseHeaderClaimsAHugeSizeIsRefusedBeforeAllocating() throws {
+        let small = try ImageCodec.encode([UInt8](repeating: 128, count: 16 * 16 * 3), width: 16, height: 16, channels: 3,
+                                          as: .jpeg)
+        var bytes = [UInt8](small)
+        // SOF0 (FF C0): length(2) precision(1) height(2) width(2).
+        let sof = try #require((0..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        bytes[sof + 5] = 0xFF; bytes[sof + 6] = 0xDC; bytes[sof + 7] = 0xFF; bytes[sof + 8] = 0xDC   // 65500 x 65500
+        do {
+            _ = try ImageCodec.decode(Data(bytes), path: "huge.jpg")
+            Issue.record("a 65500x65500 header was decoded")
+        } catch {
+            #expect("\(error)".contains("65500x65500, more than the limit of 64000000 pixels"), "\(error)")
+        }
+        // The same holds for PNG (IHDR width and height, CRC recomputed).
+        let png = try ImageCodec.encode([UInt8](repeating: 1, count: 8 * 8 * 3), width: 8, height: 8, channels: 3, as: .png)
+        var p = [UInt8](png)
+        for (offset, value) in [(16, UInt32(100_000)), (20, UInt32(100_000))] {
+            for k in 0..<4 { p[offset + k] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(k))) }
+        }
+        let crc = crc32(Array(p[12..<29]))
+        for k in 0..<4 { p[29 + k] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * UInt32(k))) }
+        do {
+            _ = try ImageCodec.decode(Data(p), path: "huge.png")
+            Issue.record("a 100000x100000 PNG header was decoded")
+        } catch {
+            #expect("\(error)".contains("100000x100000, more than the limit"), "\(error)")
+        }
+        #expect(throws: ImageError.self) { try ImageCodec.decode(Data(small), path: "small.jpg", maxPixels: 100) }
+        #expect(try ImageCodec.decode(Data(small), path: "small.jpg").width == 16)
+    }
+
+    func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = (c >> 1) ^ (0xEDB8_8320 & (0 &- (c & 1))) }
+        }
+        return ~c
+    }
+}
