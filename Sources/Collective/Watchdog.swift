@@ -8,7 +8,7 @@ import Foundation
 /// `@unchecked Sendable`: shared state is guarded by `condition`.
 public final class StallWatchdog: @unchecked Sendable {
     private let condition = NSCondition()
-    private var active: [Int: (what: String, since: Date)] = [:]
+    private var active: [Int: (what: @Sendable () -> String, since: Date)] = [:]
     private var nextToken = 0
     private var stopped = false
     public let timeout: Double
@@ -33,7 +33,7 @@ public final class StallWatchdog: @unchecked Sendable {
                 let stalled = self.active.values.first { now.timeIntervalSince($0.since) > self.timeout }
                 condition.unlock()
                 if let stalled {
-                    onStall(stalled.what)
+                    onStall(stalled.what())
                     condition.lock()
                     self.stopped = true          // report once
                     condition.unlock()
@@ -50,10 +50,16 @@ public final class StallWatchdog: @unchecked Sendable {
 
     /// Marks the start of a blocking operation; pass the token to `end`.
     public func begin(_ what: @autoclosure () -> String) -> Int {
+        let text = what()
+        return begin(describing: { text })
+    }
+
+    /// The same with a description read when the stall is reported (e.g. the file being read now).
+    public func begin(describing what: @escaping @Sendable () -> String) -> Int {
         condition.lock()
         defer { condition.unlock() }
         nextToken += 1
-        active[nextToken] = (what(), Date())
+        active[nextToken] = (what, Date())
         return nextToken
     }
 
@@ -61,6 +67,13 @@ public final class StallWatchdog: @unchecked Sendable {
         condition.lock()
         active[token] = nil
         condition.unlock()
+    }
+
+    /// Runs `body` under the watchdog, describing it when a stall is reported.
+    public func guarding<T>(describing what: @escaping @Sendable () -> String, _ body: () throws -> T) rethrows -> T {
+        let token = begin(describing: what)
+        defer { end(token) }
+        return try body()
     }
 
     /// Runs `body` under the watchdog.

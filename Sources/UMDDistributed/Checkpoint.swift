@@ -29,7 +29,8 @@ public struct CheckpointManifest: Codable, Sendable {
 
     /// 2: fields that repeated the configuration (stage, preset, total steps, zstd level,
     /// configuration hash, data cursor) are derived from it instead of stored.
-    public var formatVersion = 2
+    /// 3: each shard's XXH64 is seeded with the step, so an edited step fails verification.
+    public var formatVersion = 3
     public var step: Int                 // optimizer steps taken = the next step to run = the data cursor
     public var worldSize: Int
     public var config: RunConfiguration
@@ -49,6 +50,17 @@ public struct CheckpointManifest: Codable, Sendable {
     public var preset: String { config.preset ?? "tiny" }
     public var configHash: String { String(config.hash, radix: 16) }
     public var stateCount: Int { 3 * studentCount + teacherCount }
+
+    /// The seed of the shards' XXH64 (the step from format 3 on).
+    public var checksumSeed: UInt64 { formatVersion >= 3 ? UInt64(step) : 0 }
+
+    /// Fields that must agree with each other; a problem names the manifest.
+    func consistencyProblems() -> [String] {
+        var problems: [String] = []
+        if optimizerSteps > step { problems.append("optimizer steps \(optimizerSteps) exceed the step \(step)") }
+        if step < 0 { problems.append("negative step \(step)") }
+        return problems
+    }
 
     /// Which tensor of which section a state element belongs to, for messages.
     public func describe(element e: Int) -> String {
@@ -173,6 +185,7 @@ public enum Checkpoints {
         let file = String(format: "shard-%05d-of-%05d.zst", rank, R)
         let written = try ShardIO.write(content.slice(lower, upper),
                                         to: dir.appendingPathComponent(file), level: Int32(config.zstdLevel),
+                                        checksumSeed: UInt64(step),
                                         crashAfterBytes: crashAfterBytes)
         let mine = CheckpointManifest.Shard(file: file, rank: rank, lower: lower, upper: upper,
                                             uncompressedBytes: written.uncompressedBytes,
@@ -227,9 +240,15 @@ public enum Checkpoints {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw CheckpointError(message: "\(dir.path): no manifest.json — an incomplete checkpoint (the save was interrupted)")
         }
-        do { return try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
+        let manifest: CheckpointManifest
+        do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
             throw CheckpointError(message: "\(url.path): not a umd checkpoint manifest (\(error))")
         }
+        let problems = manifest.consistencyProblems()
+        guard problems.isEmpty else {
+            throw CheckpointError(message: "\(url.path): inconsistent manifest: " + problems.joined(separator: "; "))
+        }
+        return manifest
     }
 
     /// Reads every shard into the state's arenas, checking sizes and checksums.
@@ -246,7 +265,7 @@ public enum Checkpoints {
                                       + "does not continue the state at \(covered)")
             }
             try ShardIO.read(dir.appendingPathComponent(shard.file), into: state.pieces(shard.lower, shard.upper),
-                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0, checksumSeed: m.checksumSeed)
             covered = shard.upper
         }
         guard covered == m.stateCount else {
@@ -266,7 +285,7 @@ public enum Checkpoints {
         for shard in m.shards {
             try ShardIO.read(dir.appendingPathComponent(shard.file),
                              into: [UnsafeMutableRawBufferPointer(rebasing: buffer[(shard.lower * 4)..<(shard.upper * 4)])],
-                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+                             expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0, checksumSeed: m.checksumSeed)
         }
         func tensors(_ list: [CheckpointManifest.Tensor], base: Int, prefix: String) -> [Safetensors.Tensor] {
             list.map { t in
@@ -293,7 +312,7 @@ public enum Checkpoints {
             do {
                 try ShardIO.read(dir.appendingPathComponent(shard.file),
                                  into: [UnsafeMutableRawBufferPointer(start: buffer, count: shard.uncompressedBytes)],
-                                 expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0)
+                                 expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0, checksumSeed: m.checksumSeed)
                 // Intact but diverged: weights (or moments) that are NaN or infinite.
                 let floats = buffer.bindMemory(to: Float.self, capacity: shard.upper - shard.lower)
                 var bad = 0, first = -1

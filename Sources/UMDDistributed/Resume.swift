@@ -25,6 +25,7 @@ enum Resume {
                 let problems = plan.config.resumeMismatches(manifest.config)
                     + (manifest.tokenizerHash == plan.tokenizerHash ? [] : ["the tokenizer files differ"])
                     + (manifest.classesHash == plan.classesHash ? [] : ["the answer/class list differs"])
+                    + scheduleProblems(saved: manifest, now: plan.config, log: log)
                 if !problems.isEmpty {
                     throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): saved for another "
                                           + "configuration: " + problems.joined(separator: ", "))
@@ -41,5 +42,23 @@ enum Resume {
             }
         }
         throw RunError("--resume: no checkpoint could be loaded:\n  " + failures.joined(separator: "\n  "))
+    }
+
+    /// `--steps` sets the schedule's length: resuming with another one changes the learning
+    /// rate of every remaining step, so it needs `--allow-schedule-change` (then both rates at
+    /// the resume step are logged); a checkpoint past `--steps` is not resumed.
+    static func scheduleProblems(saved m: CheckpointManifest, now: RunConfiguration, log: RunLog) -> [String] {
+        if now.steps < m.step {
+            return ["--steps \(now.steps) is below the checkpoint's step \(m.step); raise --steps to continue"]
+        }
+        guard now.steps != m.config.steps else { return [] }
+        let before = m.config.stepSettings.learningRate(step: m.step), after = now.stepSettings.learningRate(step: m.step)
+        guard now.allowScheduleChange else {
+            return ["steps \(m.config.steps) (now \(now.steps)) changes the learning-rate schedule (lr at step \(m.step + 1): "
+                    + "\(before) saved, \(after) now); pass --allow-schedule-change to accept"]
+        }
+        log.warning("--allow-schedule-change: the schedule now ends at step \(now.steps) instead of \(m.config.steps); "
+                    + "lr at step \(m.step + 1) is \(after) (was \(before))")
+        return []
     }
 }

@@ -57,6 +57,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var zstdLevel = 3
     /// Write periodic checkpoints on a background thread from a staged copy.
     public var asyncCheckpoint = false
+    /// Resuming with another `--steps` (so another learning-rate schedule) is accepted.
+    public var allowScheduleChange = false
     /// Resume from the newest complete checkpoint of `out` ("latest") or from this checkpoint directory.
     public var resume: String? = nil
     /// Testing aid: this rank SIGKILLs itself half-way through writing its shard at the

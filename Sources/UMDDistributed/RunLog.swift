@@ -57,6 +57,25 @@ public final class RunLog: @unchecked Sendable {
         }
     }
 
+    /// On resume: drops the rows of steps after `step` (they belong to the run that died after
+    /// the checkpoint), so every step appears once.
+    func truncateMetrics(after step: Int) {
+        guard rank == 0, let data = try? readWholeFile(metricsURL) else { return }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        let kept = lines.filter { line in
+            guard let row = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  let s = (row["step"] as? NSNumber)?.intValue else { return true }
+            return s <= step
+        }
+        guard kept.count != lines.count else { return }
+        do {
+            try AtomicFileWriter.write(kept.map { $0 + "\n" }.joined(), to: metricsURL)
+            info("metrics.jsonl: dropped \(lines.count - kept.count) row(s) after step \(step) (from the interrupted run)")
+        } catch {
+            warning("cannot rewrite \(metricsURL.path): \(error)")
+        }
+    }
+
     func progress(_ text: String) {
         guard rank == 0 else { return }
         if terminal {

@@ -221,6 +221,8 @@ public enum Settings {
         .option("keep-checkpoints", \.keepCheckpoints, "Complete checkpoints to keep.", allowed: .atLeast(1)),
         .option("zstd-level", \.zstdLevel, "zstd level of checkpoint shards.", allowed: .within(1, 19)),
         .option("async-checkpoint", \.asyncCheckpoint, "Write periodic checkpoints in the background from a staged copy."),
+        .option("allow-schedule-change", \.allowScheduleChange,
+                "Accept resuming with another --steps (the learning-rate schedule changes; both rates are logged)."),
         .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory."),
         // Testing aids (hidden).
         .optional("debug-stall-rank", \.debugStallRank, "This rank hangs at --debug-stall-step.", hidden: true),

@@ -25,7 +25,9 @@ public enum ShardIO {
     /// Compresses the byte ranges `pieces` (in order) into `url` via a temporary name,
     /// fsyncs the file, renames it into place and fsyncs the directory.
     /// `crashAfterBytes` (testing aid): SIGKILL this process mid-write after that many input bytes.
-    public static func write(_ pieces: [UnsafeRawBufferPointer], to url: URL, level: Int32,
+    /// `checksumSeed` seeds the XXH64 (the checkpoint's step), so a manifest whose step was
+    /// changed no longer matches its shards.
+    public static func write(_ pieces: [UnsafeRawBufferPointer], to url: URL, level: Int32, checksumSeed: UInt64 = 0,
                              crashAfterBytes: Int? = nil) throws -> Written {
         let pieces = pieces.filter { $0.count > 0 }
         let temporary = url.appendingPathExtension("tmp")
@@ -40,7 +42,7 @@ public enum ShardIO {
         let outCapacity = ZSTD_CStreamOutSize()
         let out = UnsafeMutableRawPointer.allocate(byteCount: outCapacity, alignment: 16)
         defer { out.deallocate() }
-        var hash = XXH64()
+        var hash = XXH64(seed: checksumSeed)
         var total = 0, compressed = 0
         func drain(_ output: inout ZSTD_outBuffer) throws {
             try AtomicFileWriter.writeAll(fd: fd, UnsafeRawBufferPointer(start: out, count: output.pos), path: temporary.path)
@@ -99,7 +101,7 @@ public enum ShardIO {
     /// Decompresses `url` into the byte ranges `pieces` (in order, their total must be the
     /// uncompressed size), checking zstd's frame checksum and `expected` XXH64.
     public static func read(_ url: URL, into pieces: [UnsafeMutableRawBufferPointer], expectedBytes: Int,
-                            expectedXXH64: UInt64) throws {
+                            expectedXXH64: UInt64, checksumSeed: UInt64 = 0) throws {
         guard let file = fopen(url.path, "rb") else {
             throw ShardError(path: url.path, problem: "missing or unreadable (\(String(cString: strerror(errno))))")
         }
@@ -112,7 +114,7 @@ public enum ShardIO {
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
         defer { scratch.deallocate() }
         let pieces = pieces.filter { $0.count > 0 }
-        var hash = XXH64()
+        var hash = XXH64(seed: checksumSeed)
         var pieceIndex = 0, pieceOffset = 0, produced = 0
         var frameDone = false
         while true {
@@ -147,7 +149,8 @@ public enum ShardIO {
             throw ShardError(path: url.path, problem: "truncated: \(produced) of \(expectedBytes) bytes could be read")
         }
         guard hash.finalize() == expectedXXH64 else {
-            throw ShardError(path: url.path, problem: "corrupted: XXH64 of the contents does not match the manifest")
+            throw ShardError(path: url.path, problem: "corrupted: XXH64 of the contents does not match the manifest "
+                             + "(a changed byte, or a manifest whose step was edited)")
         }
     }
 }

@@ -60,6 +60,7 @@ extension Trainer {
     static func resume(_ resume: String, plan: CheckpointPlan, state: TrainingState, world: Communicator,
                        watchdog: StallWatchdog, log: RunLog) throws -> Int {
         let step = try Resume.load(resume, plan: plan, into: state, log: log)
+        log.truncateMetrics(after: step)
         try watchdog.guarding("start-up, agreement on the resumed step") {
             try Consistency.requireAgreement(UInt64(step), what: "the resumed step", world: world)
             try Consistency.requireAgreement(Consistency.checksum(state.student.values, count: state.student.count),

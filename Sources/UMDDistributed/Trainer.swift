@@ -59,7 +59,12 @@ public enum Trainer {
         for s in startStep..<config.steps {
             currentStep.value = s
             faults.beforeStep(s)
-            let batch = try prefetcher.next()
+            // Data loading is guarded too: a read that hangs (a stalled file system) is reported
+            // with the file being read.
+            let reading = data.reading
+            let batch = try watchdog.guarding(describing: {
+                "step \(s + 1), waiting for the batch" + (reading.current.map { " (reading \($0))" } ?? "")
+            }) { try prefetcher.next() }
             let outcome: StepOutcome
             do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
                 error.lastCheckpoint = Checkpoints.complete(run: out).first?.path

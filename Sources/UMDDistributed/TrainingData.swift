@@ -16,6 +16,8 @@ final class TrainingData: @unchecked Sendable {
     let tokenizerHash: String
     let classesHash: String
     let maxImagePixels: Int
+    /// The image the prefetch thread is decoding now (for the watchdog).
+    let reading = FileInProgress()
 
     init(_ config: RunConfiguration, preset: ModelPreset, world: Communicator, watchdog: StallWatchdog,
          log: RunLog) throws {
@@ -53,7 +55,7 @@ final class TrainingData: @unchecked Sendable {
     func batch(step: Int, kind: BatchKind) throws -> StepBatch {
         let source = TableBatchSource(table: table, indices: sampler.globalIndices(step: step), tokenizer: tokenizer,
                                       imageSize: assembler.imageSize, textLength: assembler.textLength,
-                                      maxImagePixels: maxImagePixels)
+                                      maxImagePixels: maxImagePixels, progress: reading)
         let B = sampler.localBatch, r = sampler.rank
         return try assembler.batch(kind, source: source, positions: Array((r * B)..<((r + 1) * B)), step: step,
                                    epoch: sampler.cursor(step: step).epoch)

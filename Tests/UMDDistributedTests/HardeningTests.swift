@@ -83,4 +83,43 @@ struct HardeningTests {
         let r = try Self.pretrain(ranks: 1, "from-poisoned", ["--steps", "1", "--init", poisoned.path])
         #expect(r.exitCode != 0 && r.output.contains("hold non-finite values in 1 tensor(s): text.ln_embed.weight (1)"), "\(r)")
     }
+
+    /// Was: `"step": 30 -> 99` passed `inspect --verify` and `--resume` skipped 69 steps.
+    @Test func anEditedManifestStepFailsVerification() throws {
+        try Self.prepare()
+        let run = try Self.pretrain(ranks: 1, "edited", ["--steps", "4", "--checkpoint-every", "2"])
+        try #require(run.exitCode == 0, "\(run)")
+        let dir = Self.root.appendingPathComponent("edited/checkpoints/step-00000004")
+        let manifest = dir.appendingPathComponent("manifest.json")
+        let text = try String(contentsOf: manifest, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"step\" : 4", with: "\"step\" : 9").write(to: manifest, atomically: true, encoding: .utf8)
+        let verify = try MPIJob.runDirect(["inspect", dir.path, "--verify"])
+        #expect(verify.exitCode != 0 && verify.output.contains("a manifest whose step was edited"), "\(verify)")
+        let resumed = try Self.pretrain(ranks: 1, "edited", ["--steps", "12", "--checkpoint-every", "2", "--resume",
+                                                              "--allow-schedule-change"])
+        #expect(resumed.exitCode == 0 && resumed.output.contains("step-00000002 (step 2"), "falls back: \(resumed)")
+    }
+
+    /// Was: `--steps` below the checkpoint's step crashed (invalid range); another `--steps`
+    /// silently rescaled the schedule and left duplicate rows in metrics.jsonl.
+    @Test func resumingWithAnotherScheduleNeedsConsentAndMetricsStayUnique() throws {
+        try Self.prepare()
+        let first = try Self.pretrain(ranks: 1, "schedule", ["--steps", "6", "--checkpoint-every", "2", "--log-every", "1",
+                                                             "--debug-stop-after", "5"])
+        #expect(first.exitCode == 143, "\(first)")
+        let below = try Self.pretrain(ranks: 1, "schedule", ["--steps", "3", "--resume"])
+        #expect(below.exitCode != 0 && below.output.contains("--steps 3 is below the checkpoint's step"), "\(below)")
+        let longer = try Self.pretrain(ranks: 1, "schedule", ["--steps", "8", "--resume"])
+        #expect(longer.exitCode != 0 && longer.output.contains("pass --allow-schedule-change"), "\(longer)")
+        // Resuming from the step-4 checkpoint: the interrupted run's row of step 5 is dropped
+        // and step 5 is logged again once.
+        let step4 = Self.root.appendingPathComponent("schedule/checkpoints/step-00000004").path
+        let again = try Self.pretrain(ranks: 1, "schedule", ["--steps", "6", "--log-every", "1", "--resume", step4])
+        #expect(again.exitCode == 0 && again.output.contains("dropped 1 row(s) after step 4"), "\(again)")
+        let accepted = try Self.pretrain(ranks: 1, "schedule", ["--steps", "8", "--log-every", "1", "--resume",
+                                                                "--allow-schedule-change"])
+        #expect(accepted.exitCode == 0 && accepted.output.contains("the schedule now ends at step 8 instead of 6"), "\(accepted)")
+        let steps = try Self.metrics("schedule").compactMap { ($0["step"] as? NSNumber)?.intValue }
+        #expect(steps == Array(1...8), "one row per step: \(steps)")
+    }
 }

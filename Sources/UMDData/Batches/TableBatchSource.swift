@@ -1,6 +1,16 @@
 import Foundation
 import UMDCore
 
+/// The file a data thread is reading now, for stall reports.
+public final class FileInProgress: @unchecked Sendable {
+    // Guarded by `lock`: written by the prefetch thread, read by the watchdog thread.
+    private let lock = NSLock()
+    private var path: String? = nil
+    public init() {}
+    public var current: String? { lock.lock(); defer { lock.unlock() }; return path }
+    func set(_ p: String?) { lock.lock(); path = p; lock.unlock() }
+}
+
 /// A global batch drawn from a sample table: images are decoded and texts tokenised on
 /// demand, only for the positions asked for.
 public struct TableBatchSource: BatchSource {
@@ -9,11 +19,13 @@ public struct TableBatchSource: BatchSource {
     public let tokenizer: ByteLevelBPE
     public let imageSize: Int, textLength: Int
     public let maxImagePixels: Int
+    public let progress: FileInProgress?
 
     public init(table: SampleTable, indices: [Int], tokenizer: ByteLevelBPE, imageSize: Int, textLength: Int,
-                maxImagePixels: Int = ImageCodec.defaultMaxPixels) {
+                maxImagePixels: Int = ImageCodec.defaultMaxPixels, progress: FileInProgress? = nil) {
         self.table = table; self.indices = indices; self.tokenizer = tokenizer
         self.imageSize = imageSize; self.textLength = textLength; self.maxImagePixels = maxImagePixels
+        self.progress = progress
     }
 
     public var globalBatch: Int { indices.count }
@@ -21,7 +33,8 @@ public struct TableBatchSource: BatchSource {
     public func label(_ p: Int) -> Int32 { Int32(table.labels[indices[p]]) }
 
     public func pixels(_ positions: [Int]) throws -> [Float] {
-        try Self.pixels(positions.map { table.images[indices[$0]] }, size: imageSize, maxPixels: maxImagePixels)
+        try Self.pixels(positions.map { table.images[indices[$0]] }, size: imageSize, maxPixels: maxImagePixels,
+                        progress: progress)
     }
 
     public func tokens(_ positions: [Int]) -> (ids: [Int32], attention: [Int32]) {
@@ -29,12 +42,15 @@ public struct TableBatchSource: BatchSource {
     }
 
     /// Decoded, resized and normalised images, [n, 3, H, H].
-    public static func pixels(_ urls: [URL], size: Int, maxPixels: Int = ImageCodec.defaultMaxPixels) throws -> [Float] {
+    public static func pixels(_ urls: [URL], size: Int, maxPixels: Int = ImageCodec.defaultMaxPixels,
+                              progress: FileInProgress? = nil) throws -> [Float] {
+        defer { progress?.set(nil) }
         let n = 3 * size * size
         var out = [Float](repeating: 0, count: urls.count * n)
         try out.withUnsafeMutableBufferPointer { buffer in
             for (i, url) in urls.enumerated() {
                 let image: RGBImage
+                progress?.set(url.path)
                 do { image = try ImageCodec.decode(file: url, maxPixels: maxPixels) } catch {
                     // A sample cannot leave a global batch mid-epoch without changing the run.
                     throw DatasetError("\(error). Rerun with --check-images to decode every image while reading the data "
