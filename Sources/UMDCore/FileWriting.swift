@@ -15,6 +15,19 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
     public init(path: String, problem: String) { self.path = path; self.problem = problem }
     public var description: String { "\(path): \(problem)" }
 
+    /// Why a Foundation file operation at `url` failed, in words (not an NSCocoaErrorDomain code).
+    public static func describe(_ error: Error, at url: URL) -> String {
+        var isDirectory: ObjCBool = false
+        var ancestor = url
+        while !FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDirectory) && ancestor.path != "/" {
+            ancestor = ancestor.deletingLastPathComponent()
+        }
+        if ancestor.path != url.path && !isDirectory.boolValue { return "\(ancestor.path) is a file, not a directory" }
+        if ancestor.path == url.path && !isDirectory.boolValue { return "it exists as a file" }
+        if access(ancestor.path, W_OK) != 0 { return "\(ancestor.path) is not writable" }
+        return (error as NSError).localizedDescription
+    }
+
     static func fromErrno(_ path: String, _ what: String) -> FileError {
         FileError(path: path, problem: "\(what) failed (\(String(cString: strerror(errno))))")
     }

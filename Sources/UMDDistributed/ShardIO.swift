@@ -33,8 +33,12 @@ public enum ShardIO {
         let temporary = url.appendingPathExtension("tmp")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw ShardError(path: temporary.path, problem: "cannot create (\(String(cString: strerror(errno))))") }
-        var closed = false
-        defer { if !closed { close(fd) } }
+        var closed = false, renamed = false
+        // A failed write (a full disk) leaves no partial shard behind to keep the disk full.
+        defer {
+            if !closed { close(fd) }
+            if !renamed { unlink(temporary.path) }
+        }
         guard let cctx = ZSTD_createCCtx() else { throw ShardError(path: url.path, problem: "zstd: out of memory") }
         defer { ZSTD_freeCCtx(cctx) }
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
@@ -82,21 +86,19 @@ public enum ShardIO {
                 try drain(&output)
             }
         }
-        guard fsync(fd) == 0 else { throw ShardError(path: temporary.path, problem: "fsync failed") }
+        guard fsync(fd) == 0 else {
+            throw ShardError(path: temporary.path, problem: "fsync failed (\(String(cString: strerror(errno))))")
+        }
         close(fd)
         closed = true
         guard rename(temporary.path, url.path) == 0 else {
             throw ShardError(path: url.path, problem: "rename failed (\(String(cString: strerror(errno))))")
         }
+        renamed = true
         syncDirectory(url.deletingLastPathComponent())
         return Written(uncompressedBytes: total, compressedBytes: compressed, xxh64: hash.finalize())
     }
 
-    /// fsync of a directory, so a rename in it survives a crash.
-    public static func syncDirectory(_ url: URL) {
-        let fd = open(url.path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
 
     /// Decompresses `url` into the byte ranges `pieces` (in order, their total must be the
     /// uncompressed size), checking zstd's frame checksum and `expected` XXH64.

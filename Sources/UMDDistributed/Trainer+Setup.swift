@@ -9,11 +9,28 @@ import UMDModel
 extension Trainer {
     /// Every rank must run the same configuration; rank 0 records it.
     static func start(_ config: RunConfiguration, out: URL, world: Communicator, watchdog: StallWatchdog) throws {
-        try watchdog.guarding("start-up, configuration hash check") {
-            try Consistency.requireAgreement(config.hash, what: "the run configuration (hash)", world: world)
+        try watchdog.guarding("start-up, configuration check") {
+            do {
+                try Consistency.requireAgreement(config.hash, what: "the run configuration (hash)", world: world)
+            } catch let mismatch as Consistency.Mismatch {
+                // Name the settings that differ: every rank sends its effective values (sorted
+                // keys, so equal settings give equal bytes).
+                let texts = try world.allgatherData(try config.effectiveJSON())
+                guard let bad = texts.firstIndex(where: { $0 != texts[0] }) else { throw mismatch }
+                let all = texts.map { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] ?? [:] }
+                let keys = Set(all[0].keys).union(all[bad].keys).sorted().filter {
+                    "\(all[0][$0] ?? "none")" != "\(all[bad][$0] ?? "none")"
+                }
+                throw RunError("\(mismatch); the settings that differ: " + keys.map {
+                    "\($0) (rank 0: \(all[0][$0] ?? "none"), rank \(bad): \(all[bad][$0] ?? "none"))"
+                }.joined(separator: ", ") + ". Start every rank with the same settings.")
+            }
         }
         if world.rank == 0 {
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
+                throw RunError("cannot create the run directory \(out.path) (\(FileError.describe(error, at: out))); "
+                               + "choose --out in a writable place")
+            }
             try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
         }
     }

@@ -102,6 +102,61 @@ struct HardeningReaderTests {
         #expect(try ImageCodec.decode(Data(small), path: "small.jpg").width == 16)
     }
 
+    /// Was: 80 per-line warnings then "0 samples"; a swallowed MELINDA row; a silently
+    /// dropped VQA-Med category; extra tabs, duplicate ids and empty answers unreported.
+    @Test func smallerDataDefectsAreNamed() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        for kind in [SyntheticDataset.Kind.roco, .melinda, .vqaMed2019, .vqaRad] {
+            try SyntheticDataset.write(kind: kind, to: root.appendingPathComponent(kind.rawValue), count: 20, seed: 2,
+                                       imageSize: 16)
+        }
+        // A missing images/ folder: one error naming it.
+        let roco = root.appendingPathComponent("roco")
+        try FileManager.default.removeItem(at: roco.appendingPathComponent("train/radiology/images"))
+        do {
+            _ = try ROCODataset.load(root: roco, split: .train)
+            Issue.record("a missing image folder was not an error")
+        } catch {
+            #expect("\(error)".contains("the image folder \(roco.path)/train/radiology/images does not exist"), "\(error)")
+        }
+        // ROCO: an extra tab and a duplicate id.
+        let captions = roco.appendingPathComponent("test/radiology/captions.txt")
+        var lines = try String(contentsOf: captions, encoding: .utf8).split(separator: "\n").map(String.init)
+        lines.append(lines[0])
+        lines[1] += "\textra field"
+        try (lines.joined(separator: "\n") + "\n").write(to: captions, atomically: true, encoding: .utf8)
+        let rocoTest = try ROCODataset.load(root: roco, split: .test)
+        let rocoReasons = rocoTest.report.warnings.joined(separator: "\n")
+        #expect(rocoReasons.contains("more than one tab") && rocoReasons.contains("duplicate image id"), "\(rocoReasons)")
+        // MELINDA: an unbalanced quote swallowing the next row.
+        let melinda = root.appendingPathComponent("melinda")
+        let csv = melinda.appendingPathComponent("train.csv")
+        var rows = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").map(String.init)
+        let before = rows.count - 1
+        rows[2] = rows[2].replacingOccurrences(of: ",", with: ",\"", options: [], range: rows[2].range(of: ","))
+        try (rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+        let m = try MELINDADataset.load(root: melinda, split: .train)
+        #expect(m.samples.count + m.report.skipped.count >= before - 1 && !m.report.skipped.isEmpty,
+                "the damaged row is reported, not silently merged: \(m.report.warnings)")
+        // VQA-Med: a missing category file.
+        let med = root.appendingPathComponent("vqa-med-2019")
+        try FileManager.default.removeItem(at: med.appendingPathComponent("train/QA/Plane.csv"))
+        let vm = try VQADataset.load(kind: .vqaMed2019, root: med, split: .train)
+        #expect(vm.report.warnings.joined().contains("Plane.csv:0") || vm.report.warnings.joined().contains("Plane.csv: file missing"),
+                "\(vm.report.warnings)")
+        #expect(throws: DatasetError.self) {
+            try VQADataset.load(kind: .vqaMed2019, root: med, split: .train, options: ReaderOptions(strict: true))
+        }
+        // VQA-RAD: an empty answer.
+        let rad = root.appendingPathComponent("vqa-rad")
+        var questions = try JSONSerialization.jsonObject(with: Data(contentsOf: rad.appendingPathComponent("trainset.json"))) as! [[String: Any]]
+        questions[0]["answer"] = " "
+        try JSONSerialization.data(withJSONObject: questions).write(to: rad.appendingPathComponent("trainset.json"))
+        let vr = try VQADataset.load(kind: .vqaRad, root: rad, split: .train)
+        #expect(vr.report.warnings.joined().contains("answer missing or empty"), "\(vr.report.warnings)")
+    }
+
     func crc32(_ bytes: [UInt8]) -> UInt32 {
         var c: UInt32 = 0xFFFF_FFFF
         for b in bytes {

@@ -140,6 +140,7 @@ struct EquivalenceTests {
         #expect(!r.timedOut && r.exitCode != 0, "\(r)")
         #expect(r.output.contains("the run configuration (hash) differs between rank 0"), "\(r)")
         #expect(r.output.contains("and rank 2"), "\(r)")
+        #expect(r.output.contains("the settings that differ: lr (rank 0: 0.001, rank 2: 0.002)"), "\(r)")
     }
 
     /// The timeout is 8 s, not 2: on a machine shared with other test jobs a start-up

@@ -122,4 +122,36 @@ struct HardeningTests {
         let steps = try Self.metrics("schedule").compactMap { ($0["step"] as? NSNumber)?.intValue }
         #expect(steps == Array(1...8), "one row per step: \(steps)")
     }
+
+    /// Was: a full disk left partial `*.tmp` shards that kept it full; an output path under a
+    /// file gave a raw NSCocoaErrorDomain code. Needs root to mount a small tmpfs.
+    @Test(.enabled(if: getuid() == 0)) func aFullDiskLeavesNoPartialFilesAndBadOutputPathsAreNamed() throws {
+        try Self.prepare()
+        let disk = Self.root.appendingPathComponent("small-disk")
+        try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk.path]
+        try mount.run(); mount.waitUntilExit()
+        try #require(mount.terminationStatus == 0, "cannot mount a tmpfs here")
+        defer {
+            let umount = Process()
+            umount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            umount.arguments = [disk.path]
+            try? umount.run(); umount.waitUntilExit()
+        }
+        let out = disk.appendingPathComponent("run").path
+        let r = try MPIJob.run(ranks: 2, ["pretrain", "--roco", Self.roco, "--tokenizer", Self.tokenizer, "--out", out,
+                                          "--steps", "2", "--batch-size", "8", "--checkpoint-every", "1"], timeout: 120)
+        #expect(!r.timedOut && r.exitCode != 0, "\(r)")
+        #expect(r.output.contains("No space left on device"), "\(r)")
+        let leftovers = FileManager.default.enumerator(atPath: disk.path)?.compactMap { $0 as? String }
+            .filter { $0.contains(".tmp") } ?? []
+        #expect(leftovers.isEmpty, "partial files left: \(leftovers)")
+
+        let file = Self.root.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        let underFile = try Self.pretrain(ranks: 1, "a-file/run", ["--steps", "1"])
+        #expect(underFile.exitCode != 0 && underFile.output.contains("\(file.path) is a file, not a directory"), "\(underFile)")
+    }
 }

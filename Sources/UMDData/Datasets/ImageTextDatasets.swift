@@ -25,6 +25,7 @@ public enum ROCODataset {
                 .deletingLastPathComponent() else { continue }
             found = true
             let file = dir.appendingPathComponent("captions.txt")
+            var firstLineOf: [String: Int] = [:]
             for (number, line) in try readLines(file) {
                 let location = RecordLocation(file: file.path, line: number)
                 guard let line else { try checker.skip(location, "not valid UTF-8"); continue }
@@ -35,9 +36,17 @@ public enum ROCODataset {
                 let id = String(line[..<tab]).trimmingCharacters(in: .whitespaces)
                 let caption = String(line[line.index(after: tab)...]).trimmingCharacters(in: .whitespaces)
                 if id.isEmpty { try checker.skip(location, "empty image id"); continue }
+                if caption.contains("\t") {
+                    try checker.skip(location, "more than one tab (expected ROCO_ID<TAB>caption)"); continue
+                }
+
                 if caption.isEmpty { try checker.skip(location, "empty caption for \(id)"); continue }
                 let image = dir.appendingPathComponent("images").appendingPathComponent(id + ".jpg")
                 if let problem = checker.imageProblem(image) { try checker.skip(location, problem); continue }
+                if let first = firstLineOf[id] {
+                    try checker.skip(location, "duplicate image id \(id) (first at line \(first))"); continue
+                }
+                firstLineOf[id] = number
                 samples.append(ImageTextSample(image: image, text: caption, source: location))
                 if let limit, samples.count >= limit { break }
             }

@@ -60,6 +60,7 @@ enum CSV {
             throw DatasetError("\(file.path): not valid UTF-8")
         }
         var records: [(Int, [String])] = []
+        var spanning: [Int: Int] = [:]       // first line of a record that runs over several lines -> its last
         var field = "", record: [String] = [], inQuotes = false, line = 1, recordLine = 1
         var iterator = Array(text).makeIterator()
         var pending: Character? = nil
@@ -82,6 +83,7 @@ enum CSV {
             } else if c == "\n" || c == "\r\n" || c == "\r" {
                 record.append(field); field = ""
                 if !(record.count == 1 && record[0].isEmpty) { records.append((recordLine, record)) }
+                if line > recordLine { spanning[recordLine] = line }
                 record = []
                 line += 1
                 recordLine = line
@@ -98,6 +100,13 @@ enum CSV {
         var out: [(RecordLocation, [String: String])] = []
         for (number, values) in records.dropFirst() {
             let location = RecordLocation(file: file.path, line: number)
+            // MELINDA's rows are single lines: a quoted field running over lines is an
+            // unbalanced quote that swallowed the rows after it.
+            if let last = spanning[number] {
+                try checker.skip(location, "a quoted field runs from line \(number) to line \(last) (an unbalanced quote?); "
+                                 + "the rows in between are part of it")
+                continue
+            }
             guard values.count == columns.count else {
                 try checker.skip(location, "\(values.count) fields, the header has \(columns.count)"); continue
             }

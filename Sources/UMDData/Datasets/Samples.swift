@@ -90,8 +90,15 @@ struct RecordChecker {
         self.root = resolvedPath(root)
     }
 
+    /// The reason `imageProblem` gives when the image's whole folder is missing: then every
+    /// record would be skipped, so it is one error instead of a warning per record.
+    static let missingFolder = "the image folder "
+
     /// Records a bad record: skipped, or an error when strict.
     mutating func skip(_ location: RecordLocation, _ reason: String) throws {
+        if reason.hasPrefix(Self.missingFolder) {
+            throw DatasetError("\(location): \(reason); every record of this file names an image there")
+        }
         if options.strict {
             throw DatasetError("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
         }
@@ -107,7 +114,13 @@ struct RecordChecker {
             return "image path \(url.path) leads outside the data set root \(root) (to \(resolved))"
         }
         guard options.checkImages else { return nil }
-        if let problem = ImageCodec.regularFileProblem(url) { return "image \(url.path) is \(problem)" }
+        if let problem = ImageCodec.regularFileProblem(url) {
+            let folder = url.deletingLastPathComponent()
+            if problem == "missing" && !FileManager.default.fileExists(atPath: folder.path) {
+                return Self.missingFolder + "\(folder.path) does not exist"
+            }
+            return "image \(url.path) is \(problem)"
+        }
         guard let handle = FileHandle(forReadingAtPath: url.path) else { return "image \(url.path) cannot be opened" }
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 8)) ?? Data()

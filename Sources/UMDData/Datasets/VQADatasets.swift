@@ -38,8 +38,9 @@ public enum VQADataset {
                       !imageName.isEmpty else {
                     try checker.skip(location, "question or image name missing"); continue
                 }
-                guard let rawAnswer = row["answer"], let answer = AnswerVocabulary.text(of: rawAnswer) else {
-                    try checker.skip(location, "answer missing"); continue
+                guard let rawAnswer = row["answer"], let answer = AnswerVocabulary.text(of: rawAnswer),
+                      !AnswerVocabulary.normalize(answer).isEmpty else {
+                    try checker.skip(location, "answer missing or empty"); continue
                 }
                 let typeText = ((row["answer_type"] as? String) ?? "").trimmingCharacters(in: .whitespaces).uppercased()
                 guard typeText == "OPEN" || typeText == "CLOSED" else {
@@ -57,6 +58,10 @@ public enum VQADataset {
             if present.isEmpty {
                 throw DatasetError("\(root.path): no VQA-Med-2019 \(split.rawValue) split; looked for "
                                    + files.map(\.path).joined(separator: ", "))
+            }
+            for missing in files where !present.contains(missing) {
+                try checker.skip(RecordLocation(file: missing.path, line: 0),
+                                 "file missing: its \(missing.deletingPathExtension().lastPathComponent) questions are not read")
             }
             for file in present {
                 for (number, line) in try readLines(file) {
