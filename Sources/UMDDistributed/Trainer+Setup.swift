@@ -86,6 +86,19 @@ extension Trainer {
         return step
     }
 
+    /// One training step; a non-finite one names the last checkpoint (stop) or is logged (skip).
+    static func run(_ step: TrainingStep, _ batch: StepBatch, _ s: Int, run: URL, log: RunLog) throws -> StepOutcome {
+        let outcome: StepOutcome
+        do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
+            error.lastCheckpoint = Checkpoints.complete(run: run).first?.path
+            throw error
+        }
+        if outcome.skipped {
+            log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", "))
+        }
+        return outcome
+    }
+
     /// Replicas must stay bitwise identical (DESIGN.md idea 5).
     static func checkReplicas(_ model: StageModel, after step: Int, world: Communicator, watchdog: StallWatchdog) throws {
         try watchdog.guarding("step \(step), replica consistency check") {

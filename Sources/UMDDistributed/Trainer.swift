@@ -59,18 +59,8 @@ public enum Trainer {
         for s in startStep..<config.steps {
             currentStep.value = s
             faults.beforeStep(s)
-            // Data loading is guarded too: a read that hangs (a stalled file system) is reported
-            // with the file being read.
-            let reading = data.reading
-            let batch = try watchdog.guarding(describing: {
-                "step \(s + 1), waiting for the batch" + (reading.current.map { " (reading \($0))" } ?? "")
-            }) { try prefetcher.next() }
-            let outcome: StepOutcome
-            do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
-                error.lastCheckpoint = Checkpoints.complete(run: out).first?.path
-                throw error
-            }
-            if outcome.skipped { log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", ")) }
+            let batch = try data.next(from: prefetcher, step: s, watchdog: watchdog)
+            let outcome = try run(step, batch, s, run: out, log: log)
             faults.afterUpdate(s, student: model.student)
             window.add(samples: G, dataWait: prefetcher.waitSeconds - lastDataWait, commWait: step.communicationWaitSeconds)
             lastDataWait = prefetcher.waitSeconds

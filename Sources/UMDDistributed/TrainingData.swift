@@ -61,6 +61,15 @@ final class TrainingData: @unchecked Sendable {
                                    epoch: sampler.cursor(step: step).epoch)
     }
 
+    /// The batch of `step`, waiting under the watchdog: a read that hangs (a stalled file
+    /// system) is reported with the file being read.
+    func next(from prefetcher: Prefetcher<StepBatch>, step: Int, watchdog: StallWatchdog) throws -> StepBatch {
+        let reading = self.reading
+        return try watchdog.guarding(describing: {
+            "step \(step + 1), waiting for the batch" + (reading.current.map { " (reading \($0))" } ?? "")
+        }) { try prefetcher.next() }
+    }
+
     /// Batches from `startStep` on, prepared by a background thread.
     func prefetcher(from startStep: Int, kind: BatchKind) -> Prefetcher<StepBatch> {
         Prefetcher<StepBatch>(startStep: startStep, depth: 2) { [self] step in try batch(step: step, kind: kind) }
