@@ -85,7 +85,7 @@ public enum PretrainedConversion {
             try check(s.path, vc, "patch_size", P)
             try check(s.path, vc, "num_attention_heads", preset.heads)
             try check(s.path, vc, "intermediate_size", 4 * D)
-            try checkAtLeast(s.path, vc, "num_hidden_layers", preset.visionLayers)
+            try check(s.path, vc, "num_hidden_layers", preset.visionLayers, atLeast: true)
             if let act = vc["hidden_act"] as? String, act != "quick_gelu" {
                 throw ConversionError(message: "\(s.path): config.json says hidden_act \(act); umd's vision encoder uses quick_gelu")
             }
@@ -216,17 +216,12 @@ public enum PretrainedConversion {
 
     // MARK: - Helpers
 
-    static func check(_ path: String, _ config: [String: Any], _ key: String, _ expected: Int) throws {
+    /// A dimension in config.json must equal (or, `atLeast`, reach) what the preset needs.
+    static func check(_ path: String, _ config: [String: Any], _ key: String, _ expected: Int, atLeast: Bool = false) throws {
         guard let value = (config[key] as? NSNumber)?.intValue else { return }
-        if value != expected {
-            throw ConversionError(message: "\(path): config.json has \(key) = \(value), but the preset needs \(expected)")
-        }
-    }
-
-    static func checkAtLeast(_ path: String, _ config: [String: Any], _ key: String, _ minimum: Int) throws {
-        guard let value = (config[key] as? NSNumber)?.intValue else { return }
-        if value < minimum {
-            throw ConversionError(message: "\(path): config.json has \(key) = \(value), but the preset needs at least \(minimum)")
+        if atLeast ? value < expected : value != expected {
+            throw ConversionError(message: "\(path): config.json has \(key) = \(value), but the preset needs "
+                                  + (atLeast ? "at least " : "") + "\(expected)")
         }
     }
 
