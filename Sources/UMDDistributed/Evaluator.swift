@@ -6,7 +6,7 @@ import UMDModel
 
 /// `umd-mpirun eval`: every rank scores its contiguous share of the split, rank 0 gathers
 /// the scores, computes MODEL_SPEC.md section 11's metrics next to the majority baseline,
-/// prints them and writes `RUN/eval-<task>-<split>.json`.
+/// prints them and writes `eval-<weights>-<task>-<split>.json` beside the weights.
 public enum Evaluator {
     /// A flag's value and the file's must agree; either alone is taken.
     static func agree(_ name: String, _ flag: ModelPreset?, _ file: ModelPreset?, _ path: String) throws -> ModelPreset? {
@@ -39,19 +39,25 @@ public enum Evaluator {
     public static func run(_ o: Options, world: Communicator) throws -> [String: Double] {
         let rank = world.rank, R = world.size
         let tokenizer = try ByteLevelBPE(directory: o.tokenizer)
-        let file = try Safetensors.read(o.checkpoint)
+        let (file, resolved) = try WeightsPath.load(o.checkpoint.path, includeTeacher: false)
+        // The run the weights belong to: the file's folder, or the checkpoint's run.
+        let home: URL
+        switch resolved {
+        case .file(let url): home = url.deletingLastPathComponent()
+        case .checkpoint(let dir): home = dir.deletingLastPathComponent().deletingLastPathComponent()
+        }
         let described = try WeightsDescription(file: file, path: o.checkpoint.path)
         let preset = try Self.agree("preset", o.preset, described.preset, o.checkpoint.path) ?? .tiny
-        if let task = described.task, task != o.task.rawValue, let a = DownstreamTask(rawValue: task), a.kind != o.task.kind {
-            throw RunError("\(o.checkpoint.path) was fine-tuned for \(task) (\(a.kind.rawValue)), not for "
-                           + "\(o.task.rawValue) (\(o.task.kind.rawValue))")
+        if let task = described.task, task != o.task.rawValue {
+            throw RunError("\(o.checkpoint.path) was fine-tuned for \(task), not for \(o.task.rawValue): its "
+                           + "answers or classes belong to \(task); evaluate it with --task \(task)")
         }
         let H = o.imageSize ?? described.imageSize ?? StageDefaults.imageSize(stage: .finetune, preset: preset)
         let L = o.textLength ?? described.textLength
             ?? StageDefaults.textLength(stage: .finetune, task: o.task.kind, preset: preset)
         // Classes: the run's list (in the weights' metadata, or classes.json beside them) so
         // indices match training.
-        let classesURL = o.checkpoint.deletingLastPathComponent().appendingPathComponent("classes.json")
+        let classesURL = home.appendingPathComponent("classes.json")
         let savedClasses = described.classes
             ?? (try? readWholeFile(classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
         let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
@@ -74,7 +80,7 @@ public enum Evaluator {
         let objective = FinetuneObjective(params: params)
         let n = samples.count
         guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
-        let out = o.out ?? o.checkpoint.deletingLastPathComponent()
+        let out = o.out ?? home
         var metrics: [String: Double] = [:]
 
         if o.task.kind == .retrieval {
@@ -152,10 +158,16 @@ public enum Evaluator {
             }
         }
         if rank == 0 {
-            let url = out.appendingPathComponent("eval-\(o.task.rawValue)-\(o.split.rawValue).json")
+            // Named by the weights too, so evaluating several files in one folder keeps every result.
+            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
-            let text = metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
+            // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
+            let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
+            func rank(_ key: String) -> Int {
+                headline.firstIndex(of: key) ?? (key.hasPrefix("majority") || key.hasPrefix("chance") ? 200 : 100)
+            }
+            let text = metrics.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
             print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
             print("wrote \(url.path)")
         }

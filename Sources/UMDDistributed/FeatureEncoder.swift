@@ -27,7 +27,7 @@ public enum FeatureEncoder {
 
     @discardableResult
     public static func run(_ o: Options) throws -> Summary {
-        let file = try Safetensors.read(o.weights)
+        let file = try WeightsPath.load(o.weights.path, includeTeacher: false).file
         // The encoders, fusion and pre-training heads; a task head is not needed for features.
         let names = Set(file.tensors.map(\.name).filter { !$0.hasPrefix("teacher.") && !$0.hasPrefix("head.") })
         let description = try WeightsDescription(file: file, path: o.weights.path)

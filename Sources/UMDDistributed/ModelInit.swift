@@ -28,13 +28,7 @@ public enum ModelInit {
     @discardableResult
     public static func load(path: URL, params: UMDParameters, student: ParameterStore, teacher: ParameterStore?,
                             only: [String] = []) throws -> Report {
-        var isDirectory: ObjCBool = false
-        let file: Safetensors.File
-        if FileManager.default.fileExists(atPath: path.path, isDirectory: &isDirectory), isDirectory.boolValue {
-            file = try Checkpoints.weights(path, includeTeacher: true).0
-        } else {
-            file = try Safetensors.read(path)
-        }
+        let file = try WeightsPath.load(path.path).file
         let hasHead = file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
         // Converted CLIP/RoBERTa weights hold only the encoders (and the MLM head): exactly
         // what they hold is imported, the rest of the model keeps its fresh initialisation.

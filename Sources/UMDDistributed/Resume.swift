@@ -10,7 +10,10 @@ enum Resume {
         let run = plan.run
         var candidates = Checkpoints.complete(run: run)
         if resume != "latest" {
-            let dir = URL(fileURLWithPath: resume).standardizedFileURL
+            guard case .checkpoint(let dir) = try WeightsPath.resolve(resume) else {
+                throw RunError("--resume \(resume): a weights file holds no optimizer state or step; resume from a "
+                               + "checkpoint or run directory, or start from the weights with --init")
+            }
             let siblings = Checkpoints.complete(run: dir.deletingLastPathComponent().deletingLastPathComponent())
             candidates = [dir] + siblings.filter { $0.lastPathComponent < dir.lastPathComponent }
         }

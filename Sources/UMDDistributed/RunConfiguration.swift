@@ -26,6 +26,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var initOnly: [String] = []
     public var steps = 100
     public var batchSize = 8
+    /// K: micro-batches of --batch-size each step (gradient accumulation); the step's batch is G·K.
+    /// Optional in storage so manifests written before it existed still decode.
+    public var accumulateSteps: Int? = nil
+    public var accumulate: Int { accumulateSteps ?? 1 }
     public var lr: Float? = nil
     public var seed: UInt64 = 0
     public var alpha: Float = 0.5
@@ -57,6 +61,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var zstdLevel = 3
     /// Write periodic checkpoints on a background thread from a staged copy.
     public var asyncCheckpoint = false
+    /// An --out holding another run is moved aside (not deleted) instead of refused.
+    public var overwrite = false
     /// Resuming with another `--steps` (so another learning-rate schedule) is accepted.
     public var allowScheduleChange = false
     /// Resume from the newest complete checkpoint of `out` ("latest") or from this checkpoint directory.
@@ -179,7 +185,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     /// The configuration of the checkpoint `--resume` names ("latest": the newest of `run`).
     static func savedConfiguration(_ resume: String, run: URL) -> RunConfiguration? {
-        let dir = resume == "latest" ? Checkpoints.complete(run: run).first : URL(fileURLWithPath: resume)
+        let dir: URL?
+        if resume == "latest" { dir = Checkpoints.complete(run: run).first }
+        else if case .checkpoint(let d)? = try? WeightsPath.resolve(resume) { dir = d } else { dir = nil }
         return dir.flatMap { try? Checkpoints.readManifest($0).config }
     }
 

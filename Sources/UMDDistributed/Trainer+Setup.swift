@@ -26,6 +26,14 @@ extension Trainer {
                 }.joined(separator: ", ") + ". Start every rank with the same settings.")
             }
         }
+        // Runs never mix: an --out holding another run is continued (--resume), moved aside
+        // (--overwrite), or refused. Rank 0 decides for every rank.
+        let occupied = world.rank == 0 ? Int32(try previousRun(at: out, config: config) ? 1 : 0) : 0
+        let refuse = try watchdog.guarding("start-up, run directory check") { try world.allreduce(occupied, op: .max) }
+        if refuse == 1 {
+            throw RunError("\(out.path) holds another run; pass --resume to continue it, --overwrite to move it aside "
+                           + "(it is kept as \(out.path).old-<time>), or choose another --out")
+        }
         if world.rank == 0 {
             do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
                 throw RunError("cannot create the run directory \(out.path) (\(FileError.describe(error, at: out))); "
@@ -33,6 +41,22 @@ extension Trainer {
             }
             try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
         }
+    }
+
+    /// Whether `out` holds a run this one may not write into: true means refuse. With
+    /// `--overwrite` the old run is renamed aside first (never deleted).
+    static func previousRun(at out: URL, config: RunConfiguration) throws -> Bool {
+        let traces = ["config.json", "metrics.jsonl", "checkpoints", "final.safetensors"]
+        guard traces.contains(where: { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }),
+              config.resume == nil else { return false }
+        guard config.overwrite else { return true }
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let aside = URL(fileURLWithPath: out.path + ".old-" + stamp)
+        do { try FileManager.default.moveItem(at: out, to: aside) } catch {
+            throw RunError("--overwrite: cannot move \(out.path) aside to \(aside.path) (\(FileError.describe(error, at: aside)))")
+        }
+        print("--overwrite: the previous run in \(out.path) was moved to \(aside.path)")
+        return false
     }
 
     /// The stage's model; rank 0's initial weights become every rank's.
@@ -87,7 +111,7 @@ extension Trainer {
     }
 
     /// One training step; a non-finite one names the last checkpoint (stop) or is logged (skip).
-    static func run(_ step: TrainingStep, _ batch: StepBatch, _ s: Int, run: URL, log: RunLog) throws -> StepOutcome {
+    static func run(_ step: TrainingStep, _ batch: [StepBatch], _ s: Int, run: URL, log: RunLog) throws -> StepOutcome {
         let outcome: StepOutcome
         do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
             error.lastCheckpoint = Checkpoints.complete(run: run).first?.path

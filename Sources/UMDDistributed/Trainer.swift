@@ -46,7 +46,8 @@ public enum Trainer {
         let startStep = try config.resume.map { try resume($0, plan: plan, state: state, world: world,
                                                            watchdog: watchdog, log: log) } ?? 0
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(world.size) rank(s), "
-                 + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G), \(config.steps) steps, \(data.table.count) samples, vocabulary "
+                 + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G)"
+                 + (config.accumulate > 1 ? " x \(config.accumulate) accumulated" : "") + ", \(config.steps) steps, \(data.table.count) samples, vocabulary "
                  + "\(data.tokenizer.vocabularySize), \(model.trainedParameterCount) trained parameters in "
                  + "\(sync.buckets.count) gradient bucket(s), \(threads.threads) OpenBLAS thread(s) per rank"
                  + (threads.fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)"))
@@ -62,7 +63,7 @@ public enum Trainer {
             let batch = try data.next(from: prefetcher, step: s, watchdog: watchdog)
             let outcome = try run(step, batch, s, run: out, log: log)
             faults.afterUpdate(s, student: model.student)
-            window.add(samples: G, dataWait: prefetcher.waitSeconds - lastDataWait, commWait: step.communicationWaitSeconds)
+            window.add(samples: G * config.accumulate, dataWait: prefetcher.waitSeconds - lastDataWait, commWait: step.communicationWaitSeconds)
             lastDataWait = prefetcher.waitSeconds
             if (s + 1) % config.consistencyEvery == 0 || s == config.steps - 1 {
                 try checkReplicas(model, after: s, world: world, watchdog: watchdog)
@@ -82,7 +83,8 @@ public enum Trainer {
                 break
             }
         }
-        summary.samplesPerSecond = Double((config.steps - startStep) * G) / Date().timeIntervalSince(window.runStart)
+        summary.samplesPerSecond = Double((config.steps - startStep) * G * config.accumulate)
+            / Date().timeIntervalSince(window.runStart)
         if stopped {
             try watchdog.guarding("end of run barrier") { try world.barrier() }
             throw StopSignal.Stopped()

@@ -90,7 +90,13 @@ public final class TrainingStep {
     /// a non-finite loss or norm stops (throws `NonFiniteStep`) or skips the update.
     @discardableResult
     public func run(_ batch: StepBatch, step: Int) throws -> StepOutcome {
-        var outcome = try gradients(batch, step: step)
+        try run([batch], step: step)
+    }
+
+    /// A step over K micro-batches (gradient accumulation).
+    @discardableResult
+    public func run(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
+        var outcome = try gradients(micro, step: step)
         let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: nil)
         outcome.gradientNorm = norm
         outcome.nonFinite = outcome.losses.filter { !$0.value.isFinite }.map { "\($0.key) = \($0.value)" }.sorted()
@@ -108,32 +114,55 @@ public final class TrainingStep {
     /// Zero → objective → sync → GM-Coord: afterwards `student.grads` holds the gradient the
     /// optimizer will see (before clipping).
     public func gradients(_ batch: StepBatch, step: Int) throws -> StepOutcome {
+        try gradients([batch], step: step)
+    }
+
+    /// The same over K micro-batches (gradient accumulation): the losses' divisors are the
+    /// counts of all micro-batches on all ranks (summed once, before any forward pass), the
+    /// gradients add up in the arena, and the buckets go out only during the last
+    /// micro-batch's backward — the result is that of one K-times larger batch.
+    public func gradients(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         let student = model.student
         student.zeroGradients()
         sync?.beginStep(step)
         let passKey = CounterRandom.key(CounterRandom.key(settings.seed, CounterRandom.hash("dropout")), UInt64(step))
+        let local = micro.map { localCounts($0) }.reduce(into: [Double]()) { total, counts in
+            total = total.isEmpty ? counts : zip(total, counts).map(+)
+        }
+        let totals = reduction.sum(local)
+        let stepReduction = GlobalReduction(sum: reduction.sum, counts: { _ in totals })
+        let ready = sync.map { s in { (offset: Int) in s.gradientsReady(below: offset) } }
         var outcome = StepOutcome()
-        switch batch {
-        case .pretrain(let b):
-            guard let objective = model.pretrain, let teacher = model.teacher else {
-                throw RunError("a \(model.stage.rawValue) model got a pretraining batch")
+        var sums: (text: Double, image: Double)? = nil
+        for (k, batch) in micro.enumerated() {
+            model.reportGradients(to: k == micro.count - 1 ? ready : nil)
+            var losses: [String: Double] = [:]
+            switch batch {
+            case .pretrain(let b):
+                guard let objective = model.pretrain, let teacher = model.teacher else {
+                    throw RunError("a \(model.stage.rawValue) model got a pretraining batch")
+                }
+                let l = objective.step(student: student, teacher: teacher, batch: b, dropout: settings.dropout,
+                                       passKey: passKey, reduction: stepReduction)
+                losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
+                if objective.includeITM { losses["itm"] = l.itm }
+            case .classification(let b):
+                guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
+                let r = objective.step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                       reduction: stepReduction)
+                losses = ["task": r.loss, "loss": r.loss]
+                sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
+            case .retrieval(let b):
+                guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
+                let r = objective.retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                                reduction: stepReduction)
+                losses = ["task": r.loss, "loss": r.loss]
+                sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
             }
-            let l = objective.step(student: student, teacher: teacher, batch: b, dropout: settings.dropout,
-                                   passKey: passKey, reduction: reduction)
-            outcome.losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
-            if objective.includeITM { outcome.losses["itm"] = l.itm }
-        case .classification(let b):
-            guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
-            let r = objective.step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                   reduction: reduction)
-            outcome.losses = ["task": r.loss, "loss": r.loss]
-            outcome.coefficients = r.coefficients
-        case .retrieval(let b):
-            guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
-            let r = objective.retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                            reduction: reduction)
-            outcome.losses = ["task": r.loss, "loss": r.loss]
-            outcome.coefficients = r.coefficients
+            outcome.losses.merge(losses, uniquingKeysWith: +)
+        }
+        if let sums, let objective = model.finetune {
+            outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)
         }
         try sync?.finish()
         if let c = outcome.coefficients, settings.gmCoord {
@@ -152,6 +181,17 @@ public final class TrainingStep {
         outcome.learningRate = settings.learningRate(step: step)
         model.optimizer.step(baseLearningRate: outcome.learningRate)
         if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
+    }
+
+    /// What a micro-batch adds to the losses' divisors (known before its forward pass).
+    func localCounts(_ batch: StepBatch) -> [Double] {
+        switch batch {
+        case .pretrain(let b):
+            let grid = b.imageSize / model.config.patchSize
+            return PretrainObjective.localCounts(b, patchCount: grid * grid)
+        case .classification(let b): return [Double(b.batch)]
+        case .retrieval(let b): return [Double(b.batch)]
+        }
     }
 
     /// Seconds the last step waited for gradient communication not hidden behind backward.

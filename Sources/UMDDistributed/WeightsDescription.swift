@@ -38,18 +38,15 @@ public struct WeightsDescription {
     /// The description of a weights file (read from its header only) or of a checkpoint
     /// directory (from its manifest); nil when `path` is neither.
     public static func of(path: String) throws -> WeightsDescription? {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw RunError("\(path): no such file or directory (the --init weights)")
-        }
-        if isDirectory.boolValue {
-            let m = try Checkpoints.readManifest(URL(fileURLWithPath: path))
+        let resolved = try WeightsPath.resolve(path)
+        if case .checkpoint(let dir) = resolved {
+            let m = try Checkpoints.readManifest(dir)
             return try WeightsDescription(metadata: ["preset": m.config.preset ?? "",
                                                      "image_size": m.config.imageSize.map(String.init) ?? "",
                                                      "text_length": m.config.textLength.map(String.init) ?? ""],
                                           shapes: [:], path: path)
         }
-        let (_, header, _) = try Safetensors.readHeader(URL(fileURLWithPath: path))
+        let (_, header, _) = try Safetensors.readHeader(resolved.url)
         let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
         var shapes: [String: [Int]] = [:]
         for name in ["text.word_embed", "vision.pos_embed"] {

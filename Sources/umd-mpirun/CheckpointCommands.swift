@@ -11,12 +11,10 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Decompress every shard and check its XXH64 against the manifest.") var verify = false
 
     func run() throws {
-        var dir = URL(fileURLWithPath: path)
-        let latest = dir.appendingPathComponent("checkpoints/latest")
-        if let name = try? String(contentsOf: latest, encoding: .utf8) {
-            dir = dir.appendingPathComponent("checkpoints").appendingPathComponent(name.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
         do {
+            guard case .checkpoint(let dir) = try WeightsPath.resolve(path) else {
+                throw RunError("\(path): a safetensors file; inspect describes checkpoints (a run or checkpoint directory)")
+            }
             let m = try Checkpoints.readManifest(dir)
             let raw = m.shards.reduce(0) { $0 + $1.uncompressedBytes }, packed = m.shards.reduce(0) { $0 + $1.compressedBytes }
             print("checkpoint \(dir.path)")
@@ -53,13 +51,14 @@ struct InspectCommand: ParsableCommand {
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Write a checkpoint's weights as safetensors under the MODEL_SPEC names.")
-    @Option(help: "Checkpoint directory.") var checkpoint: String
+    @Option(help: "Weights: a run directory, a checkpoint directory, checkpoints/latest or a .safetensors file.")
+    var checkpoint: String
     @Option(help: "Output .safetensors file.") var out: String
     @Flag(help: "Also write the EMA teacher, under teacher.<name>.") var teacher = false
 
     func run() throws {
         do {
-            let (file, _) = try Checkpoints.weights(URL(fileURLWithPath: checkpoint), includeTeacher: teacher)
+            let (file, _) = try WeightsPath.load(checkpoint, includeTeacher: teacher)
             try Safetensors.write(file.tensors, metadata: file.metadata, to: URL(fileURLWithPath: out))
             let all = file.tensors
             print("export: wrote \(all.count) tensors to \(out)")

@@ -129,6 +129,28 @@ struct EquivalenceTests {
         try Self.compare(runs[0], runs[1], lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
     }
 
+    /// Gradient accumulation: K = 2 micro-batches of G give the run of one batch of 2G (the
+    /// losses' divisors are the whole step's counts), for pretraining and GM-Coord fine-tuning.
+    @Test func accumulatingTwoMicroBatchesEqualsTheDoubleBatch() throws {
+        try Self.prepare()
+        for (stage, data, names) in [("pretrain", "roco", ["loss", "mim", "mlm", "feamim", "feamlm", "itm"]),
+                                     ("finetune", "vqa", ["loss", "rho_t", "k_t", "k_i"])] {
+            var runs: [URL] = []
+            for (batch, accumulate) in [("8", "1"), ("4", "2")] {
+                let out = Self.root.appendingPathComponent("accumulate-\(stage)-\(accumulate)")
+                var arguments = [stage, "--tokenizer", Self.root.appendingPathComponent("tok").path, "--out", out.path,
+                                 "--steps", "3", "--batch-size", batch, "--accumulate", accumulate, "--lr", "1e-4",
+                                 "--log-every", "1"]
+                arguments += stage == "pretrain" ? ["--roco", Self.root.appendingPathComponent(data).path]
+                    : ["--task", "vqa-rad", "--data", Self.root.appendingPathComponent(data).path]
+                let r = try MPIJob.run(ranks: 2, arguments, timeout: 180)
+                #expect(r.exitCode == 0, "\(r)")
+                runs.append(out)
+            }
+            try Self.compare(runs[0], runs[1], lossNames: names, maxLR: 5e-3, steps: 3)
+        }
+    }
+
     @Test func aRankWithAnotherConfigurationIsNamed() throws {
         try Self.prepare()
         func arguments(_ lr: String) -> [String] {
@@ -202,7 +224,7 @@ struct EquivalenceTests {
                                                "--tokenizer", tok, "--checkpoint", out.appendingPathComponent("final.safetensors").path],
                                     timeout: 120)
             #expect(ev.exitCode == 0 && ev.stdout.contains(metric), "\(ev)")
-            let json = out.appendingPathComponent("eval-\(task)-test.json")
+            let json = out.appendingPathComponent("eval-final-\(task)-test.json")
             let metrics = (try? JSONSerialization.jsonObject(with: Data(contentsOf: json))) as? [String: Double]
             #expect(metrics?["samples"] == 3 || metrics?["pairs"] == 3, "\(String(describing: metrics))")
         }

@@ -124,7 +124,7 @@ public final class FinetuneObjective {
         let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: A, width: D, labels: labels, groups: B,
                                           groupSize: 1)
 
-        let globalSamples = reduction.sum([Double(B)])[0]
+        let globalSamples = reduction.counts([Double(B)])[0]
         let loss = labels.withUnsafeBufferPointer {
             Losses.crossEntropy(logits: logits, labels: $0.baseAddress!, gradient: dLogits.ensure(B * A), rows: B,
                                 classes: A, divisor: globalSamples)
@@ -183,7 +183,7 @@ public final class FinetuneObjective {
         let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: 1, width: D, labels: zeros, groups: B,
                                           groupSize: C)
 
-        let globalSamples = reduction.sum([Double(B)])[0]
+        let globalSamples = reduction.counts([Double(B)])[0]
         let loss = zeros.withUnsafeBufferPointer {
             Losses.crossEntropy(logits: scores, labels: $0.baseAddress!, gradient: dLogits.ensure(P), rows: B,
                                 classes: C, divisor: globalSamples)

@@ -1,3 +1,15 @@
+extension PretrainObjective {
+    /// The counts this rank's batch contributes to the losses' divisors (MODEL_SPEC.md
+    /// section 10a): selected MLM tokens, non-pad tokens, samples, masked patches, FeaMIM
+    /// tokens. Known from the batch alone, so a step can sum them before any forward pass.
+    public static func localCounts(_ batch: PretrainBatch, patchCount N: Int) -> [Double] {
+        let B = batch.batch, K = N / 4
+        let mlm = batch.mlmLabels.reduce(0) { $0 + ($1 != Losses.ignoreLabel ? 1 : 0) }
+        let nonPad = batch.attention.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        return [Double(mlm), Double(nonPad), Double(B), Double(B * (N - K)), Double(B * (1 + K))]
+    }
+}
+
 /// Global-batch losses of one step (MODEL_SPEC.md section 6).
 public struct PretrainLosses: Sendable, Equatable {
     public var mim = 0.0, mlm = 0.0, feaMIM = 0.0, feaMLM = 0.0, itm = 0.0, total = 0.0
@@ -139,13 +151,8 @@ public final class PretrainObjective {
             mlmTargets.append(batch.mlmLabels[i])
         }
         if nonPad.count != B * L { nonPad = [Bool](repeating: false, count: B * L) }
-        var nonPadCount = 0
-        for i in 0..<(B * L) {
-            nonPad[i] = batch.attention[i] != 0
-            if nonPad[i] { nonPadCount += 1 }
-        }
-        let counts = reduction.sum([Double(mlmPositions.count), Double(nonPadCount), Double(B),
-                                    Double(B * (N - K)), Double(B * (1 + K))])
+        for i in 0..<(B * L) { nonPad[i] = batch.attention[i] != 0 }
+        let counts = reduction.counts(Self.localCounts(batch, patchCount: N))
         let (globalMLM, globalNonPad, globalSamples, globalMasked, globalFeaMIM) =
             (counts[0], counts[1], counts[2], counts[3], counts[4])
 

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+import TestSupport
+import UMDModel
+
+/// How a user names weights and runs (issue 13): one resolver for every command, runs that
+/// never mix, evaluation files named by their weights.
+@Suite("run steering", .serialized)
+struct RunSteeringTests {
+    static let root: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-steering-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+    static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
+
+    static func prepare() throws {
+        if FileManager.default.fileExists(atPath: path("tok/vocab.json")) { return }
+        for (kind, dir) in [("roco", "roco"), ("vqa-rad", "vqa")] {
+            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", path(dir), "--count", "24", "--image-size", "32"])
+            try #require(r.exitCode == 0, "\(r)")
+        }
+        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", path("roco"), "--vqa-rad", path("vqa"),
+                                      "--vocab-size", "300", "--out", path("tok")])
+        try #require(t.exitCode == 0, "\(t)")
+        let run = try MPIJob.run(ranks: 1, ["pretrain", "--roco", path("roco"), "--tokenizer", path("tok"), "--out", path("pre"),
+                                            "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1"])
+        try #require(run.exitCode == 0, "\(run)")
+    }
+
+    static var forms: [String] {
+        [path("pre"), path("pre/checkpoints/latest"), path("pre/checkpoints/step-00000002"), path("pre/final.safetensors")]
+    }
+
+    @Test func everyCommandAcceptsTheFourFormsOfAWeightsPath() throws {
+        try Self.prepare()
+        for (i, form) in Self.forms.enumerated() {
+            let export = try MPIJob.runDirect(["export", "--checkpoint", form, "--out", Self.path("export-\(i).safetensors")])
+            #expect(export.exitCode == 0, "export \(form): \(export)")
+            let initRun = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.path("vqa"),
+                                                    "--tokenizer", Self.path("tok"), "--init", form,
+                                                    "--out", Self.path("calib-\(i)"), "--steps", "1", "--batch-size", "4"])
+            #expect(initRun.exitCode == 0 && initRun.stdout.contains("and the teacher"), "--init \(form): \(initRun)")
+            let encode = try MPIJob.runDirect(["encode", "--weights", form, "--images",
+                                               Self.path("vqa/images/synpic10000.jpg"), "--out", Self.path("enc-\(i).safetensors")])
+            #expect(encode.exitCode == 0, "encode \(form): \(encode)")
+            if i < 3 {
+                let inspect = try MPIJob.runDirect(["inspect", form])
+                #expect(inspect.exitCode == 0 && inspect.stdout.contains("step 2"), "inspect \(form): \(inspect)")
+            }
+        }
+        // The four exports hold the same student weights.
+        let a = try Safetensors.read(URL(fileURLWithPath: Self.path("export-0.safetensors")))
+        let d = try Safetensors.read(URL(fileURLWithPath: Self.path("export-3.safetensors")))
+        #expect(a["vision.pos_embed"]?.data == d["vision.pos_embed"]?.data)
+    }
+
+    @Test func wrongWeightsPathsSayWhatTheyAre() throws {
+        try Self.prepare()
+        let hf = Self.root.appendingPathComponent("hf-model")
+        try FileManager.default.createDirectory(at: hf, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: hf.appendingPathComponent("config.json"))
+        try Data("x".utf8).write(to: hf.appendingPathComponent("model.safetensors"))
+        let incomplete = Self.path("pre/checkpoints/step-00000009")
+        try FileManager.default.createDirectory(atPath: incomplete, withIntermediateDirectories: true)
+        let cases: [(String, String)] = [
+            (hf.path, "a Hugging Face model folder; convert it first"),
+            (incomplete, "an incomplete checkpoint (no manifest.json"),
+            (Self.path("roco"), "neither a umd run nor a checkpoint"),
+            (Self.path("nowhere"), "no such file or directory"),
+            (Self.path("roco/train/radiology/captions.txt"), "not a safetensors file"),
+        ]
+        for (form, expected) in cases {
+            let r = try MPIJob.runDirect(["export", "--checkpoint", form, "--out", Self.path("x.safetensors")])
+            #expect(r.exitCode != 0 && r.output.contains(expected), "\(form): \(r)")
+            #expect(!r.output.contains("NSCocoaErrorDomain"), "\(r)")
+        }
+        try FileManager.default.removeItem(atPath: incomplete)
+    }
+
+    @Test func aUsedOutIsRefusedAndOverwriteMovesTheOldRunAside() throws {
+        try Self.prepare()
+        let args = ["pretrain", "--roco", Self.path("roco"), "--tokenizer", Self.path("tok"), "--steps", "1", "--batch-size", "4"]
+        let first = try MPIJob.run(ranks: 2, args + ["--out", Self.path("reuse")])
+        try #require(first.exitCode == 0, "\(first)")
+        let before = try Data(contentsOf: URL(fileURLWithPath: Self.path("reuse/final.safetensors")))
+        let again = try MPIJob.run(ranks: 2, args + ["--out", Self.path("reuse"), "--seed", "3"])
+        #expect(again.exitCode != 0 && again.output.contains("holds another run; pass --resume"), "\(again)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: Self.path("reuse/final.safetensors"))) == before, "the old run is intact")
+        let overwritten = try MPIJob.run(ranks: 2, args + ["--out", Self.path("reuse"), "--seed", "3", "--overwrite"])
+        #expect(overwritten.exitCode == 0 && overwritten.output.contains("was moved to"), "\(overwritten)")
+        let aside = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { $0.hasPrefix("reuse.old-") }
+        #expect(aside.count == 1)
+        if let old = aside.first {
+            #expect(try Data(contentsOf: Self.root.appendingPathComponent("\(old)/final.safetensors")) == before)
+        }
+    }
+
+    @Test func resumeWithTheDefaultLearningRateGivenExplicitlyContinues() throws {
+        try Self.prepare()
+        let args = ["pretrain", "--roco", Self.path("roco"), "--tokenizer", Self.path("tok"), "--batch-size", "4",
+                    "--out", Self.path("explicit-lr")]
+        let first = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--checkpoint-every", "1", "--debug-stop-after", "1"])
+        #expect(first.exitCode == 143, "\(first)")
+        let resumed = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--lr", "1e-5", "--resume"])
+        #expect(resumed.exitCode == 0 && resumed.output.contains("resumed from"), "\(resumed)")
+    }
+}
