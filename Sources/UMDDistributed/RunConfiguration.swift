@@ -26,6 +26,11 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var initOnly: [String] = []
     public var steps = 100
     public var batchSize = 8
+    /// Learning-rate schedule (nil: linear for pretraining, cosine downstream, MODEL_SPEC section 10).
+    public var schedule: LearningRateSchedule.Shape? = nil
+    public var scheduleShape: LearningRateSchedule.Shape { schedule ?? (stage == .pretrain ? .linear : .cosine) }
+    /// Warm-up: a fraction of --steps when below 1, else a number of steps (nil: 10 %).
+    public var warmup: Double? = nil
     /// K: micro-batches of --batch-size each step (gradient accumulation); the step's batch is G·K.
     /// Optional in storage so manifests written before it existed still decode.
     public var accumulateSteps: Int? = nil
@@ -138,12 +143,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     }
 
     public var peakLearningRate: Float {
-        lr ?? PaperDefaults.peakLearningRate(stage: stage, task: task?.kind ?? .none)
+        lr ?? StageDefaults.learningRate(stage: stage, task: task?.kind ?? .none, preset: (try? presetValue) ?? .tiny)
     }
 
     /// How this run's steps are run.
     public var stepSettings: StepSettings {
-        var s = StepSettings(schedule: LearningRateSchedule(shape: stage == .pretrain ? .linear : .cosine, totalSteps: steps))
+        let warmupSteps = warmup.map { $0 < 1 ? Int((Double(steps) * $0).rounded(.down)) : Int($0) }
+        var s = StepSettings(schedule: LearningRateSchedule(shape: scheduleShape, totalSteps: steps, warmupSteps: warmupSteps))
         s.seed = seed; s.dropout = dropout; s.gmCoord = gmCoord; s.gmNoise = gmNoise; s.clipNorm = clipNorm
         s.peakLearningRate = peakLearningRate; s.ema = ema; s.onNonFinite = onNonFinite ?? .stop
         return s
@@ -209,6 +215,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 public enum StageDefaults {
     public static func imageSize(stage: Stage, preset: ModelPreset) -> Int {
         stage != .pretrain && preset.name == "base" ? 384 : preset.imageSize
+    }
+
+    /// The peak learning rate when --lr is not given: the paper's at base; at tiny and small,
+    /// where the paper's rates barely move a model trained for hundreds of steps from scratch,
+    /// rates tuned on the generated data (pretrain 5e-4, calib 2e-4, finetune 3e-4).
+    public static func learningRate(stage: Stage, task: TaskKind, preset: ModelPreset) -> Float {
+        if preset.name == "base" { return PaperDefaults.peakLearningRate(stage: stage, task: task) }
+        switch stage {
+        case .pretrain: return 5e-4
+        case .calib: return 2e-4
+        case .finetune: return 3e-4
+        }
     }
 
     public static func textLength(stage: Stage, task: TaskKind, preset: ModelPreset) -> Int {

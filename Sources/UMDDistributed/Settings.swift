@@ -55,6 +55,11 @@ extension NonFiniteAction: SettingValue {
     public var jsonValue: Any { rawValue }
     public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
+extension LearningRateSchedule.Shape: SettingValue {
+    public init?(settingText: String) { self.init(rawValue: settingText) }
+    public var jsonValue: Any { rawValue }
+    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
+}
 extension DownstreamTask: SettingValue {
     public init?(settingText: String) { self.init(rawValue: settingText) }
     public var jsonValue: Any { rawValue }
@@ -185,8 +190,13 @@ public enum Settings {
         .optional("accumulate", \.accumulateSteps,
                   "Micro-batches of --batch-size per step (gradient accumulation): the step's batch is batch-size x accumulate.",
                   resume: true, allowed: .atLeast(1), effective: { $0.accumulate }),
-        .optional("lr", \.lr, "Peak learning rate of the base group (default: the paper's, 1e-5; 5e-6 for VQA).",
+        .optional("lr", \.lr, "Peak learning rate of the base group (default at base: the paper's, 1e-5, 5e-6 for VQA fine-tuning; "
+                  + "tiny/small: 5e-4 pretrain, 2e-4 calib, 3e-4 finetune).",
                   resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }),
+        .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream).",
+                  resume: true, effective: { $0.scheduleShape }),
+        .optional("warmup", \.warmup, "Warm-up: a fraction of --steps below 1, else a number of steps (default 0.1).",
+                  resume: true, allowed: .atLeast(0), effective: { $0.warmup ?? 0.1 }),
         .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true,
                 allowed: .atLeast(0, strictly: true)),
         .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",

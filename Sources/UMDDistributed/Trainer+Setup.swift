@@ -46,8 +46,10 @@ extension Trainer {
     /// Whether `out` holds a run this one may not write into: true means refuse. With
     /// `--overwrite` the old run is renamed aside first (never deleted).
     static func previousRun(at out: URL, config: RunConfiguration) throws -> Bool {
-        let traces = ["config.json", "metrics.jsonl", "checkpoints", "final.safetensors"]
-        guard traces.contains(where: { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }),
+        // A run is there once it saved weights; a start that failed before any checkpoint
+        // (only config.json and a few metrics) may be started over in place.
+        let weights = ["checkpoints", "final.safetensors"]
+        guard weights.contains(where: { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }),
               config.resume == nil else { return false }
         guard config.overwrite else { return true }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")

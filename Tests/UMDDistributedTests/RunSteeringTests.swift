@@ -96,13 +96,14 @@ struct RunSteeringTests {
         }
     }
 
+    /// Was: "saved for another configuration: lr nil (now Optional(1e-05))" (tiny pretraining's default is 5e-4).
     @Test func resumeWithTheDefaultLearningRateGivenExplicitlyContinues() throws {
         try Self.prepare()
         let args = ["pretrain", "--roco", Self.path("roco"), "--tokenizer", Self.path("tok"), "--batch-size", "4",
                     "--out", Self.path("explicit-lr")]
         let first = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--checkpoint-every", "1", "--debug-stop-after", "1"])
         #expect(first.exitCode == 143, "\(first)")
-        let resumed = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--lr", "1e-5", "--resume"])
+        let resumed = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--lr", "5e-4", "--resume"])
         #expect(resumed.exitCode == 0 && resumed.output.contains("resumed from"), "\(resumed)")
     }
 }

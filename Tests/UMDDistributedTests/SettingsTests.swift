@@ -139,7 +139,7 @@ struct SettingsTests {
         }
         #expect(values["debug-stop-after"] == nil)
         #expect(values["alpha"] == nil, "alpha is not a fine-tuning setting")
-        #expect((values["lr"] as? Double) == 1e-5, "the stage's default lr is written, not null")
+        #expect((values["lr"] as? Double) == 3e-4, "the stage's default lr (tiny, fine-tuning) is written, not null")
         #expect((values["lr-heads"] as? Double) == 50)
         #expect((values["batch-size"] as? Int) == 8 && (values["gm-coord"] as? Bool) == true)
         #expect(values["clip-norm"] is NSNull)
@@ -152,10 +152,12 @@ struct SettingsTests {
 
     @Test func resumeComparesEffectiveValues() throws {
         let defaulted = try Settings.configuration(stage: .pretrain, arguments: [])
-        let explicit = try Settings.configuration(stage: .pretrain, arguments: ["--lr", "1e-5", "--steps", "50"])
+        let explicit = try Settings.configuration(stage: .pretrain, arguments: ["--lr", "5e-4", "--steps", "50"])
         #expect(explicit.resumeMismatches(defaulted).isEmpty, "the default lr given explicitly is the same lr; steps may change")
         let other = try Settings.configuration(stage: .pretrain, arguments: ["--lr", "2e-5", "--seed", "3"])
-        #expect(other.resumeMismatches(defaulted) == ["lr 1e-05 (now 2e-05)", "seed 0 (now 3)"])
+        #expect(other.resumeMismatches(defaulted) == ["lr 0.0005 (now 2e-05)", "seed 0 (now 3)"])
+        let base = try Settings.configuration(stage: .finetune, arguments: ["--preset", "base", "--task", "vqa-rad"])
+        #expect(base.peakLearningRate == 5e-6, "the paper's VQA fine-tuning rate at base")
     }
 }
 
@@ -210,5 +212,20 @@ extension StageSizeTests {
         try JSONEncoder().encode(manifest).write(to: dir.appendingPathComponent("manifest.json"))
         let c = try resolved(.finetune, ["--task", "vqa-rad", "--out", run.path, "--resume"])
         #expect(c.preset == "base" && c.imageSize == 448 && c.textLength == 32)
+    }
+}
+
+extension StageSizeTests {
+    @Test func warmupAndScheduleAreSettings() throws {
+        let fraction = try Settings.configuration(stage: .finetune, arguments: ["--steps", "200", "--warmup", "0.25"])
+        #expect(fraction.stepSettings.schedule.warmupSteps == 50 && fraction.stepSettings.schedule.shape == .cosine)
+        let steps = try Settings.configuration(stage: .pretrain, arguments: ["--steps", "200", "--warmup", "7",
+                                                                             "--schedule", "constant"])
+        #expect(steps.stepSettings.schedule.warmupSteps == 7)
+        let schedule = steps.stepSettings.schedule
+        #expect(schedule.factor(afterSteps: 7) == 1 && schedule.factor(afterSteps: 199) == 1 && schedule.factor(afterSteps: 3) < 1)
+        #expect(try Settings.configuration(stage: .pretrain, arguments: ["--steps", "100"]).stepSettings.schedule.warmupSteps == 10)
+        #expect(SettingsTests.error { try Settings.configuration(stage: .pretrain, arguments: ["--schedule", "step"]) }
+            .contains("expected linear|cosine|constant"))
     }
 }
