@@ -77,13 +77,59 @@ public enum Evaluator {
             print("eval: \(o.checkpoint.path): preset \(preset.name), \(H) px, L = \(L), \(loaded.loaded.count) tensors"
                   + (loaded.resizeNotes.isEmpty ? "" : ", resized " + loaded.resizeNotes.joined(separator: ", ")))
         }
-        let objective = FinetuneObjective(params: params)
         let n = samples.count
         guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
         let out = o.out ?? home
-        var metrics: [String: Double] = [:]
+        let scorer = Scorer(task: o.task, samples: samples, trainLabels: train?.labels ?? [], classes: classes,
+                            tokenizer: tokenizer, imageSize: H, textLength: L, batchSize: o.batchSize, retrievalCap: o.retrievalCap)
+        let metrics = try scorer.score(params: params, student: student, world: world)
+        if rank == 0 {
+            // Named by the weights too, so evaluating several files in one folder keeps every result.
+            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
+            // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
+            let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
+            func rank(_ key: String) -> Int {
+                headline.firstIndex(of: key) ?? (key.hasPrefix("majority") || key.hasPrefix("chance") ? 200 : 100)
+            }
+            let text = metrics.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
+            print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
+            print("wrote \(url.path)")
+        }
+        return metrics
+    }
+}
 
-        if o.task.kind == .retrieval {
+/// Scores a model on one split, every rank a share, rank 0 with the metrics (other ranks
+/// get an empty dictionary): what `eval` runs on a weights file and what validation during
+/// training runs on the live weights.
+struct Scorer {
+    let task: DownstreamTask
+    let samples: SampleTable
+    /// Training labels, for the majority baseline.
+    let trainLabels: [Int]
+    let classes: [String]
+    let tokenizer: ByteLevelBPE
+    let imageSize: Int, textLength: Int
+    var batchSize = 16
+    var retrievalCap = 2000
+
+    init(task: DownstreamTask, samples: SampleTable, trainLabels: [Int], classes: [String], tokenizer: ByteLevelBPE,
+         imageSize: Int, textLength: Int, batchSize: Int = 16, retrievalCap: Int = 2000) {
+        self.task = task; self.samples = samples; self.trainLabels = trainLabels; self.classes = classes
+        self.tokenizer = tokenizer; self.imageSize = imageSize; self.textLength = textLength
+        self.batchSize = batchSize; self.retrievalCap = retrievalCap
+    }
+
+    func score(params: UMDParameters, student: ParameterStore, world: Communicator) throws -> [String: Double] {
+        let rank = world.rank, R = world.size
+        let (H, L) = (imageSize, textLength)
+        let n = samples.count
+        var metrics: [String: Double] = [:]
+        let objective = FinetuneObjective(params: params)
+
+        if task.kind == .retrieval {
             // Cross-encoder scores of every (image, text) pair; every text is encoded once per
             // rank, each image once, and rank r scores images r, r+R, …
             let (ids, attention) = TableBatchSource.tokens(samples.texts, tokenizer: tokenizer, length: L)
@@ -112,21 +158,27 @@ public enum Evaluator {
             let share = (n + R - 1) / R
             let mine = Array((rank * share)..<min(n, (rank + 1) * share))
             var scores: [Float] = []
-            for start in stride(from: 0, to: mine.count, by: o.batchSize) {
-                let chunk = Array(mine[start..<min(mine.count, start + o.batchSize)])
+            var lossSum = 0.0, lossCount = 0.0
+            for start in stride(from: 0, to: mine.count, by: batchSize) {
+                let chunk = Array(mine[start..<min(mine.count, start + batchSize)])
                 let source = TableBatchSource(table: samples, indices: chunk, tokenizer: tokenizer, imageSize: H,
                                               textLength: L)
                 let (ids, attention) = source.tokens(Array(chunk.indices))
-                // Labels are not scored here (only the logits), so any valid index will do.
+                // An answer outside the training vocabulary counts as wrong, and not in the loss.
+                let labels = chunk.map { samples.labels[$0] >= 0 ? Int32(samples.labels[$0]) : SpecialTokens.ignoreLabel }
                 let batch = ClassificationBatch(batch: chunk.count, imageSize: H, textLength: L,
                                                 pixels: try source.pixels(Array(chunk.indices)), textIDs: ids,
-                                                attention: attention, labels: [Int32](repeating: 0, count: chunk.count),
-                                                sampleIDs: chunk.map { UInt64($0) })
-                objective.step(student: student, batch: batch, computeGradients: false)
+                                                attention: attention, labels: labels, sampleIDs: chunk.map { UInt64($0) })
+                let result = objective.step(student: student, batch: batch, computeGradients: false)
+                lossSum += result.loss * Double(chunk.count)       // the chunk's mean times its size
+                lossCount += Double(labels.filter { $0 != SpecialTokens.ignoreLabel }.count)
                 scores += Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: chunk.count * A))
             }
+            var loss = [lossSum, lossCount]
+            try world.allreduce(&loss, op: .sum)
             if let parts = try world.gatherVariable(scores, root: 0) {
                 let all = parts.flatMap { $0 }
+                if loss[1] > 0 { metrics["loss"] = loss[0] / loss[1] }
                 let predictions = (0..<n).map { i -> Int in
                     var best = 0
                     for a in 1..<A where all[i * A + a] > all[i * A + best] { best = a }
@@ -134,14 +186,14 @@ public enum Evaluator {
                 }
                 // Majority baseline: the most frequent training label, predicted for every sample.
                 var counts = [Int](repeating: 0, count: A)
-                for l in train?.labels ?? [] where l >= 0 { counts[l] += 1 }
+                for l in trainLabels where l >= 0 { counts[l] += 1 }
                 let majority = counts.indices.max { counts[$0] < counts[$1] } ?? 0
                 let unknown = samples.labels.filter { $0 < 0 }.count
                 if unknown > 0 {
-                    FileHandle.standardError.write(Data(("umd-mpirun: warning: \(unknown) \(o.split.rawValue) answer(s) are not in "
+                    FileHandle.standardError.write(Data(("umd-mpirun: warning: \(unknown) answer(s) of the evaluated split are not in "
                         + "the training answer vocabulary; they count as wrong\n").utf8))
                 }
-                if o.task.kind == .vqa {
+                if task.kind == .vqa {
                     let m = Metrics.vqaAccuracy(predictions: predictions, answers: samples.labels, isClosed: samples.closed)
                     let base = Metrics.vqaAccuracy(predictions: [Int](repeating: majority, count: n), answers: samples.labels,
                                                    isClosed: samples.closed)
@@ -156,20 +208,6 @@ public enum Evaluator {
                 }
                 metrics["samples"] = Double(n)
             }
-        }
-        if rank == 0 {
-            // Named by the weights too, so evaluating several files in one folder keeps every result.
-            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
-            // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
-            let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
-            func rank(_ key: String) -> Int {
-                headline.firstIndex(of: key) ?? (key.hasPrefix("majority") || key.hasPrefix("chance") ? 200 : 100)
-            }
-            let text = metrics.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
-            print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
-            print("wrote \(url.path)")
         }
         return metrics
     }

@@ -66,6 +66,12 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var zstdLevel = 3
     /// Write periodic checkpoints on a background thread from a staged copy.
     public var asyncCheckpoint = false
+    /// Validate on the task's validation split every N steps (0: off; fine-tuning).
+    public var evalEvery = 0
+    /// The validation metric that picks best.safetensors (nil: the task's headline).
+    public var keepBest: String? = nil
+    /// Stop after this many validations without improvement (0: never).
+    public var earlyStop = 0
     /// An --out holding another run is moved aside (not deleted) instead of refused.
     public var overwrite = false
     /// Resuming with another `--steps` (so another learning-rate schedule) is accepted.

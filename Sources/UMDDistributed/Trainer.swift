@@ -53,6 +53,7 @@ public enum Trainer {
                  + (threads.fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)"))
 
         // The loop: one step, the checks and logs that are due, a checkpoint when due.
+        let validation = try Validation(config, data: data)
         let prefetcher = data.prefetcher(from: startStep, kind: model.batchKind)
         defer { prefetcher.stop() }
         var summary = Summary(output: out), window = LogWindow(), lastDataWait = 0.0
@@ -72,8 +73,10 @@ public enum Trainer {
                 summary.finalLosses = window.emit(outcome, step: s, totalSteps: config.steps, startStep: startStep,
                                                   stage: config.stage.rawValue, log: log)
             }
+            let earlyStop = try validation?.after(steps: s + 1, model: model, config: config, world: world,
+                                                  watchdog: watchdog, log: log) ?? false
             stopped = try stopSignal.agreed(world: world, watchdog: watchdog, step: s, alsoStop: faults.stopsAfter(s + 1))
-            let last = stopped || s == config.steps - 1
+            let last = stopped || earlyStop || s == config.steps - 1
             if last || checkpoints.isDue(afterSteps: s + 1) {
                 log.finishProgress()
                 try checkpoints.save(afterSteps: s + 1, final: last)
@@ -82,6 +85,7 @@ public enum Trainer {
                 log.info("stopping after step \(s + 1) on a termination signal; resume with --resume")
                 break
             }
+            if earlyStop { break }
         }
         summary.samplesPerSecond = Double((config.steps - startStep) * G * config.accumulate)
             / Date().timeIntervalSince(window.runStart)

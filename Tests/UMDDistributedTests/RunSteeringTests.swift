@@ -106,4 +106,47 @@ struct RunSteeringTests {
         let resumed = try MPIJob.run(ranks: 1, args + ["--steps", "2", "--lr", "5e-4", "--resume"])
         #expect(resumed.exitCode == 0 && resumed.output.contains("resumed from"), "\(resumed)")
     }
+
+    static func rows(_ run: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path("\(run)/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+    }
+
+    /// `--eval-every`: validation during fine-tuning keeps the best weights, whose score a
+    /// separate `eval` of best.safetensors on the validation split reproduces.
+    @Test func validationKeepsTheBestWeightsAndEvalAgrees() throws {
+        try Self.prepare()
+        let ft = try MPIJob.run(ranks: 2, ["finetune", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer",
+                                           Self.path("tok"), "--out", Self.path("validated"), "--steps", "6",
+                                           "--batch-size", "4", "--eval-every", "2"], timeout: 180)
+        try #require(ft.exitCode == 0, "\(ft)")
+        let validations = try Self.rows("validated").filter { $0["stage"] as? String == "validation" }
+        #expect(validations.compactMap { ($0["step"] as? NSNumber)?.intValue } == [2, 4, 6])
+        let best = try #require(validations.max { ($0["val_overall"] as? Double ?? -1) < ($1["val_overall"] as? Double ?? -1) })
+        let weights = try Safetensors.read(URL(fileURLWithPath: Self.path("validated/best.safetensors")))
+        #expect(weights.metadata["best_metric"] == "overall")
+        #expect(Double(weights.metadata["best_score"] ?? "") == best["val_overall"] as? Double)
+        let ev = try MPIJob.run(ranks: 2, ["eval", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer",
+                                           Self.path("tok"), "--checkpoint", Self.path("validated/best.safetensors"),
+                                           "--split", "validation"], timeout: 120)
+        try #require(ev.exitCode == 0, "\(ev)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
+            Self.path("validated/eval-best-vqa-rad-validation.json")))) as? [String: Double]
+        #expect(json?["overall"] == best["val_overall"] as? Double, "eval of best.safetensors: \(String(describing: json))")
+        #expect(json?["loss"] != nil)
+    }
+
+    /// `--early-stop 1`: with a learning rate too small to change any prediction, the second
+    /// validation is no better than the first and the run ends there, with its final weights.
+    @Test func earlyStoppingEndsTheRunAfterTheGivenPatience() throws {
+        try Self.prepare()
+        let ft = try MPIJob.run(ranks: 1, ["finetune", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer",
+                                           Self.path("tok"), "--out", Self.path("early"), "--steps", "20",
+                                           "--batch-size", "4", "--eval-every", "1", "--early-stop", "1", "--lr", "1e-12"],
+                                timeout: 180)
+        #expect(ft.exitCode == 0 && ft.output.contains("early stop: 1 validation(s) without a better overall"), "\(ft)")
+        let steps = try Self.rows("early").filter { $0["stage"] as? String == "validation" }.compactMap { ($0["step"] as? NSNumber)?.intValue }
+        #expect(steps == [1, 2], "\(steps)")
+        #expect(FileManager.default.fileExists(atPath: Self.path("early/final.safetensors")))
+    }
 }

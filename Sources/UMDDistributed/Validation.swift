@@ -1,0 +1,95 @@
+import Collective
+import Foundation
+import UMDCore
+import UMDData
+import UMDModel
+
+/// Validation during fine-tuning (`--eval-every N`): every N steps (and after the last) the
+/// live weights are scored on the task's validation split the way `eval` scores a file
+/// (every rank a share), the numbers go to metrics.jsonl as `val_*`, the best weights by
+/// `--keep-best METRIC` are written to `best.safetensors`, and `--early-stop P` ends the run
+/// after P validations without improvement.
+final class Validation {
+    let scorer: Scorer
+    let every: Int
+    let metric: String
+    let patience: Int
+    private(set) var best: (score: Double, step: Int)? = nil
+    private var sinceBest = 0
+
+    /// nil when the run does not validate.
+    init?(_ config: RunConfiguration, data: TrainingData) throws {
+        guard config.stage == .finetune, config.evalEvery > 0, let task = config.task else { return nil }
+        let answers = task.kind == .vqa ? AnswerVocabulary(answers: data.table.classes) : nil
+        let samples: SampleTable
+        do {
+            samples = try SampleTable.task(task, root: URL(fileURLWithPath: config.data!), split: .validation,
+                                           answers: answers, retrievalCap: 2000,
+                                           options: ReaderOptions(strict: config.strict, maxImagePixels: config.maxImagePixels))
+        } catch {
+            throw RunError("--eval-every needs the task's validation split: \(error)")
+        }
+        guard samples.count > 0 else { throw RunError("--eval-every: the validation split of \(task.rawValue) is empty") }
+        scorer = Scorer(task: task, samples: samples, trainLabels: data.table.labels, classes: data.table.classes,
+                        tokenizer: data.tokenizer, imageSize: config.imageSize!, textLength: config.textLength!)
+        every = config.evalEvery
+        metric = config.keepBest ?? Self.headline(task.kind)
+        patience = config.earlyStop
+    }
+
+    /// The metric a task is judged by.
+    static func headline(_ kind: TaskKind) -> String {
+        switch kind {
+        case .vqa: return "overall"
+        case .classification: return "accuracy"
+        case .retrieval: return "i2t_R@1"
+        case .none: return "loss"
+        }
+    }
+
+    /// Validates when due after `steps` steps; returns whether early stopping ends the run.
+    func after(steps: Int, model: StageModel, config: RunConfiguration, world: Communicator, watchdog: StallWatchdog,
+               log: RunLog) throws -> Bool {
+        guard steps % every == 0 || steps == config.steps else { return false }
+        return try run(afterSteps: steps, model: model, config: config, world: world, watchdog: watchdog, log: log)
+    }
+
+    /// Scores the weights after `steps` steps; returns whether early stopping ends the run.
+    /// Rank 0 decides and tells every rank.
+    func run(afterSteps steps: Int, model: StageModel, config: RunConfiguration, world: Communicator,
+             watchdog: StallWatchdog, log: RunLog) throws -> Bool {
+        let metrics = try watchdog.guarding("validation after step \(steps)") {
+            try scorer.score(params: model.params, student: model.student, world: world)
+        }
+        var decision = [0.0, 0.0]                 // [improved, stop]
+        if world.rank == 0 {
+            guard let score = metrics[metric] else {
+                throw RunError("--keep-best \(metric): validation gives " + metrics.keys.sorted().joined(separator: ", "))
+            }
+            let lowerIsBetter = metric == "loss"
+            let improved = best.map { lowerIsBetter ? score < $0.score : score > $0.score } ?? true
+            decision[0] = improved ? 1 : 0
+            log.metrics(Dictionary(uniqueKeysWithValues: metrics.map { ("val_" + $0.key, $0.value) })
+                            .merging(["step": Double(steps)]) { a, _ in a }, stage: "validation")
+            log.info(String(format: "validation after step %d: %@ %.4f", steps, metric, score)
+                     + (improved ? " (best so far)" : best.map { String(format: " (best %.4f at step %d)", $0.score, $0.step) } ?? ""))
+            if improved {
+                best = (score, steps)
+                let preset = try config.presetValue
+                try ModelIO.export(student: model.student, metadata: WeightsDescription.metadata(
+                    stage: "finetune", preset: preset.name, vocabularySize: scorer.tokenizer.vocabularySize,
+                    imageSize: scorer.imageSize, textLength: scorer.textLength, task: scorer.task.rawValue,
+                    classes: scorer.classes,
+                    extra: ["best_step": String(steps), "best_metric": metric, "best_score": String(score)]),
+                    to: URL(fileURLWithPath: config.out).appendingPathComponent("best.safetensors"))
+            }
+        }
+        try world.broadcast(&decision, root: 0)
+        if decision[0] == 1 { sinceBest = 0; if world.rank != 0 { best = (0, steps) } } else { sinceBest += 1 }
+        if patience > 0 && sinceBest >= patience {
+            log.info("early stop: \(patience) validation(s) without a better \(metric)")
+            return true
+        }
+        return false
+    }
+}
