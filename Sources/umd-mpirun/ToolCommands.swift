@@ -21,60 +21,102 @@ struct PlotCommand: ParsableCommand {
     }
 }
 
-/// `umd-mpirun launch -np N [--hostfile F] [--dry-run] -- <subcommand …>`: the mpirun
-/// command users would otherwise have to assemble: one OpenBLAS thread budget per rank
-/// (cores per node / ranks per node), core binding when the cores suffice, the environment
-/// exported to every rank, and OpenMPI's root flags when run as root.
+/// `umd-mpirun launch [-np N] [--hostfile F] [--dry-run] -- <subcommand …>`: the mpirun (or
+/// srun) command users would otherwise have to assemble: one OpenBLAS thread budget per rank
+/// (a set OPENBLAS_NUM_THREADS is honoured, else cores per node / ranks per node), core
+/// binding when the cores suffice, the environment exported to every rank, OpenMPI's root
+/// flags when run as root. Inside a SLURM allocation the ranks, nodes and cores come from
+/// SLURM_* (tasks per node, cpus per task).
 struct LaunchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "launch", abstract: "Build and run the right mpirun command for a umd-mpirun subcommand.")
-    @Option(name: [.customLong("np", withSingleDash: true), .customLong("np")], help: "Number of ranks.") var ranks: Int
+        commandName: "launch", abstract: "Build and run the right mpirun (or srun) command for a umd-mpirun subcommand.")
+    @Option(name: [.customLong("np", withSingleDash: true), .customLong("np")],
+            help: "Number of ranks (inside SLURM: default SLURM_NTASKS).") var ranks: Int?
     @Option(help: "OpenMPI hostfile (default: this machine only).") var hostfile: String?
-    @Option(help: "Cores per node (default: this machine's).") var coresPerNode: Int?
+    @Option(help: "Cores per node (default: this machine's; with a hostfile, give it).") var coresPerNode: Int?
+    @Flag(help: "Inside SLURM: use srun instead of mpirun.") var srun = false
     @Flag(help: "Print the command instead of running it.") var dryRun = false
     @Argument(parsing: .postTerminator, help: "The umd-mpirun subcommand and its options.") var command: [String] = []
 
     func validate() throws {
-        if ranks < 1 { throw ValidationError("-np must be at least 1") }
+        if let ranks, ranks < 1 { throw ValidationError("-np must be at least 1") }
         if command.isEmpty { throw ValidationError("give the subcommand after --, e.g. launch -np 2 -- selftest") }
     }
 
-    /// Ranks per node: the first slots= of the hostfile (nodes are assumed alike), else all on one node.
-    func ranksPerNode() throws -> Int {
-        guard let hostfile else { return ranks }
+    /// Slots per node: the first slots= of the hostfile (nodes are assumed alike).
+    func slotsPerNode(_ hostfile: String) throws -> Int? {
         guard let text = try? String(contentsOfFile: hostfile, encoding: .utf8) else {
             throw ValidationError("cannot read the hostfile \(hostfile)")
         }
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") {
             if let range = line.range(of: "slots=") {
                 let digits = line[range.upperBound...].prefix { $0.isNumber }
-                if let n = Int(digits), n > 0 { return min(n, ranks) }
+                if let n = Int(digits), n > 0 { return n }
             }
         }
-        return min(ranks, ProcessInfo.processInfo.activeProcessorCount)
+        return nil
     }
 
+    /// "4(x2),3" → 4: SLURM_TASKS_PER_NODE's first count.
+    static func firstCount(_ text: String?) -> Int? { text.flatMap { Int($0.prefix { $0.isNumber }) } }
+
     func run() throws {
-        let cores = coresPerNode ?? ProcessInfo.processInfo.activeProcessorCount
-        let perNode = try ranksPerNode()
-        let threads = max(1, cores / perNode)
-        var args = ["mpirun", "-np", String(ranks)]
-        if let hostfile { args += ["--hostfile", hostfile] }
-        if perNode > cores {
-            args += ["--oversubscribe", "--bind-to", "none"]
-        } else {
-            args += ["--map-by", "ppr:\(perNode):node:PE=\(threads)", "--bind-to", "core"]
-        }
-        if getuid() == 0 { args += ["--allow-run-as-root"] }
-        // Exported to every rank (the ones set here, plus PATH and LD_LIBRARY_PATH when set).
         let environment = ProcessInfo.processInfo.environment
-        var exported = ["OPENBLAS_NUM_THREADS"]
-        if getuid() == 0 { exported += ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] }
-        exported += ["PATH", "LD_LIBRARY_PATH"].filter { environment[$0] != nil }
-        for variable in exported { args += ["-x", variable] }
+        let setThreads = environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        var notes: [String] = []
+        var args: [String]
+        let threads: Int
+        if environment["SLURM_JOB_ID"] != nil {
+            let nodes = Int(environment["SLURM_NNODES"] ?? environment["SLURM_JOB_NUM_NODES"] ?? "1") ?? 1
+            let perNode = Int(environment["SLURM_NTASKS_PER_NODE"] ?? "") ?? Self.firstCount(environment["SLURM_TASKS_PER_NODE"]) ?? 1
+            let cpus = Int(environment["SLURM_CPUS_PER_TASK"] ?? "") ?? 1
+            let n = ranks ?? Int(environment["SLURM_NTASKS"] ?? "") ?? nodes * perNode
+            threads = setThreads ?? cpus
+            if threads > cpus { notes.append("OPENBLAS_NUM_THREADS=\(threads) exceeds SLURM_CPUS_PER_TASK=\(cpus): ranks will share cores") }
+            if srun {
+                args = ["srun", "--ntasks=\(n)", "--ntasks-per-node=\(perNode)", "--cpus-per-task=\(cpus)", "--cpu-bind=cores",
+                        "--mpi=pmix", "--export=ALL,OPENBLAS_NUM_THREADS=\(threads)"]
+            } else {
+                args = ["mpirun", "-np", String(n), "--map-by", "ppr:\(perNode):node:PE=\(cpus)", "--bind-to", "core"]
+            }
+        } else {
+            guard let n = ranks else { throw ValidationError("give -np (the number of ranks)") }
+            args = ["mpirun", "-np", String(n)]
+            if let hostfile {
+                let perNode = min(try slotsPerNode(hostfile) ?? n, n)
+                args += ["--hostfile", hostfile]
+                if let cores = coresPerNode {
+                    threads = setThreads ?? max(1, cores / perNode)
+                } else {
+                    threads = setThreads ?? 1
+                    if setThreads == nil {
+                        notes.append("the nodes' cores are not known here: pass --cores-per-node (or set OPENBLAS_NUM_THREADS) "
+                                     + "so each of the \(perNode) ranks per node gets cores / \(perNode) threads; using 1")
+                    }
+                }
+                args += ["--map-by", "ppr:\(perNode):node:PE=\(threads)", "--bind-to", "core"]
+            } else {
+                let cores = coresPerNode ?? ProcessInfo.processInfo.activeProcessorCount
+                threads = setThreads ?? max(1, cores / n)
+                if n * threads > cores {
+                    args += ["--oversubscribe", "--bind-to", "none"]
+                } else {
+                    args += ["--map-by", "ppr:\(n):node:PE=\(threads)", "--bind-to", "core"]
+                }
+            }
+        }
+        if args[0] == "mpirun" {
+            if getuid() == 0 { args += ["--allow-run-as-root"] }
+            // Exported to every rank (the ones set here, plus PATH and LD_LIBRARY_PATH when set).
+            var exported = ["OPENBLAS_NUM_THREADS"]
+            if getuid() == 0 { exported += ["OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] }
+            exported += ["PATH", "LD_LIBRARY_PATH"].filter { environment[$0] != nil }
+            for variable in exported { args += ["-x", variable] }
+        }
         args += [binary] + command
         let display = "OPENBLAS_NUM_THREADS=\(threads) " + args.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+        for note in notes { FileHandle.standardError.write(Data("launch: note: \(note)\n".utf8)) }
         if dryRun {
             print(display)
             return
@@ -86,8 +128,8 @@ struct LaunchCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data("launch: \(display)\n".utf8))
         let cArgs = args.map { strdup($0) } + [nil]
-        execvp("mpirun", cArgs)
-        printError("could not start mpirun (\(String(cString: strerror(errno)))); is openmpi-bin installed? (make deps)")
+        execvp(args[0], cArgs)
+        printError("could not start \(args[0]) (\(String(cString: strerror(errno)))); is openmpi-bin installed? (make deps)")
         throw ExitCode.failure
     }
 }

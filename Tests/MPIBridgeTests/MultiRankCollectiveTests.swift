@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TestSupport
 
@@ -80,13 +81,45 @@ struct MultiRankCollectiveTests {
 /// `launch` builds the mpirun line (binding, thread budget, exports) and runs it.
 @Suite("launch", .serialized)
 struct LaunchTests {
+    static let noThreads = ["OPENBLAS_NUM_THREADS": ""]
+
     @Test func dryRunPrintsTheMpirunCommand() throws {
-        let r = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "8", "--dry-run", "--", "selftest"])
+        let r = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "8", "--dry-run", "--", "selftest"],
+                                     environment: Self.noThreads)
         #expect(r.exitCode == 0, "\(r)")
         #expect(r.stdout.contains("OPENBLAS_NUM_THREADS=2 mpirun -np 4 --map-by ppr:4:node:PE=2 --bind-to core"), "\(r)")
         #expect(r.stdout.contains("-x OPENBLAS_NUM_THREADS") && r.stdout.hasSuffix("umd-mpirun selftest\n"), "\(r)")
-        let over = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "2", "--dry-run", "--", "selftest"])
+        let over = try MPIJob.runDirect(["launch", "-np", "4", "--cores-per-node", "2", "--dry-run", "--", "selftest"],
+                                        environment: Self.noThreads)
         #expect(over.stdout.contains("OPENBLAS_NUM_THREADS=1 mpirun -np 4 --oversubscribe --bind-to none"), "\(over)")
+        // Was: a set OPENBLAS_NUM_THREADS was overridden.
+        let set = try MPIJob.runDirect(["launch", "-np", "2", "--cores-per-node", "8", "--dry-run", "--", "selftest"],
+                                       environment: ["OPENBLAS_NUM_THREADS": "3"])
+        #expect(set.stdout.contains("OPENBLAS_NUM_THREADS=3 mpirun -np 2 --map-by ppr:2:node:PE=3 --bind-to core"), "\(set)")
+    }
+
+    /// Was: with a hostfile the login machine's cores sized the ranks (oversubscribe, 1 thread).
+    @Test func aHostfileGivesRanksPerNodeFromItsSlots() throws {
+        let hostfile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("hostfiles/cluster.example").path
+        let r = try MPIJob.runDirect(["launch", "-np", "16", "--hostfile", hostfile, "--cores-per-node", "32", "--dry-run",
+                                      "--", "pretrain"], environment: Self.noThreads)
+        #expect(r.stdout.contains("OPENBLAS_NUM_THREADS=8 mpirun -np 16 --hostfile \(hostfile) --map-by ppr:4:node:PE=8 --bind-to core"),
+                "\(r)")
+        let unknown = try MPIJob.runDirect(["launch", "-np", "16", "--hostfile", hostfile, "--dry-run", "--", "pretrain"],
+                                           environment: Self.noThreads)
+        #expect(!unknown.stdout.contains("--oversubscribe") && unknown.stderr.contains("pass --cores-per-node"), "\(unknown)")
+    }
+
+    /// Inside a SLURM allocation the ranks and threads come from SLURM_*.
+    @Test func underSlurmTheAllocationSizesTheJob() throws {
+        let slurm = ["OPENBLAS_NUM_THREADS": "", "SLURM_JOB_ID": "42", "SLURM_NNODES": "2", "SLURM_NTASKS": "8",
+                     "SLURM_TASKS_PER_NODE": "4(x2)", "SLURM_CPUS_PER_TASK": "6"]
+        let r = try MPIJob.runDirect(["launch", "--dry-run", "--", "pretrain"], environment: slurm)
+        #expect(r.stdout.contains("OPENBLAS_NUM_THREADS=6 mpirun -np 8 --map-by ppr:4:node:PE=6 --bind-to core"), "\(r)")
+        let s = try MPIJob.runDirect(["launch", "--srun", "--dry-run", "--", "pretrain"], environment: slurm)
+        #expect(s.stdout.contains("srun --ntasks=8 --ntasks-per-node=4 --cpus-per-task=6 --cpu-bind=cores --mpi=pmix "
+                                  + "--export=ALL,OPENBLAS_NUM_THREADS=6"), "\(s)")
     }
 
     @Test func launchRunsTheSubcommandOnEveryRank() throws {

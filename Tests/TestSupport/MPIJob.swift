@@ -45,7 +45,7 @@ public enum MPIJob {
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OPENBLAS_NUM_THREADS"] = "1"
-        for (k, v) in extra { env[k] = v }
+        for (k, v) in extra { env[k] = v.isEmpty ? nil : v }     // "" removes a variable
         return env
     }
 

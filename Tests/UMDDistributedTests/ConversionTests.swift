@@ -108,7 +108,7 @@ struct ConversionTests {
         let run = try MPIJob.run(ranks: 1, ["pretrain", "--roco", data, "--tokenizer",
                                             Self.fixtures.appendingPathComponent("tokenizer").path, "--init", weights,
                                             "--out", root.appendingPathComponent("out").path, "--steps", "1",
-                                            "--batch-size", "4"])
+                                            "--batch-size", "4", "--lr", "1e-5"])
         #expect(run.exitCode == 0, "\(run)")
         let final = try Safetensors.read(root.appendingPathComponent("out/final.safetensors"))
         let initial = try Safetensors.read(URL(fileURLWithPath: weights))
