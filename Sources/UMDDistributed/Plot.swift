@@ -4,9 +4,12 @@ import UMDData
 
 /// `umd-mpirun plot`: loss curves (total and each loss) and the learning rate over steps
 /// from `RUN/metrics.jsonl`, one panel per series, drawn into an RGB raster and written as
-/// PNG with libpng. Labels use a built-in 3x5 pixel font.
+/// PNG with libpng: every logged step is a point, both axes carry ticks at 0, ¼, ½, ¾ and 1
+/// of their range with light grid lines, the x axis is labelled "step". Labels use a
+/// built-in 3x5 pixel font.
 public enum LossPlot {
-    static let series = ["loss", "mim", "mlm", "feamim", "feamlm", "itm", "task", "lr", "grad_norm", "rho_t", "k_t", "k_i"]
+    static let series = ["loss", "mim", "mlm", "feamim", "feamlm", "itm", "task", "lr", "grad_norm", "rho_t", "k_t", "k_i",
+                         "val_loss", "val_overall", "val_accuracy", "val_macro_f1", "val_i2t_R@1"]
 
     public static func render(metrics: URL, to output: URL) throws {
         guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
@@ -75,19 +78,27 @@ struct Canvas {
 
     mutating func panel(x: Int, y: Int, width w: Int, height h: Int, title: String, points: [(Double, Double)],
                         colour: (UInt8, UInt8, UInt8)) {
-        let left = x + 44, right = x + w - 10, top = y + 24, bottom = y + h - 22
-        let grey: (UInt8, UInt8, UInt8) = (160, 160, 160)
-        line(left, bottom, right, bottom, grey)
-        line(left, top, left, bottom, grey)
+        let left = x + 50, right = x + w - 14, top = y + 24, bottom = y + h - 30
+        let grey: (UInt8, UInt8, UInt8) = (160, 160, 160), light: (UInt8, UInt8, UInt8) = (232, 232, 232)
         let xs = points.map(\.0), ys = points.map(\.1)
         let (xmin, xmax) = (xs.min()!, max(xs.max()!, xs.min()! + 1))
         var (ymin, ymax) = (ys.min()!, ys.max()!)
         if ymax - ymin < 1e-12 { ymin -= 0.5; ymax += 0.5 }
-        text(title, x: x + 44, y: y + 6)
-        text(Self.number(ymax), x: x + 2, y: top - 2, scale: 1)
-        text(Self.number(ymin), x: x + 2, y: bottom - 4, scale: 1)
-        text(Self.number(xmin), x: left, y: bottom + 6, scale: 1)
-        text(Self.number(xmax), x: right - 24, y: bottom + 6, scale: 1)
+        // Grid and ticks at 0, 1/4, 1/2, 3/4, 1 of each axis.
+        for k in 0...4 {
+            let fx = left + (right - left) * k / 4, fy = bottom - (bottom - top) * k / 4
+            if k > 0 { line(fx, top, fx, bottom, light); line(left, fy, right, fy, light) }
+            line(fx, bottom, fx, bottom + 3, grey)
+            line(left - 3, fy, left, fy, grey)
+            let xValue = xmin + (xmax - xmin) * Double(k) / 4, yValue = ymin + (ymax - ymin) * Double(k) / 4
+            let xLabel = Self.number(xValue.rounded())
+            text(xLabel, x: fx - 2 * xLabel.count, y: bottom + 6, scale: 1)
+            text(Self.number(yValue), x: x + 2, y: fy - 2, scale: 1)
+        }
+        line(left, bottom, right, bottom, grey)
+        line(left, top, left, bottom, grey)
+        text(title, x: left, y: y + 6)
+        text("step", x: (left + right) / 2 - 8, y: bottom + 16, scale: 1)
         func px(_ p: (Double, Double)) -> (Int, Int) {
             (left + Int((p.0 - xmin) / (xmax - xmin) * Double(right - left)),
              bottom - Int((p.1 - ymin) / (ymax - ymin) * Double(bottom - top)))
