@@ -15,6 +15,8 @@ public final class RunLog: @unchecked Sendable {
     let terminal = isatty(1) != 0 && ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] == nil
     private var progressShown = false
     private var metricsFailed = false
+    /// Event files for TensorBoard, beside metrics.jsonl (rank 0).
+    private var tensorBoard: TensorBoardWriter?
 
     public init(rank: Int, directory: URL, keepMetrics: Bool = false) {
         self.rank = rank
@@ -51,6 +53,11 @@ public final class RunLog: @unchecked Sendable {
         do {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             try appendToFile(data + Data("\n".utf8), at: metricsURL)
+            if tensorBoard == nil { tensorBoard = try TensorBoardWriter(directory: metricsURL.deletingLastPathComponent()) }
+            var scalars = record
+            scalars["step"] = nil
+            try tensorBoard?.write(step: Int(record["step"] ?? 0),
+                                   scalars: Dictionary(uniqueKeysWithValues: scalars.map { ("\(stage)/\($0.key)", $0.value) }))
         } catch {
             if !metricsFailed { warning("cannot write \(metricsURL.path): \(error); training goes on, metrics are not recorded") }
             metricsFailed = true

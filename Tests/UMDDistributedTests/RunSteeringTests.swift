@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 import UMDModel
+@testable import UMDDistributed
 
 /// How a user names weights and runs (issue 13): one resolver for every command, runs that
 /// never mix, evaluation files named by their weights.
@@ -134,6 +135,16 @@ struct RunSteeringTests {
             Self.path("validated/eval-best-vqa-rad-validation.json")))) as? [String: Double]
         #expect(json?["overall"] == best["val_overall"] as? Double, "eval of best.safetensors: \(String(describing: json))")
         #expect(json?["loss"] != nil)
+        // The TensorBoard event file beside metrics.jsonl holds the same numbers.
+        let events = try FileManager.default.contentsOfDirectory(atPath: Self.path("validated"))
+            .filter { $0.hasPrefix("events.out.tfevents.") }
+        try #require(events.count == 1, "\(events)")
+        let (_, scalars) = try TensorBoardTests.read(URL(fileURLWithPath: Self.path("validated/\(events[0])")))
+        let logged = try Self.rows("validated").filter { $0["stage"] as? String == "finetune" }
+            .map { (($0["step"] as? NSNumber)?.intValue ?? -1, Float(($0["loss"] as? Double) ?? .nan)) }
+        let fromEvents = scalars.filter { $0.1 == "finetune/loss" }.map { ($0.0, $0.2) }
+        #expect(fromEvents.map(\.0) == logged.map(\.0) && fromEvents.map(\.1) == logged.map(\.1), "\(fromEvents) vs \(logged)")
+        #expect(scalars.contains { $0.1 == "validation/val_overall" })
     }
 
     /// `--early-stop 1`: with a learning rate too small to change any prediction, the second
