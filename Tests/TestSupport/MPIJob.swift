@@ -76,6 +76,18 @@ public enum MPIJob {
         return try launch(executable: mpirun, command, timeout: timeout, environment: environment(extra: extra))
     }
 
+    /// A job with extra mpirun options (e.g. a simulated cluster's hostfile and rsh agent).
+    public static func run(mpirunOptions: [String], ranks: Int, _ arguments: [String], timeout: Double = 120) throws -> Result {
+        let command = mpirunOptions + ["-np", String(ranks), "-x", "OPENBLAS_NUM_THREADS", "-x", "OMPI_ALLOW_RUN_AS_ROOT",
+                                       "-x", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", try binary().path] + arguments
+        return try launch(executable: mpirun, command, timeout: timeout, environment: environment())
+    }
+
+    /// Any program (a script), with the same watchdog and output capture.
+    public static func runProgram(_ executable: String, _ arguments: [String], timeout: Double = 60) throws -> Result {
+        try launch(executable: executable, arguments, timeout: timeout, environment: environment())
+    }
+
     /// One job whose ranks run different arguments (MPMD): `mpirun -np 1 umd A : -np 1 umd B …`.
     public static func runMPMD(_ perRank: [[String]], timeout: Double = 120) throws -> Result {
         let binary = try binary().path
