@@ -77,7 +77,14 @@ host=$1; shift
 while [[ "$host" == -* ]]; do host=$1; shift; done
 i=${host##*.}
 # Its own hostname too (a UTS namespace), so MPI's processor name says which host a rank is on.
-exec ip netns exec "umdh$i" unshare --uts /bin/sh -c "hostname umdh$i; $*"
+# The agent itself stays outside, like ssh on a real cluster, so it can say when its host
+# was lost (OpenMPI's own message on a dead daemon does not name the host).
+ip netns exec "umdh$i" unshare --uts /bin/sh -c "hostname umdh$i; $*"
+status=$?
+if [ "$status" -ge 128 ]; then
+  echo "simcluster: host umdh$i (10.77.0.$i) lost: its processes were killed (signal $((status - 128)))" >&2
+fi
+exit "$status"
 AGENT
   chmod +x "$STATE/agent"
   echo "simcluster: $n host(s) up (umdh1..umdh$n, 10.77.0.1-$n)${bandwidth:+, links $bandwidth}${delay:+, delay $delay}"
