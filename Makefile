@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint clean
+.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -49,6 +49,13 @@ bench-step: release        ## pretrain step weak scaling 1 -> 2 ranks, sync band
 
 bench-checkpoint: release  ## save/load MB/s and compression of the base preset's state (needs ~12 GB RAM)
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench checkpoint --preset base
+
+bench-cluster: release    ## bench step across 2 simulated hosts (network namespaces, needs root) at 1/10/25 Gbit/s
+	for bw in 1gbit 10gbit 25gbit; do \
+	  bash scripts/simcluster.sh up 2 --bandwidth $$bw && echo "== links $$bw" && \
+	  OPENBLAS_NUM_THREADS=1 mpirun $$(bash scripts/simcluster.sh mpirun-args) -np 2 -x OPENBLAS_NUM_THREADS \
+	    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM $(CURDIR)/$(RELEASE_BIN) bench step --preset small --steps 4; \
+	done; bash scripts/simcluster.sh down
 
 clean:
 	rm -rf .build

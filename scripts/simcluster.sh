@@ -92,7 +92,8 @@ AGENT
 }
 
 mpirun_args() {
-  echo "--hostfile $STATE/hostfile --mca plm_rsh_agent $STATE/agent --mca btl tcp,self" \
+  # --bind-to none: every simulated host binds from core 0 of the same machine otherwise.
+  echo "--hostfile $STATE/hostfile --mca plm_rsh_agent $STATE/agent --mca btl tcp,self --bind-to none" \
        "--mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24"
 }
 
