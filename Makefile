@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
+.PHONY: ablation deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -32,6 +32,9 @@ test: build       ## the whole test suite (multi-rank tests spawn mpirun themsel
 demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> finetune -> eval, plots
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
 	RANKS=$(RANKS) bash scripts/demo.sh $(RELEASE_BIN) demo-out
+
+ablation: release  ## the paper's Table 4 in miniature: 6 settings x 3 seeds on 2 ranks, ablation-out/ablation.md (~15 min)
+	bash scripts/ablation.sh $(RELEASE_BIN) ablation-out
 
 bench: bench-allreduce bench-kernels bench-data bench-step bench-checkpoint
 

@@ -66,6 +66,17 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var zstdLevel = 3
     /// Write periodic checkpoints on a background thread from a staged copy.
     public var asyncCheckpoint = false
+    /// The pretraining / calibration losses that train (nil: all of the stage's). One left out
+    /// contributes neither gradient nor its term of the total (ablations).
+    public var objectives: [String]? = nil
+    public var lossWeights: LossWeights {
+        var w = LossWeights()
+        guard let objectives else { return w }
+        w.mim = objectives.contains("mim") ? 1 : 0; w.mlm = objectives.contains("mlm") ? 1 : 0
+        w.feaMIM = objectives.contains("feamim") ? 1 : 0; w.feaMLM = objectives.contains("feamlm") ? 1 : 0
+        w.itm = objectives.contains("itm") ? 1 : 0
+        return w
+    }
     /// Validate on the task's validation split every N steps (0: off; fine-tuning).
     public var evalEvery = 0
     /// The validation metric that picks best.safetensors (nil: the task's headline).

@@ -180,6 +180,21 @@ public enum Settings {
                     return nil
                 },
                 read: { $0.initOnly }),
+        Setting(name: "objectives", help: "Losses that train: mim,mlm,feamim,feamlm (+itm in pretraining); default all.",
+                stages: withTeacher, resumeMustMatch: true, hidden: false, form: .list, placeholder: "NAME,…",
+                assign: { c, text in
+                    let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                        .filter { !$0.isEmpty }
+                    let known = c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"] : ["mim", "mlm", "feamim", "feamlm"]
+                    if let bad = names.first(where: { !known.contains($0) }) {
+                        return "\(bad) is not a \(c.stage.rawValue) objective (\(known.joined(separator: ", ")))"
+                    }
+                    if names.isEmpty { return "name at least one objective" }
+                    c.objectives = known.filter(names.contains)
+                    return nil
+                },
+                read: { c in c.objectives ?? (c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"]
+                                                                    : ["mim", "mlm", "feamim", "feamlm"]) }),
         .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors."),
         .option("overwrite", \.overwrite,
                 "An --out that holds another run is moved aside to OUT.old-<time> (without it, such an --out is refused)."),

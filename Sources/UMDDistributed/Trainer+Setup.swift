@@ -71,6 +71,7 @@ extension Trainer {
                                    seed: config.seed, initFrom: config.initFrom.map { URL(fileURLWithPath: $0) },
                                    initOnly: config.initOnly, multipliers: config.multipliers, hyperparameters: hyper,
                                    alpha: config.alpha, beta: config.beta)
+        model.pretrain?.weights = config.lossWeights
         if let report = model.initReport, let path = config.initFrom { log.info("init: \(path): \(report)") }
         try watchdog.guarding("start-up, broadcast of the initial weights") {
             let student = model.student
