@@ -26,7 +26,11 @@ else
 fi
 rm -rf "$DIR" && mkdir -p "$DIR"
 "$BIN" synth --kind roco --out "$DIR/roco" --count "${COUNT[0]}" --seed 1 --image-size 64 > /dev/null
-"$BIN" synth --kind vqa-rad --out "$DIR/vqa-rad" --count "${COUNT[1]}" --seed 2 --image-size 64 > /dev/null
+# The downstream set has the two properties TD-Calib and GM-Coord target: a text shortcut on
+# closed questions (broken in the test split) and an intensity shift from the pretraining corpus.
+SHORTCUT=${SHORTCUT:-0.5}; SHIFT=${SHIFT:-0.4}
+"$BIN" synth --kind vqa-rad --out "$DIR/vqa-rad" --count "${COUNT[1]}" --seed 2 --image-size 64 \
+    --shortcut "$SHORTCUT" --intensity-shift "$SHIFT" > /dev/null
 "$BIN" tokenizer train --roco "$DIR/roco" --vqa-rad "$DIR/vqa-rad" --vocab-size 1000 --out "$DIR/tok" > /dev/null
 common="--preset tiny --tokenizer $DIR/tok --log-every 10 --batch-size $BATCH"
 run() { "$@" > "$DIR/last.log" 2>&1 || { cat "$DIR/last.log"; exit 1; }; }
@@ -52,20 +56,27 @@ for seed in $(seq 1 "$SEEDS"); do
     run $MPIRUN "$BIN" eval --task vqa-rad --data "$DIR/vqa-rad" --tokenizer "$DIR/tok" --checkpoint "$out/final.safetensors"
     json="$out/eval-final-vqa-rad-test.json"
     field() { sed -n "s/.*\"$1\" : \([0-9.eE+-]*\).*/\1/p" "$json"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$(field overall)" "$(field open)" "$(field closed)" \
-        "$(field majority_overall)" >> "$DIR/results.tsv"
+    # GM-Coord diagnostics: mean and smallest k of each modality over the logged steps.
+    k=$(sed -n 's/.*"k_i":\([0-9.eE+-]*\).*"k_t":\([0-9.eE+-]*\).*/\1 \2/p' "$out/metrics.jsonl" \
+        | awk '{ ni++; si += $1; st += $2; if (ni == 1 || $1 < mi) mi = $1; if (ni == 1 || $2 < mt) mt = $2 }
+               END { printf "%.3f\t%.3f\t%.3f\t%.3f", si / ni, mi, st / ni, mt }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$(field overall)" "$(field open)" "$(field closed)" \
+        "$(field majority_overall)" "$gm" "$k" >> "$DIR/results.tsv"
     if [ "$gm" = on ]; then "$BIN" plot "$out" --out "$DIR/gm-coord-$(basename "$out")-seed$seed.png" > /dev/null; fi
     echo "ablation: seed $seed, $name: overall $(tail -1 "$DIR/results.tsv" | cut -f3)"
   done
 done
 # Mean ± sample standard deviation per row, in the order run (awk: no Python needed).
 awk -F'\t' '
-  { if (!($1 in n)) order[++rows] = $1; n[$1]++; s[$1] += $3; q[$1] += $3 * $3; op[$1] += $4; cl[$1] += $5; maj = $6 }
+  { if (!($1 in n)) order[++rows] = $1; n[$1]++; s[$1] += $3; q[$1] += $3 * $3; op[$1] += $4; cl[$1] += $5; maj = $6
+    gm[$1] = $7; ki[$1] += $8; kimin[$1] += $9; kt[$1] += $10; ktmin[$1] += $11 }
   END {
-    print "| setting | overall (mean ± sd) | open | closed | seeds |"; print "|---|---|---|---|---|"
+    print "| setting | overall (mean ± sd) | open | closed | seeds | GM-Coord k_i mean (min) | k_t mean (min) |"
+    print "|---|---|---|---|---|---|---|"
     for (r = 1; r <= rows; r++) {
       k = order[r]; m = s[k] / n[k]; v = n[k] > 1 ? (q[k] - n[k] * m * m) / (n[k] - 1) : 0; if (v < 0) v = 0
-      printf "| %s | %.3f ± %.3f | %.3f | %.3f | %d |\n", k, m, sqrt(v), op[k] / n[k], cl[k] / n[k], n[k]
+      diag = gm[k] == "on" ? sprintf("%.3f (%.3f) | %.3f (%.3f)", ki[k] / n[k], kimin[k] / n[k], kt[k] / n[k], ktmin[k] / n[k]) : " | "
+      printf "| %s | %.3f ± %.3f | %.3f | %.3f | %d | %s |\n", k, m, sqrt(v), op[k] / n[k], cl[k] / n[k], n[k], diag
     }
-    printf "| majority baseline | %.3f | 0.000 | | |\n", maj
+    printf "| majority baseline | %.3f | 0.000 | | | | |\n", maj
   }' "$DIR/results.tsv" | tee "$DIR/ablation.md"

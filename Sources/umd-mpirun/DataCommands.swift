@@ -16,11 +16,21 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Number of images (80% train, 10% validation, 10% test).") var count = 200
     @Option(help: "Seed of the generator.") var seed: UInt64 = 0
     @Option(help: "Image side in pixels.") var imageSize = 64
+    @Option(help: "VQA: share of closed questions with a text cue giving the answer away (random in the test split).")
+    var shortcut = 0.0
+    @Option(help: "Contrast/brightness shift of the images (a domain shift between data sets made with different values).")
+    var intensityShift = 0.0
+
+    func validate() throws {
+        if !(0...1).contains(shortcut) { throw ValidationError("--shortcut must be in [0, 1]") }
+        if !(-0.9...2).contains(intensityShift) { throw ValidationError("--intensity-shift must be in [-0.9, 2]") }
+    }
 
     func run() throws {
         do {
             let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count, seed: seed,
-                                                     imageSize: imageSize)
+                                                     imageSize: imageSize,
+                                                     difficulty: .init(shortcut: shortcut, intensityShift: intensityShift))
             print("synth: wrote \(summary) to \(out)")
         } catch {
             printError("\(error)")

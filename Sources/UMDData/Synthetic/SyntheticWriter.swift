@@ -15,9 +15,26 @@ public enum SyntheticDataset {
         public var description: String { "\(kind.rawValue): \(images) images, \(records) records" }
     }
 
+    /// Properties an ablation needs from the data (both off by default).
+    public struct Difficulty: Sendable {
+        /// VQA: this share of the closed (yes/no) questions of the training and validation
+        /// splits carry a text cue that gives the answer away ("… (finding noted)" for yes,
+        /// "… (unremarkable)" for no): a text shortcut, so the text modality dominates. In
+        /// the test split the cue is there as often but random — the shortcut is broken, and
+        /// only a model that also looks at the image answers those questions.
+        public var shortcut = 0.0
+        /// Image intensities become 128 + (1 + s)·(p − 128) + 40·s (contrast and brightness
+        /// shift), clamped: a domain shift between corpora made with different s.
+        public var intensityShift = 0.0
+        public init(shortcut: Double = 0, intensityShift: Double = 0) {
+            self.shortcut = shortcut; self.intensityShift = intensityShift
+        }
+    }
+
     /// Writes `count` images (and their records) under `directory`.
     @discardableResult
-    public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64) throws -> Summary {
+    public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64,
+                             difficulty: Difficulty = .init()) throws -> Summary {
         guard count >= 3 else { throw DatasetError("synth: --count must be at least 3 (one sample per split)") }
         guard imageSize >= 16 else { throw DatasetError("synth: --image-size must be at least 16 pixels") }
         let fm = FileManager.default
@@ -30,7 +47,11 @@ public enum SyntheticDataset {
         }
         func image(_ i: Int, _ finding: SyntheticFinding, as format: ImageCodec.Format, to url: URL) throws {
             try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            let grey = finding.render(size: imageSize, seed: seed, index: i)
+            var grey = finding.render(size: imageSize, seed: seed, index: i)
+            if difficulty.intensityShift != 0 {
+                let t = difficulty.intensityShift
+                grey = grey.map { UInt8(max(0, min(255, (128 + (1 + t) * (Double($0) - 128) + 40 * t).rounded()))) }
+            }
             try AtomicFileWriter.write(ImageCodec.encode(SyntheticFinding.rgb(grey), width: imageSize, height: imageSize,
                                                          channels: 3, as: format), to: url)
             summary.images += 1
@@ -70,8 +91,8 @@ public enum SyntheticDataset {
                 rows.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
                                    as: UTF8.self))
             }
-            try (rows.joined(separator: "\n") + "\n").write(
-                to: release.appendingPathComponent(MedICaTDataset.jsonlName), atomically: true, encoding: .utf8)
+            try AtomicFileWriter.write(rows.joined(separator: "\n") + "\n",
+                                       to: release.appendingPathComponent(MedICaTDataset.jsonlName))
             summary.records = rows.count
         case .vqaRad, .slake:
             var splits: [Split: [[String: Any]]] = [:]
@@ -83,8 +104,16 @@ public enum SyntheticDataset {
                 // A few questions per image, chosen by a seeded rotation through the templates.
                 let all = f.questions()
                 for k in 0..<3 {
-                    let (question, answer, closed) = all[(i * 3 + k) % all.count]
+                    var (question, answer, closed) = all[(i * 3 + k) % all.count]
                     qid += 1
+                    // The text shortcut (see Difficulty): a cue in the question, truthful in
+                    // training and validation, random in the test split.
+                    let cueKey = CounterRandom.key(seed, CounterRandom.hash("synth.shortcut"))
+                    if closed, CounterRandom.uniform(cueKey, UInt64(2 * qid)) < difficulty.shortcut {
+                        let truthful = split(i) != .test
+                        let says = truthful ? (answer as? String) == "yes" : CounterRandom.uniform(cueKey, UInt64(2 * qid + 1)) < 0.5
+                        question += says ? " (finding noted)" : " (unremarkable)"
+                    }
                     var row: [String: Any] = ["qid": qid, "question": question, "answer": answer,
                                               // VQA-RAD has stray trailing spaces in answer_type.
                                               "answer_type": (closed ? "CLOSED" : "OPEN") + (kind == .vqaRad && qid % 5 == 0 ? " " : "")]
