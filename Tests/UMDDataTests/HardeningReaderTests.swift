@@ -166,3 +166,36 @@ struct HardeningReaderTests {
         return ~c
     }
 }
+
+/// The ablation's data: a text shortcut that holds in training and is broken in the test
+/// split, and an intensity shift.
+struct SyntheticDifficultyTests {
+    @Test func theShortcutHoldsInTrainingAndIsBrokenInTheTestSplit() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-shortcut-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try SyntheticDataset.write(kind: .vqaRad, to: root, count: 200, seed: 4, imageSize: 16,
+                                   difficulty: .init(shortcut: 1, intensityShift: 0))
+        func cues(_ split: Split) throws -> (agree: Int, total: Int) {
+            let samples = try VQADataset.load(kind: .vqaRad, root: root, split: split).samples
+            let cued = samples.filter { $0.question.hasSuffix("(finding noted)") || $0.question.hasSuffix("(unremarkable)") }
+            let agree = cued.filter { ($0.question.hasSuffix("(finding noted)")) == ($0.answer == "yes") }.count
+            return (agree, cued.count)
+        }
+        let train = try cues(.train), test = try cues(.test)
+        #expect(train.total > 100 && train.agree == train.total, "every training cue tells the truth: \(train)")
+        #expect(test.total > 20 && test.agree < test.total * 3 / 4, "test cues are random: \(test)")
+
+        let plain = root.appendingPathComponent("plain"), shifted = root.appendingPathComponent("shifted")
+        try SyntheticDataset.write(kind: .roco, to: plain, count: 10, seed: 4, imageSize: 16)
+        try SyntheticDataset.write(kind: .roco, to: shifted, count: 10, seed: 4, imageSize: 16,
+                                   difficulty: .init(intensityShift: 0.5))
+        let a = try ImageCodec.decode(file: plain.appendingPathComponent("train/radiology/images/ROCO_00001.jpg"))
+        let b = try ImageCodec.decode(file: shifted.appendingPathComponent("train/radiology/images/ROCO_00001.jpg"))
+        func spread(_ img: RGBImage) -> Double {
+            let v = img.pixels.map(Double.init), m = v.reduce(0, +) / Double(v.count)
+            return (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count)).squareRoot()
+        }
+        // Contrast x1.5 around 128 and +20, clamped to [0, 255] (the images are already high-contrast).
+        #expect(spread(b) > 1.08 * spread(a), "contrast: \(spread(a)) -> \(spread(b))")
+    }
+}
