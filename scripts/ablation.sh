@@ -3,8 +3,8 @@
 # preset, fine-tuning from scratch vs from MR-Pretrain with MIM+MLM(+ITM), with the
 # feature-level losses added, with TD-Calib, and with GM-Coord — S seeds each, on 2 ranks.
 # Writes DIR/ablation.md (mean ± standard deviation of the VQA test accuracy per row, the
-# majority baseline), DIR/results.tsv (every run), and GM-Coord diagnostics plots (ρ and k
-# over training) of the runs with it.
+# majority baseline), DIR/ablation.png (the same as bars), DIR/results.tsv (every run), and
+# GM-Coord diagnostics plots (ρ and k over training) of the runs with it.
 # Usage: scripts/ablation.sh [--quick] [--seeds S] [BINARY] [DIR]
 set -euo pipefail
 QUICK=0; SEEDS=3
@@ -80,3 +80,4 @@ awk -F'\t' '
     }
     printf "| majority baseline | %.3f | 0.000 | | | | |\n", maj
   }' "$DIR/results.tsv" | tee "$DIR/ablation.md"
+"$BIN" plot --bars "$DIR/results.tsv" --out "$DIR/ablation.png" > /dev/null

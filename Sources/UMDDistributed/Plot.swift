@@ -37,6 +37,58 @@ public enum LossPlot {
     }
 }
 
+/// `umd-mpirun plot --bars results.tsv`: the ablation's mean accuracy per setting as bars
+/// with ± one standard deviation whiskers and the majority baseline as a line (the TSV that
+/// scripts/ablation.sh writes: setting, seed, overall, …, majority in column 6).
+public enum BarPlot {
+    public static func render(table: URL, to output: URL) throws {
+        guard let text = try? String(contentsOf: table, encoding: .utf8) else {
+            throw RunError("\(table.path): cannot read (run scripts/ablation.sh first)")
+        }
+        var order: [String] = [], values: [String: [Double]] = [:], majority = 0.0
+        for (n, line) in text.split(separator: "\n").enumerated() {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard f.count >= 6, let v = Double(f[2]) else { throw RunError("\(table.path):\(n + 1): not a result row") }
+            if values[f[0]] == nil { order.append(f[0]) }
+            values[f[0], default: []].append(v)
+            majority = Double(f[5]) ?? majority
+        }
+        guard !order.isEmpty else { throw RunError("\(table.path): no results") }
+        let barW = 90, left = 60, top = 30, plotH = 300
+        var canvas = Canvas(width: left + order.count * barW + 20, height: top + plotH + 90)
+        let bottom = top + plotH
+        func y(_ v: Double) -> Int { bottom - Int(v * Double(plotH)) }
+        let grey: (UInt8, UInt8, UInt8) = (160, 160, 160)
+        for k in 0...4 {
+            let v = Double(k) / 4
+            canvas.line(left, y(v), left + order.count * barW, y(v), k == 0 ? grey : (232, 232, 232))
+            canvas.text(Canvas.number(v), x: 8, y: y(v) - 4, scale: 1)
+        }
+        canvas.text("test accuracy (overall), mean and sd over seeds", x: left, y: 8, scale: 1)
+        for (i, name) in order.enumerated() {
+            let v = values[name]!, m = v.reduce(0, +) / Double(v.count)
+            let sd = v.count > 1 ? (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot() : 0
+            let x0 = left + i * barW + 15, x1 = x0 + barW - 30
+            let colour = Canvas.palette[i % Canvas.palette.count]
+            for yy in y(m)..<bottom { canvas.line(x0, yy, x1, yy, colour) }
+            let mid = (x0 + x1) / 2
+            canvas.line(mid, y(min(1, m + sd)), mid, y(max(0, m - sd)), (40, 40, 40))
+            canvas.text(String(format: "%.3f", m), x: x0, y: y(m) - 12, scale: 1)
+            // Two label lines under the bar.
+            let words = name.split(separator: " ").map(String.init)
+            var first = "", second = ""
+            for w in words { if first.count + w.count < 14 && second.isEmpty { first += (first.isEmpty ? "" : " ") + w } else { second += (second.isEmpty ? "" : " ") + w } }
+            canvas.text(first, x: x0 - 8, y: bottom + 8, scale: 1)
+            canvas.text(second, x: x0 - 8, y: bottom + 18, scale: 1)
+        }
+        for xx in stride(from: left, to: left + order.count * barW, by: 6) { canvas.line(xx, y(majority), xx + 3, y(majority), (214, 39, 40)) }
+        canvas.text(String(format: "majority %.3f", majority), x: left + order.count * barW - 90, y: y(majority) + 6, scale: 1,
+                    (214, 39, 40))
+        try AtomicFileWriter.write(ImageCodec.encode(canvas.pixels, width: canvas.width, height: canvas.height, channels: 3,
+                                                     as: .png), to: output)
+    }
+}
+
 struct Canvas {
     let width: Int, height: Int
     var pixels: [UInt8]
@@ -132,5 +184,6 @@ enum Font {
         "4": [5, 5, 7, 1, 1], "5": [7, 4, 6, 1, 6], "6": [3, 4, 7, 5, 7], "7": [7, 1, 2, 2, 2], "8": [7, 5, 7, 5, 7],
         "9": [7, 5, 7, 1, 6], ".": [0, 0, 0, 0, 2], "-": [0, 0, 7, 0, 0], "+": [0, 2, 7, 2, 0], "_": [0, 0, 0, 0, 7],
         " ": [0, 0, 0, 0, 0], ":": [0, 2, 0, 2, 0], "?": [6, 1, 2, 0, 2], "/": [1, 1, 2, 4, 4],
+        "(": [1, 2, 2, 2, 1], ")": [4, 2, 2, 2, 4], ",": [0, 0, 0, 2, 4], "@": [2, 5, 7, 4, 3],
     ]
 }

@@ -6,11 +6,17 @@ import UMDDistributed
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot", abstract: "Draw the loss curves and learning rate of a run into a PNG.")
-    @Argument(help: "Run directory (holds metrics.jsonl).") var runDirectory: String
+    @Argument(help: "Run directory (holds metrics.jsonl), or with --bars the ablation's results.tsv.") var runDirectory: String
     @Option(help: "PNG file to write.") var out: String
+    @Flag(help: "Draw scripts/ablation.sh's results.tsv as bars (mean ± sd per setting).") var bars = false
 
     func run() throws {
         do {
+            if bars {
+                try BarPlot.render(table: URL(fileURLWithPath: runDirectory), to: URL(fileURLWithPath: out))
+                print("plot: wrote \(out)")
+                return
+            }
             try LossPlot.render(metrics: URL(fileURLWithPath: runDirectory).appendingPathComponent("metrics.jsonl"),
                                 to: URL(fileURLWithPath: out))
             print("plot: wrote \(out)")

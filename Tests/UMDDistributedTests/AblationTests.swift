@@ -20,6 +20,7 @@ struct AblationTests {
                     "| + GM-Coord (full) |", "| majority baseline |"] {
             #expect(table.contains(row), "missing \(row) in\n\(table)")
         }
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ablation.png").path), "the bar chart")
         let plots = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("gm-coord-") }
         #expect(plots.count == 2, "the GM-Coord diagnostics of the two runs with it: \(plots)")
     }
