@@ -98,10 +98,10 @@ public struct Setting: Sendable {
     static func option<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T> & Sendable, _ help: String,
         stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
-        allowed: Allowed<T> = .any
+        allowed: Allowed<T> = .any, placeholder: String? = nil
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
-                form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
+                form: T.self == Bool.self ? .flag : .value, placeholder: placeholder ?? T.placeholder,
                 assign: assigner(key, allowed), read: { $0[keyPath: key].jsonValue })
     }
 
@@ -109,10 +109,10 @@ public struct Setting: Sendable {
     static func optional<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T?> & Sendable, _ help: String,
         stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
-        allowed: Allowed<T> = .any, effective: (@Sendable (RunConfiguration) -> T?)? = nil
+        allowed: Allowed<T> = .any, placeholder: String? = nil, effective: (@Sendable (RunConfiguration) -> T?)? = nil
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
-                form: T.self == Bool.self ? .flag : .value, placeholder: T.placeholder,
+                form: T.self == Bool.self ? .flag : .value, placeholder: placeholder ?? T.placeholder,
                 assign: assigner(key, allowed), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
     }
 
@@ -156,13 +156,14 @@ public enum Settings {
 
     public static let all: [Setting] = [
         // Data and model.
-        .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], resume: true),
-        .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true),
+        .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], resume: true, placeholder: "DIR"),
+        .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true,
+                  placeholder: "DIR"),
         .option("medicat-holdout", \.medicatHoldout, "MedICaT texts held out for validation and for test, each.",
                 stages: [.pretrain], resume: true, allowed: .atLeast(0)),
         .optional("task", \.task, "Downstream task.", stages: downstream, resume: true),
-        .optional("data", \.data, "Root of the task's data set.", stages: downstream, resume: true),
-        .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt)."),
+        .optional("data", \.data, "Root of the task's data set.", stages: downstream, resume: true, placeholder: "DIR"),
+        .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt).", placeholder: "DIR"),
         .optional("preset", \.preset, "Model preset: tiny, small or base (default: the --init weights', else tiny).",
                   resume: true, effective: { $0.preset ?? "tiny" }),
         .optional("image-size", \.imageSize,
@@ -171,7 +172,9 @@ public enum Settings {
         .optional("text-length", \.textLength,
                   "Text length L in tokens (default: the preset's; at base downstream 32 VQA, 128 classification, 40 retrieval).",
                   resume: true, allowed: .atLeast(3), effective: { $0.effectiveTextLength }),
-        .optional("init", \.initFrom, "Start from these weights (a safetensors file or a checkpoint directory)."),
+        .optional("init", \.initFrom,
+                  "Start from these weights: a run or checkpoint directory, RUN/checkpoints/latest, a .safetensors file.",
+                  placeholder: "WEIGHTS"),
         Setting(name: "init-only", help: "Name prefixes to import from --init (e.g. vision.,text.).",
                 stages: Set(Stage.allCases), resumeMustMatch: false, hidden: false, form: .list, placeholder: "PREFIX,…",
                 assign: { c, text in
@@ -195,7 +198,8 @@ public enum Settings {
                 },
                 read: { c in c.objectives ?? (c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"]
                                                                     : ["mim", "mlm", "feamim", "feamlm"]) }),
-        .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors."),
+        .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors.",
+                placeholder: "DIR"),
         .option("overwrite", \.overwrite,
                 "An --out that holds another run is moved aside to OUT.old-<time> (without it, such an --out is refused)."),
         // Optimisation.
