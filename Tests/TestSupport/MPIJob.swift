@@ -150,3 +150,36 @@ public enum MPIJob {
                       seconds: Date().timeIntervalSince(start))
     }
 }
+
+/// Whether this machine lets the tests do what a few of them need as root; probed once.
+public enum Capabilities {
+    static func succeeds(_ path: String, _ arguments: [String]) -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: path) else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
+    /// Network namespaces can be created (root with CAP_NET_ADMIN, iproute2, unshare).
+    public static let networkNamespaces: Bool = {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return false }
+        let name = "umdprobe\(getpid())"
+        guard succeeds("/usr/sbin/ip", ["netns", "add", name]) else { return false }
+        return succeeds("/usr/sbin/ip", ["netns", "del", name])
+    }()
+
+    /// A small tmpfs can be mounted (root with CAP_SYS_ADMIN).
+    public static let tmpfsMounts: Bool = {
+        guard getuid() == 0 else { return false }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-mount-probe-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        guard succeeds("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.path]) else { return false }
+        return succeeds("/bin/umount", [dir.path])
+    }()
+}

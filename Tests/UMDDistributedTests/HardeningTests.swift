@@ -125,7 +125,8 @@ struct HardeningTests {
 
     /// Was: a full disk left partial `*.tmp` shards that kept it full; an output path under a
     /// file gave a raw NSCocoaErrorDomain code. Needs root to mount a small tmpfs.
-    @Test(.enabled(if: getuid() == 0)) func aFullDiskLeavesNoPartialFilesAndBadOutputPathsAreNamed() throws {
+    @Test(.enabled(if: Capabilities.tmpfsMounts, "needs root with CAP_SYS_ADMIN to mount a small tmpfs"))
+    func aFullDiskLeavesNoPartialFilesAndBadOutputPathsAreNamed() throws {
         try Self.prepare()
         let disk = Self.root.appendingPathComponent("small-disk")
         try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)

@@ -7,9 +7,8 @@ import UMDModel
 /// into them by OpenMPI's rsh agent and talking over TCP only. Needs root (CAP_NET_ADMIN)
 /// and iproute2; elsewhere the suite is skipped, and says why.
 @Suite("simulated cluster", .serialized,
-       .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
-                    && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
-                "needs root (CAP_NET_ADMIN), iproute2 and unshare to create network-namespace hosts"))
+       .enabled(if: Capabilities.networkNamespaces,
+                "needs root with CAP_NET_ADMIN, iproute2 and unshare to create network-namespace hosts"))
 struct SimulatedClusterTests {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts/simcluster.sh").path
