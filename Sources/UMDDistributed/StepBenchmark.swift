@@ -13,7 +13,9 @@ import UMDModel
 /// gradient-sync bandwidth of phase 2 is printed next to a plain MPI_Allreduce of the same
 /// bytes measured in the same run.
 public enum StepBenchmark {
-    public static func run(preset: ModelPreset, localBatch: Int, steps: Int, world: Communicator) throws {
+    /// `phases`: also print where the time of the ranks-together steps went.
+    public static func run(preset: ModelPreset, localBatch: Int, steps: Int, phases showPhases: Bool = false,
+                           world: Communicator) throws {
         let R = world.size
         let vocabulary = 1000
         let model = try StageModel(stage: .pretrain, task: .none, classes: 0, preset: preset, vocabularySize: vocabulary,
@@ -30,7 +32,8 @@ public enum StepBenchmark {
         var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
         settings.dropout = 0.1
 
-        func phase(world w: Communicator?) throws -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int) {
+        func phase(world w: Communicator?) throws
+            -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases) {
             let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
                                                             watchdog: nil) }
             defer { sync?.stop() }
@@ -41,13 +44,13 @@ public enum StepBenchmark {
             var wait = 0.0, reduceSeconds = 0.0, bytes = 0
             var start = Date()
             for step in 0...steps {
-                if step == 1 { start = Date(); wait = 0; reduceSeconds = 0; bytes = 0 }   // step 0 warms up
+                if step == 1 { start = Date(); wait = 0; reduceSeconds = 0; bytes = 0; trainingStep.phases.reset() }   // step 0 warms up
                 try trainingStep.run(batch, step: step)
                 wait += sync?.waitSeconds ?? 0
                 reduceSeconds += sync?.reduceSeconds ?? 0
                 bytes += sync?.reducedBytes ?? 0
             }
-            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes)
+            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes, trainingStep.phases)
         }
 
         try world.barrier()
@@ -87,6 +90,19 @@ public enum StepBenchmark {
                          perStepAlone, aloneSeconds / Double(steps) * 1000))
             print(String(format: "%d ranks together:                     %8.2f samples/s (%.1f ms/step)", R, perStepTogether,
                          togetherSeconds / Double(steps) * 1000))
+            if showPhases {
+                // Rank 0's phases while the ranks train together; the rest of the step is data
+                // (none here: the batch is in memory) and bookkeeping.
+                let total = together.seconds
+                print("where a step's time goes (rank 0, ranks together, per step):")
+                for (name, seconds) in zip(StepPhases.names, together.phases.seconds) {
+                    print("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                          + String(format: "%9.1f ms  %5.1f %%", seconds / Double(steps) * 1000, 100 * seconds / total))
+                }
+                let other = total - together.phases.seconds.reduce(0, +)
+                print("  " + "other".padding(toLength: 32, withPad: " ", startingAt: 0)
+                      + String(format: "%9.1f ms  %5.1f %%", other / Double(steps) * 1000, 100 * other / total))
+            }
             if R > 1 {
                 print(String(format: "weak-scaling efficiency 1 -> %d ranks:  %7.1f %%  (target >= 85 %%)", R,
                              100 * perStepTogether / (Double(R) * perStepAlone)))

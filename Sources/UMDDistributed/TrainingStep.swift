@@ -27,6 +27,20 @@ public struct StepSettings: Sendable {
     public func learningRate(step: Int) -> Float { peakLearningRate * Float(schedule.factor(afterSteps: step)) }
 }
 
+/// Seconds spent in each phase of the steps run since the last `reset` (for `bench step
+/// --phases`; the clock is read a handful of times per step).
+public struct StepPhases: Sendable {
+    public static let names = ["zero gradients", "forward + backward (objective)", "gradient sync wait", "GM-Coord",
+                               "gradient norm / clip", "AdamW", "EMA teacher"]
+    public var seconds = [Double](repeating: 0, count: names.count)
+    public mutating func reset() { seconds = [Double](repeating: 0, count: Self.names.count) }
+    mutating func add(_ phase: Int, since start: inout Date) {
+        let now = Date()
+        seconds[phase] += now.timeIntervalSince(start)
+        start = now
+    }
+}
+
 /// What to do when a step's loss or gradient is not finite.
 public enum NonFiniteAction: String, Sendable, CaseIterable, Codable {
     /// Stop every rank with an error; nothing is updated or saved (the default).
@@ -77,6 +91,8 @@ public final class TrainingStep {
     public let settings: StepSettings
     let sync: GradientSynchronizer?
     let reduction: GlobalReduction
+    /// Where the time of the steps went (see `StepPhases`).
+    public var phases = StepPhases()
 
     /// `sync` and `reduction` combine ranks (nil / `.local` in one process).
     public init(model: StageModel, settings: StepSettings, sync: GradientSynchronizer? = nil,
@@ -97,7 +113,9 @@ public final class TrainingStep {
     @discardableResult
     public func run(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         var outcome = try gradients(micro, step: step)
+        var clock = Date()
         let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: nil)
+        phases.add(4, since: &clock)
         outcome.gradientNorm = norm
         outcome.nonFinite = outcome.losses.filter { !$0.value.isFinite }.map { "\($0.key) = \($0.value)" }.sorted()
             + (norm.isFinite ? [] : ["gradient norm = \(norm)"])
@@ -123,7 +141,9 @@ public final class TrainingStep {
     /// micro-batch's backward — the result is that of one K-times larger batch.
     public func gradients(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         let student = model.student
+        var clock = Date()
         student.zeroGradients()
+        phases.add(0, since: &clock)
         sync?.beginStep(step)
         let passKey = CounterRandom.key(CounterRandom.key(settings.seed, CounterRandom.hash("dropout")), UInt64(step))
         let local = micro.map { localCounts($0) }.reduce(into: [Double]()) { total, counts in
@@ -164,7 +184,10 @@ public final class TrainingStep {
         if let sums, let objective = model.finetune {
             outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)
         }
+        phases.add(1, since: &clock)
         try sync?.finish()
+        phases.add(2, since: &clock)
+        defer { phases.add(3, since: &clock) }
         if let c = outcome.coefficients, settings.gmCoord {
             GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: settings.gmNoise,
                              seed: settings.seed, step: step)
@@ -174,13 +197,17 @@ public final class TrainingStep {
 
     /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher.
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
+        var clock = Date()
         if measureNorm || settings.clipNorm != nil {
             let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: settings.clipNorm)
             outcome.gradientNorm = outcome.gradientNorm ?? norm
         }
+        phases.add(4, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)
         model.optimizer.step(baseLearningRate: outcome.learningRate)
+        phases.add(5, since: &clock)
         if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
+        phases.add(6, since: &clock)
     }
 
     /// What a micro-batch adds to the losses' divisors (known before its forward pass).

@@ -98,11 +98,13 @@ struct StepBench: ParsableCommand {
     @Option(help: "Preset.") var preset = "small"
     @Option(help: "Samples per rank per step.") var localBatch = 8
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
+    @Flag(help: "Also print where a step's time goes (objective, sync wait, GM-Coord, norm, AdamW, EMA, zeroing).")
+    var phases = false
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
-        let (b, s) = (localBatch, steps)
-        try runOnWorld { world in try StepBenchmark.run(preset: p, localBatch: b, steps: s, world: world) }
+        let (b, s, showPhases) = (localBatch, steps, phases)
+        try runOnWorld { world in try StepBenchmark.run(preset: p, localBatch: b, steps: s, phases: showPhases, world: world) }
     }
 }
 

@@ -191,10 +191,11 @@ struct EquivalenceTests {
     }
 
     @Test func stepBenchmarkRunsOnTwoRanks() throws {
-        let r = try MPIJob.run(ranks: 2, ["bench", "step", "--preset", "tiny", "--local-batch", "2", "--steps", "1"],
+        let r = try MPIJob.run(ranks: 2, ["bench", "step", "--preset", "tiny", "--local-batch", "2", "--steps", "1", "--phases"],
                                timeout: 120)
         #expect(r.exitCode == 0, "\(r)")
-        for line in ["weak-scaling efficiency", "waiting on communication", "gradient sync alone"] {
+        for line in ["weak-scaling efficiency", "waiting on communication", "gradient sync alone", "where a step's time goes",
+                     "forward + backward (objective)", "AdamW", "EMA teacher", "zero gradients"] {
             #expect(r.stdout.contains(line), "\(r)")
         }
     }
