@@ -154,9 +154,18 @@ public final class TrainingStep {
         let ready = sync.map { s in { (offset: Int) in s.gradientsReady(below: offset) } }
         var outcome = StepOutcome()
         var sums: (text: Double, image: Double)? = nil
+        var losses: [String: Double] = [:]
+        func finetune() throws -> FinetuneObjective {
+            guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
+            return objective
+        }
+        /// A fine-tuning micro-batch's loss, and its GM-Coord contribution sums.
+        func addTask(_ r: FinetuneResult) {
+            losses = ["task": r.loss, "loss": r.loss]
+            sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
+        }
         for (k, batch) in micro.enumerated() {
             model.reportGradients(to: k == micro.count - 1 ? ready : nil)
-            var losses: [String: Double] = [:]
             switch batch {
             case .pretrain(let b):
                 guard let objective = model.pretrain, let teacher = model.teacher else {
@@ -167,17 +176,11 @@ public final class TrainingStep {
                 losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
                 if objective.includeITM { losses["itm"] = l.itm }
             case .classification(let b):
-                guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
-                let r = objective.step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                       reduction: stepReduction)
-                losses = ["task": r.loss, "loss": r.loss]
-                sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
+                addTask(try finetune().step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                            reduction: stepReduction))
             case .retrieval(let b):
-                guard let objective = model.finetune else { throw RunError("a \(model.stage.rawValue) model got a task batch") }
-                let r = objective.retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                                reduction: stepReduction)
-                losses = ["task": r.loss, "loss": r.loss]
-                sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
+                addTask(try finetune().retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                                     reduction: stepReduction))
             }
             outcome.losses.merge(losses, uniquingKeysWith: +)
         }
@@ -199,8 +202,9 @@ public final class TrainingStep {
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
         var clock = Date()
         if measureNorm || settings.clipNorm != nil {
-            let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: settings.clipNorm)
-            outcome.gradientNorm = outcome.gradientNorm ?? norm
+            // `run` has measured the norm already (the non-finite guard): clip with it, no second pass.
+            outcome.gradientNorm = clipGradientNorm(model.student.grads, segments: model.trainedSegments,
+                                                    maxNorm: settings.clipNorm, knownNorm: outcome.gradientNorm)
         }
         phases.add(4, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)

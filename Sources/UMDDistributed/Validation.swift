@@ -85,7 +85,7 @@ final class Validation {
             }
         }
         try world.broadcast(&decision, root: 0)
-        if decision[0] == 1 { sinceBest = 0; if world.rank != 0 { best = (0, steps) } } else { sinceBest += 1 }
+        sinceBest = decision[0] == 1 ? 0 : sinceBest + 1      // `best` itself is kept on rank 0, which judges
         if patience > 0 && sinceBest >= patience {
             log.info("early stop: \(patience) validation(s) without a better \(metric)")
             return true

@@ -3,15 +3,14 @@ import RealModule
 /// Global-norm gradient clipping (PyTorch's clip_grad_norm_) over the trained segments of
 /// a gradient arena: ‖g‖ is taken over all segments together; if `maxNorm` is given and
 /// ‖g‖ > maxNorm, every gradient in them is scaled by maxNorm / (‖g‖ + 1e-6).
-/// Returns the norm before clipping.
+/// Returns the norm before clipping. `knownNorm`: the norm measured already, not measured again.
 @discardableResult
-public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>], maxNorm: Float?) -> Double {
-    var squares = 0.0
-    for segment in segments {
+public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>], maxNorm: Float?,
+                             knownNorm: Double? = nil) -> Double {
+    let norm = knownNorm ?? segments.reduce(0.0) { squares, segment in
         let n = gradientNorm(gradients + segment.lowerBound, count: segment.count)
-        squares += n * n
-    }
-    let norm = squares.squareRoot()
+        return squares + n * n
+    }.squareRoot()
     if let maxNorm, norm > Double(maxNorm) {
         let scale = Float(Double(maxNorm) / (norm + 1e-6))
         for segment in segments { for i in segment { gradients[i] *= scale } }
