@@ -23,8 +23,15 @@ CFLAGS_DWARF := -Xcc -gdwarf-4
 build:            ## debug build of everything, tests included
 	$(SWIFT) build --build-tests $(CFLAGS_DWARF)
 
+# The release build targets this machine's CPU (what clang's -march=native picks, e.g.
+# znver3, sapphirerapids): the element-wise SIMD kernels then use AVX2/AVX-512. Building on
+# a login node for compute nodes of another kind: `make release TARGET_CPU=x86-64-v3` (or
+# the nodes' CPU name); `TARGET_CPU=` builds for any x86-64 (slower kernels, same numbers).
+TARGET_CPU ?= $(shell clang -march=native -E -v - </dev/null 2>&1 | grep -o 'target-cpu [a-z0-9_-]*' | head -n 1 | cut -d' ' -f2)
+CPU_FLAGS  := $(if $(TARGET_CPU),-Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -march=$(TARGET_CPU))
+
 release:          ## optimised build for real runs and benchmarks
-	$(SWIFT) build -c release --product umd-mpirun
+	$(SWIFT) build -c release --product umd-mpirun $(CPU_FLAGS)
 
 test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves)
 	$(SWIFT) test --skip-build

@@ -24,6 +24,21 @@ public enum CounterRandom {
         mix(key ^ mix(counter))
     }
 
+    /// `mix` on 8 lanes (the same function, lane by lane).
+    @inline(__always)
+    public static func mix(_ x: SIMD8<UInt64>) -> SIMD8<UInt64> {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z &>> 31)
+    }
+
+    /// `bits(key, counter)` for 8 counters at once.
+    @inline(__always)
+    public static func bits(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
+        mix(key ^ mix(counters))
+    }
+
     /// Uniform in [0, 1) with 53 bits of precision.
     @inline(__always)
     public static func uniform(_ key: UInt64, _ counter: UInt64) -> Double {

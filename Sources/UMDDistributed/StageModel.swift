@@ -20,6 +20,8 @@ public final class StageModel {
     public let finetune: FinetuneObjective?
     /// Sorted, disjoint arena ranges of the tensors this stage trains.
     public let trainedSegments: [Range<Int>]
+    /// The rest of the gradient arena (tensors loaded but not trained).
+    public let untrainedSegments: [Range<Int>]
     /// What `--init` imported, resized and left fresh (nil without `--init`).
     public let initReport: ModelInit.Report?
 
@@ -53,6 +55,7 @@ public final class StageModel {
         optimizer = AdamWOptimizer(store: student, hyperparameters: hyperparameters,
                                    multiplier: { groups.multiplier(for: $0.name) }, isTrained: { stage.trains($0.name) })
         trainedSegments = GradientSynchronizer.segments(student.views.filter { stage.trains($0.name) }.map(\.range))
+        untrainedSegments = GradientSynchronizer.segments(student.views.filter { !stage.trains($0.name) }.map(\.range))
         if stage == .finetune {
             pretrain = nil
             finetune = FinetuneObjective(params: params)
@@ -65,6 +68,8 @@ public final class StageModel {
     }
 
     public var config: ModelConfig { params.config }
+    /// The objective's own clock (forward, teacher, heads and losses, backward).
+    public var objectiveTiming: ObjectiveTiming? { pretrain?.timing ?? finetune?.timing }
     public var trainedParameterCount: Int { trainedSegments.reduce(0) { $0 + $1.count } }
 
     /// What the data pipeline must build for this stage.

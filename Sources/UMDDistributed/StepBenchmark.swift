@@ -13,27 +13,52 @@ import UMDModel
 /// gradient-sync bandwidth of phase 2 is printed next to a plain MPI_Allreduce of the same
 /// bytes measured in the same run.
 public enum StepBenchmark {
-    /// `phases`: also print where the time of the ranks-together steps went.
-    public static func run(preset: ModelPreset, localBatch: Int, steps: Int, phases showPhases: Bool = false,
-                           world: Communicator) throws {
+    /// The stage a benchmark step trains: MR-Pretrain, or GM-Coord fine-tuning with a
+    /// classifier head (VQA-like, `answers` outputs).
+    public enum Workload: String, Sendable, CaseIterable {
+        case pretrain, finetune
+        static let answers = 100
+    }
+
+    /// `phases`: also print where the time of the ranks-together steps went, and the matmul
+    /// utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
+    public static func run(preset: ModelPreset, workload: Workload = .pretrain, localBatch: Int, steps: Int,
+                           phases showPhases: Bool = false, world: Communicator) throws {
         let R = world.size
         let vocabulary = 1000
-        let model = try StageModel(stage: .pretrain, task: .none, classes: 0, preset: preset, vocabularySize: vocabulary,
+        let finetuning = workload == .finetune
+        let model = try StageModel(stage: finetuning ? .finetune : .pretrain, task: finetuning ? .vqa : .none,
+                                   classes: finetuning ? Workload.answers : 0, preset: preset, vocabularySize: vocabulary,
                                    seed: 1)
         let segments = model.trainedSegments
         let trainedBytes = segments.reduce(0) { $0 + $1.count } * 4
         // Every rank trains on its own synthetic batch, through the same assembler as training.
         let source = InMemoryBatchSource.synthetic(globalBatch: localBatch, imageSize: preset.imageSize,
-                                                   textLength: preset.textLength, vocabularySize: vocabulary, classes: 1,
-                                                   seed: UInt64(world.rank))
+                                                   textLength: preset.textLength, vocabularySize: vocabulary,
+                                                   classes: Workload.answers, seed: UInt64(world.rank))
         let assembler = BatchAssembler(seed: UInt64(world.rank), imageSize: preset.imageSize, textLength: preset.textLength,
                                        patchSize: preset.patchSize, vocabularySize: vocabulary)
         let batch = try assembler.batch(model.batchKind, source: source, positions: Array(0..<localBatch), step: 0, epoch: 0)
         var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
         settings.dropout = 0.1
+        // The matmul work of one step on this rank, from the shapes (MODEL_SPEC.md).
+        let flopsPerStep: Double
+        switch batch {
+        case .pretrain(let b):
+            let selected = b.mlmLabels.reduce(0) { $0 + ($1 != Losses.ignoreLabel ? 1 : 0) }
+            flopsPerStep = StepFlops.pretrain(model.config, batch: localBatch, textLength: preset.textLength,
+                                              selectedTokens: selected, itm: true)
+        default:
+            flopsPerStep = StepFlops.finetuneClassifier(model.config, batch: localBatch, textLength: preset.textLength,
+                                                        answers: Workload.answers)
+        }
+        // Same-run baseline: every rank runs sgemm at once, as they will run the steps.
+        try world.barrier()
+        let sgemm = BLAS.sgemmRate()
+        let sgemmSlowest = try world.allreduce(sgemm, op: .min)
 
         func phase(world w: Communicator?) throws
-            -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases) {
+            -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases, pageFaults: Int) {
             let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
                                                             watchdog: nil) }
             defer { sync?.stop() }
@@ -41,23 +66,31 @@ public enum StepBenchmark {
                 GlobalReduction { v in var x = v; try? comm.allreduce(&x, op: .sum); return x }
             } ?? .local
             let trainingStep = TrainingStep(model: model, settings: settings, sync: sync, reduction: reduction)
-            var wait = 0.0, reduceSeconds = 0.0, bytes = 0
+            var wait = 0.0, reduceSeconds = 0.0, bytes = 0, faults = 0
             var start = Date()
             for step in 0...steps {
-                if step == 1 { start = Date(); wait = 0; reduceSeconds = 0; bytes = 0; trainingStep.phases.reset() }   // step 0 warms up
+                if step == 1 {   // step 0 warms up
+                    start = Date(); wait = 0; reduceSeconds = 0; bytes = 0; trainingStep.phases.reset()
+                    KernelProfile.flops = 0
+                    faults = minorPageFaults()
+                }
                 try trainingStep.run(batch, step: step)
                 wait += sync?.waitSeconds ?? 0
                 reduceSeconds += sync?.reduceSeconds ?? 0
                 bytes += sync?.reducedBytes ?? 0
             }
-            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes, trainingStep.phases)
+            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes, trainingStep.phases,
+                    minorPageFaults() - faults)
         }
 
         try world.barrier()
         let alone = try phase(world: nil)                 // every rank at once, no communication
         let aloneSeconds = try world.allreduce(alone.seconds, op: .max)
         try world.barrier()
+        KernelProfile.countingFlops = true
         let together = try phase(world: world)
+        KernelProfile.countingFlops = false
+        let countedFlops = KernelProfile.flops / Double(steps)
         let togetherSeconds = try world.allreduce(together.seconds, op: .max)
         let waitShare = try world.allreduce(together.wait, op: .max) / togetherSeconds
 
@@ -84,7 +117,8 @@ public enum StepBenchmark {
         if world.rank == 0 {
             let perStepAlone = Double(localBatch * steps) / aloneSeconds
             let perStepTogether = Double(localBatch * R * steps) / togetherSeconds
-            print("# umd step benchmark: preset \(preset.name), local batch \(localBatch), \(steps) timed steps, "
+            print("# umd step benchmark: \(workload.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
+                  + "local batch \(localBatch), \(steps) timed steps, "
                   + "OpenBLAS threads \(BLAS.threadCount), \(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
             print(String(format: "1 rank (each rank alone, all at once): %8.2f samples/s per rank (%.1f ms/step)",
                          perStepAlone, aloneSeconds / Double(steps) * 1000))
@@ -96,12 +130,22 @@ public enum StepBenchmark {
                 let total = together.seconds
                 print("where a step's time goes (rank 0, ranks together, per step):")
                 for (name, seconds) in zip(StepPhases.names, together.phases.seconds) {
-                    print("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                    print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0)
                           + String(format: "%9.1f ms  %5.1f %%", seconds / Double(steps) * 1000, 100 * seconds / total))
                 }
                 let other = total - together.phases.seconds.reduce(0, +)
-                print("  " + "other".padding(toLength: 32, withPad: " ", startingAt: 0)
+                print("  " + "other".padding(toLength: 40, withPad: " ", startingAt: 0)
                       + String(format: "%9.1f ms  %5.1f %%", other / Double(steps) * 1000, 100 * other / total))
+                let stepSeconds = togetherSeconds / Double(steps)
+                let achieved = flopsPerStep / stepSeconds / 1e9
+                print(String(format: "matmul FLOPs per step and rank (from the shapes): %.2f GFLOP (sgemm calls made: %.2f GFLOP)",
+                             flopsPerStep / 1e9, countedFlops / 1e9))
+                // A buffer touched fresh every step would show here (the kernel zeroes each new page).
+                print(String(format: "page faults per step after the first (rank 0, all threads): %.1f",
+                             Double(together.pageFaults) / Double(steps)))
+                print(String(format: "matmul utilisation: %.2f GFLOP/s per rank = %.1f %% of same-run sgemm (%.2f GFLOP/s, "
+                             + "2048^3, %d thread%@, all ranks at once)", achieved, 100 * achieved / sgemmSlowest, sgemmSlowest,
+                             BLAS.threadCount, BLAS.threadCount == 1 ? "" : "s"))
             }
             if R > 1 {
                 print(String(format: "weak-scaling efficiency 1 -> %d ranks:  %7.1f %%  (target >= 85 %%)", R,
@@ -117,4 +161,11 @@ public enum StepBenchmark {
             }
         }
     }
+}
+
+/// Minor page faults of this process so far (getrusage).
+func minorPageFaults() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_minflt
 }

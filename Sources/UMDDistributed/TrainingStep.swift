@@ -28,16 +28,27 @@ public struct StepSettings: Sendable {
 }
 
 /// Seconds spent in each phase of the steps run since the last `reset` (for `bench step
-/// --phases`; the clock is read a handful of times per step).
+/// --phases`; the clock is read a handful of times per step). The objective's four parts
+/// come from its `ObjectiveTiming`.
 public struct StepPhases: Sendable {
-    public static let names = ["zero gradients", "forward + backward (objective)", "gradient sync wait", "GM-Coord",
-                               "gradient norm / clip", "AdamW", "EMA teacher"]
+    public static let names = ["zero gradients", "student forward", "teacher forward (no gradients)",
+                               "heads + losses (forward)", "backward", "gradient sync wait", "GM-Coord",
+                               "gradient norm (guard, clip factor)", "AdamW (+ clip, EMA, zeroing fused)",
+                               "EMA (tensors AdamW skips)"]
+    static let zero = 0, objective = 1, syncWait = 5, gmCoord = 6, norm = 7, adamW = 8, ema = 9
     public var seconds = [Double](repeating: 0, count: names.count)
     public mutating func reset() { seconds = [Double](repeating: 0, count: Self.names.count) }
     mutating func add(_ phase: Int, since start: inout Date) {
         let now = Date()
         seconds[phase] += now.timeIntervalSince(start)
         start = now
+    }
+    /// Moves an objective's timing into the four objective phases.
+    mutating func take(_ timing: ObjectiveTiming?, since start: inout Date) {
+        guard let timing else { add(Self.objective, since: &start); return }
+        for part in ObjectiveTiming.Part.allCases { seconds[Self.objective + part.rawValue] += timing.seconds[part.rawValue] }
+        timing.reset()
+        start = Date()
     }
 }
 
@@ -114,8 +125,8 @@ public final class TrainingStep {
     public func run(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         var outcome = try gradients(micro, step: step)
         var clock = Date()
-        let norm = clipGradientNorm(model.student.grads, segments: model.trainedSegments, maxNorm: nil)
-        phases.add(4, since: &clock)
+        let norm = gradientNorm(of: model.student.grads, segments: model.trainedSegments)
+        phases.add(StepPhases.norm, since: &clock)
         outcome.gradientNorm = norm
         outcome.nonFinite = outcome.losses.filter { !$0.value.isFinite }.map { "\($0.key) = \($0.value)" }.sorted()
             + (norm.isFinite ? [] : ["gradient norm = \(norm)"])
@@ -142,8 +153,16 @@ public final class TrainingStep {
     public func gradients(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         let student = model.student
         var clock = Date()
-        student.zeroGradients()
-        phases.add(0, since: &clock)
+        // The last update's fused pass left the trained gradients 0; the rest of the arena
+        // (tensors this stage does not train) is cleared every step.
+        if trainedGradientsCleared {
+            for range in model.untrainedSegments { (student.grads + range.lowerBound).update(repeating: 0, count: range.count) }
+        } else {
+            student.zeroGradients()
+        }
+        trainedGradientsCleared = false
+        phases.add(StepPhases.zero, since: &clock)
+        model.objectiveTiming?.reset()
         sync?.beginStep(step)
         let passKey = CounterRandom.key(CounterRandom.key(settings.seed, CounterRandom.hash("dropout")), UInt64(step))
         let local = micro.map { localCounts($0) }.reduce(into: [Double]()) { total, counts in
@@ -187,10 +206,10 @@ public final class TrainingStep {
         if let sums, let objective = model.finetune {
             outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)
         }
-        phases.add(1, since: &clock)
+        phases.take(model.objectiveTiming, since: &clock)
         try sync?.finish()
-        phases.add(2, since: &clock)
-        defer { phases.add(3, since: &clock) }
+        phases.add(StepPhases.syncWait, since: &clock)
+        defer { phases.add(StepPhases.gmCoord, since: &clock) }
         if let c = outcome.coefficients, settings.gmCoord {
             GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: settings.gmNoise,
                              seed: settings.seed, step: step)
@@ -198,21 +217,33 @@ public final class TrainingStep {
         return outcome
     }
 
-    /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher.
+    /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher, in one pass over
+    /// each trained tensor (`AdamW.FusedPass`: the clipping factor scales each gradient as it
+    /// is read, the teacher follows the updated value, the gradient is left 0 for the next
+    /// step) — bitwise the result of the separate passes.
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
         var clock = Date()
+        var scale: Float = 1
         if measureNorm || settings.clipNorm != nil {
-            // `run` has measured the norm already (the non-finite guard): clip with it, no second pass.
-            outcome.gradientNorm = clipGradientNorm(model.student.grads, segments: model.trainedSegments,
-                                                    maxNorm: settings.clipNorm, knownNorm: outcome.gradientNorm)
+            // `run` has measured the norm already (the non-finite guard): no second pass.
+            let norm = outcome.gradientNorm ?? gradientNorm(of: model.student.grads, segments: model.trainedSegments)
+            outcome.gradientNorm = norm
+            scale = clipScale(norm: norm, maxNorm: settings.clipNorm)
         }
-        phases.add(4, since: &clock)
+        phases.add(StepPhases.norm, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)
-        model.optimizer.step(baseLearningRate: outcome.learningRate)
-        phases.add(5, since: &clock)
-        if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
-        phases.add(6, since: &clock)
+        let unreached = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale,
+                                             teacher: model.teacher, lambda: settings.ema, clearGradients: true)
+        trainedGradientsCleared = true
+        phases.add(StepPhases.adamW, since: &clock)
+        if let teacher = model.teacher, !unreached.isEmpty {
+            EMA.update(teacher: teacher, student: model.student, lambda: settings.ema, views: unreached)
+        }
+        phases.add(StepPhases.ema, since: &clock)
     }
+
+    /// True after an update: the trained gradients are 0 already.
+    private var trainedGradientsCleared = false
 
     /// What a micro-batch adds to the losses' divisors (known before its forward pass).
     func localCounts(_ batch: StepBatch) -> [Double] {

@@ -96,15 +96,23 @@ struct StepBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step", abstract: "Pretrain-step samples/s alone vs together, communication share, sync bandwidth.")
     @Option(help: "Preset.") var preset = "small"
+    @Option(help: "What a step trains: pretrain (MR-Pretrain) or finetune (GM-Coord, classifier head).")
+    var stage = "pretrain"
     @Option(help: "Samples per rank per step.") var localBatch = 8
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
-    @Flag(help: "Also print where a step's time goes (objective, sync wait, GM-Coord, norm, AdamW, EMA, zeroing).")
+    @Flag(help: "Also print where a step's time goes (forward, teacher, losses, backward, sync wait, GM-Coord, norm, AdamW, EMA, zeroing) and the matmul utilisation.")
     var phases = false
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+        guard let workload = StepBenchmark.Workload(rawValue: stage) else {
+            throw ValidationError("--stage must be pretrain or finetune, got \(stage)")
+        }
+        guard localBatch >= 1, steps >= 1 else { throw ValidationError("--local-batch and --steps must be at least 1") }
         let (b, s, showPhases) = (localBatch, steps, phases)
-        try runOnWorld { world in try StepBenchmark.run(preset: p, localBatch: b, steps: s, phases: showPhases, world: world) }
+        try runOnWorld { world in
+            try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases, world: world)
+        }
     }
 }
 

@@ -37,7 +37,7 @@ struct KernelBench: ParsableCommand {
             }
             return
         }
-        let gemm = measureSgemm(gemmSize)
+        let gemm = BLAS.sgemmRate(size: gemmSize)
         print("# umd kernel benchmark: OpenBLAS threads \(BLAS.threadCount)")
         print(String(format: "# baseline: cblas_sgemm %dx%dx%d  %.2f GFLOP/s", gemmSize, gemmSize, gemmSize, gemm))
         print("# block FLOPs count the matrix products only (forward + 2x for backward)")
@@ -60,21 +60,6 @@ struct KernelBench: ParsableCommand {
                       + String(format: " %6.1f%%", 100 * max(0, profiledCall - accounted) / profiledCall))
             }
         }
-    }
-
-    func measureSgemm(_ n: Int) -> Double {
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        for i in 0..<(n * n) { a[i] = Float(i % 7) * 0.1; b[i] = Float(i % 5) * 0.1; c[i] = 0 }
-        var best = Double.infinity
-        for _ in 0..<3 {
-            let start = KernelBench.now()
-            Matmul.nt(m: n, n: n, k: n, a, lda: n, b, ldb: n, c, ldc: n, accumulate: false)
-            best = min(best, KernelBench.now() - start)
-        }
-        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
     }
 
     func padded(_ text: String, _ width: Int) -> String {

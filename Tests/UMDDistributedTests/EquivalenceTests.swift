@@ -195,9 +195,19 @@ struct EquivalenceTests {
                                timeout: 120)
         #expect(r.exitCode == 0, "\(r)")
         for line in ["weak-scaling efficiency", "waiting on communication", "gradient sync alone", "where a step's time goes",
-                     "forward + backward (objective)", "AdamW", "EMA teacher", "zero gradients"] {
+                     "student forward", "teacher forward", "backward", "AdamW", "zero gradients", "matmul utilisation"] {
             #expect(r.stdout.contains(line), "\(r)")
         }
+        // The FLOP count from the shapes equals the products the step made (the patch
+        // embedding of the masked pass is the one product the spec and the code both do on
+        // all N patches, so nothing is left over).
+        let flops = try #require(r.stdout.split(separator: "\n").first { $0.contains("matmul FLOPs per step") })
+        let numbers = flops.split(whereSeparator: { !"0123456789.".contains($0) }).compactMap { Double($0) }
+        #expect(numbers.count == 2 && numbers[0] == numbers[1], "\(flops)")
+        let finetune = try MPIJob.run(ranks: 2, ["bench", "step", "--preset", "tiny", "--stage", "finetune", "--local-batch", "2",
+                                                 "--steps", "1", "--phases"], timeout: 120)
+        #expect(finetune.exitCode == 0 && finetune.stdout.contains("GM-Coord on"), "\(finetune)")
+        #expect(finetune.stdout.contains("matmul utilisation"), "\(finetune)")
     }
 
     /// The task paths the demo does not take: MedICaT pretraining, MELINDA classification and

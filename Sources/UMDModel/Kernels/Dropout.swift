@@ -46,19 +46,34 @@ public final class DropoutSite {
     }
 
     private func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
-        let p = Double(context.dropout)
         let scale = 1 / (1 - context.dropout)
+        // keep ⟺ uniform = u·2⁻⁵³ ≥ p ⟺ u ≥ ⌈p·2⁵³⌉ for the integer u = bits >> 11: the
+        // same decision as `CounterRandom.uniform(key, i) >= p`, in integers, 8 lanes at a time.
+        let threshold = UInt64((Double(context.dropout) * 0x1p53).rounded(.up))
         let m = mask.ensure(batch * perItem)
         for b in 0..<batch {
             let key = context.key(site: site, batchItem: b)
             let base = b * perItem
-            for i in 0..<perItem {
-                let keep = CounterRandom.uniform(key, UInt64(i)) >= p
+            var i = 0
+            while i + 8 <= perItem {
+                let u = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: UInt64(i)) &+ Self.laneOffsets) &>> 11
+                // 1 where dropped: u − threshold wraps below zero exactly when u < threshold.
+                let dropped = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (u &- threshold) &>> 63))
+                let lanes = scale * (1 - dropped)
+                UnsafeMutableRawPointer(m + base + i).storeBytes(of: lanes, as: SIMD8<Float>.self)
+                let xi = UnsafeRawPointer(x + base + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(x + base + i).storeBytes(of: xi * lanes, as: SIMD8<Float>.self)
+                i += 8
+            }
+            for i in i..<perItem {
+                let keep = CounterRandom.bits(key, UInt64(i)) >> 11 >= threshold
                 m[base + i] = keep ? scale : 0
                 x[base + i] *= m[base + i]
             }
         }
     }
+
+    private static let laneOffsets = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
 
     /// Backward in place on the gradient: dy *= mask (no-op when dropout was off).
     public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int) {

@@ -8,6 +8,7 @@ public enum Matmul {
     public static func nt(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        KernelProfile.countGemm(m, n, k)
         KernelProfile.measure(.gemm) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
@@ -19,6 +20,7 @@ public enum Matmul {
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        KernelProfile.countGemm(m, n, k)
         KernelProfile.measure(.gemm) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
@@ -30,6 +32,7 @@ public enum Matmul {
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        KernelProfile.countGemm(m, n, k)
         KernelProfile.measure(.gemm) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))

@@ -28,6 +28,8 @@ public final class FinetuneObjective {
     /// Called during backward with an arena offset below which every gradient is final.
     public var gradientsReady: ((Int) -> Void)?
     let boundaryCache = ReadyBoundaries.Cache()
+    /// Where the step's time goes (forward, head and loss, backward).
+    public let timing = ObjectiveTiming()
     /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
     public let lastLogits = FloatBuffer()
     /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].
@@ -102,6 +104,7 @@ public final class FinetuneObjective {
         let c = params.config, D = c.width
         let B = batch.batch, L = batch.textLength, H = batch.imageSize
         let N = (H / c.patchSize) * (H / c.patchSize), A = fc2.outFeatures
+        timing.start()
         let ctx = ForwardContext(dropout: dropout, passKey: passKey, sampleIDs: batch.sampleIDs)
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
@@ -114,6 +117,7 @@ public final class FinetuneObjective {
         let zi = vision.forward(student, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
         let zt = text.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx)
         fusion.forward(student, text: zt, image: zi, textMask: km, batch: B, textLength: L, imageLength: 1 + N, ctx)
+        timing.lap(.studentForward)
         let cls = fusion.pool(student)                                   // [B, 2D]
         let logits = classifier.forward(student, cls, rows: B)           // [B, A]
         lastLogits.ensure(B * A).update(from: logits, count: B * A)
@@ -129,6 +133,7 @@ public final class FinetuneObjective {
             Losses.crossEntropy(logits: logits, labels: $0.baseAddress!, gradient: dLogits.ensure(B * A), rows: B,
                                 classes: A, divisor: globalSamples)
         }
+        timing.lap(.headsAndLosses)
         if computeGradients {
             let dc = dCls.zeroed(B * 2 * D)
             classifier.backward(student, dLogits.pointer, dCls: dc)
@@ -137,6 +142,8 @@ public final class FinetuneObjective {
             backwardThroughEncoders(student, fusion: fusion, text: text, vision: vision,
                                     boundaries: boundaryCache.of(student), report: gradientsReady)
         }
+        timing.lap(.backward)
+        defer { timing.lap(.headsAndLosses) }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 
@@ -149,6 +156,7 @@ public final class FinetuneObjective {
         let B = batch.batch, L = batch.textLength, H = batch.imageSize, T = batch.textCount
         let C = batch.candidatesPerImage, P = B * C
         let N = (H / c.patchSize) * (H / c.patchSize), Li = 1 + N
+        timing.start()
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
         let idp = ids.ensure(T * L)
@@ -173,6 +181,7 @@ public final class FinetuneObjective {
             (pm + pair * L).update(from: km + t * L, count: L)
         }
         pairFusion.forward(student, text: pt, image: pi, textMask: pm, batch: P, textLength: L, imageLength: Li, pairCtx)
+        timing.lap(.studentForward)
         let cls = pairFusion.pool(student)                                // [P, 2D]
         let scores = score.forward(student, cls, rows: P)                 // [P, 1] = [B, 1+R]
         lastLogits.ensure(P).update(from: scores, count: P)
@@ -188,6 +197,7 @@ public final class FinetuneObjective {
             Losses.crossEntropy(logits: scores, labels: $0.baseAddress!, gradient: dLogits.ensure(P), rows: B,
                                 classes: C, divisor: globalSamples)
         }
+        timing.lap(.headsAndLosses)
         if computeGradients {
             let dc = dCls.zeroed(P * 2 * D)
             score.backward(student, dLogits.pointer, dx: dc)
@@ -208,6 +218,8 @@ public final class FinetuneObjective {
             gradientsReady?(boundaries.vision)
             vision.backward(student, dzi)
         }
+        timing.lap(.backward)
+        defer { timing.lap(.headsAndLosses) }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 }

@@ -42,6 +42,8 @@ public final class PretrainObjective {
     /// gradient averaging can start while backward goes on.
     public var gradientsReady: ((Int) -> Void)?
     let boundaryCache = ReadyBoundaries.Cache()
+    /// Where the step's time goes (student/teacher forward, heads and losses, backward).
+    public let timing = ObjectiveTiming()
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
     let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
@@ -105,6 +107,7 @@ public final class PretrainObjective {
         let CPP = c.patchLength, Dp = c.preset.projectionWidth
         precondition(batch.pixels.count == B * 3 * H * H && batch.textIDs.count == B * L
                      && batch.idsKeep.count == B * K, "batch arrays do not match B=\(B), L=\(L), H=\(H)")
+        timing.start()
         let ctx1 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1), sampleIDs: batch.sampleIDs)
         let ctx3 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 3), sampleIDs: batch.sampleIDs)
 
@@ -122,11 +125,13 @@ public final class PretrainObjective {
         let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
         let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
         fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
+        timing.lap(.studentForward)
         // Pass 2: teacher, full image, original text, no dropout.
         let zi2 = vision2.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
         let zt2 = text2.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
         fusion2.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
                         .deterministic)
+        timing.lap(.teacherForward)
         // Pass 3: student, unmasked, each text with its (possibly swapped) image.
         var itmLogits: UnsafeMutablePointer<Float>? = nil
         if includeITM {
@@ -141,6 +146,7 @@ public final class PretrainObjective {
             itmLogits = itm.forward(student, fusion3.pool(student), rows: B)
             itmLabels = batch.itmLabels
         }
+        timing.lap(.studentForward)
 
         // Global counts (section 10a): selected MLM tokens, non-pad tokens, samples,
         // masked patches, FeaMIM tokens.
@@ -228,6 +234,7 @@ public final class PretrainObjective {
             }
         }
 
+        timing.lap(.headsAndLosses)
         if computeGradients {
             // ITM pass backward.
             if includeITM {
@@ -253,6 +260,7 @@ public final class PretrainObjective {
             backwardThroughEncoders(student, fusion: fusion1, text: text1, vision: vision1,
                                     boundaries: boundaryCache.of(student), report: gradientsReady)
         }
+        timing.lap(.backward)
 
         // Global-batch loss values for reporting: each rank's term is (local sum)/(global count).
         let global = reduction.sum([lossMIM, lossMLM, lossFeaMIM, lossFeaMLM, lossITM])
@@ -262,6 +270,7 @@ public final class PretrainObjective {
         losses.total = (1 - a) * (Double(weights.mim) * losses.mim + Double(weights.mlm) * losses.mlm)
             + a * (Double(weights.feaMIM) * losses.feaMIM + Double(weights.feaMLM) * losses.feaMLM)
             + Double(weights.itm) * losses.itm
+        timing.lap(.headsAndLosses)
         return losses
     }
 }

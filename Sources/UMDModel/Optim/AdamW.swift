@@ -14,21 +14,70 @@ public struct AdamWHyperparameters: Sendable, Equatable, Codable {
 public enum AdamW {
     /// One update of `count` contiguous parameters with their gradients and moments.
     /// `t` is the 1-based step count used for bias correction.
-    public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>,
+    public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                               firstMoment m: UnsafeMutablePointer<Float>, secondMoment v: UnsafeMutablePointer<Float>,
                               count: Int, learningRate lr: Float, decay: Bool, step t: Int,
                               _ h: AdamWHyperparameters) {
-        let b1 = h.beta1, b2 = h.beta2
-        let correction1 = 1 - Float(Double(b1).power(t)), correction2 = 1 - Float(Double(b2).power(t))
+        update(parameters: p, gradients: g, firstMoment: m, secondMoment: v, count: count, learningRate: lr, decay: decay,
+               step: t, h, fused: FusedPass())
+    }
+
+    /// What the optimizer's pass does besides AdamW, so each array is read once a step.
+    public struct FusedPass {
+        /// Multiplies every gradient before use (global-norm clipping's factor; 1 = none).
+        public var gradientScale: Float = 1
+        /// EMA teacher of this tensor: t ← λ t + (1 − λ) p with the updated p.
+        public var teacher: UnsafeMutablePointer<Float>? = nil
+        public var lambda: Float = 0
+        /// Leave the gradients 0 (the next step's backward accumulates into them).
+        public var clearGradients = false
+        public init(gradientScale: Float = 1, teacher: UnsafeMutablePointer<Float>? = nil, lambda: Float = 0,
+                    clearGradients: Bool = false) {
+            self.gradientScale = gradientScale; self.teacher = teacher; self.lambda = lambda
+            self.clearGradients = clearGradients
+        }
+    }
+
+    /// AdamW with the extra work of `fused`, 16 lanes at a time. Every element sees the
+    /// same Float operations in the same order as the scalar formula (no contraction, IEEE
+    /// square root and division), so the result is bitwise that of separate passes:
+    /// clip (g·s), AdamW, EMA, zeroing.
+    public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
+                              firstMoment m: UnsafeMutablePointer<Float>, secondMoment v: UnsafeMutablePointer<Float>,
+                              count: Int, learningRate lr: Float, decay: Bool, step t: Int,
+                              _ h: AdamWHyperparameters, fused: FusedPass) {
+        let b1 = h.beta1, b2 = h.beta2, eps = h.epsilon
+        let c1 = 1 - Float(Double(b1).power(t)), c2 = 1 - Float(Double(b2).power(t))
         let wd = decay ? h.weightDecay : 0
-        for i in 0..<count {
-            let gi = g[i]
-            let mi = b1 * m[i] + (1 - b1) * gi
-            let vi = b2 * v[i] + (1 - b2) * gi * gi
+        let oneMinusB1 = 1 - b1, oneMinusB2 = 1 - b2
+        let scale = fused.gradientScale, lambda = fused.lambda, oneMinusLambda = 1 - fused.lambda
+        let lanes = FloatLanes.scalarCount
+        let full = count & ~(lanes - 1)
+        var i = 0
+        while i < full {
+            let gi = VectorMath.load(g, i) * scale
+            let mi = b1 * VectorMath.load(m, i) + oneMinusB1 * gi
+            let vi = b2 * VectorMath.load(v, i) + oneMinusB2 * gi * gi
+            VectorMath.store(mi, m, i)
+            VectorMath.store(vi, v, i)
+            let pi = VectorMath.load(p, i)
+            let updated = pi - lr * ((mi / c1) / ((vi / c2).squareRoot() + eps) + wd * pi)
+            VectorMath.store(updated, p, i)
+            if let teacher = fused.teacher {
+                VectorMath.store(lambda * VectorMath.load(teacher, i) + oneMinusLambda * updated, teacher, i)
+            }
+            if fused.clearGradients { VectorMath.store(FloatLanes(), g, i) }
+            i += lanes
+        }
+        for i in full..<count {
+            let gi = g[i] * scale
+            let mi = b1 * m[i] + oneMinusB1 * gi
+            let vi = b2 * v[i] + oneMinusB2 * gi * gi
             m[i] = mi
             v[i] = vi
-            let mHat = mi / correction1, vHat = vi / correction2
-            p[i] -= lr * (mHat / (vHat.squareRoot() + h.epsilon) + wd * p[i])
+            p[i] -= lr * ((mi / c1) / ((vi / c2).squareRoot() + eps) + wd * p[i])
+            if let teacher = fused.teacher { teacher[i] = lambda * teacher[i] + oneMinusLambda * p[i] }
+            if fused.clearGradients { g[i] = 0 }
         }
     }
 }
@@ -73,13 +122,30 @@ public final class AdamWOptimizer: @unchecked Sendable {
 
     /// One step at base learning rate `baseLR` (the schedule already applied).
     public func step(baseLearningRate baseLR: Float) {
+        _ = step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0, clearGradients: false)
+    }
+
+    /// One step fused with what surrounds it in a training step, in one pass over each
+    /// trained tensor: gradients scaled by `gradientScale` (clipping), the EMA of `teacher`
+    /// (for the tensors it holds) from the updated values, gradients cleared. Returns the
+    /// teacher's tensors it did not reach (the teacher holds a tensor this stage does not
+    /// train): the caller runs the EMA for those.
+    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float,
+                     clearGradients: Bool) -> [TensorView] {
         stepsTaken += 1
+        var reached = Set<Int>()
         for (i, view) in store.views.enumerated() where trained[i] {
+            let fused = AdamW.FusedPass(
+                gradientScale: gradientScale,
+                teacher: teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) : nil }, lambda: lambda,
+                clearGradients: clearGradients)
+            if fused.teacher != nil { reached.insert(view.id.index) }
             AdamW.update(parameters: store.values + view.offset, gradients: store.grads + view.offset,
                          firstMoment: firstMoment + view.offset, secondMoment: secondMoment + view.offset,
                          count: view.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
-                         step: stepsTaken, hyperparameters)
+                         step: stepsTaken, hyperparameters, fused: fused)
         }
+        return teacher?.views.filter { !reached.contains($0.id.index) } ?? []
     }
 
     public func resetMoments() {

@@ -7,15 +7,27 @@ import RealModule
 @discardableResult
 public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>], maxNorm: Float?,
                              knownNorm: Double? = nil) -> Double {
-    let norm = knownNorm ?? segments.reduce(0.0) { squares, segment in
-        let n = gradientNorm(gradients + segment.lowerBound, count: segment.count)
-        return squares + n * n
-    }.squareRoot()
-    if let maxNorm, norm > Double(maxNorm) {
-        let scale = Float(Double(maxNorm) / (norm + 1e-6))
+    let norm = knownNorm ?? gradientNorm(of: gradients, segments: segments)
+    let scale = clipScale(norm: norm, maxNorm: maxNorm)
+    if scale != 1 {
         for segment in segments { for i in segment { gradients[i] *= scale } }
     }
     return norm
+}
+
+/// ‖g‖₂ over all `segments` together.
+public func gradientNorm(of gradients: UnsafePointer<Float>, segments: [Range<Int>]) -> Double {
+    segments.reduce(0.0) { squares, segment in
+        let n = gradientNorm(gradients + segment.lowerBound, count: segment.count)
+        return squares + n * n
+    }.squareRoot()
+}
+
+/// The factor clipping multiplies every gradient by: maxNorm / (‖g‖ + 1e-6) when ‖g‖ >
+/// maxNorm, else exactly 1.
+public func clipScale(norm: Double, maxNorm: Float?) -> Float {
+    guard let maxNorm, norm > Double(maxNorm) else { return 1 }
+    return Float(Double(maxNorm) / (norm + 1e-6))
 }
 
 /// ‖g‖₂ accumulated in Double.

@@ -45,3 +45,35 @@ public enum KernelProfile {
         return result
     }
 }
+
+/// Seconds an objective spends in its parts, for `bench step --phases` (the clock is read
+/// a handful of times per step, so it is always on). `lap(part)` charges the time since the
+/// previous lap (or `start`) to `part`.
+public final class ObjectiveTiming: @unchecked Sendable {
+    public enum Part: Int, CaseIterable, Sendable {
+        case studentForward, teacherForward, headsAndLosses, backward
+    }
+    public private(set) var seconds = [Double](repeating: 0, count: Part.allCases.count)
+    private var last = 0.0
+
+    public init() {}
+    func start() { last = KernelProfile.now() }
+    func lap(_ part: Part) {
+        let now = KernelProfile.now()
+        seconds[part.rawValue] += now - last
+        last = now
+    }
+    public func reset() { seconds = [Double](repeating: 0, count: Part.allCases.count) }
+}
+
+extension KernelProfile {
+    /// Matrix-product FLOPs (2·m·n·k per sgemm) performed while `countingFlops` is on — the
+    /// step benchmark's cross-check of its FLOP count from the model's shapes.
+    nonisolated(unsafe) public static var countingFlops = false
+    nonisolated(unsafe) public static var flops = 0.0
+
+    @inline(__always)
+    static func countGemm(_ m: Int, _ n: Int, _ k: Int) {
+        if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) }
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+import UMDCore
+@testable import UMDModel
+
+/// The SIMD element-wise kernels against Double-precision references: the accuracy the
+/// header of VectorMath.swift states, measured here (and printed next to the scalar libm
+/// code they replaced, so the comparison is in the test log).
+struct VectorMathTests {
+    /// Max relative error of `f` (vector) against `reference` (Double) over `xs`, ignoring
+    /// references below `floor` in magnitude.
+    func maxRelativeError(_ xs: [Float], floor: Double = 0, _ f: (FloatLanes) -> FloatLanes,
+                          _ reference: (Double) -> Double) -> (error: Double, at: Float) {
+        var worst = (error: 0.0, at: Float.nan)
+        var i = 0
+        while i < xs.count {
+            let n = min(FloatLanes.scalarCount, xs.count - i)
+            let lanes = xs.withUnsafeBufferPointer { VectorMath.loadPartial($0.baseAddress!, i, n) }
+            let out = f(lanes)
+            for j in 0..<n {
+                let ref = reference(Double(xs[i + j]))
+                guard abs(ref) > floor else { continue }
+                let e = abs(Double(out[j]) / ref - 1)
+                if e > worst.error { worst = (e, xs[i + j]) }
+            }
+            i += n
+        }
+        return worst
+    }
+
+    func grid(_ lo: Float, _ hi: Float, _ count: Int) -> [Float] {
+        (0..<count).map { lo + (hi - lo) * Float($0) / Float(count - 1) }
+    }
+
+    func phi(_ x: Double) -> Double { 0.5 * erfc(-x / 2.0.squareRoot()) }
+
+    @Test func expIsWithinThreeUlpsAndKeepsNaN() {
+        let worst = maxRelativeError(grid(-87, 88, 200_001), VectorMath.exp) { Foundation.exp($0) }
+        print("VectorMath.exp: max relative error \(worst.error) at x = \(worst.at) on [-87, 88]")
+        #expect(worst.error < 3.6e-7)   // 3 ulp
+        let special = VectorMath.exp(FloatLanes(.nan, -.infinity, -1e9, 0, 1e9, .infinity, -0.0, 1,
+                                                -88, -100, 89, 100, 2, 3, 4, 5))
+        #expect(special[0].isNaN)
+        #expect(special[1] == 0 && special[2] == 0 && special[9] == 0)   // softmax's masked keys weigh nothing
+        #expect(special[3] == 1 && special[6] == 1)
+        #expect(special[4].isFinite && special[4] > 2e38 && special[10] > 2e38)
+    }
+
+    @Test func normalCDFIsAccurateOnBothTails() {
+        let main = maxRelativeError(grid(-6.3, 12, 200_001), VectorMath.normalCDF, phi)
+        let farLeft = maxRelativeError(grid(-12, -6.3, 50_001), floor: 1e-35, VectorMath.normalCDF, phi)
+        // The code this replaced: ½(1 + erff(x/√2)), libm, in Float.
+        var libm = (error: 0.0, at: Float.nan)
+        for x in grid(-6.3, 12, 200_001) {
+            let v = 0.5 * (1 + erff(x * 0.70710678118654752))
+            let e = abs(Double(v) / phi(Double(x)) - 1)
+            if e > libm.error { libm = (e, x) }
+        }
+        print("VectorMath.normalCDF: max relative error \(main.error) at \(main.at) on [-6.3, 12], "
+              + "\(farLeft.error) at \(farLeft.at) on [-12, -6.3]; libm ½(1+erff) on [-6.3, 12]: \(libm.error) at \(libm.at)")
+        #expect(main.error < 6e-6)
+        #expect(farLeft.error < 3e-5)
+        #expect(VectorMath.normalCDF(FloatLanes(repeating: .nan))[0].isNaN)
+        #expect(abs(VectorMath.normalCDF(FloatLanes(repeating: 0))[0] - 0.5) <= 3e-7)
+    }
+
+    @Test func activationKernelsMatchTheirDoubleReferences() {
+        // Counts that are not multiples of 16 exercise the padded tail.
+        for count in [1, 15, 16, 17, 1000] {
+            let x = (0..<count).map { Float(sin(Double($0) * 0.37) * 6) }
+            let dy = (0..<count).map { Float(cos(Double($0) * 0.11)) }
+            var out = [Float](repeating: 0, count: count), dx = [Float](repeating: 0.25, count: count)
+            func check(_ forward: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+                       _ backward: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+                       value: (Double) -> Double, derivative: (Double) -> Double, name: String) {
+                forward(&out, x, count)
+                dx = [Float](repeating: 0.25, count: count)
+                backward(&dx, dy, x, count)
+                for i in 0..<count {
+                    let v = Double(x[i])
+                    #expect(abs(Double(out[i]) - value(v)) <= 2e-6 * max(1, abs(value(v))), "\(name)(\(v)) = \(out[i])")
+                    let d = 0.25 + Double(dy[i]) * derivative(v)
+                    #expect(abs(Double(dx[i]) - d) <= 2e-6 * max(1, abs(d)), "\(name)'(\(v)): \(dx[i]) vs \(d)")
+                }
+            }
+            let pdf = { (v: Double) in Foundation.exp(-0.5 * v * v) / (2 * Double.pi).squareRoot() }
+            check({ Elementwise.geluForward($0, $1, count: $2) }, { Elementwise.geluBackward($0, $1, $2, count: $3) },
+                  value: { $0 * phi($0) }, derivative: { phi($0) + $0 * pdf($0) }, name: "gelu")
+            let sigma = { (v: Double) in 1 / (1 + Foundation.exp(-1.702 * v)) }
+            check({ Elementwise.quickGeluForward($0, $1, count: $2) },
+                  { Elementwise.quickGeluBackward($0, $1, $2, count: $3) },
+                  value: { $0 * sigma($0) }, derivative: { sigma($0) + 1.702 * $0 * sigma($0) * (1 - sigma($0)) },
+                  name: "quickgelu")
+        }
+    }
+
+    @Test func softmaxRowsSumToOneAndIgnoreMaskedKeys() {
+        let width = 37
+        var x = (0..<(3 * width)).map { Float(sin(Double($0)) * 4) }
+        var mask = [Float](repeating: 0, count: width)
+        for j in 30..<width { mask[j] = -1e9 }
+        let original = x
+        Elementwise.softmaxRows(&x, rows: 3, width: width, additiveMask: mask)
+        for r in 0..<3 {
+            let row = Array(original[(r * width)..<(r * width + 30)]).map(Double.init)
+            let m = row.max()!
+            let sum = row.reduce(0) { $0 + Foundation.exp($1 - m) }
+            for j in 0..<width {
+                let expected = j < 30 ? Foundation.exp(row[j] - m) / sum : 0
+                #expect(abs(Double(x[r * width + j]) - expected) <= 1e-6, "row \(r) column \(j)")
+            }
+        }
+    }
+
+    /// The 8-lane integer form of the keep decision is the scalar definition
+    /// `CounterRandom.uniform(key, i) >= p`, element for element.
+    @Test func dropoutMaskEqualsTheScalarDefinition() {
+        for p: Float in [0.1, 0.5, 0.9] {
+            let site = DropoutSite(name: "test.site")
+            let context = ForwardContext(dropout: p, passKey: 42, sampleIDs: [7, 3])
+            let perItem = 203
+            var x = [Float](repeating: 1, count: 2 * perItem)
+            site.forward(&x, batch: 2, perItem: perItem, context)
+            let scale = 1 / (1 - p)
+            var dropped = 0
+            for b in 0..<2 {
+                let key = context.key(site: site.site, batchItem: b)
+                for i in 0..<perItem {
+                    let keep = CounterRandom.uniform(key, UInt64(i)) >= Double(p)
+                    #expect(x[b * perItem + i] == (keep ? scale : 0), "p \(p), item \(b), element \(i)")
+                    dropped += keep ? 0 : 1
+                }
+            }
+            #expect(abs(Double(dropped) / Double(2 * perItem) - Double(p)) < 0.1)
+        }
+    }
+}
