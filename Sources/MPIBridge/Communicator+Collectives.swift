@@ -163,6 +163,21 @@ extension Communicator {
         return split(flat, counts: counts)
     }
 
+    /// In place: `buffer` is laid out as the ranks' parts back to back in rank order, rank
+    /// r's part `counts[r]` elements long; each rank fills its own part, and afterwards every
+    /// rank holds every part (MPI_Allgatherv with MPI_IN_PLACE). `counts` must agree on all
+    /// ranks (not checked per call: callers derive them once and check them then).
+    public func allgatherInPlace<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int]) throws {
+        let call = "MPI_Allgatherv(in place, \(T.self))"
+        guard counts.count == size, counts.reduce(0, +) == buffer.count else {
+            throw MPIError.rankMismatch(call: call, rank: rank,
+                reason: "\(counts.count) part sizes summing to \(counts.reduce(0, +)) for \(size) ranks and a buffer of \(buffer.count)")
+        }
+        let (counts32, displacements, _) = try layout(counts, call)
+        try check(MPI_Allgatherv(umd_mpi_in_place(), 0, T.mpiDatatype, buffer.baseAddress, counts32, displacements,
+                                 T.mpiDatatype, handle), call, rank: rank)
+    }
+
     /// Gathers equal-sized contributions to `root` in rank order; nil on other ranks.
     public func gather<T: MPIScalar & Numeric>(_ local: [T], root: Int) throws -> [T]? {
         try requireEqualCounts(local.count, "MPI_Gather", hint: "use gatherVariable for differing sizes")

@@ -13,8 +13,11 @@ import Glibc
 /// checksum on, XXH64 of the uncompressed bytes in the manifest); rank 0 writes
 /// `manifest.json` last (temporary name, fsync, rename, fsync the directory) and then
 /// points `checkpoints/latest` at it. Only a directory with a manifest is a checkpoint.
-/// Every rank holds a full replica, so on resume every rank reads every shard: any world
-/// size can resume any checkpoint.
+/// With `--shard-optimizer` a rank holds AdamW moments for its own arena share only, so it
+/// writes its slice of [student | teacher] and its share of m and of v as three files
+/// (`…-m.zst`, `…-v.zst`); the manifest lists every file's range either way.
+/// On resume every rank reads every shard (a sharded rank skips the moments it does not
+/// own): any world size, sharded or not, can resume any checkpoint.
 public struct CheckpointManifest: Codable, Sendable {
     public struct Tensor: Codable, Sendable, Equatable { public var name: String; public var offset: Int; public var shape: [Int] }
     public struct Shard: Codable, Sendable {
@@ -108,19 +111,56 @@ public struct TrainingState {
     var teacherCount: Int { teacher?.count ?? 0 }
     var count: Int { 3 * student.count + teacherCount }
 
-    /// Pieces of the state vector's slice [lower, upper) as raw memory, in order.
-    func pieces(_ lower: Int, _ upper: Int) -> [UnsafeMutableRawBufferPointer] {
-        let S = student.count, T = teacherCount
-        let sections: [(UnsafeMutablePointer<Float>, Int)] = [(student.values, S), (teacher?.values ?? student.values, T),
-                                                               (optimizer.firstMoment, S), (optimizer.secondMoment, S)]
+    /// Pieces of the state vector's slice [lower, upper) as raw memory, in order. A sharded
+    /// optimizer holds the moments of its own arena share only: parts of the moment
+    /// sections outside it go to `discard` (reading: someone else's moments are skipped),
+    /// or, when `discard` is nil (writing), must not be asked for.
+    func pieces(_ lower: Int, _ upper: Int, discard: UnsafeMutableRawBufferPointer? = nil) -> [UnsafeMutableRawBufferPointer] {
+        let S = student.count, T = teacherCount, owned = optimizer.owned
+        // (base pointer at arena offset owned.lowerBound, elements, held range within the section)
+        let sections: [(UnsafeMutablePointer<Float>, Int, Range<Int>)] = [
+            (student.values, S, 0..<S), (teacher?.values ?? student.values, T, 0..<T),
+            (optimizer.firstMoment - owned.lowerBound, S, owned), (optimizer.secondMoment - owned.lowerBound, S, owned)]
         var out: [UnsafeMutableRawBufferPointer] = []
         var start = 0
-        for (pointer, count) in sections {
-            let lo = max(lower, start), hi = min(upper, start + count)
-            if lo < hi { out.append(UnsafeMutableRawBufferPointer(start: pointer + (lo - start), count: (hi - lo) * 4)) }
+        for (pointer, count, held) in sections {
+            let lo = max(lower, start) - start, hi = min(upper, start + count) - start
             start += count
+            guard lo < hi else { continue }
+            // [lo, hi) within the section: a held middle, maybe not-held parts around it.
+            let heldLo = min(max(lo, held.lowerBound), hi), heldHi = max(min(hi, held.upperBound), heldLo)
+            for (a, b, isHeld) in [(lo, heldLo, false), (heldLo, heldHi, true), (heldHi, hi, false)] where a < b {
+                if isHeld {
+                    out.append(UnsafeMutableRawBufferPointer(start: pointer + a, count: (b - a) * 4))
+                    continue
+                }
+                guard let discard, discard.count >= 4 else {
+                    preconditionFailure("state elements [\(a), \(b)) of a section are another rank's optimizer share")
+                }
+                var left = (b - a) * 4
+                while left > 0 {
+                    let n = min(left, discard.count)
+                    out.append(UnsafeMutableRawBufferPointer(rebasing: discard[0..<n]))
+                    left -= n
+                }
+            }
         }
         return out
+    }
+
+    /// The state vector ranges this rank writes to a checkpoint: its slice of the whole
+    /// vector; with a sharded optimizer, its slice of student and teacher plus its own
+    /// share of each moment section (the only moments it has).
+    func ranges(rank: Int, size: Int) -> [Range<Int>] {
+        let S = student.count, T = teacherCount
+        guard optimizer.isSharded else {
+            let (lower, upper) = Checkpoints.slice(count: count, rank: rank, size: size)
+            return [lower..<upper]
+        }
+        let (lower, upper) = Checkpoints.slice(count: S + T, rank: rank, size: size)
+        let owned = optimizer.owned
+        return [lower..<upper, (S + T + owned.lowerBound)..<(S + T + owned.upperBound),
+                (2 * S + T + owned.lowerBound)..<(2 * S + T + owned.upperBound)]
     }
 }
 
@@ -133,17 +173,25 @@ public struct CheckpointContent: @unchecked Sendable {
     public let student: [CheckpointManifest.Tensor], teacher: [CheckpointManifest.Tensor]
     public let optimizerSteps: Int
     public let slice: (Int, Int) -> [UnsafeRawBufferPointer]
+    /// The state ranges rank r of R writes (nil: the r-th contiguous slice of the vector).
+    public var ranges: ((Int, Int) -> [Range<Int>])? = nil
     public var count: Int { 3 * studentCount + teacherCount }
 }
 
 extension TrainingState {
     /// The live arenas.
     public var content: CheckpointContent {
-        CheckpointContent(studentCount: student.count, teacherCount: teacherCount,
-                          student: student.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) },
-                          teacher: teacher?.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) } ?? [],
-                          optimizerSteps: optimizer.stepsTaken,
-                          slice: { lower, upper in self.pieces(lower, upper).map { UnsafeRawBufferPointer($0) } })
+        var content = CheckpointContent(
+            studentCount: student.count, teacherCount: teacherCount,
+            student: student.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) },
+            teacher: teacher?.views.map { .init(name: $0.name, offset: $0.offset, shape: $0.shape) } ?? [],
+            optimizerSteps: optimizer.stepsTaken,
+            slice: { lower, upper in self.pieces(lower, upper).map { UnsafeRawBufferPointer($0) } })
+        if optimizer.isSharded {
+            let state = self
+            content.ranges = { rank, size in state.ranges(rank: rank, size: size) }
+        }
+        return content
     }
 }
 
@@ -161,7 +209,11 @@ public enum Checkpoints {
 
     /// This rank's slice [lower, upper) of a state of `count` elements on `world`.
     public static func slice(count: Int, world: Communicator) -> (Int, Int) {
-        (count * world.rank / world.size, count * (world.rank + 1) / world.size)
+        slice(count: count, rank: world.rank, size: world.size)
+    }
+
+    static func slice(count: Int, rank: Int, size: Int) -> (Int, Int) {
+        (count * rank / size, count * (rank + 1) / size)
     }
 
     /// Collective: every rank writes its shard of `content`, rank 0 the manifest, `latest`,
@@ -181,15 +233,21 @@ public enum Checkpoints {
         let token = watchdog?.begin("checkpoint of step \(step), barrier before writing")
         try world.barrier()
         if let token { watchdog?.end(token) }
-        let (lower, upper) = slice(count: content.count, world: world)
-        let file = String(format: "shard-%05d-of-%05d.zst", rank, R)
-        let written = try ShardIO.write(content.slice(lower, upper),
-                                        to: dir.appendingPathComponent(file), level: Int32(config.zstdLevel),
-                                        checksumSeed: UInt64(step),
-                                        crashAfterBytes: crashAfterBytes)
-        let mine = CheckpointManifest.Shard(file: file, rank: rank, lower: lower, upper: upper,
-                                            uncompressedBytes: written.uncompressedBytes,
-                                            compressedBytes: written.compressedBytes, xxh64: String(written.xxh64, radix: 16))
+        // One file per range this rank writes: its slice, or (sharded optimizer) its slice of
+        // the weights and its own moments, "-m"/"-v" files of their own.
+        let ranges = content.ranges?(rank, R) ?? [{ let (l, u) = slice(count: content.count, world: world); return l..<u }()]
+        var mine: [CheckpointManifest.Shard] = []
+        for (k, range) in ranges.enumerated() where k == 0 || !range.isEmpty {
+            let file = String(format: "shard-%05d-of-%05d", rank, R) + ["", "-m", "-v"][min(k, 2)] + ".zst"
+            let written = try ShardIO.write(content.slice(range.lowerBound, range.upperBound),
+                                            to: dir.appendingPathComponent(file), level: Int32(config.zstdLevel),
+                                            checksumSeed: UInt64(step),
+                                            crashAfterBytes: crashAfterBytes)
+            mine.append(CheckpointManifest.Shard(file: file, rank: rank, lower: range.lowerBound, upper: range.upperBound,
+                                                 uncompressedBytes: written.uncompressedBytes,
+                                                 compressedBytes: written.compressedBytes,
+                                                 xxh64: String(written.xxh64, radix: 16)))
+        }
         let gatherToken = watchdog?.begin("checkpoint of step \(step), gathering shard checksums")
         let shards = try world.allgatherData(JSONEncoder().encode(mine))
         if let gatherToken { watchdog?.end(gatherToken) }
@@ -199,7 +257,8 @@ public enum Checkpoints {
                 randomState: "counter-based, keyed by seed \(config.seed), step and dataset index: nothing to restore",
                 schedule: plan.schedule, optimizerSteps: content.optimizerSteps, studentCount: content.studentCount,
                 teacherCount: content.teacherCount, student: content.student, teacher: content.teacher,
-                shards: try shards.map { try JSONDecoder().decode(CheckpointManifest.Shard.self, from: $0) },
+                shards: try shards.flatMap { try JSONDecoder().decode([CheckpointManifest.Shard].self, from: $0) }
+                    .sorted { $0.lower < $1.lower },
                 createdAt: ISO8601DateFormatter().string(from: Date()))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -258,13 +317,16 @@ public enum Checkpoints {
             throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): the arena layout differs from "
                                   + "this model's (another preset, vocabulary or task head?)")
         }
+        // A sharded optimizer keeps only its own moments: the rest is read through a scratch.
+        let discard = state.optimizer.isSharded ? UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 20, alignment: 64) : nil
+        defer { discard?.deallocate() }
         var covered = 0
         for shard in m.shards.sorted(by: { $0.lower < $1.lower }) {
             guard shard.lower == covered, shard.upper >= shard.lower, (shard.upper - shard.lower) * 4 == shard.uncompressedBytes else {
                 throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): shard \(shard.file) "
                                       + "does not continue the state at \(covered)")
             }
-            try ShardIO.read(dir.appendingPathComponent(shard.file), into: state.pieces(shard.lower, shard.upper),
+            try ShardIO.read(dir.appendingPathComponent(shard.file), into: state.pieces(shard.lower, shard.upper, discard: discard),
                              expectedBytes: shard.uncompressedBytes, expectedXXH64: UInt64(shard.xxh64, radix: 16) ?? 0, checksumSeed: m.checksumSeed)
             covered = shard.upper
         }

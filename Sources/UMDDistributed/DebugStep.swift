@@ -121,7 +121,7 @@ public enum DebugStep {
             Safetensors.Tensor(name: "grad." + view.name, shape: view.shape,
                                floats: UnsafeBufferPointer(start: student.grads + view.offset, count: view.count))
         }
-        trainingStep.update(step: step, measureNorm: false, into: &outcome)
+        try trainingStep.update(step: step, measureNorm: false, into: &outcome)
         let lr = outcome.learningRate
         out += trained.map { tensor("param_after." + $0.name, $0, student) }
         if let teacher { out += teacher.views.map { tensor("teacher_after." + $0.name, $0, teacher) } }

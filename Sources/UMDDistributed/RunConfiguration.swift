@@ -66,6 +66,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var zstdLevel = 3
     /// Write periodic checkpoints on a background thread from a staged copy.
     public var asyncCheckpoint = false
+    /// ZeRO stage 1: each rank updates and holds AdamW moments for 1/R of the parameters.
+    public var shardOptimizer = false
     /// The pretraining / calibration losses that train (nil: all of the stage's). One left out
     /// contributes neither gradient nor its term of the total (ablations).
     public var objectives: [String]? = nil
@@ -223,6 +225,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
         if !(0..<1).contains(dropout) { throw RunError("--dropout must be in [0, 1)") }
+        if shardOptimizer && asyncCheckpoint {
+            throw RunError("--shard-optimizer and --async-checkpoint cannot be combined yet (the background writer stages "
+                           + "one contiguous slice per rank; a sharded rank writes three); drop one of them")
+        }
     }
 }
 

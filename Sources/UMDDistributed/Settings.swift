@@ -257,6 +257,9 @@ public enum Settings {
         .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted.",
                 allowed: .atLeast(0, strictly: true)),
         .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", allowed: .within(0.25, 4096)),
+        .option("shard-optimizer", \.shardOptimizer,
+                "ZeRO stage 1: each rank updates 1/R of the parameters and holds only their AdamW moments; the shares "
+                + "are gathered after every step (same results; less memory and optimizer time, one more allgather)."),
         // Checkpoints.
         .option("checkpoint-every", \.checkpointEvery, "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT).",
                 allowed: .atLeast(0)),

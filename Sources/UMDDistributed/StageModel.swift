@@ -1,4 +1,5 @@
 import Collective
+import MPIBridge
 import Foundation
 import UMDData
 import UMDModel
@@ -22,6 +23,8 @@ public final class StageModel {
     public let trainedSegments: [Range<Int>]
     /// The rest of the gradient arena (tensors loaded but not trained).
     public let untrainedSegments: [Range<Int>]
+    /// ZeRO-1 shares of the arena when the optimizer is sharded over the ranks (nil: not).
+    public let sharding: OptimizerSharding?
     /// What `--init` imported, resized and left fresh (nil without `--init`).
     public let initReport: ModelInit.Report?
 
@@ -31,7 +34,8 @@ public final class StageModel {
     public init(stage: Stage, task: TaskKind, classes: Int, preset: ModelPreset, vocabularySize: Int, imageSize: Int? = nil,
                 seed: UInt64,
                 initFrom: URL? = nil, initOnly: [String] = [], multipliers: LearningRateMultipliers? = nil,
-                hyperparameters: AdamWHyperparameters = .init(), alpha: Float = 0.5, beta: Double = 0.1) throws {
+                hyperparameters: AdamWHyperparameters = .init(), alpha: Float = 0.5, beta: Double = 0.1,
+                shardOptimizerOver world: Communicator? = nil) throws {
         let head: TaskHead = stage != .finetune ? .none : (task == .retrieval ? .retrieval : .classifier(outputs: classes))
         let config = ModelConfig(preset: preset, vocabularySize: vocabularySize, imageSize: imageSize, head: head)
         try config.validate()
@@ -52,10 +56,13 @@ public final class StageModel {
         if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
 
         let groups = multipliers ?? (stage == .finetune ? .downstream : .pretrain)
-        optimizer = AdamWOptimizer(store: student, hyperparameters: hyperparameters,
-                                   multiplier: { groups.multiplier(for: $0.name) }, isTrained: { stage.trains($0.name) })
         trainedSegments = GradientSynchronizer.segments(student.views.filter { stage.trains($0.name) }.map(\.range))
         untrainedSegments = GradientSynchronizer.segments(student.views.filter { !stage.trains($0.name) }.map(\.range))
+        let (arenaCount, trained) = (student.count, trainedSegments)
+        sharding = try world.map { try OptimizerSharding(world: $0, arenaCount: arenaCount, trainedSegments: trained) }
+        optimizer = AdamWOptimizer(store: student, hyperparameters: hyperparameters,
+                                   multiplier: { groups.multiplier(for: $0.name) }, isTrained: { stage.trains($0.name) },
+                                   owned: sharding?.ownedByThisRank)
         if stage == .finetune {
             pretrain = nil
             finetune = FinetuneObjective(params: params)

@@ -23,13 +23,13 @@ public enum StepBenchmark {
     /// `phases`: also print where the time of the ranks-together steps went, and the matmul
     /// utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
     public static func run(preset: ModelPreset, workload: Workload = .pretrain, localBatch: Int, steps: Int,
-                           phases showPhases: Bool = false, world: Communicator) throws {
+                           phases showPhases: Bool = false, shardOptimizer: Bool = false, world: Communicator) throws {
         let R = world.size
         let vocabulary = 1000
         let finetuning = workload == .finetune
         let model = try StageModel(stage: finetuning ? .finetune : .pretrain, task: finetuning ? .vqa : .none,
                                    classes: finetuning ? Workload.answers : 0, preset: preset, vocabularySize: vocabulary,
-                                   seed: 1)
+                                   seed: 1, shardOptimizerOver: shardOptimizer && R > 1 ? world : nil)
         let segments = model.trainedSegments
         let trainedBytes = segments.reduce(0) { $0 + $1.count } * 4
         // Every rank trains on its own synthetic batch, through the same assembler as training.
@@ -84,7 +84,9 @@ public enum StepBenchmark {
         }
 
         try world.barrier()
-        let alone = try phase(world: nil)                 // every rank at once, no communication
+        // Every rank at once, no communication. (A sharded optimizer gathers its shares even
+        // here, so its "alone" figure includes that allgather.)
+        let alone = try phase(world: nil)
         let aloneSeconds = try world.allreduce(alone.seconds, op: .max)
         try world.barrier()
         KernelProfile.countingFlops = true
@@ -117,9 +119,13 @@ public enum StepBenchmark {
         if world.rank == 0 {
             let perStepAlone = Double(localBatch * steps) / aloneSeconds
             let perStepTogether = Double(localBatch * R * steps) / togetherSeconds
+            let momentsMiB = Double(8 * model.optimizer.owned.count) / 1048576
             print("# umd step benchmark: \(workload.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
                   + "local batch \(localBatch), \(steps) timed steps, "
                   + "OpenBLAS threads \(BLAS.threadCount), \(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
+            print(String(format: "optimizer: %@, AdamW moments on rank 0 %.1f MiB, peak resident memory of rank 0 %.2f GB",
+                         model.sharding == nil ? "replicated" : "sharded over \(R) ranks (ZeRO-1)", momentsMiB,
+                         Double(peakResidentBytes()) / 1e9))
             print(String(format: "1 rank (each rank alone, all at once): %8.2f samples/s per rank (%.1f ms/step)",
                          perStepAlone, aloneSeconds / Double(steps) * 1000))
             print(String(format: "%d ranks together:                     %8.2f samples/s (%.1f ms/step)", R, perStepTogether,

@@ -70,7 +70,14 @@ extension Trainer {
                                    preset: preset, vocabularySize: data.tokenizer.vocabularySize, imageSize: config.imageSize,
                                    seed: config.seed, initFrom: config.initFrom.map { URL(fileURLWithPath: $0) },
                                    initOnly: config.initOnly, multipliers: config.multipliers, hyperparameters: hyper,
-                                   alpha: config.alpha, beta: config.beta)
+                                   alpha: config.alpha, beta: config.beta,
+                                   shardOptimizerOver: config.shardOptimizer && world.size > 1 ? world : nil)
+        if let sharding = model.sharding {
+            log.info("--shard-optimizer: this rank updates arena [\(sharding.ownedByThisRank.lowerBound), "
+                     + "\(sharding.ownedByThisRank.upperBound)) of \(model.student.count) and holds its AdamW moments "
+                     + "(\(String(format: "%.1f", Double(8 * sharding.ownedByThisRank.count) / 1048576)) MiB instead of "
+                     + "\(String(format: "%.1f", Double(8 * model.student.count) / 1048576)) MiB)")
+        }
         model.pretrain?.weights = config.lossWeights
         if let report = model.initReport, let path = config.initFrom { log.info("init: \(path): \(report)") }
         try watchdog.guarding("start-up, broadcast of the initial weights") {
@@ -170,7 +177,8 @@ extension Trainer {
 func peakResidentBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kB = line.split(separator: " ").compactMap({ Int($0) }).first else { return 0 }
+          // "VmHWM:\t 9123456 kB" — past 8 digits no space follows the tab: split on both.
+          let kB = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap({ Int($0) }).first else { return 0 }
     return kB * 1024
 }
 

@@ -34,8 +34,8 @@ public struct StepPhases: Sendable {
     public static let names = ["zero gradients", "student forward", "teacher forward (no gradients)",
                                "heads + losses (forward)", "backward", "gradient sync wait", "GM-Coord",
                                "gradient norm (guard, clip factor)", "AdamW (+ clip, EMA, zeroing fused)",
-                               "EMA (tensors AdamW skips)"]
-    static let zero = 0, objective = 1, syncWait = 5, gmCoord = 6, norm = 7, adamW = 8, ema = 9
+                               "parameter allgather (sharded optimizer)", "EMA (what AdamW did not fuse)"]
+    static let zero = 0, objective = 1, syncWait = 5, gmCoord = 6, norm = 7, adamW = 8, gather = 9, ema = 10
     public var seconds = [Double](repeating: 0, count: names.count)
     public mutating func reset() { seconds = [Double](repeating: 0, count: Self.names.count) }
     mutating func add(_ phase: Int, since start: inout Date) {
@@ -136,7 +136,7 @@ public final class TrainingStep {
             outcome.learningRate = settings.learningRate(step: step)
             return outcome
         }
-        update(step: step, measureNorm: false, into: &outcome)
+        try update(step: step, measureNorm: false, into: &outcome)
         return outcome
     }
 
@@ -221,7 +221,9 @@ public final class TrainingStep {
     /// each trained tensor (`AdamW.FusedPass`: the clipping factor scales each gradient as it
     /// is read, the teacher follows the updated value, the gradient is left 0 for the next
     /// step) — bitwise the result of the separate passes.
-    public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) {
+    /// With a sharded optimizer: AdamW on this rank's share → gather the shares → EMA over
+    /// the whole teacher (replicated, so not fused), gradients cleared by the next step.
+    public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) throws {
         var clock = Date()
         var scale: Float = 1
         if measureNorm || settings.clipNorm != nil {
@@ -232,6 +234,16 @@ public final class TrainingStep {
         }
         phases.add(StepPhases.norm, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)
+        if let sharding = model.sharding {
+            _ = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale, teacher: nil, lambda: 0,
+                                     clearGradients: false)
+            phases.add(StepPhases.adamW, since: &clock)
+            try sharding.gatherParameters(model.student.values)
+            phases.add(StepPhases.gather, since: &clock)
+            if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
+            phases.add(StepPhases.ema, since: &clock)
+            return
+        }
         let unreached = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale,
                                              teacher: model.teacher, lambda: settings.ema, clearGradients: true)
         trainedGradientsCleared = true

@@ -102,6 +102,8 @@ struct StepBench: ParsableCommand {
     @Option(help: "Timed steps (after one warm-up step).") var steps = 5
     @Flag(help: "Also print where a step's time goes (forward, teacher, losses, backward, sync wait, GM-Coord, norm, AdamW, EMA, zeroing) and the matmul utilisation.")
     var phases = false
+    @Flag(help: "ZeRO-1: each rank updates 1/R of the parameters and holds only their AdamW moments.")
+    var shardOptimizer = false
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
@@ -109,9 +111,10 @@ struct StepBench: ParsableCommand {
             throw ValidationError("--stage must be pretrain or finetune, got \(stage)")
         }
         guard localBatch >= 1, steps >= 1 else { throw ValidationError("--local-batch and --steps must be at least 1") }
-        let (b, s, showPhases) = (localBatch, steps, phases)
+        let (b, s, showPhases, shard) = (localBatch, steps, phases, shardOptimizer)
         try runOnWorld { world in
-            try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases, world: world)
+            try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,
+                                  shardOptimizer: shard, world: world)
         }
     }
 }

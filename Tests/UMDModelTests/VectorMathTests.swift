@@ -79,7 +79,7 @@ struct VectorMathTests {
                 for i in 0..<count {
                     let v = Double(x[i])
                     #expect(abs(Double(out[i]) - value(v)) <= 2e-6 * max(1, abs(value(v))), "\(name)(\(v)) = \(out[i])")
-                    let d = 0.25 + Double(dy[i]) * derivative(v)
+                    let d = Double(dy[i]) * derivative(v)   // written over the 0.25 already there
                     #expect(abs(Double(dx[i]) - d) <= 2e-6 * max(1, abs(d)), "\(name)'(\(v)): \(dx[i]) vs \(d)")
                 }
             }
@@ -133,5 +133,53 @@ struct VectorMathTests {
             }
             #expect(abs(Double(dropped) / Double(2 * perItem) - Double(p)) < 0.1)
         }
+    }
+}
+
+/// The GM-Coord noise: log and cos(2π·) accurate, the normals normal.
+struct NoiseTests {
+    @Test func logAndCosineAreAccurate() {
+        var worstLog = 0.0, worstCos = 0.0
+        var i = 0
+        while i < 100_000 {
+            var x = FloatLanes(), u = FloatLanes()
+            for j in 0..<16 {
+                x[j] = Float(Double(i + j + 1) / 100_000)         // (0, 1]
+                u[j] = Float(Double(i + j) / 99_999)              // [0, 1]
+            }
+            let l = VectorMath.log(x), c = VectorMath.cosTwoPi(u)
+            for j in 0..<16 {
+                let ref = Foundation.log(Double(x[j]))
+                if ref != 0 { worstLog = max(worstLog, abs(Double(l[j]) - ref) / max(abs(ref), 1e-30)) }
+                worstCos = max(worstCos, abs(Double(c[j]) - Foundation.cos(2 * Double.pi * Double(u[j]))))
+            }
+            i += 16
+        }
+        print("VectorMath.log: max relative error \(worstLog) on (0, 1]; cosTwoPi: max absolute error \(worstCos)")
+        #expect(worstLog < 1e-6)
+        #expect(worstCos < 1e-6)
+    }
+
+    @Test func normalsHaveTheMomentsOfAStandardNormalAndRepeat() {
+        let n = 1 << 20
+        var sum = 0.0, sq = 0.0, fourth = 0.0, beyond3 = 0
+        var c: UInt64 = 0
+        while c < UInt64(n) {
+            let v = VectorMath.normals(key: 12345, firstCounter: c)
+            for j in 0..<16 {
+                let x = Double(v[j])
+                #expect(x.isFinite)
+                sum += x; sq += x * x; fourth += x * x * x * x
+                if abs(x) > 3 { beyond3 += 1 }
+            }
+            c += 16
+        }
+        let mean = sum / Double(n), variance = sq / Double(n) - mean * mean, kurtosis = fourth / Double(n)
+        print("normals: mean \(mean), variance \(variance), E[x^4] \(kurtosis), P(|x| > 3) \(Double(beyond3) / Double(n))")
+        // Standard errors at 2^20 samples: mean 0.001, variance 0.0014, E[x⁴] 0.009; P(|x|>3) = 0.0027.
+        #expect(abs(mean) < 0.005 && abs(variance - 1) < 0.007 && abs(kurtosis - 3) < 0.05)
+        #expect(abs(Double(beyond3) / Double(n) - 0.0027) < 0.0005)
+        #expect(VectorMath.normals(key: 7, firstCounter: 32) == VectorMath.normals(key: 7, firstCounter: 32))
+        #expect(VectorMath.normals(key: 7, firstCounter: 32) != VectorMath.normals(key: 8, firstCounter: 32))
     }
 }

@@ -42,10 +42,20 @@ public final class DropoutSite {
     public func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
         active = context.isDropoutOn
         guard active else { return }
-        KernelProfile.measure(.dropout) { apply(x, batch: batch, perItem: perItem, context) }
+        KernelProfile.measure(.dropout) { apply(UnsafePointer(x), into: x, batch: batch, perItem: perItem, context) }
     }
 
-    private func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
+    /// out = dropout(x), leaving x as it is (attention keeps its probabilities for the
+    /// softmax backward) — one pass instead of a copy and an in-place pass.
+    public func forward(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, batch: Int, perItem: Int,
+                        _ context: ForwardContext) {
+        active = context.isDropoutOn
+        guard active else { out.update(from: x, count: batch * perItem); return }
+        KernelProfile.measure(.dropout) { apply(x, into: out, batch: batch, perItem: perItem, context) }
+    }
+
+    private func apply(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, batch: Int, perItem: Int,
+                       _ context: ForwardContext) {
         let scale = 1 / (1 - context.dropout)
         // keep ⟺ uniform = u·2⁻⁵³ ≥ p ⟺ u ≥ ⌈p·2⁵³⌉ for the integer u = bits >> 11: the
         // same decision as `CounterRandom.uniform(key, i) >= p`, in integers, 8 lanes at a time.
@@ -62,13 +72,13 @@ public final class DropoutSite {
                 let lanes = scale * (1 - dropped)
                 UnsafeMutableRawPointer(m + base + i).storeBytes(of: lanes, as: SIMD8<Float>.self)
                 let xi = UnsafeRawPointer(x + base + i).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(x + base + i).storeBytes(of: xi * lanes, as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(out + base + i).storeBytes(of: xi * lanes, as: SIMD8<Float>.self)
                 i += 8
             }
             for i in i..<perItem {
                 let keep = CounterRandom.bits(key, UInt64(i)) >> 11 >= threshold
                 m[base + i] = keep ? scale : 0
-                x[base + i] *= m[base + i]
+                out[base + i] = x[base + i] * m[base + i]
             }
         }
     }

@@ -38,21 +38,21 @@ public enum Elementwise {
         }
     }
 
-    /// dx += dy · (Φ(x) + x φ(x)).
+    /// dx = dy · (Φ(x) + x φ(x)) (written, not accumulated: every caller's dx is its own
+    /// buffer, so no zeroing pass is needed).
     public static func geluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                     _ x: UnsafePointer<Float>, count: Int) {
         KernelProfile.measure(.activation) {
             let full = count & ~(FloatLanes.scalarCount - 1)
             var i = 0
             while i < full {
-                let d = VectorMath.load(dy, i) * geluDerivative(VectorMath.load(x, i))
-                VectorMath.store(VectorMath.load(dx, i) + d, dx, i)
+                VectorMath.store(VectorMath.load(dy, i) * geluDerivative(VectorMath.load(x, i)), dx, i)
                 i += FloatLanes.scalarCount
             }
             if full < count {
                 let n = count - full
                 let d = VectorMath.loadPartial(dy, full, n) * geluDerivative(VectorMath.loadPartial(x, full, n))
-                VectorMath.storePartial(VectorMath.loadPartial(dx, full, n) + d, dx, full, n)
+                VectorMath.storePartial(d, dx, full, n)
             }
         }
     }
@@ -72,21 +72,20 @@ public enum Elementwise {
         }
     }
 
-    /// dx += dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x).
+    /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x) (written, like `geluBackward`).
     public static func quickGeluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                          _ x: UnsafePointer<Float>, count: Int) {
         KernelProfile.measure(.activation) {
             let full = count & ~(FloatLanes.scalarCount - 1)
             var i = 0
             while i < full {
-                let d = VectorMath.load(dy, i) * quickGeluDerivative(VectorMath.load(x, i))
-                VectorMath.store(VectorMath.load(dx, i) + d, dx, i)
+                VectorMath.store(VectorMath.load(dy, i) * quickGeluDerivative(VectorMath.load(x, i)), dx, i)
                 i += FloatLanes.scalarCount
             }
             if full < count {
                 let n = count - full
                 let d = VectorMath.loadPartial(dy, full, n) * quickGeluDerivative(VectorMath.loadPartial(x, full, n))
-                VectorMath.storePartial(VectorMath.loadPartial(dx, full, n) + d, dx, full, n)
+                VectorMath.storePartial(d, dx, full, n)
             }
         }
     }

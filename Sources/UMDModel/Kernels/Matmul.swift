@@ -55,12 +55,12 @@ public enum Matmul {
            out, ldc: outFeatures, accumulate: bias != nil)
     }
 
-    /// dx[rows, inF] += dy[rows, outF] · W[outF, inF].
+    /// dx[rows, inF] += dy[rows, outF] · W[outF, inF]  (= when `accumulate` is false).
     public static func linearInputGradient(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                            _ weight: UnsafePointer<Float>,
-                                           rows: Int, inFeatures: Int, outFeatures: Int) {
+                                           rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = true) {
         nn(m: rows, n: inFeatures, k: outFeatures, dy, lda: outFeatures, weight, ldb: inFeatures,
-           dx, ldc: inFeatures, accumulate: true)
+           dx, ldc: inFeatures, accumulate: accumulate)
     }
 
     /// dW[outF, inF] += dy[rows, outF]^T · x[rows, inF];  db[outF] += Σ_rows dy.

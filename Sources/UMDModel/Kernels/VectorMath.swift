@@ -35,6 +35,17 @@ public enum VectorMath {
         return v
     }
 
+    /// `count` elements at i: a full load when count is 16, else padded with zeros.
+    @inline(__always)
+    public static func loadPartialOrFull(_ p: UnsafePointer<Float>, _ i: Int, _ count: Int) -> FloatLanes {
+        count == FloatLanes.scalarCount ? load(p, i) : loadPartial(p, i, count)
+    }
+
+    @inline(__always)
+    public static func storePartialOrFull(_ v: FloatLanes, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) {
+        if count == FloatLanes.scalarCount { store(v, p, i) } else { storePartial(v, p, i, count) }
+    }
+
     @inline(__always)
     public static func storePartial(_ v: FloatLanes, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
         for j in 0..<n { p[i + j] = v[j] }
@@ -122,6 +133,68 @@ public enum VectorMath {
         p = p * t + -1.265_469_728
         let halfErfc = 0.5 * t * exp(p - a * a)
         return select(signOf: z, negative: halfErfc, otherwise: 1 - halfErfc)
+    }
+
+    /// ln x for finite x > 0 (what the noise generator needs: x ∈ (0, 1)), Cephes' logf:
+    /// x = m·2ᵉ with m ∈ [√½, √2), ln m = z − z²/2 + z³ P(z) with z = m − 1, P of degree 8.
+    @inline(__always)
+    public static func log(_ x: FloatLanes) -> FloatLanes {
+        let bits = unsafeBitCast(x, to: SIMD16<Int32>.self)
+        var e = FloatLanes(((bits &>> 23) & 0xFF) &- 126)
+        let m = unsafeBitCast((bits & Int32(bitPattern: 0x807F_FFFF)) | 0x3F00_0000, to: FloatLanes.self)   // [½, 1)
+        // m < √½: use 2m − 1 and e − 1, else m − 1 (the sign of m − √½ picks, no comparison).
+        let below = m - 0.707_106_781_186_547_524
+        let z = select(signOf: below, negative: m + m - 1, otherwise: m - 1)
+        e = select(signOf: below, negative: e - 1, otherwise: e)
+        var p = FloatLanes(repeating: 7.037_683_629_2e-2)
+        p = p * z + -1.151_461_031_0e-1
+        p = p * z + 1.167_699_874_0e-1
+        p = p * z + -1.242_014_084_6e-1
+        p = p * z + 1.424_932_278_7e-1
+        p = p * z + -1.666_805_766_5e-1
+        p = p * z + 2.000_071_476_5e-1
+        p = p * z + -2.499_999_399_3e-1
+        p = p * z + 3.333_333_117_4e-1
+        let z2 = z * z
+        var y = p * z * z2
+        y = y + e * -2.121_944_40e-4
+        y = y - 0.5 * z2
+        return z + y + e * 0.693_359_375
+    }
+
+    /// cos(2πu) for u ∈ [0, 1]: t = u − ½ ∈ [−½, ½], cos(2πu) = −cos(2πt), an even
+    /// polynomial of degree 12 in t (fitted here; absolute error 7e-7).
+    @inline(__always)
+    public static func cosTwoPi(_ u: FloatLanes) -> FloatLanes {
+        let t = u - 0.5
+        let t2 = t * t
+        var p = FloatLanes(repeating: 6.547_549_502)
+        p = p * t2 + -2.598_241_047e+01
+        p = p * t2 + 6.017_204_547e+01
+        p = p * t2 + -8.545_075_933e+01
+        p = p * t2 + 6.493_915_836e+01
+        p = p * t2 + -1.973_920_558e+01
+        p = p * t2 + 9.999_999_955e-01
+        return -p
+    }
+
+    /// Standard normals for the 16 counters c0 … c0+15 under `key`: Box–Muller on one
+    /// 64-bit draw per element, `CounterRandom.bits(key, c)`: u₁ from its top 24 bits
+    /// (in (0, 1), so ln u₁ is finite), u₂ from the next 24; n = √(−2 ln u₁) cos(2π u₂).
+    /// A pure function of (key, counter), like every random number here. u₁ ≥ 2⁻²⁵ bounds
+    /// |n| by 5.9 (a standard normal exceeds that with probability 4e-9).
+    @inline(__always)
+    public static func normals(key: UInt64, firstCounter c0: UInt64) -> FloatLanes {
+        let offsets = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+        let low = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: c0) &+ offsets)
+        let high = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: c0 &+ 8) &+ offsets)
+        func uniforms(_ shift: UInt64, _ bits: SIMD8<UInt64>) -> SIMD8<Float> {
+            SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (bits &>> shift) & 0xFF_FFFF))
+        }
+        let scale: Float = 0x1p-24
+        let u1 = (FloatLanes(lowHalf: uniforms(40, low), highHalf: uniforms(40, high)) + 0.5) * scale
+        let u2 = FloatLanes(lowHalf: uniforms(16, low), highHalf: uniforms(16, high)) * scale
+        return (-2 * log(u1)).squareRoot() * cosTwoPi(u2)
     }
 
     /// φ(x) = e^(−x²/2) / √(2π).

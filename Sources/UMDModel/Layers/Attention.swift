@@ -73,8 +73,7 @@ public final class MultiHeadAttention {
         var attend = UnsafePointer(P)
         if let probsDropout, ctx.isDropoutOn {
             let kept = keptProbs.ensure(batch * H * Lq * Lk)
-            kept.update(from: P, count: batch * H * Lq * Lk)
-            probsDropout.forward(kept, batch: batch, perItem: H * Lq * Lk, ctx)
+            probsDropout.forward(P, into: kept, batch: batch, perItem: H * Lq * Lk, ctx)
             attend = UnsafePointer(kept)
         } else {
             probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
@@ -104,33 +103,34 @@ public final class MultiHeadAttention {
             outputDropout.backward(copy, count: batch * Lq * W)
             dOut = UnsafePointer(copy)
         }
-        let dc = dContext.zeroed(batch * Lq * W)
-        oProj.backward(p, dOut, dx: dc)
+        let dc = dContext.ensure(batch * Lq * W)
+        oProj.backward(p, dOut, dx: dc, accumulateInput: false)
 
         let dropoutActive = probsDropout?.active ?? false
         let attend = dropoutActive ? keptProbs.pointer : probs.pointer
         let q = qProj.output.pointer, k = kProj.output.pointer, v = vProj.output.pointer
-        let dq = dQ.zeroed(batch * Lq * W), dk = dK.zeroed(batch * Lk * W), dv = dV.zeroed(batch * Lk * W)
+        // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
+        let dq = dQ.ensure(batch * Lq * W), dk = dK.ensure(batch * Lk * W), dv = dV.ensure(batch * Lk * W)
         let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk
                 let dcHead = dc + b * Lq * W + h * hd
                 let vHead = v + b * Lk * W + h * hd
-                // dP = dC_h V_h^T ; dV_h += P^T dC_h (P after dropout: that is what multiplied V)
+                // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
                 Matmul.nt(m: Lq, n: Lk, k: hd, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, accumulate: false)
                 Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W,
-                          dv + b * Lk * W + h * hd, ldc: W, accumulate: true)
+                          dv + b * Lk * W + h * hd, ldc: W, accumulate: false)
                 if dropoutActive, let mask = probsDropout?.mask.pointer {
                     let m = mask + headOffset
                     for i in 0..<(Lq * Lk) { dP[i] *= m[i] }
                 }
                 Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
-                // S = scale Q_h K_h^T: dQ_h += scale dS K_h ; dK_h += scale dS^T Q_h
+                // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
                 Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, k + b * Lk * W + h * hd, ldb: W,
-                          dq + b * Lq * W + h * hd, ldc: W, accumulate: true)
+                          dq + b * Lq * W + h * hd, ldc: W, accumulate: false)
                 Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, q + b * Lq * W + h * hd, ldb: W,
-                          dk + b * Lk * W + h * hd, ldc: W, accumulate: true)
+                          dk + b * Lk * W + h * hd, ldc: W, accumulate: false)
             }
         }
         qProj.backward(p, dq, dx: dQueries)

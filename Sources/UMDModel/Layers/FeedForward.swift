@@ -67,9 +67,9 @@ public final class FeedForward {
             dOut = UnsafePointer(copy)
         }
         let n = rows * hiddenWidth
-        let da = dActivated.zeroed(n)
-        fc2.backward(p, dOut, dx: da)
-        let dh = dHidden.zeroed(n)
+        let da = dActivated.ensure(n)           // written by fc2's input gradient, then by the activation
+        fc2.backward(p, dOut, dx: da, accumulateInput: false)
+        let dh = dHidden.ensure(n)
         switch activation {
         case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, count: n)
         case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, count: n)

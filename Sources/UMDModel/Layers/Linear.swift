@@ -34,14 +34,17 @@ public final class Linear {
         return y
     }
 
-    /// Accumulates dW, db into the store's gradients and dx (+=) when given.
-    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
+    /// Accumulates dW, db into the store's gradients and dx (+=) when given; with
+    /// `accumulateInput` false dx is written (=), so the caller need not zero it first.
+    public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
+                         accumulateInput: Bool = true) {
         guard let input else { preconditionFailure("Linear.backward before forward") }
         Matmul.linearParameterGradients(p.grad(params.weight), params.bias.map { p.grad($0) }, dy, input,
                                         rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
         if let dx {
             Matmul.linearInputGradient(dx, dy, p.value(params.weight),
-                                       rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+                                       rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,
+                                       accumulate: accumulateInput)
         }
     }
 }

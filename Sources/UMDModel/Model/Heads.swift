@@ -156,7 +156,7 @@ public final class MLMHead {
         out.backward(p, dLogits, dx: dn)
         let da = dActivated.zeroed(rows * D)
         ln.backward(p, dn, dx: da)
-        let dd = dDense.zeroed(rows * D)
+        let dd = dDense.ensure(rows * D)        // written by the GELU backward
         Elementwise.geluBackward(dd, da, dense.output.pointer, count: rows * D)
         dense.backward(p, dd, dx: dh)
     }
@@ -189,9 +189,9 @@ public final class ClassifierHead {
     }
 
     public func backward(_ p: ParameterStore, _ dLogits: UnsafePointer<Float>, dCls: UnsafeMutablePointer<Float>) {
-        let da = dActivated.zeroed(rows * width)
-        fc2.backward(p, dLogits, dx: da)
-        let dn = dNormed.zeroed(rows * width)
+        let da = dActivated.ensure(rows * width)
+        fc2.backward(p, dLogits, dx: da, accumulateInput: false)
+        let dn = dNormed.ensure(rows * width)   // written by the GELU backward
         Elementwise.geluBackward(dn, da, ln.output.pointer, count: rows * width)
         let dh = dHidden.zeroed(rows * width)
         ln.backward(p, dn, dx: dh)

@@ -94,8 +94,11 @@ private extension Double {
 public final class AdamWOptimizer: @unchecked Sendable {
     public let store: ParameterStore
     public var hyperparameters: AdamWHyperparameters
-    public let firstMoment: UnsafeMutablePointer<Float>    // [store.count]
-    public let secondMoment: UnsafeMutablePointer<Float>   // [store.count]
+    /// The arena range whose parameters this optimizer updates and whose moments it holds:
+    /// the whole arena, or one rank's share with a sharded optimizer (ZeRO stage 1).
+    public let owned: Range<Int>
+    public let firstMoment: UnsafeMutablePointer<Float>    // [owned.count]: m of arena offset owned.lowerBound + i
+    public let secondMoment: UnsafeMutablePointer<Float>   // [owned.count]
     /// Optimizer steps taken so far (the next update uses t = stepsTaken + 1).
     public var stepsTaken = 0
     /// Learning-rate multiplier of each view, in `store.views` order.
@@ -103,14 +106,19 @@ public final class AdamWOptimizer: @unchecked Sendable {
     /// Tensors that receive updates (views in store order); frozen ones are skipped.
     public private(set) var trained: [Bool]
 
+    /// `owned`: the arena range this optimizer updates (nil: all of it).
     public init(store: ParameterStore, hyperparameters: AdamWHyperparameters = .init(),
-                multiplier: (TensorView) -> Float = { _ in 1 }, isTrained: (TensorView) -> Bool = { _ in true }) {
+                multiplier: (TensorView) -> Float = { _ in 1 }, isTrained: (TensorView) -> Bool = { _ in true },
+                owned: Range<Int>? = nil) {
         self.store = store
         self.hyperparameters = hyperparameters
-        firstMoment = .allocate(capacity: max(store.count, 1))
-        firstMoment.initialize(repeating: 0, count: max(store.count, 1))
-        secondMoment = .allocate(capacity: max(store.count, 1))
-        secondMoment.initialize(repeating: 0, count: max(store.count, 1))
+        self.owned = owned ?? 0..<store.count
+        precondition(self.owned.lowerBound >= 0 && self.owned.upperBound <= store.count, "owned range outside the arena")
+        let capacity = max(self.owned.count, 1)
+        firstMoment = .allocate(capacity: capacity)
+        firstMoment.initialize(repeating: 0, count: capacity)
+        secondMoment = .allocate(capacity: capacity)
+        secondMoment.initialize(repeating: 0, count: capacity)
         multipliers = store.views.map(multiplier)
         trained = store.views.map(isTrained)
     }
@@ -120,37 +128,46 @@ public final class AdamWOptimizer: @unchecked Sendable {
         secondMoment.deallocate()
     }
 
+    /// True when this optimizer updates only part of the arena (another rank owns the rest).
+    public var isSharded: Bool { owned != 0..<store.count }
+
     /// One step at base learning rate `baseLR` (the schedule already applied).
     public func step(baseLearningRate baseLR: Float) {
         _ = step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0, clearGradients: false)
     }
 
     /// One step fused with what surrounds it in a training step, in one pass over each
-    /// trained tensor: gradients scaled by `gradientScale` (clipping), the EMA of `teacher`
-    /// (for the tensors it holds) from the updated values, gradients cleared. Returns the
-    /// teacher's tensors it did not reach (the teacher holds a tensor this stage does not
-    /// train): the caller runs the EMA for those.
+    /// trained tensor (the part of it in `owned`): gradients scaled by `gradientScale`
+    /// (clipping), the EMA of `teacher` (for the tensors it holds) from the updated values,
+    /// gradients cleared. Returns the teacher's tensors it did not reach (the teacher holds a
+    /// tensor this stage does not train): the caller runs the EMA for those. A sharded
+    /// optimizer takes no teacher (the EMA needs every rank's update: it runs after the
+    /// parameters are gathered).
     public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float,
                      clearGradients: Bool) -> [TensorView] {
+        precondition(teacher == nil || !isSharded, "a sharded optimizer cannot fuse the EMA")
         stepsTaken += 1
         var reached = Set<Int>()
         for (i, view) in store.views.enumerated() where trained[i] {
+            let part = view.range.clamped(to: owned)
+            guard !part.isEmpty else { continue }
             let fused = AdamW.FusedPass(
                 gradientScale: gradientScale,
                 teacher: teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) : nil }, lambda: lambda,
                 clearGradients: clearGradients)
             if fused.teacher != nil { reached.insert(view.id.index) }
-            AdamW.update(parameters: store.values + view.offset, gradients: store.grads + view.offset,
-                         firstMoment: firstMoment + view.offset, secondMoment: secondMoment + view.offset,
-                         count: view.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
+            let moment = part.lowerBound - owned.lowerBound
+            AdamW.update(parameters: store.values + part.lowerBound, gradients: store.grads + part.lowerBound,
+                         firstMoment: firstMoment + moment, secondMoment: secondMoment + moment,
+                         count: part.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
                          step: stepsTaken, hyperparameters, fused: fused)
         }
         return teacher?.views.filter { !reached.contains($0.id.index) } ?? []
     }
 
     public func resetMoments() {
-        firstMoment.update(repeating: 0, count: store.count)
-        secondMoment.update(repeating: 0, count: store.count)
+        firstMoment.update(repeating: 0, count: owned.count)
+        secondMoment.update(repeating: 0, count: owned.count)
         stepsTaken = 0
     }
 }
