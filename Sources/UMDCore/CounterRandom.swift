@@ -24,8 +24,9 @@ public enum CounterRandom {
         mix(key ^ mix(counter))
     }
 
-    /// `mix` on 8 lanes (the same function, lane by lane).
-    @inline(__always)
+    /// `mix` on 8 lanes (the same function, lane by lane). `@inlinable`: the kernels of
+    /// other modules (dropout, GM-Coord noise) must inline it to keep the lanes in registers.
+    @inlinable @inline(__always)
     public static func mix(_ x: SIMD8<UInt64>) -> SIMD8<UInt64> {
         var z = x &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -34,7 +35,7 @@ public enum CounterRandom {
     }
 
     /// `bits(key, counter)` for 8 counters at once.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func bits(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
         mix(key ^ mix(counters))
     }

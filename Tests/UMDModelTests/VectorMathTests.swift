@@ -180,6 +180,13 @@ struct NoiseTests {
         #expect(abs(mean) < 0.005 && abs(variance - 1) < 0.007 && abs(kurtosis - 3) < 0.05)
         #expect(abs(Double(beyond3) / Double(n) - 0.0027) < 0.0005)
         #expect(VectorMath.normals(key: 7, firstCounter: 32) == VectorMath.normals(key: 7, firstCounter: 32))
+        var worstRoot = 0.0
+        for i in 0..<10_000 {
+            let x = FloatLanes(repeating: Float(i) * 0.37 + 1e-3)
+            worstRoot = max(worstRoot, abs(Double(VectorMath.approximateSquareRoot(x)[0]) / Double(x[0]).squareRoot() - 1))
+        }
+        #expect(worstRoot < 5e-7, "approximate square root: relative error \(worstRoot)")
+        #expect(VectorMath.approximateSquareRoot(FloatLanes())[0] == 0)
         #expect(VectorMath.normals(key: 7, firstCounter: 32) != VectorMath.normals(key: 8, firstCounter: 32))
     }
 }

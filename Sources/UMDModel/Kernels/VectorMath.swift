@@ -178,23 +178,43 @@ public enum VectorMath {
         return -p
     }
 
-    /// Standard normals for the 16 counters c0 … c0+15 under `key`: Box–Muller on one
-    /// 64-bit draw per element, `CounterRandom.bits(key, c)`: u₁ from its top 24 bits
-    /// (in (0, 1), so ln u₁ is finite), u₂ from the next 24; n = √(−2 ln u₁) cos(2π u₂).
-    /// A pure function of (key, counter), like every random number here. u₁ ≥ 2⁻²⁵ bounds
-    /// |n| by 5.9 (a standard normal exceeds that with probability 4e-9).
+    /// √x for x ≥ 0 without the standard library's per-lane `squareRoot()` (which LLVM
+    /// leaves as 16 scalar square roots): the 0x5F375A86 estimate of 1/√x refined by three
+    /// Newton steps, times x (relative error ~2e-7; √0 = 0). For the noise generator, where
+    /// IEEE rounding does not matter; AdamW keeps the exact square root.
+    @inline(__always)
+    public static func approximateSquareRoot(_ x: FloatLanes) -> FloatLanes {
+        let estimate = 0x5F37_5A86 &- (unsafeBitCast(x, to: SIMD16<UInt32>.self) &>> 1)
+        var r = unsafeBitCast(estimate, to: FloatLanes.self)
+        let half = 0.5 * x
+        r = r * (1.5 - half * r * r)
+        r = r * (1.5 - half * r * r)
+        r = r * (1.5 - half * r * r)
+        return x * r
+    }
+
+    /// 16 uniforms from 16 random 32-bit lanes, built in the exponent/mantissa bits (no
+    /// integer-to-float conversion): 1 + (top 23 bits)·2⁻²³ ∈ [1, 2).
+    @inline(__always)
+    static func oneToTwo(_ bits: SIMD16<UInt32>) -> FloatLanes {
+        unsafeBitCast((bits &>> 9) | 0x3F80_0000, to: FloatLanes.self)
+    }
+
+    /// Standard normals for the 16 elements counted c0 … c0+15 under `key`, by Box–Muller:
+    /// the 32-bit halves of `CounterRandom.bits(key, c0 + 0…7)` give u₁ of the 16 elements,
+    /// those of `bits(key′, c0 + 0…7)` (key′ derived from key) their u₂, 23 bits each;
+    /// u₁ ∈ (0, 1] so ln u₁ is finite, u₂ ∈ [0, 1); n = √(−2 ln u₁) cos(2π u₂). A pure
+    /// function of (key, c0): the same on every rank and after a resume. |n| ≤ 5.65
+    /// (u₁ ≥ 2⁻²³; a standard normal exceeds that with probability 1.6e-8).
     @inline(__always)
     public static func normals(key: UInt64, firstCounter c0: UInt64) -> FloatLanes {
-        let offsets = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
-        let low = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: c0) &+ offsets)
-        let high = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: c0 &+ 8) &+ offsets)
-        func uniforms(_ shift: UInt64, _ bits: SIMD8<UInt64>) -> SIMD8<Float> {
-            SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (bits &>> shift) & 0xFF_FFFF))
-        }
-        let scale: Float = 0x1p-24
-        let u1 = (FloatLanes(lowHalf: uniforms(40, low), highHalf: uniforms(40, high)) + 0.5) * scale
-        let u2 = FloatLanes(lowHalf: uniforms(16, low), highHalf: uniforms(16, high)) * scale
-        return (-2 * log(u1)).squareRoot() * cosTwoPi(u2)
+        let counters = SIMD8<UInt64>(repeating: c0) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+        let first = unsafeBitCast(CounterRandom.bits(key, counters: counters), to: SIMD16<UInt32>.self)
+        let second = unsafeBitCast(CounterRandom.bits(key ^ 0x5851_F42D_4C95_7F2D, counters: counters),
+                                   to: SIMD16<UInt32>.self)
+        let u1 = 2 - oneToTwo(first)          // (0, 1]
+        let u2 = oneToTwo(second) - 1         // [0, 1)
+        return approximateSquareRoot(-2 * log(u1)) * cosTwoPi(u2)
     }
 
     /// φ(x) = e^(−x²/2) / √(2π).
