@@ -201,17 +201,16 @@ public enum VectorMath {
     }
 
     /// Standard normals for the 16 elements counted c0 … c0+15 under `key`, by Box–Muller:
-    /// the 32-bit halves of `CounterRandom.bits(key, c0 + 0…7)` give u₁ of the 16 elements,
-    /// those of `bits(key′, c0 + 0…7)` (key′ derived from key) their u₂, 23 bits each;
+    /// the 32-bit halves of SplitMix64 outputs 2c0 … 2c0+7 of the generator seeded with
+    /// `key` give u₁ of the 16 elements, outputs 2c0+8 … 2c0+15 their u₂, 23 bits each;
     /// u₁ ∈ (0, 1] so ln u₁ is finite, u₂ ∈ [0, 1); n = √(−2 ln u₁) cos(2π u₂). A pure
     /// function of (key, c0): the same on every rank and after a resume. |n| ≤ 5.65
     /// (u₁ ≥ 2⁻²³; a standard normal exceeds that with probability 1.6e-8).
     @inline(__always)
     public static func normals(key: UInt64, firstCounter c0: UInt64) -> FloatLanes {
-        let counters = SIMD8<UInt64>(repeating: c0) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
-        let first = unsafeBitCast(CounterRandom.bits(key, counters: counters), to: SIMD16<UInt32>.self)
-        let second = unsafeBitCast(CounterRandom.bits(key ^ 0x5851_F42D_4C95_7F2D, counters: counters),
-                                   to: SIMD16<UInt32>.self)
+        let counters = SIMD8<UInt64>(repeating: 2 &* c0) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+        let first = unsafeBitCast(CounterRandom.splitMix(key, counters: counters), to: SIMD16<UInt32>.self)
+        let second = unsafeBitCast(CounterRandom.splitMix(key, counters: counters &+ 8), to: SIMD16<UInt32>.self)
         let u1 = 2 - oneToTwo(first)          // (0, 1]
         let u2 = oneToTwo(second) - 1         // [0, 1)
         return approximateSquareRoot(-2 * log(u1)) * cosTwoPi(u2)

@@ -47,18 +47,9 @@ public enum GMCoord {
             let k: Float
             if isTextGroup(view.name) { k = kText } else if isImageGroup(view.name) { k = kImage } else { continue }
             let g = store.grads + view.offset, n = view.count
-            var s: Float = 0
-            if noise {
-                var sum = 0.0
-                for i in 0..<n { sum = Relaxed.sum(sum, Double(g[i])) }
-                let mean = sum / Double(n)
-                var sq = 0.0
-                for i in 0..<n {
-                    let d = Double(g[i]) - mean
-                    sq = Relaxed.multiplyAdd(d, d, sq)
-                }
-                s = Float((sq / Double(n - 1)).squareRoot())
-            }
+            let s: Float = noise ? standardDeviation(g, count: n) : 0
+            // Noise counters advance by 16 per lane group (c0 = arena offset of its first
+            // element), so every element's draw is fixed by its place in the arena.
             let lanes = FloatLanes.scalarCount
             var i = 0
             while i < n {
@@ -69,5 +60,33 @@ public enum GMCoord {
                 i += lanes
             }
         }
+    }
+
+    /// Unbiased standard deviation of `count` (> 1) values in one pass: sums and sums of
+    /// squares in 16 Float lanes over blocks of 1024 elements, carried in Double across
+    /// blocks; var = (Σx² − (Σx)²/n)/(n − 1). Gradients have mean ≈ 0 next to their spread,
+    /// so the one-pass form loses nothing that matters for a noise scale.
+    static func standardDeviation(_ g: UnsafePointer<Float>, count n: Int) -> Float {
+        var sum = 0.0, squares = 0.0
+        var i = 0
+        while i < n {
+            let end = min(n, i + 1024)
+            var s = FloatLanes(), q = FloatLanes()
+            while i + FloatLanes.scalarCount <= end {
+                let x = VectorMath.load(g, i)
+                s += x
+                q += x * x
+                i += FloatLanes.scalarCount
+            }
+            while i < end {
+                s[0] += g[i]
+                q[0] += g[i] * g[i]
+                i += 1
+            }
+            sum += Double(s.sum())
+            squares += Double(q.sum())
+        }
+        let variance = max(0, (squares - sum * sum / Double(n)) / Double(n - 1))
+        return Float(variance.squareRoot())
     }
 }
