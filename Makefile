@@ -54,8 +54,9 @@ bench-kernels: release     ## block forward+backward GFLOP/s vs plain sgemm, 1 t
 bench-data: release        ## JPEG decode+preprocess images/s, prefetcher overlap
 	$(RELEASE_BIN) bench data
 
-bench-step: release        ## pretrain step weak scaling 1 -> 2 ranks, sync bandwidth vs plain allreduce
-	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench step --preset small
+bench-step: release        ## pretrain and GM-Coord steps: phases, matmul utilisation, weak scaling, sync bandwidth
+	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench step --preset small --phases
+	OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench step --preset small --phases --stage finetune
 
 bench-checkpoint: release  ## save/load MB/s and compression of the base preset's state (needs ~12 GB RAM)
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench checkpoint --preset base

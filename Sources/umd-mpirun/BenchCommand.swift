@@ -111,6 +111,10 @@ struct StepBench: ParsableCommand {
             throw ValidationError("--stage must be pretrain or finetune, got \(stage)")
         }
         guard localBatch >= 1, steps >= 1 else { throw ValidationError("--local-batch and --steps must be at least 1") }
+        if workload == .pretrain && localBatch < 2 {
+            // Each rank pairs ITM images within its own synthetic batch (MODEL_SPEC.md section 5: G >= 2).
+            throw ValidationError("--stage pretrain needs --local-batch of at least 2 (ITM pairs within each rank's batch)")
+        }
         let (b, s, showPhases, shard) = (localBatch, steps, phases, shardOptimizer)
         try runOnWorld { world in
             try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,

@@ -8,86 +8,64 @@ import Glibc
 public enum Elementwise {
     // MARK: Activations (forward writes out; backward accumulates into dx)
 
-    // The activation loops below are written out (no closure-taking helper): LLVM keeps a
-    // 16-lane loop in ymm/zmm registers only when it sees the whole body in one function;
-    // through a closure it split the lanes into shuffled halves and ran 1.6x slower.
-    // The tail of fewer than 16 elements goes through the same lane function, padded.
+    // Activations are lane functions (types, not closures): the two generic loops below are
+    // specialised for each in the optimised build, so LLVM sees one whole loop body and keeps
+    // its 16 lanes in ymm/zmm registers. (Through a closure it split the lanes into shuffled
+    // halves and ran 1.6x slower.) The tail of < 16 elements goes through the same function.
 
-    @inline(__always) static func gelu(_ v: FloatLanes) -> FloatLanes { v * VectorMath.normalCDF(v) }
-    @inline(__always) static func geluDerivative(_ v: FloatLanes) -> FloatLanes {
-        VectorMath.normalCDF(v) + v * VectorMath.normalPDF(v)
-    }
-    @inline(__always) static func quickGelu(_ v: FloatLanes) -> FloatLanes { v / (1 + VectorMath.exp(-1.702 * v)) }
-    @inline(__always) static func quickGeluDerivative(_ v: FloatLanes) -> FloatLanes {
-        let s = VectorMath.sigmoid(1.702 * v)
-        return s + 1.702 * v * s * (1 - s)
-    }
-
-    /// GELU, exact erf form: x · Φ(x) (Φ from `VectorMath.normalCDF`, 16 lanes at a time).
-    public static func geluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
-            let full = count & ~(FloatLanes.scalarCount - 1)
-            var i = 0
-            while i < full {
-                VectorMath.store(gelu(VectorMath.load(x, i)), out, i)
-                i += FloatLanes.scalarCount
-            }
-            if full < count {
-                VectorMath.storePartial(gelu(VectorMath.loadPartial(x, full, count - full)), out, full, count - full)
-            }
+    /// out = F(x).
+    @inline(__always)
+    static func mapLanes<F: LaneFunction>(_: F.Type, _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                         count: Int) {
+        let full = count & ~(FloatLanes.scalarCount - 1)
+        var i = 0
+        while i < full {
+            VectorMath.store(F.apply(VectorMath.load(x, i)), out, i)
+            i += FloatLanes.scalarCount
+        }
+        if full < count {
+            VectorMath.storePartial(F.apply(VectorMath.loadPartial(x, full, count - full)), out, full, count - full)
         }
     }
 
-    /// dx = dy · (Φ(x) + x φ(x)) (written, not accumulated: every caller's dx is its own
-    /// buffer, so no zeroing pass is needed).
+    /// dx = dy · F(x) — an activation's backward with F its derivative (written, not
+    /// accumulated: every caller's dx is its own buffer, so no zeroing pass is needed).
+    @inline(__always)
+    static func scaleLanes<F: LaneFunction>(_: F.Type, _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
+                                           _ x: UnsafePointer<Float>, count: Int) {
+        let full = count & ~(FloatLanes.scalarCount - 1)
+        var i = 0
+        while i < full {
+            VectorMath.store(VectorMath.load(dy, i) * F.apply(VectorMath.load(x, i)), dx, i)
+            i += FloatLanes.scalarCount
+        }
+        if full < count {
+            let n = count - full
+            VectorMath.storePartial(VectorMath.loadPartial(dy, full, n) * F.apply(VectorMath.loadPartial(x, full, n)),
+                                    dx, full, n)
+        }
+    }
+
+    /// GELU, exact erf form: x · Φ(x) (Φ from `VectorMath.normalCDF`).
+    public static func geluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        KernelProfile.measure(.activation) { mapLanes(GELU.self, out, x, count: count) }
+    }
+
+    /// dx = dy · (Φ(x) + x φ(x)).
     public static func geluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                     _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
-            let full = count & ~(FloatLanes.scalarCount - 1)
-            var i = 0
-            while i < full {
-                VectorMath.store(VectorMath.load(dy, i) * geluDerivative(VectorMath.load(x, i)), dx, i)
-                i += FloatLanes.scalarCount
-            }
-            if full < count {
-                let n = count - full
-                let d = VectorMath.loadPartial(dy, full, n) * geluDerivative(VectorMath.loadPartial(x, full, n))
-                VectorMath.storePartial(d, dx, full, n)
-            }
-        }
+        KernelProfile.measure(.activation) { scaleLanes(GELU.Derivative.self, dx, dy, x, count: count) }
     }
 
     /// QuickGELU (CLIP): x · σ(1.702 x).
     public static func quickGeluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
-            let full = count & ~(FloatLanes.scalarCount - 1)
-            var i = 0
-            while i < full {
-                VectorMath.store(quickGelu(VectorMath.load(x, i)), out, i)
-                i += FloatLanes.scalarCount
-            }
-            if full < count {
-                VectorMath.storePartial(quickGelu(VectorMath.loadPartial(x, full, count - full)), out, full, count - full)
-            }
-        }
+        KernelProfile.measure(.activation) { mapLanes(QuickGELU.self, out, x, count: count) }
     }
 
-    /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x) (written, like `geluBackward`).
+    /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x).
     public static func quickGeluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                          _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
-            let full = count & ~(FloatLanes.scalarCount - 1)
-            var i = 0
-            while i < full {
-                VectorMath.store(VectorMath.load(dy, i) * quickGeluDerivative(VectorMath.load(x, i)), dx, i)
-                i += FloatLanes.scalarCount
-            }
-            if full < count {
-                let n = count - full
-                let d = VectorMath.loadPartial(dy, full, n) * quickGeluDerivative(VectorMath.loadPartial(x, full, n))
-                VectorMath.storePartial(d, dx, full, n)
-            }
-        }
+        KernelProfile.measure(.activation) { scaleLanes(QuickGELU.Derivative.self, dx, dy, x, count: count) }
     }
 
     /// tanh stays scalar libm: it runs only in the two poolers (B × 2D elements a step).
@@ -252,6 +230,30 @@ public enum Elementwise {
                                            ids: UnsafePointer<Int32>, count: Int, width: Int) {
         KernelProfile.measure(.embedding) {
             for t in 0..<count { accumulate(dTable + Int(ids[t]) * width, dOut + t * width, count: width) }
+        }
+    }
+}
+
+/// A function applied lane by lane (an activation or its derivative).
+protocol LaneFunction { static func apply(_ x: FloatLanes) -> FloatLanes }
+
+/// x · Φ(x); derivative Φ(x) + x φ(x).
+enum GELU: LaneFunction {
+    @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes { x * VectorMath.normalCDF(x) }
+    enum Derivative: LaneFunction {
+        @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes {
+            VectorMath.normalCDF(x) + x * VectorMath.normalPDF(x)
+        }
+    }
+}
+
+/// x · σ(1.702 x); derivative σ + 1.702 x σ (1 − σ).
+enum QuickGELU: LaneFunction {
+    @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes { x / (1 + VectorMath.exp(-1.702 * x)) }
+    enum Derivative: LaneFunction {
+        @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes {
+            let s = VectorMath.sigmoid(1.702 * x)
+            return s + 1.702 * x * s * (1 - s)
         }
     }
 }
