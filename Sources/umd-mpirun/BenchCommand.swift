@@ -104,6 +104,7 @@ struct StepBench: ParsableCommand {
     var phases = false
     @Flag(help: "ZeRO-1: each rank updates 1/R of the parameters and holds only their AdamW moments.")
     var shardOptimizer = false
+    @Option(help: "Gradient bucket size in MB (as the training flag).") var bucketMB = 25.0
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
@@ -111,14 +112,15 @@ struct StepBench: ParsableCommand {
             throw ValidationError("--stage must be pretrain or finetune, got \(stage)")
         }
         guard localBatch >= 1, steps >= 1 else { throw ValidationError("--local-batch and --steps must be at least 1") }
+        guard (0.25...4096).contains(bucketMB) else { throw ValidationError("--bucket-mb must be in [0.25, 4096], got \(bucketMB)") }
         if workload == .pretrain && localBatch < 2 {
             // Each rank pairs ITM images within its own synthetic batch (MODEL_SPEC.md section 5: G >= 2).
             throw ValidationError("--stage pretrain needs --local-batch of at least 2 (ITM pairs within each rank's batch)")
         }
-        let (b, s, showPhases, shard) = (localBatch, steps, phases, shardOptimizer)
+        let (b, s, showPhases, shard, bucket) = (localBatch, steps, phases, shardOptimizer, bucketMB)
         try runOnWorld { world in
             try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,
-                                  shardOptimizer: shard, world: world)
+                                  shardOptimizer: shard, bucketMB: bucket, world: world)
         }
     }
 }
