@@ -61,11 +61,17 @@ bench-step: release        ## pretrain and GM-Coord steps: phases, matmul utilis
 bench-checkpoint: release  ## save/load MB/s and compression of the base preset's state (needs ~12 GB RAM)
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench checkpoint --preset base
 
-bench-cluster: release    ## bench step across 2 simulated hosts (network namespaces, needs root) at 1/10/25 Gbit/s
-	for bw in 1gbit 10gbit 25gbit; do \
-	  bash scripts/simcluster.sh up 2 --bandwidth $$bw && echo "== links $$bw" && \
+bench-cluster: release    ## bench step across 2 and 4 simulated hosts (network namespaces, root) at 1/10/25 Gbit/s; base on 2 hosts
+	for hosts in 2 4; do for bw in 1gbit 10gbit 25gbit; do \
+	  bash scripts/simcluster.sh up $$hosts --bandwidth $$bw && echo "== $$hosts hosts, links $$bw" && \
+	  OPENBLAS_NUM_THREADS=1 mpirun $$(bash scripts/simcluster.sh mpirun-args) -np $$hosts -x OPENBLAS_NUM_THREADS \
+	    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM $(CURDIR)/$(RELEASE_BIN) bench step --preset small --steps 3; \
+	done; done
+	for bw in 10gbit 1gbit; do \
+	  bash scripts/simcluster.sh up 2 --bandwidth $$bw && echo "== base, 2 hosts, links $$bw" && \
 	  OPENBLAS_NUM_THREADS=1 mpirun $$(bash scripts/simcluster.sh mpirun-args) -np 2 -x OPENBLAS_NUM_THREADS \
-	    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM $(CURDIR)/$(RELEASE_BIN) bench step --preset small --steps 4; \
+	    -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM $(CURDIR)/$(RELEASE_BIN) bench step --preset base \
+	    --local-batch 2 --steps 2; \
 	done; bash scripts/simcluster.sh down
 
 clean:
