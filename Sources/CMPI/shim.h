@@ -13,6 +13,7 @@ static inline MPI_Datatype umd_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype umd_mpi_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype umd_mpi_int64(void) { return MPI_INT64_T; }
 static inline MPI_Datatype umd_mpi_uint8(void) { return MPI_UINT8_T; }
+static inline MPI_Datatype umd_mpi_uint16(void) { return MPI_UINT16_T; }
 static inline MPI_Datatype umd_mpi_uint64(void) { return MPI_UINT64_T; }
 
 static inline MPI_Op umd_mpi_op_sum(void) { return MPI_SUM; }

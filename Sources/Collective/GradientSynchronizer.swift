@@ -21,10 +21,20 @@ public protocol BucketReducer: Sendable {
     var size: Int { get }
     /// Sums `buffer` element-wise over all ranks, in place.
     func sumInPlace(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// The same in bfloat16 (each addition rounded to bf16).
+    func sumInPlaceBFloat16(_ buffer: UnsafeMutableBufferPointer<UInt16>) throws
 }
 
 extension Communicator: BucketReducer {
     public func sumInPlace(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try allreduce(buffer, op: .sum) }
+    public func sumInPlaceBFloat16(_ buffer: UnsafeMutableBufferPointer<UInt16>) throws { try allreduceBFloat16Sum(buffer) }
+}
+
+/// What the gradient sum sends: Float32, or bfloat16 (half the bytes, 8-bit significand: each
+/// rounding ≤ 2⁻⁸ relative; the
+/// arena stays Float32 and so do the optimizer and the losses).
+public enum SyncPrecision: String, Sendable, CaseIterable, Codable {
+    case fp32, bf16
 }
 
 public final class GradientSynchronizer: @unchecked Sendable {
@@ -41,6 +51,9 @@ public final class GradientSynchronizer: @unchecked Sendable {
     private var step = 0
     /// Seconds the caller waited in `finish()` (communication not hidden behind backward).
     public private(set) var waitSeconds = 0.0
+    public let precision: SyncPrecision
+    /// bf16 staging of the bucket in flight, [largest bucket] (empty for fp32).
+    private let packed: UnsafeMutableBufferPointer<UInt16>
     /// Seconds the communication thread spent in allreduce this step, and bytes reduced.
     public private(set) var reduceSeconds = 0.0
     public private(set) var reducedBytes = 0
@@ -49,18 +62,23 @@ public final class GradientSynchronizer: @unchecked Sendable {
     /// Buckets run their MPI_Allreduce on a duplicate of `world`, so they never interleave
     /// with the caller's own collectives.
     public convenience init(world: Communicator, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
-                            bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) throws {
+                            bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, precision: SyncPrecision = .fp32,
+                            watchdog: StallWatchdog?) throws {
         self.init(reducer: world.size > 1 ? try world.duplicate() : world, gradients: gradients, segments: segments,
-                  bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes, watchdog: watchdog)
+                  bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes, precision: precision, watchdog: watchdog)
     }
 
     public init(reducer: BucketReducer, gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>],
-                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, watchdog: StallWatchdog?) {
+                bucketBytes: Int = 25 << 20, firstBucketBytes: Int = 1 << 20, precision: SyncPrecision = .fp32,
+                watchdog: StallWatchdog?) {
         self.reducer = reducer
         self.worldSize = reducer.size
         self.gradients = gradients
         self.watchdog = watchdog
         self.buckets = Self.cut(segments, bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
+        self.precision = precision
+        let largest = precision == .bf16 && reducer.size > 1 ? (buckets.map(\.count).max() ?? 0) : 0
+        packed = .allocate(capacity: max(largest, 1))
         if worldSize > 1 {
             let thread = Thread { [self] in self.communicate() }
             thread.name = "umd-allreduce"
@@ -148,19 +166,30 @@ public final class GradientSynchronizer: @unchecked Sendable {
             let token = watchdog?.begin("step \(step), gradient bucket \(index + 1) of \(buckets.count) "
                                         + "(\(bucket.count * 4 / 1024) KiB), MPI_Allreduce")
             var error: Error? = nil
+            let values = UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count)
             do {
-                try reducer.sumInPlace(UnsafeMutableBufferPointer(start: gradients + bucket.lowerBound, count: bucket.count))
+                switch precision {
+                case .fp32:
+                    try reducer.sumInPlace(values)
+                case .bf16:
+                    let wire = UnsafeMutableBufferPointer(rebasing: packed[0..<bucket.count])
+                    for i in 0..<bucket.count { wire[i] = BFloat16.pack(values[i]) }
+                    try reducer.sumInPlaceBFloat16(wire)
+                    for i in 0..<bucket.count { values[i] = BFloat16.unpack(wire[i]) }
+                }
             } catch let e { error = e }
             if let token { watchdog?.end(token) }
             condition.lock()
             reduceSeconds += Date().timeIntervalSince(started)
-            reducedBytes += bucket.count * 4
+            reducedBytes += bucket.count * (precision == .bf16 ? 2 : 4)
             if let error { failure = error }
             completed += 1
             condition.broadcast()
             condition.unlock()
         }
     }
+
+    deinit { packed.deallocate() }
 
     public func stop() {
         condition.lock()

@@ -300,7 +300,7 @@ public enum Checkpoints {
             throw CheckpointError(message: "\(dir.path): no manifest.json — an incomplete checkpoint (the save was interrupted)")
         }
         let manifest: CheckpointManifest
-        do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: data) } catch {
+        do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: RunConfiguration.fillingNewSettings(manifest: data)) } catch {
             throw CheckpointError(message: "\(url.path): not a umd checkpoint manifest (\(error))")
         }
         let problems = manifest.consistencyProblems()

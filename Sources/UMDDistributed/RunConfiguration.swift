@@ -1,3 +1,4 @@
+import Collective
 import Foundation
 import UMDData
 import UMDModel
@@ -68,6 +69,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var asyncCheckpoint = false
     /// ZeRO stage 1: each rank updates and holds AdamW moments for 1/R of the parameters.
     public var shardOptimizer = false
+    /// What the gradient sum sends: fp32, or bf16 (half the bytes; see SyncPrecision).
+    public var syncPrecision: SyncPrecision = .fp32
     /// The pretraining / calibration losses that train (nil: all of the stage's). One left out
     /// contributes neither gradient nor its term of the total (ablations).
     public var objectives: [String]? = nil
@@ -275,4 +278,20 @@ public struct RunError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+extension RunConfiguration {
+    /// A manifest saved by an older build lacks the settings added since (synthesized
+    /// decoding would then refuse the whole checkpoint): those keys take today's defaults.
+    /// A manifest that has every key is returned untouched (no number is re-printed).
+    static func fillingNewSettings(manifest data: Data) -> Data {
+        guard var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let saved = object["config"] as? [String: Any],
+              let defaultsData = try? JSONEncoder().encode(RunConfiguration()),
+              var merged = (try? JSONSerialization.jsonObject(with: defaultsData)) as? [String: Any],
+              merged.keys.contains(where: { saved[$0] == nil }) else { return data }
+        for (key, value) in saved { merged[key] = value }
+        object["config"] = merged
+        return (try? JSONSerialization.data(withJSONObject: object)) ?? data
+    }
 }

@@ -1,3 +1,4 @@
+import Collective
 import Foundation
 import UMDData
 import UMDModel
@@ -49,6 +50,11 @@ extension Bool: SettingValue {
     }
     public var jsonValue: Any { self }
     public static var placeholder: String { "on|off" }
+}
+extension SyncPrecision: SettingValue {
+    public init?(settingText: String) { self.init(rawValue: settingText) }
+    public var jsonValue: Any { rawValue }
+    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
 extension NonFiniteAction: SettingValue {
     public init?(settingText: String) { self.init(rawValue: settingText) }
@@ -257,6 +263,9 @@ public enum Settings {
         .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted.",
                 allowed: .atLeast(0, strictly: true)),
         .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", allowed: .within(0.25, 4096)),
+        .option("sync-precision", \.syncPrecision,
+                "What the gradient sum sends between ranks: fp32, or bf16 (half the bytes, each addition rounded to "
+                + "bf16: for slow links; weights, optimizer and losses stay fp32)."),
         .option("shard-optimizer", \.shardOptimizer,
                 "ZeRO stage 1: each rank updates 1/R of the parameters and holds only their AdamW moments; the shares "
                 + "are gathered after every step (same results; less memory and optimizer time, one more allgather)."),

@@ -24,7 +24,7 @@ public enum StepBenchmark {
     /// utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
     public static func run(preset: ModelPreset, workload: Workload = .pretrain, localBatch: Int, steps: Int,
                            phases showPhases: Bool = false, shardOptimizer: Bool = false, bucketMB: Double = 25,
-                           world: Communicator) throws {
+                           syncPrecision: SyncPrecision = .fp32, world: Communicator) throws {
         let R = world.size
         let vocabulary = 1000
         let finetuning = workload == .finetune
@@ -61,7 +61,8 @@ public enum StepBenchmark {
         func phase(world w: Communicator?) throws
             -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases, pageFaults: Int) {
             let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
-                                                            bucketBytes: Int(bucketMB * 1_048_576), watchdog: nil) }
+                                                            bucketBytes: Int(bucketMB * 1_048_576),
+                                                            precision: syncPrecision, watchdog: nil) }
             defer { sync?.stop() }
             let reduction = w.map { comm in
                 GlobalReduction { v in var x = v; try? comm.allreduce(&x, op: .sum); return x }
@@ -99,7 +100,8 @@ public enum StepBenchmark {
 
         // The engine alone: every bucket launched at once, nothing else running.
         let engine = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: segments,
-                                              bucketBytes: Int(bucketMB * 1_048_576), watchdog: nil)
+                                              bucketBytes: Int(bucketMB * 1_048_576), precision: syncPrecision,
+                                              watchdog: nil)
         defer { engine.stop() }
         engine.beginStep(0); try engine.finish()
         try world.barrier()
@@ -123,7 +125,8 @@ public enum StepBenchmark {
             let perStepTogether = Double(localBatch * R * steps) / togetherSeconds
             let momentsMiB = Double(8 * model.optimizer.owned.count) / 1048576
             print("# umd step benchmark: \(workload.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
-                  + "local batch \(localBatch), \(steps) timed steps, buckets \(bucketMB) MB, "
+                  + "local batch \(localBatch), \(steps) timed steps, buckets \(bucketMB) MB, gradients sent as "
+                  + "\(syncPrecision.rawValue), "
                   + "OpenBLAS threads \(BLAS.threadCount), \(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
             print(String(format: "optimizer: %@, AdamW moments on rank 0 %.1f MiB, peak resident memory of rank 0 %.2f GB",
                          model.sharding == nil ? "replicated" : "sharded over \(R) ranks (ZeRO-1)", momentsMiB,

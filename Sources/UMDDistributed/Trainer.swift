@@ -32,7 +32,8 @@ public enum Trainer {
         let data = try TrainingData(config, preset: preset, world: world, watchdog: watchdog, log: log)
         let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog, log: log)
         let sync = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: model.trainedSegments,
-                                            bucketBytes: Int(config.bucketMB * 1048576), watchdog: watchdog)
+                                            bucketBytes: Int(config.bucketMB * 1048576),
+                                            precision: config.syncPrecision, watchdog: watchdog)
         defer { sync.stop() }
         let currentStep = StepCounter()
         let step = TrainingStep(model: model, settings: config.stepSettings, sync: sync,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collective
 import Foundation
 import MPIBridge
 import UMDModel
@@ -105,6 +106,7 @@ struct StepBench: ParsableCommand {
     @Flag(help: "ZeRO-1: each rank updates 1/R of the parameters and holds only their AdamW moments.")
     var shardOptimizer = false
     @Option(help: "Gradient bucket size in MB (as the training flag).") var bucketMB = 25.0
+    @Option(help: "What the gradient sum sends: fp32 or bf16 (as the training flag).") var syncPrecision = "fp32"
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
@@ -117,10 +119,13 @@ struct StepBench: ParsableCommand {
             // Each rank pairs ITM images within its own synthetic batch (MODEL_SPEC.md section 5: G >= 2).
             throw ValidationError("--stage pretrain needs --local-batch of at least 2 (ITM pairs within each rank's batch)")
         }
+        guard let precision = SyncPrecision(rawValue: syncPrecision) else {
+            throw ValidationError("--sync-precision must be fp32 or bf16, got \(syncPrecision)")
+        }
         let (b, s, showPhases, shard, bucket) = (localBatch, steps, phases, shardOptimizer, bucketMB)
         try runOnWorld { world in
             try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,
-                                  shardOptimizer: shard, bucketMB: bucket, world: world)
+                                  shardOptimizer: shard, bucketMB: bucket, syncPrecision: precision, world: world)
         }
     }
 }

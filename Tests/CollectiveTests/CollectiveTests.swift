@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MPIBridge
 @testable import Collective
 
 /// Collective re-exports MPIBridge, so its users need one import.
@@ -53,6 +54,52 @@ final class FakeReducer: BucketReducer, @unchecked Sendable {
         lock.unlock()
         if call == failOnCall { throw Failure() }
         for i in buffer.indices { buffer[i] *= Float(size) }
+    }
+
+    /// The bf16 sum of `size` equal contributions, each addition rounded as MPI's op does.
+    func sumInPlaceBFloat16(_ buffer: UnsafeMutableBufferPointer<UInt16>) throws {
+        for i in buffer.indices {
+            let x = BFloat16.unpack(buffer[i])
+            var sum = x
+            for _ in 1..<size { sum = BFloat16.unpack(BFloat16.pack(sum + x)) }
+            buffer[i] = BFloat16.pack(sum)
+        }
+    }
+}
+
+struct BFloat16SyncTests {
+    @Test func packingRoundsToNearestEvenAndKeepsSpecialValues() {
+        #expect(BFloat16.unpack(BFloat16.pack(1)) == 1)
+        #expect(BFloat16.unpack(BFloat16.pack(-2.5)) == -2.5)
+        #expect(BFloat16.unpack(BFloat16.pack(.infinity)) == .infinity)
+        #expect(BFloat16.unpack(BFloat16.pack(.nan)).isNaN)
+        // 1 + 2⁻⁸ lies halfway between bf16 neighbours 1 and 1 + 2⁻⁷: ties go to even (1).
+        #expect(BFloat16.unpack(BFloat16.pack(1 + 0x1p-8)) == 1)
+        #expect(BFloat16.unpack(BFloat16.pack(1 + 0x1p-8 + 0x1p-12)) == 1 + 0x1p-7)
+        for x: Float in [0.1, 3.14159, -7e-5, 123456] {
+            #expect(abs(BFloat16.unpack(BFloat16.pack(x)) / x - 1) <= 0x1p-8)   // 8-bit significand
+        }
+    }
+
+    /// The bucketed sum in bf16: every element is its bf16 sum, within the three roundings'
+    /// bound of the exact one (packing 3x·u, two additions 2x·u + 3x·u: 8/3·u relative,
+    /// u = 2⁻⁸), and the arena stays Float.
+    @Test func bucketsSummedInBFloat16ComeBackAsFloats() throws {
+        let n = 50
+        let gradients = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { gradients.deallocate() }
+        for i in 0..<n { gradients[i] = 1 + Float(i) / 1000 }
+        let sync = GradientSynchronizer(reducer: FakeReducer(size: 3), gradients: gradients, segments: [0..<n],
+                                        bucketBytes: 64, firstBucketBytes: 16, precision: .bf16, watchdog: nil)
+        defer { sync.stop() }
+        sync.beginStep(0)
+        try sync.finish()
+        for i in 0..<n {
+            let exact = 3 * (1 + Double(i) / 1000)
+            #expect(abs(Double(gradients[i]) / exact - 1) <= 8.0 / 3.0 * 0x1p-8, "element \(i): \(gradients[i]) vs \(exact)")
+            #expect(BFloat16.unpack(BFloat16.pack(gradients[i])) == gradients[i], "element \(i) is not a bf16 value")
+        }
+        #expect(sync.reducedBytes == 2 * n)
     }
 }
 

@@ -1,0 +1,51 @@
+import CMPI
+import Foundation
+
+/// bfloat16 (the top 16 bits of an IEEE float) for the gradient sum `--sync-precision bf16`:
+/// half the bytes on the wire, an 8-bit significand (relative rounding error ≤ 2⁻⁸).
+public enum BFloat16 {
+    /// Round to nearest even; NaN stays NaN, ±∞ stays ±∞.
+    @inlinable @inline(__always)
+    public static func pack(_ x: Float) -> UInt16 {
+        let bits = x.bitPattern
+        if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
+        let rounding = ((bits >> 16) & 1) &+ 0x7FFF
+        return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
+    }
+
+    @inlinable @inline(__always)
+    public static func unpack(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
+}
+
+/// The MPI reduction for bf16 sums: each pair is added in Float and rounded back. Created
+/// once per process (after MPI_Init), on first use.
+// nonisolated(unsafe): an MPI handle, written once by the lazy initialiser (thread-safe) and only read.
+nonisolated(unsafe) private let bfloat16SumOp: MPI_Op? = {
+    var op: MPI_Op? = nil
+    let code = MPI_Op_create({ input, inout_, length, _ in
+        guard let input, let inout_, let length else { return }
+        let a = input.assumingMemoryBound(to: UInt16.self), b = inout_.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<Int(length.pointee) {
+            b[i] = BFloat16.pack(BFloat16.unpack(a[i]) + BFloat16.unpack(b[i]))
+        }
+    }, 1, &op)
+    return code == MPI_SUCCESS ? op : nil
+}()
+
+extension Communicator {
+    /// In-place sum over all ranks of bf16 values (each addition rounded to bf16). Buffers
+    /// longer than MPI's 32-bit count are reduced in chunks.
+    public func allreduceBFloat16Sum(_ buffer: UnsafeMutableBufferPointer<UInt16>) throws {
+        guard let op = bfloat16SumOp else {
+            throw MPIError.rankMismatch(call: "MPI_Op_create(bf16 sum)", rank: rank, reason: "MPI could not create the operation")
+        }
+        var offset = 0
+        repeat {
+            let n = min(buffer.count - offset, Int(Int32.max))
+            try check(MPI_Allreduce(umd_mpi_in_place(), buffer.baseAddress.map { $0 + offset }, Int32(n), umd_mpi_uint16(), op,
+                                    handle),
+                      "MPI_Allreduce(in place, count: \(n), bf16, sum)", rank: rank)
+            offset += n
+        } while offset < buffer.count
+    }
+}
