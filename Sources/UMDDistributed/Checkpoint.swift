@@ -148,15 +148,11 @@ public struct TrainingState {
         return out
     }
 
-    /// The state vector ranges this rank writes to a checkpoint: its slice of the whole
-    /// vector; with a sharded optimizer, its slice of student and teacher plus its own
-    /// share of each moment section (the only moments it has).
-    func ranges(rank: Int, size: Int) -> [Range<Int>] {
+    /// The state vector ranges a rank with a sharded optimizer writes to a checkpoint: its
+    /// slice of student and teacher plus its own share of each moment section (the only
+    /// moments it has). Unsharded, a rank writes its slice of the whole vector instead.
+    func shardedRanges(rank: Int, size: Int) -> [Range<Int>] {
         let S = student.count, T = teacherCount
-        guard optimizer.isSharded else {
-            let (lower, upper) = Checkpoints.slice(count: count, rank: rank, size: size)
-            return [lower..<upper]
-        }
         let (lower, upper) = Checkpoints.slice(count: S + T, rank: rank, size: size)
         let owned = optimizer.owned
         return [lower..<upper, (S + T + owned.lowerBound)..<(S + T + owned.upperBound),
@@ -189,7 +185,7 @@ extension TrainingState {
             slice: { lower, upper in self.pieces(lower, upper).map { UnsafeRawBufferPointer($0) } })
         if optimizer.isSharded {
             let state = self
-            content.ranges = { rank, size in state.ranges(rank: rank, size: size) }
+            content.ranges = { rank, size in state.shardedRanges(rank: rank, size: size) }
         }
         return content
     }
@@ -235,7 +231,8 @@ public enum Checkpoints {
         if let token { watchdog?.end(token) }
         // One file per range this rank writes: its slice, or (sharded optimizer) its slice of
         // the weights and its own moments, "-m"/"-v" files of their own.
-        let ranges = content.ranges?(rank, R) ?? [{ let (l, u) = slice(count: content.count, world: world); return l..<u }()]
+        let (lower, upper) = slice(count: content.count, world: world)
+        let ranges = content.ranges?(rank, R) ?? [lower..<upper]
         var mine: [CheckpointManifest.Shard] = []
         for (k, range) in ranges.enumerated() where k == 0 || !range.isEmpty {
             let file = String(format: "shard-%05d-of-%05d", rank, R) + ["", "-m", "-v"][min(k, 2)] + ".zst"

@@ -51,26 +51,17 @@ extension Bool: SettingValue {
     public var jsonValue: Any { self }
     public static var placeholder: String { "on|off" }
 }
-extension SyncPrecision: SettingValue {
+/// A setting whose values are the cases of a string enum: the text is the case's raw value.
+public protocol EnumSettingValue: SettingValue, RawRepresentable, CaseIterable where RawValue == String {}
+extension EnumSettingValue {
     public init?(settingText: String) { self.init(rawValue: settingText) }
     public var jsonValue: Any { rawValue }
     public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
-extension NonFiniteAction: SettingValue {
-    public init?(settingText: String) { self.init(rawValue: settingText) }
-    public var jsonValue: Any { rawValue }
-    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
-}
-extension LearningRateSchedule.Shape: SettingValue {
-    public init?(settingText: String) { self.init(rawValue: settingText) }
-    public var jsonValue: Any { rawValue }
-    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
-}
-extension DownstreamTask: SettingValue {
-    public init?(settingText: String) { self.init(rawValue: settingText) }
-    public var jsonValue: Any { rawValue }
-    public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
-}
+extension SyncPrecision: EnumSettingValue {}
+extension NonFiniteAction: EnumSettingValue {}
+extension LearningRateSchedule.Shape: EnumSettingValue {}
+extension DownstreamTask: EnumSettingValue {}
 
 /// One setting of the training stages: its flag and config-file key (the same name), its
 /// help, which stages take it, whether a resumed run must match the checkpoint in it, and
