@@ -28,6 +28,8 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // No library: a header telling Swift what the target CPU can do (FMA).
+        .systemLibrary(name: "CBuildTarget"),
 
         // libjpeg/libpng calls with their errors kept inside C (setjmp), so a corrupt image
         // is an error value rather than an exit.
@@ -45,7 +47,7 @@ let package = Package(
         // Optimised in debug builds too: the SIMD kernels (SIMD16<Float> arithmetic) run
         // ~100x slower unoptimised, which made the test suite's training runs crawl.
         .target(name: "UMDModel",
-                dependencies: ["UMDCore", "COpenBLAS", .product(name: "RealModule", package: "swift-numerics")],
+                dependencies: ["UMDCore", "COpenBLAS", "CBuildTarget", .product(name: "RealModule", package: "swift-numerics")],
                 exclude: ["README.md"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "UMDData",

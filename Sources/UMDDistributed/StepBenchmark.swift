@@ -58,7 +58,7 @@ public enum StepBenchmark {
         let sgemm = BLAS.sgemmRate()
         let sgemmSlowest = try world.allreduce(sgemm, op: .min)
 
-        func phase(world w: Communicator?) throws
+        func phase(world w: Communicator?, steps: Int = steps) throws
             -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases, pageFaults: Int) {
             let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
                                                             bucketBytes: Int(bucketMB * 1_048_576),
@@ -96,6 +96,20 @@ public enum StepBenchmark {
         KernelProfile.countingFlops = false
         let countedFlops = KernelProfile.flops / Double(steps)
         let togetherSeconds = try world.allreduce(together.seconds, op: .max)
+        // Kernel families and sgemm shapes, timed call by call in steps of their own (the
+        // clock reads would blur the phase table): is the gap to the sgemm rate outside the
+        // matrix products, or sgemm itself running slower on the step's shapes?
+        var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
+        let profiledSteps = 2
+        if showPhases {
+            try world.barrier()
+            KernelProfile.reset()
+            KernelProfile.enabled = true
+            let profiled = try phase(world: world, steps: profiledSteps)
+            KernelProfile.enabled = false
+            kernelSeconds = KernelProfile.seconds.map { $0 / Double(profiledSteps + 1) } + [profiled.seconds / Double(profiledSteps)]
+            shapes = KernelProfile.gemmShapes.map { ($0.key, $0.value) }
+        }
         let waitShare = try world.allreduce(together.wait, op: .max) / togetherSeconds
 
         // The engine alone: every bucket launched at once, nothing else running.
@@ -157,6 +171,8 @@ public enum StepBenchmark {
                 print(String(format: "matmul utilisation: %.2f GFLOP/s per rank = %.1f %% of same-run sgemm (%.2f GFLOP/s, "
                              + "2048^3, %d thread%@, all ranks at once)", achieved, 100 * achieved / sgemmSlowest, sgemmSlowest,
                              BLAS.threadCount, BLAS.threadCount == 1 ? "" : "s"))
+                printKernelProfile(kernelSeconds: kernelSeconds, shapes: shapes, steps: profiledSteps + 1,
+                                   sgemmRate: sgemmSlowest * 1e9)
             }
             if R > 1 {
                 print(String(format: "weak-scaling efficiency 1 -> %d ranks:  %7.1f %%  (target >= 85 %%)", R,
@@ -171,6 +187,35 @@ public enum StepBenchmark {
                              syncRate / 1e9, 100 * syncRate / plainRate))
             }
         }
+    }
+}
+
+/// The kernel families' share of a step (rank 0, `steps` steps' totals, the last entry the
+/// profiled steps' wall time per step) and the sgemm shapes that lose the most time against
+/// the large-square rate `sgemmRate` (FLOP/s).
+private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))],
+                                steps: Int, sgemmRate: Double) {
+    guard let stepSeconds = kernelSeconds.last, stepSeconds > 0 else { return }
+    print("kernel families (rank 0, timed call by call; per step):")
+    for family in KernelProfile.Family.allCases {
+        let seconds = kernelSeconds[family.rawValue]
+        print("  " + family.name.padding(toLength: 40, withPad: " ", startingAt: 0)
+              + String(format: "%9.1f ms  %5.1f %%", seconds * 1000, 100 * seconds / stepSeconds))
+    }
+    let gemmFlops = shapes.reduce(0.0) { $0 + $1.0.flops * Double($1.1.calls) } / Double(steps)
+    let gemmSeconds = kernelSeconds[KernelProfile.Family.gemm.rawValue]
+    print(String(format: "sgemm inside the step: %.2f GFLOP/s = %.1f %% of the 2048^3 rate (the ceiling of the utilisation "
+                 + "line without any non-matmul work)", gemmFlops / gemmSeconds / 1e9, 100 * gemmFlops / gemmSeconds / sgemmRate))
+    // Time lost per shape = its seconds − what its FLOPs take at the large-square rate.
+    let lost = shapes.map { shape, cost in
+        (shape, cost, (cost.seconds - Double(cost.calls) * shape.flops / sgemmRate) / Double(steps))
+    }.sorted { $0.2 > $1.2 }
+    print("sgemm shapes losing the most time against that rate (per step):")
+    for (shape, cost, lostSeconds) in lost.prefix(8) {
+        let rate = shape.flops * Double(cost.calls) / cost.seconds
+        print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  %7.1f ms  %6.1f GFLOP/s  lost %6.1f ms",
+                     shape.kind, shape.m, shape.n, shape.k, cost.calls / steps, cost.seconds / Double(steps) * 1000,
+                     rate / 1e9, lostSeconds * 1000))
     }
 }
 

@@ -34,21 +34,31 @@ struct VectorMathTests {
 
     func phi(_ x: Double) -> Double { 0.5 * erfc(-x / 2.0.squareRoot()) }
 
-    @Test func expIsWithinThreeUlpsAndKeepsNaN() {
-        let worst = maxRelativeError(grid(-87, 88, 200_001), VectorMath.exp) { Foundation.exp($0) }
-        print("VectorMath.exp: max relative error \(worst.error) at x = \(worst.at) on [-87, 88]")
+    /// Both variants: multiply-and-add (debug and portable builds) and fused multiply-add
+    /// (release builds for an FMA CPU; here through libm's fmaf when the test build lacks FMA).
+    @Test(arguments: [false, true])
+    func expIsWithinThreeUlpsAndKeepsNaN(fused: Bool) {
+        let worst = maxRelativeError(grid(-87, 88, 200_001), { VectorMath.exp($0, fused: fused) }) { Foundation.exp($0) }
+        print("VectorMath.exp (fused \(fused)): max relative error \(worst.error) at x = \(worst.at) on [-87, 88]")
         #expect(worst.error < 3.6e-7)   // 3 ulp
         let special = VectorMath.exp(FloatLanes(.nan, -.infinity, -1e9, 0, 1e9, .infinity, -0.0, 1,
-                                                -88, -100, 89, 100, 2, 3, 4, 5))
+                                                -88, -100, 89, 100, 2, 3, 4, 5), fused: fused)
         #expect(special[0].isNaN)
         #expect(special[1] == 0 && special[2] == 0 && special[9] == 0)   // softmax's masked keys weigh nothing
         #expect(special[3] == 1 && special[6] == 1)
         #expect(special[4].isFinite && special[4] > 2e38 && special[10] > 2e38)
     }
 
-    @Test func normalCDFIsAccurateOnBothTails() {
-        let main = maxRelativeError(grid(-6.3, 12, 200_001), VectorMath.normalCDF, phi)
-        let farLeft = maxRelativeError(grid(-12, -6.3, 50_001), floor: 1e-35, VectorMath.normalCDF, phi)
+    @Test(arguments: [false, true])
+    func normalCDFIsAccurateOnBothTails(fused: Bool) {
+        let cdf = { (x: FloatLanes) in VectorMath.normalCDF(x, fused: fused) }
+        let main = maxRelativeError(grid(-6.3, 12, 200_001), cdf, phi)
+        let farLeft = maxRelativeError(grid(-12, -6.3, 50_001), floor: 1e-35, cdf, phi)
+        // The density from the same call (GELU's backward): e^(−x²/2)/√(2π).
+        let density = maxRelativeError(grid(-12, 12, 200_001), floor: 1e-35,
+                                       { VectorMath.normalCDFAndPDF($0, fused: fused).pdf }) {
+            Foundation.exp(-$0 * $0 / 2) / (2 * Double.pi).squareRoot()
+        }
         // The code this replaced: ½(1 + erff(x/√2)), libm, in Float.
         var libm = (error: 0.0, at: Float.nan)
         for x in grid(-6.3, 12, 200_001) {
@@ -56,12 +66,17 @@ struct VectorMathTests {
             let e = abs(Double(v) / phi(Double(x)) - 1)
             if e > libm.error { libm = (e, x) }
         }
-        print("VectorMath.normalCDF: max relative error \(main.error) at \(main.at) on [-6.3, 12], "
-              + "\(farLeft.error) at \(farLeft.at) on [-12, -6.3]; libm ½(1+erff) on [-6.3, 12]: \(libm.error) at \(libm.at)")
+        print("VectorMath.normalCDF (fused \(fused)): max relative error \(main.error) at \(main.at) on [-6.3, 12], "
+              + "\(farLeft.error) at \(farLeft.at) on [-12, -6.3]; density \(density.error) at \(density.at) on [-12, 12]; "
+              + "libm ½(1+erff) on [-6.3, 12]: \(libm.error) at \(libm.at)")
         #expect(main.error < 6e-6)
         #expect(farLeft.error < 3e-5)
-        #expect(VectorMath.normalCDF(FloatLanes(repeating: .nan))[0].isNaN)
-        #expect(abs(VectorMath.normalCDF(FloatLanes(repeating: 0))[0] - 0.5) <= 3e-7)
+        #expect(density.error < 3e-5)
+        #expect(VectorMath.normalCDF(FloatLanes(repeating: .nan), fused: fused)[0].isNaN)
+        #expect(abs(VectorMath.normalCDF(FloatLanes(repeating: 0), fused: fused)[0] - 0.5) <= 3e-7)
+        let infinities = VectorMath.normalCDF(FloatLanes(-.infinity, .infinity, -20, 20, 0, 0, 0, 0,
+                                                         0, 0, 0, 0, 0, 0, 0, 0), fused: fused)
+        #expect(infinities[0] == 0 && infinities[1] == 1 && infinities[2] == 0 && infinities[3] == 1)
     }
 
     @Test func activationKernelsMatchTheirDoubleReferences() {

@@ -242,7 +242,8 @@ enum GELU: LaneFunction {
     @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes { x * VectorMath.normalCDF(x) }
     enum Derivative: LaneFunction {
         @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes {
-            VectorMath.normalCDF(x) + x * VectorMath.normalPDF(x)
+            let (cdf, pdf) = VectorMath.normalCDFAndPDF(x)
+            return VectorMath.multiplyAdd(x, pdf, cdf, fused: VectorMath.targetHasFMA)
         }
     }
 }

@@ -9,7 +9,7 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         KernelProfile.countGemm(m, n, k)
-        KernelProfile.measure(.gemm) {
+        KernelProfile.measureGemm("nt", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
         }
@@ -21,7 +21,7 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         KernelProfile.countGemm(m, n, k)
-        KernelProfile.measure(.gemm) {
+        KernelProfile.measureGemm("nn", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
         }
@@ -33,7 +33,7 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         KernelProfile.countGemm(m, n, k)
-        KernelProfile.measure(.gemm) {
+        KernelProfile.measureGemm("tn", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
                         a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
         }

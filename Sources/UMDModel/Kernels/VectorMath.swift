@@ -1,7 +1,16 @@
+import CBuildTarget
+
 /// SIMD versions of the transcendental functions the element-wise kernels need (exp, the
 /// normal CDF Φ behind exact GELU, the logistic σ), on 16 lanes at a time: one AVX-512
 /// register, two AVX2 ones, four SSE ones — the same numbers on every CPU, since no step
-/// is contracted or reordered between lanes.
+/// is contracted or reordered between lanes. One exception, chosen when the program is
+/// built: on a build for a CPU with FMA (the Makefile's release build, `TARGET_CPU`) every
+/// a·b + c here is one fused instruction (`fused`, one rounding instead of two: 1.5x fewer
+/// floating-point instructions in the polynomials); a portable build (and the debug build
+/// the tests use) multiplies and adds. Both are within the accuracy below (the tests check
+/// both); they differ in the last bits, so per-sample activations differ between the two
+/// builds. Nothing replicated across ranks depends on it (the GM-Coord noise, which is,
+/// always multiplies and adds).
 ///
 /// Accuracy (measured by `VectorMathTests` against Double-precision references):
 /// - `exp`: ≤ 3 ulp (relative 3.6e-7) on [-87, 88]; 0 below Cephes' bound -87.34 (libm
@@ -14,6 +23,18 @@
 public typealias FloatLanes = SIMD16<Float>
 
 public enum VectorMath {
+    /// Whether this build's target CPU has fused multiply-add (folded to a constant in
+    /// optimised code). Without FMA, `fused: true` still computes the fused result, by a
+    /// libm call per lane — correct, slow; the tests use it to check the fused variants.
+    @inline(__always)
+    public static var targetHasFMA: Bool { umd_target_has_fma() != 0 }
+
+    /// a·b + c lane by lane: one fused operation (one rounding) or a product and a sum.
+    @inline(__always)
+    public static func multiplyAdd(_ a: FloatLanes, _ b: FloatLanes, _ c: FloatLanes, fused: Bool) -> FloatLanes {
+        fused ? c.addingProduct(a, b) : a * b + c
+    }
+
     // MARK: Loading and storing lanes
 
     /// Lanes i..<i+16 of `p` (unaligned).
@@ -74,21 +95,21 @@ public enum VectorMath {
     /// exponent bits. Rounding to n uses the 1.5·2²³ trick, so no float→int conversion
     /// (which could trap on NaN) is needed.
     @inline(__always)
-    public static func exp(_ x: FloatLanes) -> FloatLanes {
+    public static func exp(_ x: FloatLanes, fused: Bool = targetHasFMA) -> FloatLanes {
         let hi: Float = 88.376_262_66, lo: Float = -87.336_54   // Cephes' bounds: 2ⁿ stays normal
         let clamped = pointwiseMax(pointwiseMin(x, FloatLanes(repeating: hi)), FloatLanes(repeating: lo))
         let magic: Float = 12_582_912           // 1.5 · 2²³: adding it rounds to an integer
-        let shifted = clamped * 1.442_695_04 + magic
+        let shifted = multiplyAdd(clamped, FloatLanes(repeating: 1.442_695_04), FloatLanes(repeating: magic), fused: fused)
         let n = shifted - magic
-        var r = clamped - n * 0.693_359_375     // ln 2 in two parts (Cody–Waite)
-        r = r - n * -2.121_944_4e-4
+        var r = multiplyAdd(n, FloatLanes(repeating: -0.693_359_375), clamped, fused: fused)   // ln 2 in two parts (Cody–Waite)
+        r = multiplyAdd(n, FloatLanes(repeating: 2.121_944_4e-4), r, fused: fused)
         var p: FloatLanes = FloatLanes(repeating: 1.987_569_15e-4)
-        p = p * r + 1.398_199_95e-3
-        p = p * r + 8.333_451_9e-3
-        p = p * r + 4.166_579_59e-2
-        p = p * r + 1.666_666_55e-1
-        p = p * r + 5.000_000_12e-1
-        p = p * (r * r) + r + 1
+        p = multiplyAdd(p, r, FloatLanes(repeating: 1.398_199_95e-3), fused: fused)
+        p = multiplyAdd(p, r, FloatLanes(repeating: 8.333_451_9e-3), fused: fused)
+        p = multiplyAdd(p, r, FloatLanes(repeating: 4.166_579_59e-2), fused: fused)
+        p = multiplyAdd(p, r, FloatLanes(repeating: 1.666_666_55e-1), fused: fused)
+        p = multiplyAdd(p, r, FloatLanes(repeating: 5.000_000_12e-1), fused: fused)
+        p = multiplyAdd(p, r * r, r, fused: fused) + 1
         // n + 127 into the exponent field: the integer n sits in shifted's low mantissa bits.
         let shiftedBits = unsafeBitCast(shifted, to: SIMD16<UInt32>.self)
         let twoToN = unsafeBitCast((shiftedBits &- magic.bitPattern &+ 127) &<< 23, to: FloatLanes.self)
@@ -108,31 +129,46 @@ public enum VectorMath {
 
     /// σ(x) = 1 / (1 + e^(−x)).
     @inline(__always)
-    public static func sigmoid(_ x: FloatLanes) -> FloatLanes { 1 / (1 + exp(-x)) }
+    public static func sigmoid(_ x: FloatLanes, fused: Bool = targetHasFMA) -> FloatLanes {
+        1 / (1 + exp(-x, fused: fused))
+    }
 
     /// Φ(x), the standard normal CDF = ½ erfc(−x/√2), from one formula for every x (no
     /// branches): with z = x/√2, a = |z|, t = 1/(1 + a/2),
-    ///     erfc(a) = t · exp(−a² + P(t)),  P of degree 9 (Numerical Recipes' erfcc form,
-    ///     refitted here: absolute error of the exponent 6.5e-8 on a ∈ [0, 10]),
+    ///     erfc(a) = t · e^(−a²) · Q(t),  Q of degree 8 (fitted by scripts/fit/erfc_scaled.py:
+    ///     relative error 5e-8 on a ∈ [0, 10]; below e^(−a²)'s underflow at a ≈ 9.35 it is 0),
     /// Φ = 1 − ½ erfc(a) for z > 0 and ½ erfc(a) for z ≤ 0 — no cancellation on the left
     /// tail, unlike ½(1 + erf(z)) (libm's erff there loses all digits below Φ ≈ 1e-8).
     @inline(__always)
-    public static func normalCDF(_ x: FloatLanes) -> FloatLanes {
-        let z = x * 0.707_106_78
-        let a = magnitude(z)
-        let t = 1 / (1 + 0.5 * a)
-        var p = FloatLanes(repeating: 1.569_317_091e-01)
-        p = p * t + -7.438_379_540e-01
-        p = p * t + 1.299_077_094
-        p = p * t + -8.772_418_942e-01
-        p = p * t + 6.195_008_172e-02
-        p = p * t + -7.009_757_105e-02
-        p = p * t + 5.737_805_908e-02
-        p = p * t + 3.821_984_291e-01
-        p = p * t + 9.991_118_390e-01
-        p = p * t + -1.265_469_728
-        let halfErfc = 0.5 * t * exp(p - a * a)
-        return select(signOf: z, negative: halfErfc, otherwise: 1 - halfErfc)
+    public static func normalCDF(_ x: FloatLanes, fused: Bool = targetHasFMA) -> FloatLanes {
+        let (halfErfc, _) = halfErfcAndGaussian(x, fused: fused)
+        return select(signOf: x, negative: halfErfc, otherwise: 1 - halfErfc)
+    }
+
+    /// Φ(x) and the normal density φ(x) together: they share the one exponential e^(−x²/2)
+    /// (GELU's backward needs both).
+    @inline(__always)
+    public static func normalCDFAndPDF(_ x: FloatLanes, fused: Bool = targetHasFMA) -> (cdf: FloatLanes, pdf: FloatLanes) {
+        let (halfErfc, gaussian) = halfErfcAndGaussian(x, fused: fused)
+        return (select(signOf: x, negative: halfErfc, otherwise: 1 - halfErfc), 0.398_942_280_4 * gaussian)
+    }
+
+    /// ½ erfc(|x|/√2) and e^(−x²/2) (see `normalCDF`).
+    @inline(__always)
+    static func halfErfcAndGaussian(_ x: FloatLanes, fused: Bool) -> (halfErfc: FloatLanes, gaussian: FloatLanes) {
+        let a = magnitude(x * 0.707_106_78)
+        let t = 1 / multiplyAdd(a, FloatLanes(repeating: 0.5), FloatLanes(repeating: 1), fused: fused)
+        var q = FloatLanes(repeating: -6.010_870_773e-02)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.894_461_006e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: -4.968_295_764e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.885_151_458e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: -3.339_901_991e-02), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.053_604_290e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.424_793_787e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.824_538_421e-01), fused: fused)
+        q = multiplyAdd(q, t, FloatLanes(repeating: 2.820_823_575e-01), fused: fused)
+        let gaussian = exp(-a * a, fused: fused)
+        return (0.5 * t * q * gaussian, gaussian)
     }
 
     /// ln x for finite x > 0 (what the noise generator needs: x ∈ (0, 1)), Cephes' logf:
@@ -215,8 +251,4 @@ public enum VectorMath {
         let u2 = oneToTwo(second) - 1         // [0, 1)
         return approximateSquareRoot(-2 * log(u1)) * cosTwoPi(u2)
     }
-
-    /// φ(x) = e^(−x²/2) / √(2π).
-    @inline(__always)
-    public static func normalPDF(_ x: FloatLanes) -> FloatLanes { 0.398_942_280_4 * exp(-0.5 * (x * x)) }
 }

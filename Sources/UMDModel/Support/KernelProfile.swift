@@ -27,7 +27,7 @@ public enum KernelProfile {
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) public private(set) static var seconds = [Double](repeating: 0, count: Family.allCases.count)
 
-    public static func reset() { for i in seconds.indices { seconds[i] = 0 } }
+    public static func reset() { for i in seconds.indices { seconds[i] = 0 }; gemmShapes = [:] }
 
     @inline(__always)
     static func now() -> Double {
@@ -75,5 +75,27 @@ extension KernelProfile {
     @inline(__always)
     static func countGemm(_ m: Int, _ n: Int, _ k: Int) {
         if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) }
+    }
+
+    /// One sgemm shape (transposition, m, n, k) and what its calls cost while `enabled`:
+    /// `bench step --phases` prints the slowest shapes, i.e. where sgemm itself runs below
+    /// its large-square rate.
+    public struct GemmShape: Hashable, Sendable {
+        public let kind: String
+        public let m: Int, n: Int, k: Int
+        public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+    }
+    nonisolated(unsafe) public private(set) static var gemmShapes: [GemmShape: (calls: Int, seconds: Double)] = [:]
+
+    @inline(__always)
+    static func measureGemm(_ kind: String, _ m: Int, _ n: Int, _ k: Int, _ body: () -> Void) {
+        if !enabled { return body() }
+        let start = now()
+        body()
+        let elapsed = now() - start
+        seconds[Family.gemm.rawValue] += elapsed
+        let shape = GemmShape(kind: kind, m: m, n: n, k: k)
+        let old = gemmShapes[shape] ?? (0, 0)
+        gemmShapes[shape] = (old.calls + 1, old.seconds + elapsed)
     }
 }
