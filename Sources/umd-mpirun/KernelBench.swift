@@ -59,7 +59,45 @@ struct KernelBench: ParsableCommand {
                 print("         " + padded("other (accumulate, zeroing, loops)", 36)
                       + String(format: " %6.1f%%", 100 * max(0, profiledCall - accounted) / profiledCall))
             }
+            printHeadProducts(preset, gemm: gemm)
         }
+    }
+
+    /// One attention head's products at the preset's token counts (text; image tokens kept
+    /// by MR-Pretrain's masking; all image tokens, as the teacher and fine-tuning see them):
+    /// `HeadMatmul` against `cblas_sgemm` on the same operands.
+    func printHeadProducts(_ preset: ModelPreset, gemm: Double) {
+        let W = preset.width, hd = preset.width / preset.heads
+        print("\(preset.name) attention head products (head width \(hd), rows \(W) apart): HeadMatmul vs sgemm")
+        for tokens in [preset.textLength, 1 + preset.keptPatchCount, 1 + preset.patchCount] {
+            let (L, packed) = (tokens, FloatBuffer())
+            let q = BlockBench.randomBuffer(L * W), k = BlockBench.randomBuffer(L * W)
+            let s = BlockBench.randomBuffer(L * L), out = BlockBench.randomBuffer(L * W)
+            defer { for p in [q, k, s, out] { p.deallocate() } }
+            let scores = 2 * Double(L * L * hd)
+            let cases: [(String, () -> Void, () -> Void)] = [
+                ("nt scores  Q Kᵀ  ", { HeadMatmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, packed: packed) },
+                 { Matmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, accumulate: false) }),
+                ("nn context P V   ", { HeadMatmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W) },
+                 { Matmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W, accumulate: false) }),
+                ("tn dV = Pᵀ dC    ", { HeadMatmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W) },
+                 { Matmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W, accumulate: false) }),
+            ]
+            for (label, kernel, blas) in cases {
+                let mine = rate(scores, kernel), theirs = rate(scores, blas)
+                print("  " + padded("L \(L)", 7) + label + String(format: " %7.2f GFLOP/s  sgemm %7.2f  ratio %.2f  (%.0f%% of the square)",
+                                                                  mine, theirs, mine / theirs, 100 * mine / gemm))
+            }
+        }
+    }
+
+    /// GFLOP/s of `body` doing `flops` each call, timed for about 0.3 s after a warm-up.
+    func rate(_ flops: Double, _ body: () -> Void) -> Double {
+        body()
+        var calls = 0
+        let start = KernelBench.now()
+        repeat { body(); calls += 1 } while KernelBench.now() - start < 0.3
+        return flops * Double(calls) / (KernelBench.now() - start) / 1e9
     }
 
     func padded(_ text: String, _ width: Int) -> String {

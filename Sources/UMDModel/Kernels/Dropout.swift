@@ -89,6 +89,15 @@ public final class DropoutSite {
     public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int) {
         guard active else { return }
         let m = mask.pointer
-        for i in 0..<count { dy[i] *= m[i] }
+        KernelProfile.measure(.dropout) { for i in 0..<count { dy[i] *= m[i] } }
+    }
+
+    /// The gradient through this site when the incoming one must be kept: `scratch` =
+    /// dy · mask in one pass (not a copy and an in-place pass); dy itself when dropout was off.
+    public func backward(_ dy: UnsafePointer<Float>, scratch: FloatBuffer, count: Int) -> UnsafePointer<Float> {
+        guard active else { return dy }
+        let out = scratch.ensure(count), m = mask.pointer
+        KernelProfile.measure(.dropout) { for i in 0..<count { out[i] = dy[i] * m[i] } }
+        return UnsafePointer(out)
     }
 }

@@ -120,12 +120,28 @@ public enum Elementwise {
         KernelProfile.measure(.softmax) {
             for r in 0..<rows {
                 let row = x + r * width
-                if let additiveMask { for j in 0..<width { row[j] += additiveMask[j] } }
-                var maxValue = -Float.infinity
-                for j in 0..<width { maxValue = max(maxValue, row[j]) }
+                // The mask added and the row's maximum found in one pass, 16 lanes at a time.
+                // (Not `pointwiseMax`: with two variables it became per-lane branches, 10x slower.)
+                var maxLanes = FloatLanes(repeating: -.infinity)
+                var j = 0
+                while j + FloatLanes.scalarCount <= width {
+                    var v = VectorMath.load(row, j)
+                    if let additiveMask {
+                        v += VectorMath.load(additiveMask, j)
+                        VectorMath.store(v, row, j)
+                    }
+                    maxLanes = VectorMath.select(signOf: maxLanes - v, negative: v, otherwise: maxLanes)
+                    j += FloatLanes.scalarCount
+                }
+                var maxValue = VectorMath.largestLane(maxLanes)
+                while j < width {
+                    if let additiveMask { row[j] += additiveMask[j] }
+                    maxValue = max(maxValue, row[j])
+                    j += 1
+                }
                 // Padding lanes are −∞ (e = 0), so the sum of the lanes is the row's sum.
                 var sums = FloatLanes()
-                var j = 0
+                j = 0
                 while j + FloatLanes.scalarCount <= width {
                     let e = VectorMath.exp(VectorMath.load(row, j) - maxValue)
                     VectorMath.store(e, row, j)

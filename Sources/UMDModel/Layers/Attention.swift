@@ -22,8 +22,9 @@ public let paddingMaskValue: Float = -1e9
 
 /// Multi-head attention for self- and cross-attention with a key-padding mask.
 ///
-/// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run as sgemm calls
-/// on strided views (leading dimension W), so heads are never copied out. With dropout
+/// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run on strided
+/// views (leading dimension W), so heads are never copied out — through `HeadMatmul`
+/// (faster than sgemm on these small shapes), or sgemm where that is faster (`HeadMatmul.takes`). With dropout
 /// names given, dropout sits on the attention probabilities and on the output projection
 /// (text encoder and fusion only).
 public final class MultiHeadAttention {
@@ -36,6 +37,7 @@ public final class MultiHeadAttention {
     let dQ = FloatBuffer(), dK = FloatBuffer(), dV = FloatBuffer()   // [B, Lq|Lk, W]
     let dScores = FloatBuffer()        // [Lq, Lk] scratch per (b, h)
     let dProbs = FloatBuffer()         // [Lq, Lk] scratch per (b, h)
+    let packedHead = FloatBuffer()     // [hd, Lk] scratch: one head's Kᵀ or Vᵀ for HeadMatmul.nt
     let dOutputCopy = FloatBuffer()    // [B, Lq, W] when output dropout is on
     let probsDropout: DropoutSite?
     let outputDropout: DropoutSite?
@@ -65,8 +67,8 @@ public final class MultiHeadAttention {
         for b in 0..<batch {
             for h in 0..<H {
                 let S = P + (b * H + h) * Lq * Lk
-                Matmul.nt(m: Lq, n: Lk, k: hd, alpha: scale, q + b * Lq * W + h * hd, lda: W,
-                          k + b * Lk * W + h * hd, ldb: W, S, ldc: Lk, accumulate: false)
+                HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: scale, q + b * Lq * W + h * hd, lda: W,
+                              k + b * Lk * W + h * hd, ldb: W, S, ldc: Lk, packed: packedHead)
                 Elementwise.softmaxRows(S, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
             }
         }
@@ -79,10 +81,15 @@ public final class MultiHeadAttention {
             probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
         }
         let c = context.ensure(batch * Lq * W)
+        let ownContext = HeadMatmul.takes(n: hd, k: Lk)
         for b in 0..<batch {
             for h in 0..<H {
-                Matmul.nn(m: Lq, n: hd, k: Lk, attend + (b * H + h) * Lq * Lk, lda: Lk,
-                          v + b * Lk * W + h * hd, ldb: W, c + b * Lq * W + h * hd, ldc: W, accumulate: false)
+                let (pHead, vHead, cHead) = (attend + (b * H + h) * Lq * Lk, v + b * Lk * W + h * hd, c + b * Lq * W + h * hd)
+                if ownContext {
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W)
+                } else {
+                    Matmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W, accumulate: false)
+                }
             }
         }
         let y = oProj.forward(p, c, rows: batch * Lq)
@@ -96,13 +103,7 @@ public final class MultiHeadAttention {
         let W = params.width, H = params.heads, hd = W / H
         let (Lq, Lk) = (queryLength, keyLength)
         let scale = 1 / Float(hd).squareRoot()
-        var dOut = dy
-        if let outputDropout, outputDropout.active {
-            let copy = dOutputCopy.ensure(batch * Lq * W)
-            copy.update(from: dy, count: batch * Lq * W)
-            outputDropout.backward(copy, count: batch * Lq * W)
-            dOut = UnsafePointer(copy)
-        }
+        let dOut = outputDropout?.backward(dy, scratch: dOutputCopy, count: batch * Lq * W) ?? dy
         let dc = dContext.ensure(batch * Lq * W)
         oProj.backward(p, dOut, dx: dc, accumulateInput: false)
 
@@ -112,25 +113,41 @@ public final class MultiHeadAttention {
         // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
         let dq = dQ.ensure(batch * Lq * W), dk = dK.ensure(batch * Lk * W), dv = dV.ensure(batch * Lk * W)
         let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
+        // Sums over query rows (dV, dK) and over keys (dQ): HeadMatmul where it is faster.
+        let ownOverQueries = HeadMatmul.takes(n: hd, k: Lq), ownOverKeys = HeadMatmul.takes(n: hd, k: Lk)
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk
                 let dcHead = dc + b * Lq * W + h * hd
                 let vHead = v + b * Lk * W + h * hd
+                let (qHead, kHead) = (q + b * Lq * W + h * hd, k + b * Lk * W + h * hd)
+                let (dqHead, dkHead, dvHead) = (dq + b * Lq * W + h * hd, dk + b * Lk * W + h * hd, dv + b * Lk * W + h * hd)
                 // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
-                Matmul.nt(m: Lq, n: Lk, k: hd, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, accumulate: false)
-                Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W,
-                          dv + b * Lk * W + h * hd, ldc: W, accumulate: false)
+                HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
+                if ownOverQueries {
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W)
+                } else {
+                    Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
+                              accumulate: false)
+                }
                 if dropoutActive, let mask = probsDropout?.mask.pointer {
                     let m = mask + headOffset
                     for i in 0..<(Lq * Lk) { dP[i] *= m[i] }
                 }
                 Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
                 // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
-                Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, k + b * Lk * W + h * hd, ldb: W,
-                          dq + b * Lq * W + h * hd, ldc: W, accumulate: false)
-                Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, q + b * Lq * W + h * hd, ldb: W,
-                          dk + b * Lk * W + h * hd, ldc: W, accumulate: false)
+                if ownOverKeys {
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W)
+                } else {
+                    Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
+                              accumulate: false)
+                }
+                if ownOverQueries {
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W)
+                } else {
+                    Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
+                              accumulate: false)
+                }
             }
         }
         qProj.backward(p, dq, dx: dQueries)

@@ -123,13 +123,7 @@ public final class TextEmbedding {
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>) {
         guard let ids else { preconditionFailure("TextEmbedding.backward before forward") }
         let D = params.width, n = batch * length * D
-        var dOut = dy
-        if dropout.active {
-            let copy = dOutputCopy.ensure(n)
-            copy.update(from: dy, count: n)
-            dropout.backward(copy, count: n)
-            dOut = UnsafePointer(copy)
-        }
+        let dOut = dropout.backward(dy, scratch: dOutputCopy, count: n)
         let dx = dSummed.zeroed(n)
         norm.backward(p, dOut, dx: dx)
         Elementwise.embeddingScatterAdd(p.grad(params.word), dx, ids: ids, count: batch * length, width: D)

@@ -59,13 +59,7 @@ public final class FeedForward {
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures
-        var dOut = dy
-        if let outputDropout, outputDropout.active {
-            let copy = dOutputCopy.ensure(rows * width)
-            copy.update(from: dy, count: rows * width)
-            outputDropout.backward(copy, count: rows * width)
-            dOut = UnsafePointer(copy)
-        }
+        let dOut = outputDropout?.backward(dy, scratch: dOutputCopy, count: rows * width) ?? dy
         let n = rows * hiddenWidth
         let da = dActivated.ensure(n)           // written by fc2's input gradient, then by the activation
         fc2.backward(p, dOut, dx: da, accumulateInput: false)
