@@ -42,8 +42,8 @@ let package = Package(
         // pipeline must agree on.
         .target(name: "UMDCore", exclude: ["README.md"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
-        .target(name: "MPIBridge", dependencies: ["CMPI"], exclude: ["README.md"]),
-        .target(name: "Collective", dependencies: ["MPIBridge"], exclude: ["README.md"]),
+        .target(name: "MPIBridge", dependencies: ["CMPI", "UMDCore"], exclude: ["README.md"]),
+        .target(name: "Collective", dependencies: ["MPIBridge", "UMDCore"], exclude: ["README.md"]),
         // Optimised in debug builds too: the SIMD kernels (SIMD16<Float> arithmetic) run
         // ~100x slower unoptimised, which made the test suite's training runs crawl.
         .target(name: "UMDModel",
@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "MPIBridgeTests",
                     dependencies: ["MPIBridge", "TestSupport", "umd-mpirun"]),
         .testTarget(name: "UMDCoreTests", dependencies: ["UMDCore"]),
-        .testTarget(name: "CollectiveTests", dependencies: ["Collective", "TestSupport"]),
+        .testTarget(name: "CollectiveTests", dependencies: ["Collective", "UMDCore", "TestSupport"]),
         // UMDModel's tests build realistic masked inputs with UMDData's masking.
         .testTarget(name: "UMDModelTests", dependencies: ["UMDModel", "UMDData"]),
         .testTarget(name: "UMDDataTests", dependencies: ["UMDData"]),

@@ -1,4 +1,5 @@
 import Foundation
+import UMDCore
 
 /// Averages the gradient arena across ranks in buckets while backward is still running
 /// (DESIGN.md idea 4).

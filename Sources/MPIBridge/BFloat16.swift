@@ -1,21 +1,6 @@
 import CMPI
 import Foundation
-
-/// bfloat16 (the top 16 bits of an IEEE float) for the gradient sum `--sync-precision bf16`:
-/// half the bytes on the wire, an 8-bit significand (relative rounding error ≤ 2⁻⁸).
-public enum BFloat16 {
-    /// Round to nearest even; NaN stays NaN, ±∞ stays ±∞.
-    @inlinable @inline(__always)
-    public static func pack(_ x: Float) -> UInt16 {
-        let bits = x.bitPattern
-        if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
-        let rounding = ((bits >> 16) & 1) &+ 0x7FFF
-        return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
-    }
-
-    @inlinable @inline(__always)
-    public static func unpack(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
-}
+import UMDCore
 
 /// The MPI reduction for bf16 sums: each pair is added in Float and rounded back. Created
 /// once per process (after MPI_Init), on first use.

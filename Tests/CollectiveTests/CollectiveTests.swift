@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import MPIBridge
+import UMDCore
 @testable import Collective
 
 /// Collective re-exports MPIBridge, so its users need one import.

@@ -1,13 +1,28 @@
 import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Matrix products on row-major Float memory, all through `cblas_sgemm` (DESIGN.md idea 3).
 /// `accumulate` = true adds into C (beta 1), false overwrites it (beta 0).
 public enum Matmul {
+    /// Test hook: round both inputs of every product made on the calling thread to bfloat16
+    /// (fp32 accumulation, fp32 output), to measure what bf16 matrix products would do to
+    /// training on a machine without bf16 instructions. Off in every run; per thread, so
+    /// tests running at the same time in the process are not touched. See `BFloat16Products`.
+    static var bfloat16Inputs: Bool {
+        @inline(__always) get { pthread_getspecific(bfloat16InputsKey) != nil }
+        set { pthread_setspecific(bfloat16InputsKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
+
     /// C[M,N] = alpha · A[M,K] · B[N,K]^T (+ C).  The Linear forward: y = x W^T.
     @inline(__always)
     public static func nt(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        if bfloat16Inputs {
+            return BFloat16Products.nt(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+        }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("nt", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
@@ -20,6 +35,9 @@ public enum Matmul {
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        if bfloat16Inputs {
+            return BFloat16Products.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+        }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("nn", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
@@ -32,6 +50,9 @@ public enum Matmul {
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        if bfloat16Inputs {
+            return BFloat16Products.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+        }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("tn", m, n, k) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
@@ -78,5 +99,56 @@ public enum Matmul {
                 }
             }
         }
+    }
+}
+
+/// The thread-specific slot behind `Matmul.bfloat16Inputs` (non-nil = on).
+private let bfloat16InputsKey: pthread_key_t = {
+    var key = pthread_key_t()
+    precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+    return key
+}()
+
+/// The numerics of bf16 matrix products with fp32 accumulation (what AVX512-BF16's vdpbf16ps,
+/// AMX and oneDNN's bf16 GEMMs compute): inputs rounded to bfloat16 (nearest even), their
+/// products exact in fp32, sums in fp32. Emulated by rounding copies of the operands and
+/// calling sgemm on them — only the summation order differs from the hardware. For the
+/// accuracy tests (`Matmul.bfloat16Inputs`); it is slower than fp32, never a run mode.
+enum BFloat16Products {
+    // nonisolated(unsafe): one test at a time turns the hook on (the tests that do are serialized).
+    nonisolated(unsafe) static let roundedA = FloatBuffer(), roundedB = FloatBuffer()
+
+    /// rows × columns of `p` (rows `ld` apart), rounded to bf16, compact (rows `columns` apart).
+    static func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)
+        -> UnsafePointer<Float> {
+        let out = buffer.ensure(rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns { out[r * columns + c] = BFloat16.round(p[r * ld + c]) }
+        }
+        return UnsafePointer(out)
+    }
+
+    static func nt(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
+                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        Matmul.bfloat16Inputs = false
+        defer { Matmul.bfloat16Inputs = true }
+        Matmul.nt(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: m, columns: k, ld: lda, into: roundedA), lda: k,
+                  rounded(b, rows: n, columns: k, ld: ldb, into: roundedB), ldb: k, c, ldc: ldc, accumulate: accumulate)
+    }
+
+    static func nn(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
+                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        Matmul.bfloat16Inputs = false
+        defer { Matmul.bfloat16Inputs = true }
+        Matmul.nn(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: m, columns: k, ld: lda, into: roundedA), lda: k,
+                  rounded(b, rows: k, columns: n, ld: ldb, into: roundedB), ldb: n, c, ldc: ldc, accumulate: accumulate)
+    }
+
+    static func tn(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
+                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        Matmul.bfloat16Inputs = false
+        defer { Matmul.bfloat16Inputs = true }
+        Matmul.tn(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: k, columns: m, ld: lda, into: roundedA), lda: m,
+                  rounded(b, rows: k, columns: n, ld: ldb, into: roundedB), ldb: n, c, ldc: ldc, accumulate: accumulate)
     }
 }
