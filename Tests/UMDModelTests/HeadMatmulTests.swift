@@ -33,7 +33,7 @@ struct HeadMatmulTests {
         #expect(worst <= 1, "\(label) m \(m) n \(n) k \(k): error \(worst) × the rounding bound")
     }
 
-    @Test(arguments: [(1, 1, 16), (17, 17, 32), (65, 65, 32), (30, 41, 64), (7, 33, 48)])
+    @Test(arguments: [(1, 1, 16), (17, 17, 32), (65, 65, 32), (30, 41, 64), (7, 33, 48), (11, 200, 16)])
     func productsMatchTheReference(shape: (Int, Int, Int)) {
         let (Lq, Lk, hd) = shape
         let W = hd * 3 + 16        // heads side by side, rows W apart; this head starts at column 16
@@ -67,9 +67,10 @@ struct HeadMatmulTests {
     }
 
     @Test func theShapeRuleKeepsSgemmForLongSums() {
-        #expect(HeadMatmul.takes(n: 32, k: 65))
-        #expect(HeadMatmul.takes(n: 64, k: 128))
-        #expect(!HeadMatmul.takes(n: 64, k: 325))   // base image tokens: sgemm is faster
-        #expect(!HeadMatmul.takes(n: 24, k: 16))    // head width not a multiple of 16
+        #expect(HeadMatmul.takesTN(n: 32, k: 65))
+        #expect(HeadMatmul.takesTN(n: 64, k: 128))
+        #expect(!HeadMatmul.takesTN(n: 64, k: 325))   // base image tokens: sgemm is faster
+        #expect(!HeadMatmul.takesTN(n: 24, k: 16))    // head width not a multiple of 16
+        #expect(HeadMatmul.takesNN(n: 64) && !HeadMatmul.takesNN(n: 40))
     }
 }

@@ -3,8 +3,9 @@
 /// tokens) and run thousands of times a step, where sgemm's per-call packing and blocking
 /// cost more than the arithmetic: at the small preset OpenBLAS reaches 30–44 GFLOP/s on
 /// them against 96 on a large square (`bench step --phases` lists the shapes). This kernel
-/// keeps a 4-row × 16-column block of C in registers and streams k, with no packing
-/// except Bᵀ for the `nt` form (a k × n copy, 1/m of the product's reads).
+/// keeps a 6-row × 16-column block of C in registers and streams k through a contiguous
+/// copy of B's 16 columns (Bᵀ for the `nt` form: a k × n copy, 1/m of the product's reads).
+/// `bench kernels` prints it against sgemm at each preset's token counts.
 ///
 /// Same products as `Matmul.nt/nn/tn` with beta 0 (C is overwritten); the sums run in
 /// another order than OpenBLAS's, so results differ from it in the last bits.
@@ -12,13 +13,16 @@ public enum HeadMatmul {
     /// Columns per register block: one `FloatLanes`.
     static let lanes = FloatLanes.scalarCount
 
-    /// Whether `nn`/`tn` take a product of this shape: their B is read in place, 16 columns
-    /// at a time, so n must be a multiple of 16 (the head width: 32 small, 64 base); and the
-    /// sums run over k ≤ 128 tokens — on longer ones (325 image tokens at base) the k × 16
-    /// strip of B they stream no longer stays in L1 next to A's rows and sgemm is faster
-    /// (`bench kernels`: 0.75–0.8 of it). `nt` takes any shape.
+    /// Whether `nn` takes a product with n columns: its B is read 16 columns at a time in
+    /// place, so n must be a multiple of 16 (the head width: 32 small, 64 base).
     @inline(__always)
-    public static func takes(n: Int, k: Int) -> Bool { n % lanes == 0 && k <= 128 }
+    public static func takesNN(n: Int) -> Bool { n % lanes == 0 }
+
+    /// Whether `tn` takes a product of this shape: as `nn`, and sums over k ≤ 128 tokens —
+    /// over the 325 image tokens at base, Aᵀ's column blocks (6 floats from each of k rows)
+    /// no longer stay in L1 and sgemm is faster (`bench kernels`: 0.88 of it).
+    @inline(__always)
+    public static func takesTN(n: Int, k: Int) -> Bool { n % lanes == 0 && k <= 128 }
 
     /// C[m, n] = alpha · A[m, k] · B[n, k]ᵀ  (scores S = scale Q Kᵀ; dP = dC Vᵀ).
     /// `packed` is scratch for Bᵀ's first n − n % 16 columns, [k, n − n % 16]. The last
@@ -34,13 +38,14 @@ public enum HeadMatmul {
         KernelProfile.measureGemm("nt head", m, n, k) {
             let blocked = n / lanes * lanes
             if blocked > 0 {
-                let bt = packed.ensure(k * blocked)       // [k, blocked]: Bᵀ
-                // Row by row of B (contiguous reads), each element to its column of Bᵀ.
+                // Bᵀ as strips of 16 columns, each [k, 16] contiguous: row by row of B
+                // (contiguous reads), each element to its place in its strip.
+                let strips = packed.ensure(k * blocked)
                 for j in 0..<blocked {
-                    let row = b + j * ldb
-                    for p in 0..<k { bt[p &* blocked &+ j] = row[p] }
+                    let row = b + j * ldb, strip = strips + (j / lanes) * k * lanes + j % lanes
+                    for p in 0..<k { strip[p &* lanes] = row[p] }
                 }
-                product(m: m, n: blocked, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, bt, ldb: blocked, c, ldc: ldc)
+                product(m: m, n: blocked, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, strips, ldb: nil, c, ldc: ldc)
             }
             for i in 0..<m {
                 for j in blocked..<n { c[i * ldc + j] = alpha * Elementwise.dot(a + i * lda, b + j * ldb, count: k) }
@@ -74,23 +79,58 @@ public enum HeadMatmul {
         }
     }
 
-    /// C[i, j] = alpha · Σ_p A(i, p) · B[p, j] with A(i, p) = a[i·aRow + p·aColumn] and
-    /// 16 columns of B readable from every column block start j < n (rows ldb apart).
-    /// Columns in blocks of 16 (the outer loop: a k × 16 strip of B stays in L1 while every
-    /// row block passes), rows 4 at a time, then one at a time.
+    /// C[i, j] = alpha · Σ_p A(i, p) · B[p, j] with A(i, p) = a[i·aRow + p·aColumn].
+    /// Columns in strips of 16 (the outer loop), rows 6 at a time (12 of AVX2's 16 vector registers
+    /// hold the block), then 4, then one at a time. Each
+    /// k × 16 strip of B is read from a contiguous copy while every row block passes: read
+    /// in place, rows `ldb` apart, a strip's cache lines fall into a handful of L1 sets (a
+    /// stride of W = 256 or 768 floats is a multiple of the 4 KB set span / 16) and evict each
+    /// other. `ldb` nil: B already is such strips, one after another ([n / 16][k, 16]);
+    /// otherwise 16 columns must be readable at every strip start j < n.
     @inline(__always)
     static func product(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
-                        _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+                        _ b: UnsafePointer<Float>, ldb: Int?, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
         let fused = VectorMath.targetHasFMA
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: ldb == nil ? 0 : k * lanes) { copy in
         var j = 0
         while j < n {
             let columns = min(lanes, n - j)
+            let strip: UnsafePointer<Float>
+            if let ldb {
+                for p in 0..<k { VectorMath.store(VectorMath.load(b + p * ldb, j), copy.baseAddress!, p * lanes) }
+                strip = UnsafePointer(copy.baseAddress!)
+            } else {
+                strip = b + (j / lanes) * k * lanes
+            }
             var i = 0
-            while i + 4 <= m {
+            while i + 6 <= m {
+                let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, a4 = a3 + aRow, a5 = a4 + aRow
+                var c0 = FloatLanes(), c1 = FloatLanes(), c2 = FloatLanes(), c3 = FloatLanes()
+                var c4 = FloatLanes(), c5 = FloatLanes()
+                for p in 0..<k {
+                    let bv = VectorMath.load(strip, p &* lanes)
+                    let ap = p * aColumn
+                    c0 = VectorMath.multiplyAdd(FloatLanes(repeating: a0[ap]), bv, c0, fused: fused)
+                    c1 = VectorMath.multiplyAdd(FloatLanes(repeating: a1[ap]), bv, c1, fused: fused)
+                    c2 = VectorMath.multiplyAdd(FloatLanes(repeating: a2[ap]), bv, c2, fused: fused)
+                    c3 = VectorMath.multiplyAdd(FloatLanes(repeating: a3[ap]), bv, c3, fused: fused)
+                    c4 = VectorMath.multiplyAdd(FloatLanes(repeating: a4[ap]), bv, c4, fused: fused)
+                    c5 = VectorMath.multiplyAdd(FloatLanes(repeating: a5[ap]), bv, c5, fused: fused)
+                }
+                let row = c + i * ldc
+                VectorMath.storePartialOrFull(alpha * c0, row, j, columns)
+                VectorMath.storePartialOrFull(alpha * c1, row + ldc, j, columns)
+                VectorMath.storePartialOrFull(alpha * c2, row + 2 * ldc, j, columns)
+                VectorMath.storePartialOrFull(alpha * c3, row + 3 * ldc, j, columns)
+                VectorMath.storePartialOrFull(alpha * c4, row + 4 * ldc, j, columns)
+                VectorMath.storePartialOrFull(alpha * c5, row + 5 * ldc, j, columns)
+                i += 6
+            }
+            if i + 4 <= m {   // what the 6-row blocks left, 4 rows
                 let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
                 var c0 = FloatLanes(), c1 = FloatLanes(), c2 = FloatLanes(), c3 = FloatLanes()
                 for p in 0..<k {
-                    let bv = VectorMath.load(b + p * ldb, j)
+                    let bv = VectorMath.load(strip, p &* lanes)
                     let ap = p * aColumn
                     c0 = VectorMath.multiplyAdd(FloatLanes(repeating: a0[ap]), bv, c0, fused: fused)
                     c1 = VectorMath.multiplyAdd(FloatLanes(repeating: a1[ap]), bv, c1, fused: fused)
@@ -108,13 +148,14 @@ public enum HeadMatmul {
                 let ai = a + i * aRow
                 var ci = FloatLanes()
                 for p in 0..<k {
-                    ci = VectorMath.multiplyAdd(FloatLanes(repeating: ai[p * aColumn]), VectorMath.load(b + p * ldb, j), ci,
+                    ci = VectorMath.multiplyAdd(FloatLanes(repeating: ai[p * aColumn]), VectorMath.load(strip, p &* lanes), ci,
                                                 fused: fused)
                 }
                 VectorMath.storePartialOrFull(alpha * ci, c + i * ldc, j, columns)
                 i += 1
             }
             j += lanes
+        }
         }
     }
 }

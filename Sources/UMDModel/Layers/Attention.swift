@@ -24,7 +24,7 @@ public let paddingMaskValue: Float = -1e9
 ///
 /// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run on strided
 /// views (leading dimension W), so heads are never copied out — through `HeadMatmul`
-/// (faster than sgemm on these small shapes), or sgemm where that is faster (`HeadMatmul.takes`). With dropout
+/// (faster than sgemm on these small shapes), or sgemm where that is faster (`HeadMatmul.takesTN`). With dropout
 /// names given, dropout sits on the attention probabilities and on the output projection
 /// (text encoder and fusion only).
 public final class MultiHeadAttention {
@@ -81,7 +81,7 @@ public final class MultiHeadAttention {
             probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
         }
         let c = context.ensure(batch * Lq * W)
-        let ownContext = HeadMatmul.takes(n: hd, k: Lk)
+        let ownContext = HeadMatmul.takesNN(n: hd)
         for b in 0..<batch {
             for h in 0..<H {
                 let (pHead, vHead, cHead) = (attend + (b * H + h) * Lq * Lk, v + b * Lk * W + h * hd, c + b * Lq * W + h * hd)
@@ -114,7 +114,7 @@ public final class MultiHeadAttention {
         let dq = dQ.ensure(batch * Lq * W), dk = dK.ensure(batch * Lk * W), dv = dV.ensure(batch * Lk * W)
         let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
         // Sums over query rows (dV, dK) and over keys (dQ): HeadMatmul where it is faster.
-        let ownOverQueries = HeadMatmul.takes(n: hd, k: Lq), ownOverKeys = HeadMatmul.takes(n: hd, k: Lk)
+        let ownOverQueries = HeadMatmul.takesTN(n: hd, k: Lq), ownOverKeys = HeadMatmul.takesNN(n: hd)
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk
