@@ -78,9 +78,9 @@ struct KernelBench: ParsableCommand {
             let cases: [(String, () -> Void, () -> Void)] = [
                 ("nt scores  Q Kᵀ  ", { HeadMatmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, packed: packed) },
                  { Matmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, accumulate: false) }),
-                ("nn context P V   ", { HeadMatmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W) },
+                ("nn context P V   ", { HeadMatmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W, packed: packed) },
                  { Matmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W, accumulate: false) }),
-                ("tn dV = Pᵀ dC    ", { HeadMatmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W) },
+                ("tn dV = Pᵀ dC    ", { HeadMatmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W, packed: packed) },
                  { Matmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W, accumulate: false) }),
             ]
             for (label, kernel, blas) in cases {

@@ -50,7 +50,7 @@ struct HeadMatmulTests {
                     // Context: C = P V  [Lq, hd] into a strided output; other columns untouched.
                     var out = [Float](repeating: 7, count: Lq * W)
                     out.withUnsafeMutableBufferPointer { ob in
-                        HeadMatmul.nn(m: Lq, n: hd, k: Lk, p, lda: Lk, k, ldb: W, ob.baseAddress! + 16, ldc: W)
+                        HeadMatmul.nn(m: Lq, n: hd, k: Lk, p, lda: Lk, k, ldb: W, ob.baseAddress! + 16, ldc: W, packed: packed)
                     }
                     check(m: Lq, n: hd, k: Lk, alpha: 1, c: Array(out.dropFirst(16)) + [Float](repeating: 0, count: 16), ldc: W,
                           a: { p[$0 * Lk + $1] }, b: { k[$0 * W + $1] }, "nn")
@@ -58,7 +58,7 @@ struct HeadMatmulTests {
                     // dV = alpha Pᵀ dC  [Lk, hd]
                     var dv = [Float](repeating: .nan, count: Lk * W)
                     dv.withUnsafeMutableBufferPointer { db in
-                        HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: 0.5, p, lda: Lk, q, ldb: W, db.baseAddress!, ldc: W)
+                        HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: 0.5, p, lda: Lk, q, ldb: W, db.baseAddress!, ldc: W, packed: packed)
                     }
                     check(m: Lk, n: hd, k: Lq, alpha: 0.5, c: dv, ldc: W, a: { p[$1 * Lk + $0] }, b: { q[$0 * W + $1] }, "tn")
                 }

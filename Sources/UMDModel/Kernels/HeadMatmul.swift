@@ -45,7 +45,7 @@ public enum HeadMatmul {
                     let row = b + j * ldb, strip = strips + (j / lanes) * k * lanes + j % lanes
                     for p in 0..<k { strip[p &* lanes] = row[p] }
                 }
-                product(m: m, n: blocked, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, strips, ldb: nil, c, ldc: ldc)
+                product(m: m, n: blocked, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, strips, ldb: nil, c, ldc: ldc, copy: nil)
             }
             for i in 0..<m {
                 for j in blocked..<n { c[i * ldc + j] = alpha * Elementwise.dot(a + i * lda, b + j * ldb, count: k) }
@@ -53,29 +53,34 @@ public enum HeadMatmul {
         }
     }
 
-    /// C[m, n] = alpha · A[m, k] · B[k, n]  (context P V; dQ = scale dS K). n % 16 == 0.
+    /// C[m, n] = alpha · A[m, k] · B[k, n]  (context P V; dQ = scale dS K). n % 16 == 0;
+    /// `packed`: scratch for one 16-column strip of B, [k, 16] (as `tn`).
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-                          _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+                          _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+                          packed: FloatBuffer) {
         precondition(n % lanes == 0, "HeadMatmul.nn: n = \(n) is not a multiple of \(lanes)")
         if Matmul.bfloat16Inputs {
             return Matmul.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("nn head", m, n, k) {
-            product(m: m, n: n, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, b, ldb: ldb, c, ldc: ldc)
+            product(m: m, n: n, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, b, ldb: ldb, c, ldc: ldc,
+                    copy: packed.ensure(k * lanes))
         }
     }
 
     /// C[m, n] = alpha · A[k, m]ᵀ · B[k, n]  (dV = Pᵀ dC; dK = scale dSᵀ Q). n % 16 == 0.
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-                          _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+                          _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+                          packed: FloatBuffer) {
         precondition(n % lanes == 0, "HeadMatmul.tn: n = \(n) is not a multiple of \(lanes)")
         if Matmul.bfloat16Inputs {
             return Matmul.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("tn head", m, n, k) {
-            product(m: m, n: n, k: k, alpha: alpha, a, aRow: 1, aColumn: lda, b, ldb: ldb, c, ldc: ldc)
+            product(m: m, n: n, k: k, alpha: alpha, a, aRow: 1, aColumn: lda, b, ldb: ldb, c, ldc: ldc,
+                    copy: packed.ensure(k * lanes))
         }
     }
 
@@ -86,19 +91,21 @@ public enum HeadMatmul {
     /// in place, rows `ldb` apart, a strip's cache lines fall into a handful of L1 sets (a
     /// stride of W = 256 or 768 floats is a multiple of the 4 KB set span / 16) and evict each
     /// other. `ldb` nil: B already is such strips, one after another ([n / 16][k, 16]);
-    /// otherwise 16 columns must be readable at every strip start j < n.
+    /// otherwise 16 columns must be readable at every strip start j < n, and `copy` holds
+    /// k × 16 floats.
     @inline(__always)
     static func product(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
-                        _ b: UnsafePointer<Float>, ldb: Int?, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+                        _ b: UnsafePointer<Float>, ldb: Int?, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+                        copy: UnsafeMutablePointer<Float>?) {
         let fused = VectorMath.targetHasFMA
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: ldb == nil ? 0 : k * lanes) { copy in
         var j = 0
         while j < n {
             let columns = min(lanes, n - j)
             let strip: UnsafePointer<Float>
             if let ldb {
-                for p in 0..<k { VectorMath.store(VectorMath.load(b + p * ldb, j), copy.baseAddress!, p * lanes) }
-                strip = UnsafePointer(copy.baseAddress!)
+                guard let copy else { preconditionFailure("HeadMatmul.product: B read in place needs the strip scratch") }
+                for p in 0..<k { VectorMath.store(VectorMath.load(b + p * ldb, j), copy, p * lanes) }
+                strip = UnsafePointer(copy)
             } else {
                 strip = b + (j / lanes) * k * lanes
             }
@@ -155,7 +162,6 @@ public enum HeadMatmul {
                 i += 1
             }
             j += lanes
-        }
         }
     }
 }

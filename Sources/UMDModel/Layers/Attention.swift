@@ -37,7 +37,7 @@ public final class MultiHeadAttention {
     let dQ = FloatBuffer(), dK = FloatBuffer(), dV = FloatBuffer()   // [B, Lq|Lk, W]
     let dScores = FloatBuffer()        // [Lq, Lk] scratch per (b, h)
     let dProbs = FloatBuffer()         // [Lq, Lk] scratch per (b, h)
-    let packedHead = FloatBuffer()     // [hd, Lk] scratch: one head's Kᵀ or Vᵀ for HeadMatmul.nt
+    let packedHead = FloatBuffer()     // [hd, Lk] scratch for HeadMatmul: one head's Kᵀ or Vᵀ, or a 16-column strip
     let dOutputCopy = FloatBuffer()    // [B, Lq, W] when output dropout is on
     let probsDropout: DropoutSite?
     let outputDropout: DropoutSite?
@@ -86,7 +86,7 @@ public final class MultiHeadAttention {
             for h in 0..<H {
                 let (pHead, vHead, cHead) = (attend + (b * H + h) * Lq * Lk, v + b * Lk * W + h * hd, c + b * Lq * W + h * hd)
                 if ownContext {
-                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W)
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W, packed: packedHead)
                 } else {
                     Matmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W, accumulate: false)
                 }
@@ -125,7 +125,8 @@ public final class MultiHeadAttention {
                 // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
                 HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
                 if ownOverQueries {
-                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W)
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
+                                  packed: packedHead)
                 } else {
                     Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
                               accumulate: false)
@@ -137,13 +138,15 @@ public final class MultiHeadAttention {
                 Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
                 // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
                 if ownOverKeys {
-                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W)
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
+                                  packed: packedHead)
                 } else {
                     Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
                               accumulate: false)
                 }
                 if ownOverQueries {
-                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W)
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
+                                  packed: packedHead)
                 } else {
                     Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
                               accumulate: false)
