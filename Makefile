@@ -26,7 +26,8 @@ build:            ## debug build of everything, tests included
 # The release build targets this machine's CPU (what clang's -march=native picks, e.g.
 # znver3, sapphirerapids): the element-wise SIMD kernels then use AVX2/AVX-512. Building on
 # a login node for compute nodes of another kind: `make release TARGET_CPU=x86-64-v3` (or
-# the nodes' CPU name); `TARGET_CPU=` builds for any x86-64 (slower kernels, same numbers).
+# the nodes' CPU name); `TARGET_CPU=` builds for any x86-64 (slower kernels without FMA; activations
+# differ from an FMA build's in the last bits, see README "Step speed").
 TARGET_CPU ?= $(shell clang -march=native -E -v - </dev/null 2>&1 | grep -o 'target-cpu [a-z0-9_-]*' | head -n 1 | cut -d' ' -f2)
 CPU_FLAGS  := $(if $(TARGET_CPU),-Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -march=$(TARGET_CPU))
 
