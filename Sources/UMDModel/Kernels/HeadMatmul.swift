@@ -25,7 +25,7 @@ public enum HeadMatmul {
     public static func takesTN(n: Int, k: Int) -> Bool { n % lanes == 0 && k <= 128 }
 
     /// C[m, n] = alpha · A[m, k] · B[n, k]ᵀ  (scores S = scale Q Kᵀ; dP = dC Vᵀ).
-    /// `packed` is scratch for Bᵀ's first n − n % 16 columns, [k, n − n % 16]. The last
+    /// `packed` is scratch for Bᵀ's first n − n % 16 columns, as strips [n / 16][k, 16]. The last
     /// n % 16 columns are dot products of A's and B's rows (both contiguous): a register
     /// block of 16 for one column would waste 15/16 of its work (17 keys at the small preset).
     public static func nt(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int,
@@ -85,14 +85,13 @@ public enum HeadMatmul {
     }
 
     /// C[i, j] = alpha · Σ_p A(i, p) · B[p, j] with A(i, p) = a[i·aRow + p·aColumn].
-    /// Columns in strips of 16 (the outer loop), rows 6 at a time (12 of AVX2's 16 vector registers
-    /// hold the block), then 4, then one at a time. Each
-    /// k × 16 strip of B is read from a contiguous copy while every row block passes: read
-    /// in place, rows `ldb` apart, a strip's cache lines fall into a handful of L1 sets (a
-    /// stride of W = 256 or 768 floats is a multiple of the 4 KB set span / 16) and evict each
-    /// other. `ldb` nil: B already is such strips, one after another ([n / 16][k, 16]);
-    /// otherwise 16 columns must be readable at every strip start j < n, and `copy` holds
-    /// k × 16 floats.
+    /// Columns in strips of 16 (the outer loop); rows 6 at a time (the block takes 12 of
+    /// AVX2's 16 vector registers), then 4, then one at a time. Each k × 16 strip of B is
+    /// read from a contiguous copy while every row block passes: read in place, rows `ldb`
+    /// apart, a strip's cache lines fall into a handful of L1 sets (a stride of W = 256 or
+    /// 768 floats is a multiple of the 4 KB set span / 16) and evict each other.
+    /// `ldb` nil: B already is such strips, one after another ([n / 16][k, 16]); otherwise
+    /// 16 columns must be readable at every strip start j < n, and `copy` holds k × 16 floats.
     @inline(__always)
     static func product(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, aRow: Int, aColumn: Int,
                         _ b: UnsafePointer<Float>, ldb: Int?, _ c: UnsafeMutablePointer<Float>, ldc: Int,
