@@ -55,8 +55,7 @@ public enum StepBenchmark {
         }
         // Same-run baseline: every rank runs sgemm at once, as they will run the steps.
         try world.barrier()
-        let sgemm = BLAS.sgemmRate()
-        let sgemmSlowest = try world.allreduce(sgemm, op: .min)
+        let sgemmBefore = try world.allreduce(BLAS.sgemmRate(), op: .min)
 
         func phase(world w: Communicator?, steps: Int = steps) throws
             -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases, pageFaults: Int) {
@@ -96,6 +95,12 @@ public enum StepBenchmark {
         KernelProfile.countingFlops = false
         let countedFlops = KernelProfile.flops / Double(steps)
         let togetherSeconds = try world.allreduce(together.seconds, op: .max)
+        // The baseline again right after the timed steps: on a shared host the rate can move
+        // within minutes; the utilisation uses the mean and says when the two disagree.
+        try world.barrier()
+        let sgemmAfter = try world.allreduce(BLAS.sgemmRate(), op: .min)
+        let sgemmBaseline = (sgemmBefore + sgemmAfter) / 2
+        let baselineDrift = abs(sgemmAfter - sgemmBefore) / sgemmBaseline
         // Kernel families and sgemm shapes, timed call by call in steps of their own (the
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
@@ -169,10 +174,15 @@ public enum StepBenchmark {
                 print(String(format: "page faults per step after the first (rank 0, all threads): %.1f",
                              Double(together.pageFaults) / Double(steps)))
                 print(String(format: "matmul utilisation: %.2f GFLOP/s per rank = %.1f %% of same-run sgemm (%.2f GFLOP/s, "
-                             + "2048^3, %d thread%@, all ranks at once)", achieved, 100 * achieved / sgemmSlowest, sgemmSlowest,
-                             BLAS.threadCount, BLAS.threadCount == 1 ? "" : "s"))
+                             + "2048^3, %d thread%@, all ranks at once; %.2f before the steps, %.2f after)", achieved,
+                             100 * achieved / sgemmBaseline, sgemmBaseline, BLAS.threadCount, BLAS.threadCount == 1 ? "" : "s",
+                             sgemmBefore, sgemmAfter))
+                if baselineDrift > 0.05 {
+                    print(String(format: "warning: the sgemm baseline moved %.0f %% during the run (a busy or shared "
+                                 + "host): the utilisation is unreliable, run again", 100 * baselineDrift))
+                }
                 printKernelProfile(kernelSeconds: kernelSeconds, shapes: shapes, steps: profiledSteps + 1,
-                                   sgemmRate: sgemmSlowest * 1e9)
+                                   sgemmRate: sgemmBaseline * 1e9)
             }
             if R > 1 {
                 print(String(format: "weak-scaling efficiency 1 -> %d ranks:  %7.1f %%  (target >= 85 %%)", R,
