@@ -82,9 +82,12 @@ struct BFloat16MatmulTests {
     }
 
     /// 200 tiny MR-Pretrain steps (AdamW, EMA teacher) on a stream of 8 synthetic batches,
-    /// fp32 against bf16 products from the same start. Two training runs that differ by
-    /// anything drift apart step by step, so the yardstick is what another initialisation
-    /// seed does to the fp32 curve: bf16 must move the loss curve less than that.
+    /// fp32 against bf16 products, each from three initialisation seeds. Two runs that
+    /// differ in anything drift apart step by step (a first version of this test compared one
+    /// bf16 run with one other seed, and which was closer flipped with an unrelated kernel
+    /// change), so what is compared is the loss level reached — the mean of the last 40
+    /// steps, averaged over the seeds — against the spread the seeds give fp32: bf16's mean
+    /// must lie within the range of fp32's three levels around fp32's mean.
     @Test func twoHundredStepsReachTheSameLoss() {
         func train(seed: UInt64) -> [Double] {
             let params = UMDParameters(SyntheticBatch.config())
@@ -104,23 +107,27 @@ struct BFloat16MatmulTests {
             }
             return losses
         }
-        let fp32 = train(seed: 21), otherSeed = train(seed: 22)
-        let bf16 = withBFloat16Products { train(seed: 21) }
-        // Mean over 20-step windows (one window covers every batch 2–3 times).
-        func windows(_ l: [Double]) -> [Double] { stride(from: 0, to: 200, by: 20).map { l[$0..<$0 + 20].reduce(0, +) / 20 } }
-        let (a, b, c) = (windows(fp32), windows(bf16), windows(otherSeed))
-        func text(_ w: [Double]) -> String { w.map { String(format: "%.4f", $0) }.joined(separator: " ") }
-        print("bf16 products, 200 tiny pretrain steps, loss per 20-step window:\n  fp32       \(text(a))\n  bf16       "
-              + "\(text(b))\n  fp32 seed' \(text(c))")
-        // Mean relative distance of the window means from the fp32 curve.
-        func distance(_ w: [Double]) -> Double { zip(a, w).reduce(0.0) { $0 + abs($1.1 - $1.0) / $1.0 } / Double(a.count) }
-        let bf16Distance = distance(b), seedDistance = distance(c)
-        print(String(format: "mean relative distance from the fp32 curve: bf16 %.2e, another seed %.2e; last window: "
-                     + "bf16 %.2e, another seed %.2e", bf16Distance, seedDistance, abs(b.last! - a.last!) / a.last!,
-                     abs(c.last! - a.last!) / a.last!))
-        #expect(bf16.allSatisfy { $0.isFinite })
-        #expect(a.last! < 0.8 * a.first!, "fp32 must train for the comparison to mean anything")
-        #expect(bf16Distance < seedDistance, "bf16 products move the loss curve more than another initialisation")
-        #expect(b.last! < 0.8 * b.first!, "bf16 must train as fp32 does")
+        let seeds: [UInt64] = [21, 22, 23]
+        let fp32 = seeds.map { train(seed: $0) }
+        let bf16 = withBFloat16Products { seeds.map { train(seed: $0) } }
+        func level(_ l: [Double]) -> Double { l[160..<200].reduce(0, +) / 40 }
+        func text(_ l: [Double]) -> String {
+            stride(from: 0, to: 200, by: 20).map { String(format: "%.4f", l[$0..<$0 + 20].reduce(0, +) / 20) }
+                .joined(separator: " ")
+        }
+        print("bf16 products, 200 tiny pretrain steps, loss per 20-step window:")
+        for (i, seed) in seeds.enumerated() {
+            print("  seed \(seed) fp32 \(text(fp32[i]))\n  seed \(seed) bf16 \(text(bf16[i]))")
+        }
+        let fp32Levels = fp32.map(level), bf16Levels = bf16.map(level)
+        let fp32Mean = fp32Levels.reduce(0, +) / 3, bf16Mean = bf16Levels.reduce(0, +) / 3
+        let spread = fp32Levels.max()! - fp32Levels.min()!
+        print(String(format: "loss level (last 40 steps): fp32 %@ mean %.4f, bf16 %@ mean %.4f; |difference| %.4f "
+                     + "(%.2f %%) vs fp32's seed range %.4f", fp32Levels.map { String(format: "%.4f", $0) }.joined(separator: " "),
+                     fp32Mean, bf16Levels.map { String(format: "%.4f", $0) }.joined(separator: " "), bf16Mean,
+                     abs(bf16Mean - fp32Mean), 100 * abs(bf16Mean - fp32Mean) / fp32Mean, spread))
+        #expect(bf16.allSatisfy { run in run.allSatisfy { $0.isFinite } })
+        #expect(fp32.allSatisfy { level($0) < 0.5 * $0[0] }, "fp32 must train for the comparison to mean anything")
+        #expect(abs(bf16Mean - fp32Mean) <= spread, "bf16 products change the loss reached by more than the seeds do")
     }
 }

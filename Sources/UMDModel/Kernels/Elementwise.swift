@@ -28,21 +28,23 @@ public enum Elementwise {
         }
     }
 
-    /// dx = dy · F(x) — an activation's backward with F its derivative (written, not
-    /// accumulated: every caller's dx is its own buffer, so no zeroing pass is needed).
+    /// dx = dy · F′(x, y) — an activation's backward from its input x and its forward
+    /// output y (written, not accumulated: every caller's dx is its own buffer, so no zeroing
+    /// pass is needed).
     @inline(__always)
-    static func scaleLanes<F: LaneFunction>(_: F.Type, _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
-                                           _ x: UnsafePointer<Float>, count: Int) {
+    static func derivativeLanes<F: ActivationDerivative>(_: F.Type, _ dx: UnsafeMutablePointer<Float>,
+                                                         _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+                                                         _ y: UnsafePointer<Float>, count: Int) {
         let full = count & ~(FloatLanes.scalarCount - 1)
         var i = 0
         while i < full {
-            VectorMath.store(VectorMath.load(dy, i) * F.apply(VectorMath.load(x, i)), dx, i)
+            VectorMath.store(VectorMath.load(dy, i) * F.apply(VectorMath.load(x, i), output: VectorMath.load(y, i)), dx, i)
             i += FloatLanes.scalarCount
         }
         if full < count {
             let n = count - full
-            VectorMath.storePartial(VectorMath.loadPartial(dy, full, n) * F.apply(VectorMath.loadPartial(x, full, n)),
-                                    dx, full, n)
+            let derivative = F.apply(VectorMath.loadPartial(x, full, n), output: VectorMath.loadPartial(y, full, n))
+            VectorMath.storePartial(VectorMath.loadPartial(dy, full, n) * derivative, dx, full, n)
         }
     }
 
@@ -51,10 +53,10 @@ public enum Elementwise {
         KernelProfile.measure(.activation) { mapLanes(GELU.self, out, x, count: count) }
     }
 
-    /// dx = dy · (Φ(x) + x φ(x)).
+    /// dx = dy · (Φ(x) + x φ(x)), Φ(x) read off the forward's output y = x Φ(x).
     public static func geluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
-                                    _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { scaleLanes(GELU.Derivative.self, dx, dy, x, count: count) }
+                                    _ x: UnsafePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
+        KernelProfile.measure(.activation) { derivativeLanes(GELU.Derivative.self, dx, dy, x, y, count: count) }
     }
 
     /// QuickGELU (CLIP): x · σ(1.702 x).
@@ -62,10 +64,10 @@ public enum Elementwise {
         KernelProfile.measure(.activation) { mapLanes(QuickGELU.self, out, x, count: count) }
     }
 
-    /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x).
+    /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x) read off the forward's output y = x σ.
     public static func quickGeluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
-                                         _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { scaleLanes(QuickGELU.Derivative.self, dx, dy, x, count: count) }
+                                         _ x: UnsafePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
+        KernelProfile.measure(.activation) { derivativeLanes(QuickGELU.Derivative.self, dx, dy, x, y, count: count) }
     }
 
     /// tanh stays scalar libm: it runs only in the two poolers (B × 2D elements a step).
@@ -250,26 +252,49 @@ public enum Elementwise {
     }
 }
 
-/// A function applied lane by lane (an activation or its derivative).
+/// A function applied lane by lane (an activation).
 protocol LaneFunction { static func apply(_ x: FloatLanes) -> FloatLanes }
 
-/// x · Φ(x); derivative Φ(x) + x φ(x).
+/// An activation's derivative from its input x and its output y = x · g(x): g(x) = y / x
+/// comes back for one division (g(0) from `atZero`), which saves recomputing it — the
+/// erfc polynomial for GELU, the exponential for QuickGELU. y / x carries g's forward
+/// value to within 2 ulp; an infinite x gives NaN (∞/∞), which the step's non-finite
+/// guard stops, as it would the infinite activations anyway.
+protocol ActivationDerivative { static func apply(_ x: FloatLanes, output y: FloatLanes) -> FloatLanes }
+
+extension VectorMath {
+    /// y / x lane by lane, `atZero` where x is ±0 (the 0/0 lanes), selected in integer lanes.
+    @inline(__always)
+    static func quotient(_ y: FloatLanes, _ x: FloatLanes, atZero: Float) -> FloatLanes {
+        let magnitude = unsafeBitCast(x, to: SIMD16<Int32>.self) & 0x7FFF_FFFF
+        let isZero = unsafeBitCast((magnitude &- 1) &>> 31, to: SIMD16<UInt32>.self)   // all ones where |x| = 0
+        let q = unsafeBitCast(y / x, to: SIMD16<UInt32>.self)
+        return unsafeBitCast((q & ~isZero) | (FloatLanes(repeating: atZero).bitPattern & isZero), to: FloatLanes.self)
+    }
+}
+
+private extension FloatLanes {
+    var bitPattern: SIMD16<UInt32> { unsafeBitCast(self, to: SIMD16<UInt32>.self) }
+}
+
+/// x · Φ(x); derivative Φ(x) + x φ(x) with Φ = y / x.
 enum GELU: LaneFunction {
     @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes { x * VectorMath.normalCDF(x) }
-    enum Derivative: LaneFunction {
-        @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes {
-            let (cdf, pdf) = VectorMath.normalCDFAndPDF(x)
+    enum Derivative: ActivationDerivative {
+        @inline(__always) static func apply(_ x: FloatLanes, output y: FloatLanes) -> FloatLanes {
+            let cdf = VectorMath.quotient(y, x, atZero: 0.5)
+            let pdf = 0.398_942_280_4 * VectorMath.exp(-0.5 * (x * x))
             return VectorMath.multiplyAdd(x, pdf, cdf, fused: VectorMath.targetHasFMA)
         }
     }
 }
 
-/// x · σ(1.702 x); derivative σ + 1.702 x σ (1 − σ).
+/// x · σ(1.702 x); derivative σ + 1.702 x σ (1 − σ) with σ = y / x.
 enum QuickGELU: LaneFunction {
     @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes { x / (1 + VectorMath.exp(-1.702 * x)) }
-    enum Derivative: LaneFunction {
-        @inline(__always) static func apply(_ x: FloatLanes) -> FloatLanes {
-            let s = VectorMath.sigmoid(1.702 * x)
+    enum Derivative: ActivationDerivative {
+        @inline(__always) static func apply(_ x: FloatLanes, output y: FloatLanes) -> FloatLanes {
+            let s = VectorMath.quotient(y, x, atZero: 0.5)
             return s + 1.702 * x * s * (1 - s)
         }
     }

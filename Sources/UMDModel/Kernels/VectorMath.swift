@@ -149,26 +149,13 @@ public enum VectorMath {
     /// Φ(x), the standard normal CDF = ½ erfc(−x/√2), from one formula for every x (no
     /// branches): with z = x/√2, a = |z|, t = 1/(1 + a/2),
     ///     erfc(a) = t · e^(−a²) · Q(t),  Q of degree 8 (fitted by scripts/fit/erfc_scaled.py:
-    ///     relative error 5e-8 on a ∈ [0, 10]; below e^(−a²)'s underflow at a ≈ 9.35 it is 0),
+    ///     relative error 5e-8 on a ∈ [0, 10]; below e^(−a²)'s underflow at a ≈ 9.35 it is 0;
+    ///     one polynomial and one exp, where Numerical Recipes' exp(P(t) − a²) form needs a
+    ///     polynomial of the same degree),
     /// Φ = 1 − ½ erfc(a) for z > 0 and ½ erfc(a) for z ≤ 0 — no cancellation on the left
     /// tail, unlike ½(1 + erf(z)) (libm's erff there loses all digits below Φ ≈ 1e-8).
     @inline(__always)
     public static func normalCDF(_ x: FloatLanes, fused: Bool = targetHasFMA) -> FloatLanes {
-        let (halfErfc, _) = halfErfcAndGaussian(x, fused: fused)
-        return select(signOf: x, negative: halfErfc, otherwise: 1 - halfErfc)
-    }
-
-    /// Φ(x) and the normal density φ(x) together: they share the one exponential e^(−x²/2)
-    /// (GELU's backward needs both).
-    @inline(__always)
-    public static func normalCDFAndPDF(_ x: FloatLanes, fused: Bool = targetHasFMA) -> (cdf: FloatLanes, pdf: FloatLanes) {
-        let (halfErfc, gaussian) = halfErfcAndGaussian(x, fused: fused)
-        return (select(signOf: x, negative: halfErfc, otherwise: 1 - halfErfc), 0.398_942_280_4 * gaussian)
-    }
-
-    /// ½ erfc(|x|/√2) and e^(−x²/2) (see `normalCDF`).
-    @inline(__always)
-    static func halfErfcAndGaussian(_ x: FloatLanes, fused: Bool) -> (halfErfc: FloatLanes, gaussian: FloatLanes) {
         let a = magnitude(x * 0.707_106_78)
         let t = 1 / multiplyAdd(a, FloatLanes(repeating: 0.5), FloatLanes(repeating: 1), fused: fused)
         var q = FloatLanes(repeating: -6.010_870_773e-02)
@@ -180,8 +167,8 @@ public enum VectorMath {
         q = multiplyAdd(q, t, FloatLanes(repeating: 2.424_793_787e-01), fused: fused)
         q = multiplyAdd(q, t, FloatLanes(repeating: 2.824_538_421e-01), fused: fused)
         q = multiplyAdd(q, t, FloatLanes(repeating: 2.820_823_575e-01), fused: fused)
-        let gaussian = exp(-a * a, fused: fused)
-        return (0.5 * t * q * gaussian, gaussian)
+        let halfErfc = 0.5 * t * q * exp(-a * a, fused: fused)
+        return select(signOf: x, negative: halfErfc, otherwise: 1 - halfErfc)
     }
 
     /// ln x for finite x > 0 (what the noise generator needs: x ∈ (0, 1)), Cephes' logf:

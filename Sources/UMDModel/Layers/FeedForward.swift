@@ -65,8 +65,8 @@ public final class FeedForward {
         fc2.backward(p, dOut, dx: da, accumulateInput: false)
         let dh = dHidden.ensure(n)
         switch activation {
-        case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, count: n)
-        case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, count: n)
+        case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
+        case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
         }
         fc1.backward(p, dh, dx: dx)
     }

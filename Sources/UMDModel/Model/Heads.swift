@@ -157,7 +157,7 @@ public final class MLMHead {
         let da = dActivated.zeroed(rows * D)
         ln.backward(p, dn, dx: da)
         let dd = dDense.ensure(rows * D)        // written by the GELU backward
-        Elementwise.geluBackward(dd, da, dense.output.pointer, count: rows * D)
+        Elementwise.geluBackward(dd, da, dense.output.pointer, output: activated.pointer, count: rows * D)
         dense.backward(p, dd, dx: dh)
     }
 }
@@ -192,7 +192,7 @@ public final class ClassifierHead {
         let da = dActivated.ensure(rows * width)
         fc2.backward(p, dLogits, dx: da, accumulateInput: false)
         let dn = dNormed.ensure(rows * width)   // written by the GELU backward
-        Elementwise.geluBackward(dn, da, ln.output.pointer, count: rows * width)
+        Elementwise.geluBackward(dn, da, ln.output.pointer, output: activated.pointer, count: rows * width)
         let dh = dHidden.zeroed(rows * width)
         ln.backward(p, dn, dx: dh)
         fc1.backward(p, dh, dx: dCls)
