@@ -21,11 +21,7 @@ import UMDModel
 /// elements above 1e-5, and 99.9% within 1e-6.
 @Suite("multi-rank equivalence", .serialized)
 struct EquivalenceTests {
-    static let root: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-equivalence-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    static let root = ScratchDirectory.make("umd-equivalence")
 
     static func prepare() throws {
         if FileManager.default.fileExists(atPath: root.appendingPathComponent("tok/vocab.json").path) { return }

@@ -7,11 +7,7 @@ import UMDModel
 /// (issue 12) and checks the clear stop or error that replaced it.
 @Suite("hardening", .serialized)
 struct HardeningTests {
-    static let root: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-hardening-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    static let root = ScratchDirectory.make("umd-hardening")
     static var roco: String { root.appendingPathComponent("roco").path }
     static var tokenizer: String { root.appendingPathComponent("tok").path }
 

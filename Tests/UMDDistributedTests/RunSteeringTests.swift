@@ -8,11 +8,7 @@ import UMDModel
 /// never mix, evaluation files named by their weights.
 @Suite("run steering", .serialized)
 struct RunSteeringTests {
-    static let root: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-steering-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    static let root = ScratchDirectory.make("umd-steering")
     static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
 
     static func prepare() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import UMDDistributed
 import UMDModel
 
@@ -7,8 +8,7 @@ import UMDModel
 /// content), stage membership, config.json and the resume comparison all come from it.
 struct SettingsTests {
     static func file(_ name: String, _ text: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-settings-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = ScratchDirectory.make("umd-settings")
         let url = dir.appendingPathComponent(name)
         try text.write(to: url, atomically: true, encoding: .utf8)
         return url.path

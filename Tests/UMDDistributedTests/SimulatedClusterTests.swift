@@ -12,11 +12,7 @@ import UMDModel
 struct SimulatedClusterTests {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts/simcluster.sh").path
-    static let root: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-simcluster-test-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }()
+    static let root = ScratchDirectory.make("umd-simcluster-test")
     static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
 
     static func cluster(_ arguments: [String]) throws -> MPIJob.Result {
