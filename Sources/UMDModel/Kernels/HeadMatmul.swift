@@ -53,13 +53,13 @@ public enum HeadMatmul {
         }
     }
 
-    /// C[m, n] = alpha · A[m, k] · B[k, n]  (context P V; dQ = scale dS K). n % 16 == 0;
-    /// `packed`: scratch for one 16-column strip of B, [k, 16] (as `tn`).
+    /// C[m, n] = alpha · A[m, k] · B[k, n]  (context P V; dQ = scale dS K), through sgemm
+    /// unless `takesNN`. `packed`: scratch for one 16-column strip of B, [k, 16] (as `tn`).
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                           _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                           packed: FloatBuffer) {
-        precondition(n % lanes == 0, "HeadMatmul.nn: n = \(n) is not a multiple of \(lanes)")
-        if Matmul.bfloat16Inputs {
+        // sgemm where this kernel does not take the shape (and for the bf16 accuracy tests).
+        if Matmul.bfloat16Inputs || !takesNN(n: n) {
             return Matmul.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
@@ -69,12 +69,12 @@ public enum HeadMatmul {
         }
     }
 
-    /// C[m, n] = alpha · A[k, m]ᵀ · B[k, n]  (dV = Pᵀ dC; dK = scale dSᵀ Q). n % 16 == 0.
+    /// C[m, n] = alpha · A[k, m]ᵀ · B[k, n]  (dV = Pᵀ dC; dK = scale dSᵀ Q), through sgemm
+    /// unless `takesTN`.
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                           _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                           packed: FloatBuffer) {
-        precondition(n % lanes == 0, "HeadMatmul.tn: n = \(n) is not a multiple of \(lanes)")
-        if Matmul.bfloat16Inputs {
+        if Matmul.bfloat16Inputs || !takesTN(n: n, k: k) {
             return Matmul.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
@@ -86,7 +86,7 @@ public enum HeadMatmul {
 
     /// C[i, j] = alpha · Σ_p A(i, p) · B[p, j] with A(i, p) = a[i·aRow + p·aColumn].
     /// Columns in strips of 16 (the outer loop); rows 6 at a time (the block takes 12 of
-    /// AVX2's 16 vector registers), then 4, then one at a time. Each k × 16 strip of B is
+    /// AVX2's 16 vector registers). Each k × 16 strip of B is
     /// read from a contiguous copy while every row block passes: read in place, rows `ldb`
     /// apart, a strip's cache lines fall into a handful of L1 sets (a stride of W = 256 or
     /// 768 floats is a multiple of the 4 KB set span / 16) and evict each other.
@@ -109,8 +109,12 @@ public enum HeadMatmul {
                 strip = b + (j / lanes) * k * lanes
             }
             var i = 0
-            while i + 6 <= m {
-                let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, a4 = a3 + aRow, a5 = a4 + aRow
+            while i < m {
+                // The last block may hold fewer than 6 rows: its missing rows repeat the last
+                // real one (same loads, nothing extra to fetch) and are not stored.
+                let rows = min(6, m - i)
+                func rowOfA(_ r: Int) -> UnsafePointer<Float> { a + (i + min(r, rows - 1)) * aRow }
+                let a0 = rowOfA(0), a1 = rowOfA(1), a2 = rowOfA(2), a3 = rowOfA(3), a4 = rowOfA(4), a5 = rowOfA(5)
                 var c0 = FloatLanes(), c1 = FloatLanes(), c2 = FloatLanes(), c3 = FloatLanes()
                 var c4 = FloatLanes(), c5 = FloatLanes()
                 for p in 0..<k {
@@ -125,40 +129,12 @@ public enum HeadMatmul {
                 }
                 let row = c + i * ldc
                 VectorMath.storePartialOrFull(alpha * c0, row, j, columns)
-                VectorMath.storePartialOrFull(alpha * c1, row + ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c2, row + 2 * ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c3, row + 3 * ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c4, row + 4 * ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c5, row + 5 * ldc, j, columns)
-                i += 6
-            }
-            if i + 4 <= m {   // what the 6-row blocks left, 4 rows
-                let a0 = a + i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow
-                var c0 = FloatLanes(), c1 = FloatLanes(), c2 = FloatLanes(), c3 = FloatLanes()
-                for p in 0..<k {
-                    let bv = VectorMath.load(strip, p &* lanes)
-                    let ap = p * aColumn
-                    c0 = VectorMath.multiplyAdd(FloatLanes(repeating: a0[ap]), bv, c0, fused: fused)
-                    c1 = VectorMath.multiplyAdd(FloatLanes(repeating: a1[ap]), bv, c1, fused: fused)
-                    c2 = VectorMath.multiplyAdd(FloatLanes(repeating: a2[ap]), bv, c2, fused: fused)
-                    c3 = VectorMath.multiplyAdd(FloatLanes(repeating: a3[ap]), bv, c3, fused: fused)
-                }
-                let row = c + i * ldc
-                VectorMath.storePartialOrFull(alpha * c0, row, j, columns)
-                VectorMath.storePartialOrFull(alpha * c1, row + ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c2, row + 2 * ldc, j, columns)
-                VectorMath.storePartialOrFull(alpha * c3, row + 3 * ldc, j, columns)
-                i += 4
-            }
-            while i < m {
-                let ai = a + i * aRow
-                var ci = FloatLanes()
-                for p in 0..<k {
-                    ci = VectorMath.multiplyAdd(FloatLanes(repeating: ai[p * aColumn]), VectorMath.load(strip, p &* lanes), ci,
-                                                fused: fused)
-                }
-                VectorMath.storePartialOrFull(alpha * ci, c + i * ldc, j, columns)
-                i += 1
+                if rows > 1 { VectorMath.storePartialOrFull(alpha * c1, row + ldc, j, columns) }
+                if rows > 2 { VectorMath.storePartialOrFull(alpha * c2, row + 2 * ldc, j, columns) }
+                if rows > 3 { VectorMath.storePartialOrFull(alpha * c3, row + 3 * ldc, j, columns) }
+                if rows > 4 { VectorMath.storePartialOrFull(alpha * c4, row + 4 * ldc, j, columns) }
+                if rows > 5 { VectorMath.storePartialOrFull(alpha * c5, row + 5 * ldc, j, columns) }
+                i += rows
             }
             j += lanes
         }

@@ -21,7 +21,8 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         if bfloat16Inputs {
-            return BFloat16Products.nt(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+            return BFloat16Products.product(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
+                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
         }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("nt", m, n, k) {
@@ -36,7 +37,8 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         if bfloat16Inputs {
-            return BFloat16Products.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+            return BFloat16Products.product(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
+                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
         }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("nn", m, n, k) {
@@ -51,7 +53,8 @@ public enum Matmul {
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         if bfloat16Inputs {
-            return BFloat16Products.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
+            return BFloat16Products.product(transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
+                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
         }
         KernelProfile.countGemm(m, n, k)
         KernelProfile.measureGemm("tn", m, n, k) {
@@ -128,27 +131,19 @@ enum BFloat16Products {
         return UnsafePointer(out)
     }
 
-    static func nt(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
-                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        Matmul.bfloat16Inputs = false
-        defer { Matmul.bfloat16Inputs = true }
-        Matmul.nt(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: m, columns: k, ld: lda, into: roundedA), lda: k,
-                  rounded(b, rows: n, columns: k, ld: ldb, into: roundedB), ldb: k, c, ldc: ldc, accumulate: accumulate)
-    }
-
-    static func nn(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
-                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        Matmul.bfloat16Inputs = false
-        defer { Matmul.bfloat16Inputs = true }
-        Matmul.nn(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: m, columns: k, ld: lda, into: roundedA), lda: k,
-                  rounded(b, rows: k, columns: n, ld: ldb, into: roundedB), ldb: n, c, ldc: ldc, accumulate: accumulate)
-    }
-
-    static func tn(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
-                   ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        Matmul.bfloat16Inputs = false
-        defer { Matmul.bfloat16Inputs = true }
-        Matmul.tn(m: m, n: n, k: k, alpha: alpha, rounded(a, rows: k, columns: m, ld: lda, into: roundedA), lda: m,
-                  rounded(b, rows: k, columns: n, ld: ldb, into: roundedB), ldb: n, c, ldc: ldc, accumulate: accumulate)
+    /// C = alpha · op(A) · op(B) (+ C) on bf16-rounded copies of A and B; `transposeA`/`B`
+    /// say which of Matmul's forms it is (nt: B, nn: neither, tn: A). A is stored [k, m] when
+    /// transposed, else [m, k]; B [n, k] when transposed, else [k, n].
+    static func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                        _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
+        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+        let roundedAPointer = rounded(a, rows: aRows, columns: aColumns, ld: lda, into: roundedA)
+        let roundedBPointer = rounded(b, rows: bRows, columns: bColumns, ld: ldb, into: roundedB)
+        KernelProfile.countGemm(m, n, k)
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, roundedAPointer, Int32(aColumns), roundedBPointer, Int32(bColumns),
+                    accumulate ? 1 : 0, c, Int32(ldc))
     }
 }

@@ -24,7 +24,7 @@ public let paddingMaskValue: Float = -1e9
 ///
 /// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run on strided
 /// views (leading dimension W), so heads are never copied out — through `HeadMatmul`
-/// (faster than sgemm on these small shapes), or sgemm where that is faster (`HeadMatmul.takesTN`). With dropout
+/// (faster than sgemm on these small shapes; it hands the shapes where sgemm is faster to sgemm). With dropout
 /// names given, dropout sits on the attention probabilities and on the output projection
 /// (text encoder and fusion only).
 public final class MultiHeadAttention {
@@ -81,15 +81,10 @@ public final class MultiHeadAttention {
             probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
         }
         let c = context.ensure(batch * Lq * W)
-        let ownContext = HeadMatmul.takesNN(n: hd)
         for b in 0..<batch {
             for h in 0..<H {
-                let (pHead, vHead, cHead) = (attend + (b * H + h) * Lq * Lk, v + b * Lk * W + h * hd, c + b * Lq * W + h * hd)
-                if ownContext {
-                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W, packed: packedHead)
-                } else {
-                    Matmul.nn(m: Lq, n: hd, k: Lk, pHead, lda: Lk, vHead, ldb: W, cHead, ldc: W, accumulate: false)
-                }
+                HeadMatmul.nn(m: Lq, n: hd, k: Lk, attend + (b * H + h) * Lq * Lk, lda: Lk, v + b * Lk * W + h * hd, ldb: W,
+                              c + b * Lq * W + h * hd, ldc: W, packed: packedHead)
             }
         }
         let y = oProj.forward(p, c, rows: batch * Lq)
@@ -113,8 +108,6 @@ public final class MultiHeadAttention {
         // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
         let dq = dQ.ensure(batch * Lq * W), dk = dK.ensure(batch * Lk * W), dv = dV.ensure(batch * Lk * W)
         let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
-        // Sums over query rows (dV, dK) and over keys (dQ): HeadMatmul where it is faster.
-        let ownOverQueries = HeadMatmul.takesTN(n: hd, k: Lq), ownOverKeys = HeadMatmul.takesNN(n: hd)
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk
@@ -124,33 +117,18 @@ public final class MultiHeadAttention {
                 let (dqHead, dkHead, dvHead) = (dq + b * Lq * W + h * hd, dk + b * Lk * W + h * hd, dv + b * Lk * W + h * hd)
                 // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
                 HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
-                if ownOverQueries {
-                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
-                                  packed: packedHead)
-                } else {
-                    Matmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
-                              accumulate: false)
-                }
+                HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
+                              packed: packedHead)
                 if dropoutActive, let mask = probsDropout?.mask.pointer {
                     let m = mask + headOffset
                     for i in 0..<(Lq * Lk) { dP[i] *= m[i] }
                 }
                 Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
                 // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
-                if ownOverKeys {
-                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
-                                  packed: packedHead)
-                } else {
-                    Matmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
-                              accumulate: false)
-                }
-                if ownOverQueries {
-                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
-                                  packed: packedHead)
-                } else {
-                    Matmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
-                              accumulate: false)
-                }
+                HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
+                              packed: packedHead)
+                HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
+                              packed: packedHead)
             }
         }
         qProj.backward(p, dq, dx: dQueries)
