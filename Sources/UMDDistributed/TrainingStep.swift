@@ -31,9 +31,9 @@ public struct StepSettings: Sendable {
 /// --phases`; the clock is read a handful of times per step). The objective's four parts
 /// come from its `ObjectiveTiming`.
 public struct StepPhases: Sendable {
-    public static let names = ["zero gradients", "student forward", "teacher forward (no gradients)",
+    public static let names = ["zero gradients (first writers overwrite)", "student forward", "teacher forward (no gradients)",
                                "heads + losses (forward)", "backward", "gradient sync wait", "GM-Coord",
-                               "gradient norm (guard, clip factor)", "AdamW (+ clip, EMA, zeroing fused)",
+                               "gradient norm (guard, clip factor)", "AdamW (+ clip, EMA fused)",
                                "parameter allgather (sharded optimizer)", "EMA (what AdamW did not fuse)"]
     static let zero = 0, objective = 1, syncWait = 5, gmCoord = 6, norm = 7, adamW = 8, gather = 9, ema = 10
     public var seconds = [Double](repeating: 0, count: names.count)
@@ -92,7 +92,9 @@ public struct StepOutcome: Sendable {
 /// The one definition of a training step, used by the trainer, `debug-step` and every
 /// benchmark:
 ///
-///     zero gradients → objective (forward, losses, backward; buckets launched as they fill)
+///     discard gradients → objective (forward, losses, backward; each tensor's first gradient
+///     writer overwrites, the untouched ones are zeroed as backward passes them; buckets
+///     launched as they fill)
 ///     → gradient sync (sum over ranks) → GM-Coord modulation → clip → AdamW → EMA
 ///
 /// Split in two so `debug-step` can record the gradients the optimizer sees:
@@ -109,7 +111,6 @@ public final class TrainingStep {
     public init(model: StageModel, settings: StepSettings, sync: GradientSynchronizer? = nil,
                 reduction: GlobalReduction = .local) {
         self.model = model; self.settings = settings; self.sync = sync; self.reduction = reduction
-        model.reportGradients(to: sync.map { s in { s.gradientsReady(below: $0) } })
     }
 
     /// The whole step. The gradient norm is measured every step (one read of the trained
@@ -153,14 +154,9 @@ public final class TrainingStep {
     public func gradients(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         let student = model.student
         var clock = Date()
-        // The last update's fused pass left the trained gradients 0; the rest of the arena
-        // (tensors this stage does not train) is cleared every step.
-        if trainedGradientsCleared {
-            for range in model.untrainedSegments { (student.grads + range.lowerBound).update(repeating: 0, count: range.count) }
-        } else {
-            student.zeroGradients()
-        }
-        trainedGradientsCleared = false
+        // Nothing is written: each tensor's first gradient writer overwrites it, and the
+        // tensors backward did not reach are zeroed as its reports pass them (`settle`).
+        student.discardGradients()
         phases.add(StepPhases.zero, since: &clock)
         model.objectiveTiming?.reset()
         sync?.beginStep(step)
@@ -170,7 +166,11 @@ public final class TrainingStep {
         }
         let totals = reduction.sum(local)
         let stepReduction = GlobalReduction(sum: reduction.sum, counts: { _ in totals })
-        let ready = sync.map { s in { (offset: Int) in s.gradientsReady(below: offset) } }
+        let sync = self.sync
+        let ready = { (offset: Int) in
+            student.settleGradients(below: offset)
+            sync?.gradientsReady(below: offset)
+        }
         var outcome = StepOutcome()
         var sums: (text: Double, image: Double)? = nil
         var losses: [String: Double] = [:]
@@ -207,6 +207,7 @@ public final class TrainingStep {
             outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)
         }
         phases.take(model.objectiveTiming, since: &clock)
+        student.settleGradients()
         try sync?.finish()
         phases.add(StepPhases.syncWait, since: &clock)
         defer { phases.add(StepPhases.gmCoord, since: &clock) }
@@ -219,10 +220,10 @@ public final class TrainingStep {
 
     /// Clip → AdamW at the scheduled learning rate of `step` → EMA teacher, in one pass over
     /// each trained tensor (`AdamW.FusedPass`: the clipping factor scales each gradient as it
-    /// is read, the teacher follows the updated value, the gradient is left 0 for the next
-    /// step) — bitwise the result of the separate passes.
+    /// is read, the teacher follows the updated value) — bitwise the result of the separate
+    /// passes. The gradients are not cleared: the next step discards them (`gradients`).
     /// With a sharded optimizer: AdamW on this rank's share → gather the shares → EMA over
-    /// the whole teacher (replicated, so not fused), gradients cleared by the next step.
+    /// the whole teacher (replicated, so not fused).
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) throws {
         var clock = Date()
         var scale: Float = 1
@@ -235,8 +236,7 @@ public final class TrainingStep {
         phases.add(StepPhases.norm, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)
         if let sharding = model.sharding {
-            _ = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale, teacher: nil, lambda: 0,
-                                     clearGradients: false)
+            _ = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale, teacher: nil, lambda: 0)
             phases.add(StepPhases.adamW, since: &clock)
             try sharding.gatherParameters(model.student.values)
             phases.add(StepPhases.gather, since: &clock)
@@ -245,17 +245,13 @@ public final class TrainingStep {
             return
         }
         let unreached = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale,
-                                             teacher: model.teacher, lambda: settings.ema, clearGradients: true)
-        trainedGradientsCleared = true
+                                             teacher: model.teacher, lambda: settings.ema)
         phases.add(StepPhases.adamW, since: &clock)
         if let teacher = model.teacher, !unreached.isEmpty {
             EMA.update(teacher: teacher, student: model.student, lambda: settings.ema, views: unreached)
         }
         phases.add(StepPhases.ema, since: &clock)
     }
-
-    /// True after an update: the trained gradients are 0 already.
-    private var trainedGradientsCleared = false
 
     /// What a micro-batch adds to the losses' divisors (known before its forward pass).
     func localCounts(_ batch: StepBatch) -> [Double] {

@@ -87,13 +87,14 @@ public enum Matmul {
            dx, ldc: inFeatures, accumulate: accumulate)
     }
 
-    /// dW[outF, inF] += dy[rows, outF]^T · x[rows, inF];  db[outF] += Σ_rows dy.
-    public static func linearParameterGradients(_ dWeight: UnsafeMutablePointer<Float>,
+    /// dW[outF, inF] += dy[rows, outF]^T · x[rows, inF] (= with `accumulate` false: dW's old
+    /// contents are not read);  db[outF] += Σ_rows dy.
+    public static func linearParameterGradients(_ dWeight: UnsafeMutablePointer<Float>, accumulate: Bool,
                                                 _ dBias: UnsafeMutablePointer<Float>?,
                                                 _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                                                 rows: Int, inFeatures: Int, outFeatures: Int) {
         tn(m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
-           dWeight, ldc: inFeatures, accumulate: true)
+           dWeight, ldc: inFeatures, accumulate: accumulate)
         if let dBias {
             KernelProfile.measure(.elementwise) {
                 for r in 0..<rows {

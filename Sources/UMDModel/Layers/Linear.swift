@@ -39,8 +39,10 @@ public final class Linear {
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
                          accumulateInput: Bool = true) {
         guard let input else { preconditionFailure("Linear.backward before forward") }
-        Matmul.linearParameterGradients(p.grad(params.weight), params.bias.map { p.grad($0) }, dy, input,
-                                        rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+        let dWeight = p.gradientForOverwrite(params.weight)
+        Matmul.linearParameterGradients(dWeight.pointer, accumulate: !dWeight.overwrite, params.bias.map { p.grad($0) },
+                                        dy, input, rows: rows, inFeatures: params.inFeatures,
+                                        outFeatures: params.outFeatures)
         if let dx {
             Matmul.linearInputGradient(dx, dy, p.value(params.weight),
                                        rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,

@@ -29,19 +29,16 @@ public enum AdamW {
         /// EMA teacher of this tensor: t ← λ t + (1 − λ) p with the updated p.
         public var teacher: UnsafeMutablePointer<Float>? = nil
         public var lambda: Float = 0
-        /// Leave the gradients 0 (the next step's backward accumulates into them).
-        public var clearGradients = false
-        public init(gradientScale: Float = 1, teacher: UnsafeMutablePointer<Float>? = nil, lambda: Float = 0,
-                    clearGradients: Bool = false) {
+        public init(gradientScale: Float = 1, teacher: UnsafeMutablePointer<Float>? = nil, lambda: Float = 0) {
             self.gradientScale = gradientScale; self.teacher = teacher; self.lambda = lambda
-            self.clearGradients = clearGradients
         }
     }
 
     /// AdamW with the extra work of `fused`, 16 lanes at a time. Every element sees the
     /// same Float operations in the same order as the scalar formula (no contraction, IEEE
     /// square root and division), so the result is bitwise that of separate passes:
-    /// clip (g·s), AdamW, EMA, zeroing.
+    /// clip (g·s), AdamW, EMA. The gradients are only read (the next step discards them:
+    /// `ParameterStore.discardGradients`).
     public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                               firstMoment m: UnsafeMutablePointer<Float>, secondMoment v: UnsafeMutablePointer<Float>,
                               count: Int, learningRate lr: Float, decay: Bool, step t: Int,
@@ -66,7 +63,6 @@ public enum AdamW {
             if let teacher = fused.teacher {
                 VectorMath.store(lambda * VectorMath.load(teacher, i) + oneMinusLambda * updated, teacher, i)
             }
-            if fused.clearGradients { VectorMath.store(FloatLanes(), g, i) }
             i += lanes
         }
         for i in full..<count {
@@ -77,7 +73,6 @@ public enum AdamW {
             v[i] = vi
             p[i] -= lr * ((mi / c1) / ((vi / c2).squareRoot() + eps) + wd * p[i])
             if let teacher = fused.teacher { teacher[i] = lambda * teacher[i] + oneMinusLambda * p[i] }
-            if fused.clearGradients { g[i] = 0 }
         }
     }
 }
@@ -133,18 +128,18 @@ public final class AdamWOptimizer: @unchecked Sendable {
 
     /// One step at base learning rate `baseLR` (the schedule already applied).
     public func step(baseLearningRate baseLR: Float) {
-        _ = step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0, clearGradients: false)
+        _ = step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0)
     }
 
     /// One step fused with what surrounds it in a training step, in one pass over each
     /// trained tensor (the part of it in `owned`): gradients scaled by `gradientScale`
-    /// (clipping), the EMA of `teacher` (for the tensors it holds) from the updated values,
-    /// gradients cleared. Returns the teacher's tensors it did not reach (the teacher holds a
+    /// (clipping), the EMA of `teacher` (for the tensors it holds) from the updated values.
+    /// Returns the teacher's tensors it did not reach (the teacher holds a
     /// tensor this stage does not train): the caller runs the EMA for those. A sharded
     /// optimizer takes no teacher (the EMA needs every rank's update: it runs after the
     /// parameters are gathered).
-    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float,
-                     clearGradients: Bool) -> [TensorView] {
+    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float)
+        -> [TensorView] {
         precondition(teacher == nil || !isSharded, "a sharded optimizer cannot fuse the EMA")
         stepsTaken += 1
         var reached = Set<Int>()
@@ -153,8 +148,7 @@ public final class AdamWOptimizer: @unchecked Sendable {
             guard !part.isEmpty else { continue }
             let fused = AdamW.FusedPass(
                 gradientScale: gradientScale,
-                teacher: teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) : nil }, lambda: lambda,
-                clearGradients: clearGradients)
+                teacher: teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) : nil }, lambda: lambda)
             if fused.teacher != nil { reached.insert(view.id.index) }
             let moment = part.lowerBound - owned.lowerBound
             AdamW.update(parameters: store.values + part.lowerBound, gradients: store.grads + part.lowerBound,

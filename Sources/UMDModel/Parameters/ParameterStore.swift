@@ -33,6 +33,16 @@ public final class ParameterStore: @unchecked Sendable {
     /// True when the store has a gradient arena (a teacher has none).
     public let hasGradients: Bool
 
+    /// Per view (arena order): true while the view's gradients are left over from an earlier
+    /// step — from `discardGradients()` until backward first writes the view or
+    /// `settleGradients` zeroes it. The first writer of a weight then overwrites (sgemm with
+    /// beta 0) instead of adding onto zeros: the optimizer pass need not write 0 over the
+    /// whole gradient arena each step, nor the first weight-gradient product read it back.
+    /// Touched by the training thread only (backward and the step around it).
+    private var stale: [Bool]
+    /// Views below this index are settled (`settleGradients(below:)` walks up once a step).
+    private var settledViews = 0
+
     public init(layout: ParameterLayout, withGradients: Bool = true,
                 including include: (TensorSpec) -> Bool = { _ in true }) {
         hasGradients = withGradients
@@ -58,6 +68,8 @@ public final class ParameterStore: @unchecked Sendable {
         let gradCount = withGradients ? max(offset, 1) : 1
         grads = .allocate(capacity: gradCount)
         grads.initialize(repeating: 0, count: gradCount)
+        stale = [Bool](repeating: false, count: withGradients ? views.count : 0)
+        settledViews = stale.count
     }
 
     deinit {
@@ -77,11 +89,30 @@ public final class ParameterStore: @unchecked Sendable {
     /// Pointer to a tensor's values.
     @inline(__always)
     public func value(_ id: ParameterID) -> UnsafeMutablePointer<Float> { values + offset(id) }
-    /// Pointer to a tensor's gradient.
+    /// Pointer to a tensor's gradient, ready to accumulate into: a view discarded this step
+    /// (`discardGradients`) is zeroed first.
     @inline(__always)
     public func grad(_ id: ParameterID) -> UnsafeMutablePointer<Float> {
         precondition(hasGradients, "this store (a teacher?) has no gradients")
-        return grads + offset(id)
+        let view = viewByIndex[id.index]
+        let pointer = grads + offset(id)
+        if stale[view] {
+            pointer.update(repeating: 0, count: views[view].count)
+            stale[view] = false
+        }
+        return pointer
+    }
+
+    /// Pointer to a tensor's gradient for a writer that covers every element: `overwrite`
+    /// true when the view was discarded this step (write, do not add — no zeroing was done),
+    /// false when this step has written it already (add).
+    @inline(__always)
+    public func gradientForOverwrite(_ id: ParameterID) -> (pointer: UnsafeMutablePointer<Float>, overwrite: Bool) {
+        precondition(hasGradients, "this store (a teacher?) has no gradients")
+        let view = viewByIndex[id.index]
+        let overwrite = stale[view]
+        stale[view] = false
+        return (grads + offset(id), overwrite)
     }
 
     public func view(_ id: ParameterID) -> TensorView { views[viewByIndex[id.index]] }
@@ -92,7 +123,36 @@ public final class ParameterStore: @unchecked Sendable {
     /// Views whose name starts with `prefix`, in arena order.
     public func views(withPrefix prefix: String) -> [TensorView] { views.filter { $0.name.hasPrefix(prefix) } }
 
-    public func zeroGradients() { if hasGradients { grads.update(repeating: 0, count: count) } }
+    /// Every gradient 0 (written now); backward accumulates from there.
+    public func zeroGradients() {
+        guard hasGradients else { return }
+        grads.update(repeating: 0, count: count)
+        for i in stale.indices { stale[i] = false }
+        settledViews = stale.count
+    }
+
+    /// Starts a step's gradients without writing them: every view counts as 0, its first
+    /// writer overwrites it (`grad` zeroes it first, `gradientForOverwrite` says so), and
+    /// `settleGradients` zeroes the views nobody wrote. Until settled, the arena holds stale
+    /// values: nothing may read it but backward.
+    public func discardGradients() {
+        guard hasGradients else { return }
+        for i in stale.indices { stale[i] = true }
+        settledViews = 0
+    }
+
+    /// Backward is done with every view below arena offset `offset`: those it did not write
+    /// are zeroed, so the arena below `offset` holds this step's gradients (to be read by
+    /// the gradient sum, the norm, the optimizer).
+    public func settleGradients(below offset: Int = .max) {
+        while settledViews < stale.count && views[settledViews].range.upperBound <= offset {
+            if stale[settledViews] {
+                (grads + views[settledViews].offset).update(repeating: 0, count: views[settledViews].count)
+                stale[settledViews] = false
+            }
+            settledViews += 1
+        }
+    }
 
     /// Deterministic initialisation (MODEL_SPEC.md section 2): N(0, std) drawn from a
     /// counter-based generator keyed by (seed, tensor name), so a tensor's initial values
