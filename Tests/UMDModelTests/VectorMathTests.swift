@@ -73,6 +73,26 @@ struct VectorMathTests {
         #expect(infinities[0] == 0 && infinities[1] == 1 && infinities[2] == 0 && infinities[3] == 1)
     }
 
+    /// The vector square root AdamW uses is IEEE's, lane for lane: bitwise the scalar root
+    /// on random bit patterns of every magnitude (normal, subnormal, 0, −0, ∞, NaN, negative).
+    @Test func vectorSquareRootIsBitwiseTheScalarOne() {
+        var bits = (0..<(1 << 14)).map { UInt32(truncatingIfNeeded: CounterRandom.bits(11, UInt64($0))) }
+        bits += [0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 1, 0x007F_FFFF, 0x3F80_0000]
+        while bits.count % FloatLanes.scalarCount != 0 { bits.append(0x4000_0000) }
+        var differing = 0
+        for start in stride(from: 0, to: bits.count, by: FloatLanes.scalarCount) {
+            var x = FloatLanes()
+            for lane in 0..<FloatLanes.scalarCount { x[lane] = Float(bitPattern: bits[start + lane]) }
+            let root = VectorMath.squareRoot(x)
+            for lane in 0..<FloatLanes.scalarCount {
+                let expected = x[lane].squareRoot()
+                let same = expected.isNaN ? root[lane].isNaN : root[lane].bitPattern == expected.bitPattern
+                if !same { differing += 1 }
+            }
+        }
+        #expect(differing == 0, "\(differing) of \(bits.count) roots differ from Float.squareRoot()")
+    }
+
     @Test func activationKernelsMatchTheirDoubleReferences() {
         // Counts that are not multiples of 16 exercise the padded tail.
         for count in [1, 15, 16, 17, 1000] {

@@ -214,10 +214,17 @@ public enum VectorMath {
         return -p
     }
 
+    /// √x, IEEE (exactly rounded: lane for lane `Float.squareRoot()`), as vector square-root
+    /// instructions (`umd_square_root16` in CBuildTarget: the stdlib's SIMD `squareRoot()`
+    /// is lowered to 16 scalar roots).
+    @inline(__always)
+    public static func squareRoot(_ x: FloatLanes) -> FloatLanes { umd_square_root16(x) }
+
     /// √x for x ≥ 0 without the standard library's per-lane `squareRoot()` (which LLVM
     /// leaves as 16 scalar square roots): the 0x5F375A86 estimate of 1/√x refined by three
     /// Newton steps, times x (relative error ~2e-7; √0 = 0). For the noise generator, where
-    /// IEEE rounding does not matter; AdamW keeps the exact square root.
+    /// IEEE rounding does not matter (kept so its replicated noise does not change); AdamW
+    /// uses the exact `squareRoot`.
     @inline(__always)
     public static func approximateSquareRoot(_ x: FloatLanes) -> FloatLanes {
         let estimate = 0x5F37_5A86 &- (unsafeBitCast(x, to: SIMD16<UInt32>.self) &>> 1)

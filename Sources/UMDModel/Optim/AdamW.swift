@@ -58,7 +58,7 @@ public enum AdamW {
             VectorMath.store(mi, m, i)
             VectorMath.store(vi, v, i)
             let pi = VectorMath.load(p, i)
-            let updated = pi - lr * ((mi / c1) / ((vi / c2).squareRoot() + eps) + wd * pi)
+            let updated = pi - lr * ((mi / c1) / (VectorMath.squareRoot(vi / c2) + eps) + wd * pi)
             VectorMath.store(updated, p, i)
             if let teacher = fused.teacher {
                 VectorMath.store(lambda * VectorMath.load(teacher, i) + oneMinusLambda * updated, teacher, i)
