@@ -49,8 +49,14 @@ struct SimulatedClusterTests {
         let straight = try MPIJob.run(mpirunOptions: options, ranks: 2, args + ["--out", Self.path("straight")] + steps)
         try #require(straight.exitCode == 0, "\(straight)")
         // (Not through MPIJob: it runs one job at a time, and the run below is that job.)
+        // Host 2 dies once the run has checkpointed step 5 of 60 — a fixed delay raced the
+        // run's start-up on a busy machine and, with faster steps, its end.
+        let fifthCheckpoint = Self.path("lost") + "/checkpoints/step-00000005"
         let job = Thread {
-            Thread.sleep(forTimeInterval: 3)
+            let deadline = Date().addingTimeInterval(80)
+            while !FileManager.default.fileExists(atPath: fifthCheckpoint) && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.02)
+            }
             let kill = Process()
             kill.executableURL = URL(fileURLWithPath: "/bin/bash")
             kill.arguments = [Self.script, "kill-host", "umdh2"]
