@@ -34,12 +34,16 @@ public enum CounterRandom {
         return z ^ (z &>> 31)
     }
 
-    /// The SplitMix64 sequence of a generator seeded with `key`, at positions `counters`
-    /// (output c is mix(key + c·γ)): one mix per draw instead of `bits`' two, for the bulk
-    /// noise of GM-Coord, where a well-tested generator's stream is all that is needed.
+    /// The SplitMix64 sequence of a generator seeded with `key` is output c = mix(state c),
+    /// one mix per draw instead of `bits`' two, for the bulk noise of GM-Coord, where a
+    /// well-tested generator's stream is all that is needed (`VectorMath.NormalStates`).
+    /// Its weyl step: the generator's state before output c is key + c·γ (mod 2⁶⁴), so
+    /// states k counters apart differ by k·γ.
+    @inlinable public static var splitMixGamma: UInt64 { 0x9E37_79B9_7F4A_7C15 }
+
     @inlinable @inline(__always)
-    public static func splitMix(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
-        mix(key &+ counters &* 0x9E37_79B9_7F4A_7C15)
+    public static func splitMixState(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
+        key &+ counters &* splitMixGamma
     }
 
     /// `bits(key, counter)` for 8 counters at once.

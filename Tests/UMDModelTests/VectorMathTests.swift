@@ -190,6 +190,20 @@ struct NoiseTests {
         #expect(worstCos < 1e-6)
     }
 
+    /// GM-Coord walks a tensor with `NormalStates.advance()` (an addition per group): the
+    /// same normals, bit for bit, as drawing each group from its counter.
+    @Test func advancingNormalStatesEqualsDrawingFromTheCounter() {
+        let key: UInt64 = 0xDEAD_BEEF_1234, start: UInt64 = 12_345   // an arena offset, not a multiple of 16
+        var states = VectorMath.NormalStates(key: key, firstCounter: start)
+        var differing = 0
+        for group in 0..<1_000 {
+            let walked = VectorMath.normals(states), drawn = VectorMath.normals(key: key, firstCounter: start + 16 * UInt64(group))
+            for lane in 0..<FloatLanes.scalarCount where walked[lane].bitPattern != drawn[lane].bitPattern { differing += 1 }
+            states.advance()
+        }
+        #expect(differing == 0, "\(differing) of \(1_000 * FloatLanes.scalarCount) normals differ")
+    }
+
     @Test func normalsHaveTheMomentsOfAStandardNormalAndRepeat() {
         let n = 1 << 20
         var sum = 0.0, sq = 0.0, fourth = 0.0, beyond3 = 0

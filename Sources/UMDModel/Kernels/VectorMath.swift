@@ -251,9 +251,36 @@ public enum VectorMath {
     /// (u₁ ≥ 2⁻²³; a standard normal exceeds that with probability 1.6e-8).
     @inline(__always)
     public static func normals(key: UInt64, firstCounter c0: UInt64) -> FloatLanes {
-        let counters = SIMD8<UInt64>(repeating: 2 &* c0) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
-        let first = unsafeBitCast(CounterRandom.splitMix(key, counters: counters), to: SIMD16<UInt32>.self)
-        let second = unsafeBitCast(CounterRandom.splitMix(key, counters: counters &+ 8), to: SIMD16<UInt32>.self)
+        normals(NormalStates(key: key, firstCounter: c0))
+    }
+
+    /// The SplitMix64 states behind `normals(key:firstCounter:)` for one group of 16
+    /// elements. Walking an array, `advance()` moves them to the next 16 elements with an
+    /// addition (32 draws on: + 32γ) instead of a 64-bit multiply per lane, which AVX2 does
+    /// not have (five instructions per 4 lanes). Same values, bit for bit.
+    public struct NormalStates {
+        var first: SIMD8<UInt64>    // states of draws 2c0 … 2c0+7 (u₁ of the 16 elements)
+        var second: SIMD8<UInt64>   // draws 2c0+8 … 2c0+15 (u₂)
+        @inline(__always)
+        public init(key: UInt64, firstCounter c0: UInt64) {
+            let counters = SIMD8<UInt64>(repeating: 2 &* c0) &+ SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
+            first = CounterRandom.splitMixState(key, counters: counters)
+            second = CounterRandom.splitMixState(key, counters: counters &+ 8)
+        }
+        /// To the states of the next 16 elements (c0 + 16).
+        @inline(__always)
+        public mutating func advance() {
+            let step = SIMD8<UInt64>(repeating: 32 &* CounterRandom.splitMixGamma)
+            first &+= step
+            second &+= step
+        }
+    }
+
+    /// `normals(key:firstCounter:)` from its SplitMix64 states.
+    @inline(__always)
+    public static func normals(_ states: NormalStates) -> FloatLanes {
+        let first = unsafeBitCast(CounterRandom.mix(states.first), to: SIMD16<UInt32>.self)
+        let second = unsafeBitCast(CounterRandom.mix(states.second), to: SIMD16<UInt32>.self)
         let u1 = 2 - oneToTwo(first)          // (0, 1]
         let u2 = oneToTwo(second) - 1         // [0, 1)
         return approximateSquareRoot(-2 * log(u1)) * cosTwoPi(u2)

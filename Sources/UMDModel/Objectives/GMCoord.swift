@@ -55,11 +55,12 @@ public enum GMCoord {
             let lanes = FloatLanes.scalarCount
             var i = 0
             if noise {
+                var states = VectorMath.NormalStates(key: key, firstCounter: UInt64(view.offset))
                 while i < n {
                     let count = min(lanes, n - i)
-                    let value = k * VectorMath.loadPartialOrFull(g, i, count)
-                        + s * VectorMath.normals(key: key, firstCounter: UInt64(view.offset + i))
+                    let value = k * VectorMath.loadPartialOrFull(g, i, count) + s * VectorMath.normals(states)
                     VectorMath.storePartialOrFull(value, g, i, count)
+                    states.advance()
                     i += lanes
                 }
             } else {
