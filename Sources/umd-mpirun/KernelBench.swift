@@ -94,10 +94,18 @@ struct KernelBench: ParsableCommand {
     /// GFLOP/s of `body` doing `flops` each call, timed for about 0.3 s after a warm-up.
     func rate(_ flops: Double, _ body: () -> Void) -> Double {
         body()
+        return flops / KernelBench.secondsPerCall(atLeast: 0.3, body) / 1e9
+    }
+
+    /// Mean seconds per call of `body`, repeated for at least `seconds` and 3 calls.
+    static func secondsPerCall(atLeast seconds: Double, _ body: () -> Void) -> Double {
         var calls = 0
-        let start = KernelBench.now()
-        repeat { body(); calls += 1 } while KernelBench.now() - start < 0.3
-        return flops * Double(calls) / (KernelBench.now() - start) / 1e9
+        let start = now()
+        repeat {
+            body()
+            calls += 1
+        } while now() - start < seconds || calls < 3
+        return (now() - start) / Double(calls)
     }
 
     func padded(_ text: String, _ width: Int) -> String {
@@ -108,13 +116,7 @@ struct KernelBench: ParsableCommand {
     /// seconds per kernel family.
     func timeBlock(_ bench: BlockBench) -> (Double, Double, [Double]) {
         bench.step()  // sizes the buffers
-        var calls = 0
-        let start = KernelBench.now()
-        repeat {
-            bench.step()
-            calls += 1
-        } while KernelBench.now() - start < seconds || calls < 3
-        let perCall = (KernelBench.now() - start) / Double(calls)
+        let perCall = KernelBench.secondsPerCall(atLeast: seconds) { bench.step() }
         KernelProfile.reset()
         KernelProfile.enabled = true
         let profiledStart = KernelBench.now()

@@ -85,10 +85,12 @@ public final class DropoutSite {
 
     private static let laneOffsets = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7)
 
-    /// Backward in place on the gradient: dy *= mask (no-op when dropout was off).
-    public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int) {
+    /// Backward in place on the gradient: dy *= mask[offset ..< offset + count] (no-op when
+    /// dropout was off). `offset`: where dy's part starts in the site's output (one head's
+    /// probabilities in attention).
+    public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int, offset: Int = 0) {
         guard active else { return }
-        let m = mask.pointer
+        let m = mask.pointer + offset
         KernelProfile.measure(.dropout) { for i in 0..<count { dy[i] *= m[i] } }
     }
 

@@ -119,8 +119,8 @@ private let bfloat16InputsKey: pthread_key_t = {
 /// calling sgemm on them — only the summation order differs from the hardware. For the
 /// accuracy tests (`Matmul.bfloat16Inputs`); it is slower than fp32, never a run mode.
 enum BFloat16Products {
-    // nonisolated(unsafe): one test at a time turns the hook on (the tests that do are serialized).
-    nonisolated(unsafe) static let roundedA = FloatBuffer(), roundedB = FloatBuffer()
+    // Shared scratch: one test at a time turns the hook on (the tests that do are serialized).
+    static let roundedA = FloatBuffer(), roundedB = FloatBuffer()
 
     /// rows × columns of `p` (rows `ld` apart), rounded to bf16, compact (rows `columns` apart).
     static func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)

@@ -119,10 +119,7 @@ public final class MultiHeadAttention {
                 HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
                 HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
                               packed: packedHead)
-                if dropoutActive, let mask = probsDropout?.mask.pointer {
-                    let m = mask + headOffset
-                    for i in 0..<(Lq * Lk) { dP[i] *= m[i] }
-                }
+                probsDropout?.backward(dP, count: Lq * Lk, offset: headOffset)
                 Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
                 // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
                 HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
