@@ -26,11 +26,17 @@ public enum Consistency {
         if let mismatch = disagreement(all, what: what) { throw mismatch }
     }
 
+    /// The same for a count (sizes, steps), which messages show in decimal.
+    public static func requireAgreement(count: Int, what: String, world: Communicator) throws {
+        let all = try world.allgather([Int64(count)]).map { UInt64(bitPattern: $0) }
+        if let mismatch = disagreement(all, what: what, hexadecimal: false) { throw mismatch }
+    }
+
     /// The error naming the first rank whose value differs from rank 0's (`values[r]` is
-    /// rank r's), or nil when all agree.
-    public static func disagreement(_ values: [UInt64], what: String) -> Mismatch? {
+    /// rank r's), or nil when all agree. Checksums show in hexadecimal, counts in decimal.
+    public static func disagreement(_ values: [UInt64], what: String, hexadecimal: Bool = true) -> Mismatch? {
         guard let bad = values.firstIndex(where: { $0 != values[0] }) else { return nil }
-        return Mismatch(message: "\(what) differs between rank 0 (\(String(values[0], radix: 16))) "
-                        + "and rank \(bad) (\(String(values[bad], radix: 16)))")
+        func text(_ v: UInt64) -> String { hexadecimal ? String(v, radix: 16) : String(Int64(bitPattern: v)) }
+        return Mismatch(message: "\(what) differs between rank 0 (\(text(values[0]))) and rank \(bad) (\(text(values[bad])))")
     }
 }

@@ -127,14 +127,40 @@ public func syncDirectory(_ url: URL) {
     if fd >= 0 { fsync(fd); close(fd) }
 }
 
+/// What `url` is when it is not a regular file ("a FIFO (named pipe)", "a directory", …), nil
+/// for a regular file. `stat` never blocks, where opening a FIFO waits for a writer forever.
+public func nonRegularFileKind(_ url: URL) -> String? {
+    var info = stat()
+    guard stat(url.path, &info) == 0 else { return nil }      // missing: the opener names the error
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "a directory"
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFCHR, S_IFBLK: return "a device"
+    case S_IFSOCK: return "a socket"
+    default: return "not a regular file"
+    }
+}
+
+/// Throws unless `url` is a regular file (or missing: then opening it names the error).
+public func requireRegularFile(_ url: URL) throws {
+    if let kind = nonRegularFileKind(url) {
+        throw FileError(path: url.path, problem: "\(kind), not a regular file")
+    }
+}
+
 /// Reads a whole file with `read(2)` in bounded calls (loops over short reads, retries on EINTR).
 public func readWholeFile(_ url: URL, maxBytesPerCall: Int = 1 << 30) throws -> Data {
-    let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: opening a FIFO returns at once (and is refused below) instead of waiting
+    // for a writer; a regular file ignores the flag.
+    let fd = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw FileError.fromErrno(url.path, "opening the file") }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw FileError.fromErrno(url.path, "stat") }
-    guard (info.st_mode & S_IFMT) == S_IFREG else { throw FileError(path: url.path, problem: "not a regular file") }
+    guard (info.st_mode & S_IFMT) == S_IFREG else {
+        throw FileError(path: url.path, problem: "\(nonRegularFileKind(url) ?? "not a regular file"), not a regular file")
+    }
     let size = Int(info.st_size)
     var data = Data(count: size)
     try data.withUnsafeMutableBytes { buffer in

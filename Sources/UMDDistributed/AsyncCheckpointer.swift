@@ -53,17 +53,18 @@ public final class AsyncCheckpointer: @unchecked Sendable {
             offset += piece.count
         }
         let copy = UnsafeRawBufferPointer(start: staging, count: bytes)
-        let staged = CheckpointContent(studentCount: live.studentCount, teacherCount: live.teacherCount, student: live.student,
+        var staged = CheckpointContent(studentCount: live.studentCount, teacherCount: live.teacherCount, student: live.student,
                                        teacher: live.teacher, optimizerSteps: live.optimizerSteps,
                                        slice: { l, u in
                                            precondition(l == lower && u == upper, "an asynchronous save writes its own slice only")
                                            return [copy]
                                        })
+        staged.validation = live.validation
         condition.lock()
         pending = true
         condition.unlock()
         let (comm, watchdog) = (self.comm, self.watchdog)
-        let thread = Thread { [self] in
+        let thread = Thread { [self, staged] in
             var error: Error? = nil
             var dir: URL? = nil
             do {

@@ -33,7 +33,9 @@ public struct CheckpointManifest: Codable, Sendable {
     /// 2: fields that repeated the configuration (stage, preset, total steps, zstd level,
     /// configuration hash, data cursor) are derived from it instead of stored.
     /// 3: each shard's XXH64 is seeded with the step, so an edited step fails verification.
-    public var formatVersion = 3
+    /// 4: the manifest carries its own checksum (`manifestXXH64`), the class list, and the
+    /// validation state (best score, patience, early stop).
+    public var formatVersion = 4
     public var step: Int                 // optimizer steps taken = the next step to run = the data cursor
     public var worldSize: Int
     public var config: RunConfiguration
@@ -48,6 +50,15 @@ public struct CheckpointManifest: Codable, Sendable {
     public var teacher: [Tensor]
     public var shards: [Shard]
     public var createdAt: String
+    /// The answer / class list the task head's rows stand for (fine-tuning and calibration on
+    /// a task; nil before format 4), so exported weights carry it.
+    public var classes: [String]? = nil
+    /// Validation during fine-tuning: the best score so far, how many validations since it,
+    /// and whether early stopping ended the run (nil: the run does not validate).
+    public var validation: ValidationState? = nil
+    /// XXH64 of the manifest's own text with this value written as 16 zeros (format 4 on):
+    /// an edited manifest (another step, optimizer count, configuration) fails to load.
+    public var manifestXXH64: String? = nil
 
     public var stage: String { config.stage.rawValue }
     public var preset: String { config.preset ?? "tiny" }
@@ -85,11 +96,13 @@ public struct CheckpointPlan: Sendable {
     public var tokenizerHash: String
     public var classesHash: String
     public var schedule: LearningRateSchedule
+    /// The class list itself (empty for pretraining and retrieval).
+    public var classes: [String]
 
     public init(run: URL, config: RunConfiguration, tokenizerHash: String, classesHash: String,
-                schedule: LearningRateSchedule) {
+                schedule: LearningRateSchedule, classes: [String] = []) {
         self.run = run; self.config = config; self.tokenizerHash = tokenizerHash; self.classesHash = classesHash
-        self.schedule = schedule
+        self.schedule = schedule; self.classes = classes
     }
 }
 
@@ -171,6 +184,8 @@ public struct CheckpointContent: @unchecked Sendable {
     public let slice: (Int, Int) -> [UnsafeRawBufferPointer]
     /// The state ranges rank r of R writes (nil: the r-th contiguous slice of the vector).
     public var ranges: ((Int, Int) -> [Range<Int>])? = nil
+    /// Validation's state at the save (rank 0's; nil: the run does not validate).
+    public var validation: ValidationState? = nil
     public var count: Int { 3 * studentCount + teacherCount }
 }
 
@@ -256,10 +271,9 @@ public enum Checkpoints {
                 teacherCount: content.teacherCount, student: content.student, teacher: content.teacher,
                 shards: try shards.flatMap { try JSONDecoder().decode([CheckpointManifest.Shard].self, from: $0) }
                     .sorted { $0.lower < $1.lower },
-                createdAt: ISO8601DateFormatter().string(from: Date()))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFileWriter.write(try encoder.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
+                createdAt: ISO8601DateFormatter().string(from: Date()),
+                classes: plan.classes.isEmpty ? nil : plan.classes, validation: content.validation)
+            try AtomicFileWriter.write(try ManifestChecksum.encode(manifest), to: dir.appendingPathComponent("manifest.json"))
             try AtomicFileWriter.write(dir.lastPathComponent, to: run.appendingPathComponent("checkpoints/latest"))
             prune(run: run, keep: config.keepCheckpoints)
         }
@@ -299,6 +313,10 @@ public enum Checkpoints {
         let manifest: CheckpointManifest
         do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: RunConfiguration.fillingNewSettings(manifest: data)) } catch {
             throw CheckpointError(message: "\(url.path): not a umd checkpoint manifest (\(error))")
+        }
+        if let problem = ManifestChecksum.problem(data, manifest: manifest) {
+            throw CheckpointError(message: "\(url.path): \(problem); the manifest was edited or damaged after it was saved — "
+                                  + "resume from another checkpoint (the run directory's older ones are tried in turn)")
         }
         let problems = manifest.consistencyProblems()
         guard problems.isEmpty else {
@@ -357,8 +375,8 @@ public enum Checkpoints {
         let vocabulary = m.student.first { $0.name == "text.word_embed" }?.shape.first ?? 0
         let metadata = WeightsDescription.metadata(
             stage: m.stage, preset: m.preset, vocabularySize: vocabulary, imageSize: m.config.effectiveImageSize ?? 0,
-            textLength: m.config.effectiveTextLength ?? 0, task: m.config.task?.rawValue ?? "", classes: [],
-            extra: ["step": String(m.step)])
+            textLength: m.config.effectiveTextLength ?? 0, task: m.config.task?.rawValue ?? "", classes: m.classes ?? [],
+            tokenizerHash: m.tokenizerHash, extra: ["step": String(m.step)])
         return (Safetensors.File(tensors: all, metadata: metadata), m)
     }
 
@@ -388,5 +406,56 @@ public enum Checkpoints {
             }
         }
         return problems
+    }
+}
+
+/// Validation's state across a checkpoint (see `Validation`): without it a resumed run
+/// would replace best.safetensors with its first, maybe worse, validation and restart the
+/// early-stop patience.
+public struct ValidationState: Codable, Sendable, Equatable {
+    public var bestScore: Double?
+    public var bestStep: Int?
+    public var sinceBest: Int
+    /// Early stopping ended the run at this checkpoint: a resume has nothing left to train.
+    public var stoppedEarly: Bool
+}
+
+/// The manifest's checksum over its own bytes: the JSON text as written, with the value of
+/// `manifestXXH64` replaced by 16 zeros, hashed with XXH64.
+enum ManifestChecksum {
+    static let key = Array(#""manifestXXH64" : ""#.utf8)
+    static let placeholder = String(repeating: "0", count: 16)
+
+    static func encode(_ manifest: CheckpointManifest) throws -> Data {
+        var m = manifest
+        m.manifestXXH64 = placeholder
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var bytes = [UInt8](try encoder.encode(m))
+        guard let at = valueOffset(bytes) else { preconditionFailure("the manifest encoder changed its layout") }
+        let hex = Array(String(format: "%016llx", XXH64.hash(bytes)).utf8)
+        bytes.replaceSubrange(at..<(at + 16), with: hex)
+        return Data(bytes)
+    }
+
+    /// Where the 16 hex digits of the checksum start in `bytes`, nil when absent.
+    static func valueOffset(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= key.count + 16 else { return nil }
+        for i in 0...(bytes.count - key.count - 16) where bytes[i] == key[0] && Array(bytes[i..<(i + key.count)]) == key {
+            return i + key.count
+        }
+        return nil
+    }
+
+    /// Why the manifest's text does not match its checksum (nil: it does, or it predates checksums).
+    static func problem(_ data: Data, manifest: CheckpointManifest) -> String? {
+        guard manifest.formatVersion >= 4 else { return nil }
+        var bytes = [UInt8](data)
+        guard let saved = manifest.manifestXXH64, let at = valueOffset(bytes) else {
+            return "format \(manifest.formatVersion) manifest without its checksum (manifestXXH64)"
+        }
+        bytes.replaceSubrange(at..<(at + 16), with: Array(placeholder.utf8))
+        let actual = String(format: "%016llx", XXH64.hash(bytes))
+        return actual == saved.lowercased() ? nil : "the manifest's checksum does not match its text (saved \(saved), now \(actual))"
     }
 }

@@ -27,17 +27,19 @@ final class CheckpointWriter {
 
     /// Saves the state after `steps` steps. A `final` save (end of run, stop signal) is
     /// synchronous and waits for any background save first.
-    func save(afterSteps steps: Int, final: Bool) throws {
+    func save(afterSteps steps: Int, final: Bool, validation: ValidationState? = nil) throws {
+        var content = state.content
+        content.validation = validation
         if let background {
             if !final {
-                try background.start(state.content, step: steps, plan: plan)
+                try background.start(content, step: steps, plan: plan)
                 log.info("checkpoint: step \(steps) being written in the background")
                 return
             }
             try background.wait()
         }
         let crash = faults.crashAfterBytes(checkpointAfter: steps, stateCount: state.count, worldSize: world.size)
-        let dir = try Checkpoints.save(content: state.content, step: steps, plan: plan, world: world, watchdog: watchdog,
+        let dir = try Checkpoints.save(content: content, step: steps, plan: plan, world: world, watchdog: watchdog,
                                        crashAfterBytes: crash)
         log.info("checkpoint: \(dir.path)")
     }

@@ -47,6 +47,7 @@ public enum Evaluator {
         case .checkpoint(let dir): home = dir.deletingLastPathComponent().deletingLastPathComponent()
         }
         let described = try WeightsDescription(file: file, path: o.checkpoint.path)
+        try described.requireTokenizer(o.tokenizer, weights: o.checkpoint.path)
         let preset = try Self.agree("preset", o.preset, described.preset, o.checkpoint.path) ?? .tiny
         if let task = described.task, task != o.task.rawValue {
             throw RunError("\(o.checkpoint.path) was fine-tuned for \(task), not for \(o.task.rawValue): its "
@@ -65,7 +66,14 @@ public enum Evaluator {
                                         retrievalCap: o.retrievalCap)
         let train = o.task.kind == .retrieval ? nil
             : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
-        let classes = savedClasses ?? samples.classes
+        // A classifier's rows stand for the training run's classes in its order: rebuilt from
+        // the evaluated data they could name other answers (a silently wrong score).
+        guard o.task.kind == .retrieval || savedClasses != nil else {
+            throw RunError("\(o.checkpoint.path) carries no answer/class list (neither in its metadata nor as "
+                           + "\(classesURL.path)); evaluate a fine-tuning run's final.safetensors or best.safetensors, "
+                           + "or an export of its checkpoint")
+        }
+        let classes = savedClasses ?? []
         let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
         let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H,
                                                head: head))
@@ -84,17 +92,24 @@ public enum Evaluator {
                             tokenizer: tokenizer, imageSize: H, textLength: L, batchSize: o.batchSize, retrievalCap: o.retrievalCap)
         let metrics = try scorer.score(params: params, student: student, world: world)
         if rank == 0 {
-            // Named by the weights too, so evaluating several files in one folder keeps every result.
-            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
-            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
             // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
             let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
             func rank(_ key: String) -> Int {
                 headline.firstIndex(of: key) ?? (key.hasPrefix("majority") || key.hasPrefix("chance") ? 200 : 100)
             }
             let text = metrics.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
+            // Printed before the file is written: a score is never lost to an unwritable folder.
             print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
+            fflush(nil)
+            // Named by the weights too, so evaluating several files in one folder keeps every result.
+            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
+            do {
+                try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+                try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
+            } catch {
+                throw RunError("cannot write \(url.path) (\(FileError.describe(error, at: url))); the scores are printed above. "
+                               + "Pass --out DIR to write the result file elsewhere")
+            }
             print("wrote \(url.path)")
         }
         return metrics

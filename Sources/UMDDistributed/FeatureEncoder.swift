@@ -40,6 +40,7 @@ public enum FeatureEncoder {
         if !o.texts.isEmpty {
             guard let dir = o.tokenizer else { throw RunError("texts need --tokenizer DIR (vocab.json + merges.txt)") }
             tokenizer = try ByteLevelBPE(directory: dir)
+            try description.requireTokenizer(dir, weights: o.weights.path)
         }
         let vocabulary = file["text.word_embed"]?.shape.first ?? description.vocabularySize ?? tokenizer?.vocabularySize
             ?? preset.vocabularySize ?? 1000

@@ -39,6 +39,17 @@ public enum ModelInit {
             if converted { return present.contains(name) }
             return !name.hasPrefix("head.") || hasHead
         }
+        if !only.isEmpty {
+            // A prefix that matches nothing is a typo, not a request to import nothing.
+            let unmatched = only.filter { p in !student.views.contains { $0.name.hasPrefix(p) && (!converted || present.contains($0.name)) } }
+            if !unmatched.isEmpty {
+                let groups = Set(file.tensors.map { String($0.name.prefix { $0 != "." }) + "." }).sorted()
+                throw RunError("--init-only \(unmatched.joined(separator: ",")): no tensor of the model"
+                               + (converted ? " that \(path.path) holds" : "") + " starts with "
+                               + (unmatched.count == 1 ? "this prefix" : "these prefixes") + "; \(path.path) holds "
+                               + groups.joined(separator: ", "))
+            }
+        }
         let imported = try ModelIO.load(into: student, from: file, path: path.path, include: include)
         try student.requireFinite("the --init weights in \(path.path)")
         var report = Report(imported: imported.loaded.count, resized: imported.resizeNotes)
@@ -48,7 +59,11 @@ public enum ModelInit {
         }
         if let score = params.head?.score, file["head.score.weight"] == nil { params.copyMatchRowOfITM(into: score, student) }
         if let teacher, file.tensors.contains(where: { $0.name.hasPrefix("teacher.") }) {
-            let t = try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.")
+            // The teacher follows the same prefixes (it mirrors the student's encoders); outside
+            // them it starts as the student does.
+            if !only.isEmpty { teacher.copyValues(from: student) }
+            let t = try ModelIO.load(into: teacher, from: file, path: path.path, prefix: "teacher.",
+                                     include: { name in only.isEmpty || only.contains { name.hasPrefix($0) } })
             try teacher.requireFinite("the --init teacher weights in \(path.path)")
             report.resized += t.resizeNotes.map { "teacher." + $0 }
             report.teacherLoaded = true

@@ -5,8 +5,8 @@ enum Resume {
     /// Loads the checkpoint to resume from: `resume` is "latest" (the run's newest complete
     /// checkpoint) or a checkpoint directory; one that fails to load (incomplete, corrupted,
     /// another configuration) is reported and the next older complete one is tried.
-    /// Returns the step to continue from.
-    static func load(_ resume: String, plan: CheckpointPlan, into state: TrainingState, log: RunLog) throws -> Int {
+    /// Returns the loaded checkpoint's manifest (its step is the one to continue from).
+    static func load(_ resume: String, plan: CheckpointPlan, into state: TrainingState, log: RunLog) throws -> CheckpointManifest {
         let run = plan.run
         var candidates = Checkpoints.complete(run: run)
         if resume != "latest" {
@@ -36,7 +36,7 @@ enum Resume {
                 try Checkpoints.load(dir, manifest: manifest, into: state)
                 for failure in failures { log.warning("--resume: skipped \(failure)") }
                 log.info("resumed from \(dir.path) (step \(manifest.step), saved on \(manifest.worldSize) rank(s))")
-                return manifest.step
+                return manifest
             } catch {
                 failures.append("\(error)")
                 if failures.count == 1 && candidates.count > 1 {

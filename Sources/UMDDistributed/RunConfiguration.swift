@@ -83,6 +83,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         return w
     }
     /// Validate on the task's validation split every N steps (0: off; fine-tuning).
+    /// `--on-nonfinite skip-step` gives up after more than this many consecutive skips.
+    public var maxSkippedSteps = 10
     public var evalEvery = 0
     /// The validation metric that picks best.safetensors (nil: the task's headline).
     public var keepBest: String? = nil
@@ -228,6 +230,20 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
         if !(0..<1).contains(dropout) { throw RunError("--dropout must be in [0, 1)") }
+        if stage == .finetune, let task {
+            // Checked now, not at the first validation after hours of training.
+            if let metric = keepBest {
+                let choices = Validation.selectableMetrics(task.kind)
+                guard choices.contains(metric) else {
+                    throw RunError("--keep-best \(metric) is not a \(task.rawValue) validation metric; choose one of "
+                                   + choices.joined(separator: ", "))
+                }
+            }
+            if evalEvery == 0 && (keepBest != nil || earlyStop > 0) {
+                throw RunError("--\(keepBest != nil ? "keep-best" : "early-stop") needs --eval-every N (validation every N "
+                               + "steps); without it no validation runs, so no best.safetensors is written and nothing stops early")
+            }
+        }
         if shardOptimizer && asyncCheckpoint {
             throw RunError("--shard-optimizer and --async-checkpoint cannot be combined yet (the background writer stages "
                            + "one contiguous slice per rank; a sharded rank writes three); drop one of them")

@@ -18,10 +18,15 @@ public final class RunLog: @unchecked Sendable {
     /// Event files for TensorBoard, beside metrics.jsonl (rank 0).
     private var tensorBoard: TensorBoardWriter?
 
-    public init(rank: Int, directory: URL, keepMetrics: Bool = false) {
+    public init(rank: Int, directory: URL) {
         self.rank = rank
         metricsURL = directory.appendingPathComponent("metrics.jsonl")
-        if rank == 0 && !keepMetrics { try? FileManager.default.removeItem(at: metricsURL) }
+    }
+
+    /// A fresh run in a directory it may use (checked and locked by the trainer's start):
+    /// the rows of an earlier start that saved no weights are dropped.
+    func startFresh() {
+        if rank == 0 { try? FileManager.default.removeItem(at: metricsURL) }
     }
 
     public func info(_ text: String) {
@@ -67,7 +72,12 @@ public final class RunLog: @unchecked Sendable {
     /// On resume: drops the rows of steps after `step` (they belong to the run that died after
     /// the checkpoint), so every step appears once.
     func truncateMetrics(after step: Int) {
-        guard rank == 0, let data = try? readWholeFile(metricsURL) else { return }
+        guard rank == 0 else { return }
+        // TensorBoard: a new event file that supersedes the old files' events from step + 1 on.
+        do { tensorBoard = try TensorBoardWriter(directory: metricsURL.deletingLastPathComponent(), restartAt: step + 1) } catch {
+            if !metricsFailed { warning("cannot write a TensorBoard event file in \(metricsURL.deletingLastPathComponent().path): \(error)") }
+        }
+        guard let data = try? readWholeFile(metricsURL) else { return }
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
         let kept = lines.filter { line in
             guard let row = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],

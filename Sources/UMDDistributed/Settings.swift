@@ -131,6 +131,11 @@ public struct Allowed<T>: Sendable {
     public static var any: Allowed<T> { Allowed { _ in nil } }
 }
 
+extension Allowed where T == String {
+    /// Not empty (`--out ""` would write the run into the current directory).
+    static var nonEmpty: Allowed { Allowed { $0.isEmpty ? "must not be empty" : nil } }
+}
+
 extension Allowed where T: Comparable & Sendable {
     /// lower ≤ v (or lower < v when `strictly`).
     static func atLeast(_ lower: T, strictly: Bool = false) -> Allowed {
@@ -165,10 +170,10 @@ public enum Settings {
                   resume: true, effective: { $0.preset ?? "tiny" }),
         .optional("image-size", \.imageSize,
                   "Image side in pixels (default: the preset's; 384 for calib and finetune at base).",
-                  resume: true, allowed: .atLeast(1), effective: { $0.effectiveImageSize }),
+                  resume: true, allowed: .within(1, 4096), effective: { $0.effectiveImageSize }),
         .optional("text-length", \.textLength,
                   "Text length L in tokens (default: the preset's; at base downstream 32 VQA, 128 classification, 40 retrieval).",
-                  resume: true, allowed: .atLeast(3), effective: { $0.effectiveTextLength }),
+                  resume: true, allowed: .within(3, 8192), effective: { $0.effectiveTextLength }),
         .optional("init", \.initFrom,
                   "Start from these weights: a run or checkpoint directory, RUN/checkpoints/latest, a .safetensors file.",
                   placeholder: "WEIGHTS"),
@@ -196,7 +201,7 @@ public enum Settings {
                 read: { c in c.objectives ?? (c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"]
                                                                     : ["mim", "mlm", "feamim", "feamlm"]) }),
         .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors.",
-                placeholder: "DIR"),
+                allowed: .nonEmpty, placeholder: "DIR"),
         .option("overwrite", \.overwrite,
                 "An --out that holds another run is moved aside to OUT.old-<time> (without it, such an --out is refused)."),
         // Optimisation.
@@ -212,7 +217,7 @@ public enum Settings {
         .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream).",
                   resume: true, effective: { $0.scheduleShape }),
         .optional("warmup", \.warmup, "Warm-up: a fraction of --steps below 1, else a number of steps (default 0.1).",
-                  resume: true, allowed: .atLeast(0), effective: { $0.warmup ?? 0.1 }),
+                  resume: true, allowed: .within(0, 1e9), effective: { $0.warmup ?? 0.1 }),
         .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true,
                 allowed: .atLeast(0, strictly: true)),
         .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",
@@ -234,6 +239,9 @@ public enum Settings {
         .optional("on-nonfinite", \.onNonFinite,
                   "A step whose loss or gradient is NaN/inf: stop (nothing saved) or skip-step (no update, counted).",
                   effective: { $0.onNonFinite ?? .stop }),
+        .option("max-skipped-steps", \.maxSkippedSteps,
+                "With --on-nonfinite skip-step: stop (as without it) once more than this many steps in a row were skipped.",
+                allowed: .atLeast(0)),
         .option("eval-every", \.evalEvery,
                 "Score the validation split every N steps and after the last (0: off); logged as val_* in metrics.jsonl.",
                 stages: [.finetune], allowed: .atLeast(0)),
@@ -252,7 +260,7 @@ public enum Settings {
         .option("log-every", \.logEvery, "Log every N steps.", allowed: .atLeast(1)),
         .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps.", allowed: .atLeast(1)),
         .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted.",
-                allowed: .atLeast(0, strictly: true)),
+                allowed: .within(0.001, 1e8)),
         .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", allowed: .within(0.25, 4096)),
         .option("sync-precision", \.syncPrecision,
                 "What the gradient sum sends between ranks: fp32, or bf16 (half the bytes, each addition rounded to "

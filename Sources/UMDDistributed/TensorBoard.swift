@@ -12,13 +12,34 @@ final class TensorBoardWriter {
     let url: URL
 
     /// Opens a new event file in `directory` (named as TensorBoard's writers name them).
-    init(directory: URL) throws {
+    /// `restartAt`: a resumed run's first step. The file then starts with a
+    /// `SessionLog.START` event at that step, TensorBoard's convention for a restart: it
+    /// drops the earlier files' events from that step on (the killed run's rows past its
+    /// checkpoint, which metrics.jsonl drops too).
+    init(directory: URL, restartAt: Int? = nil) throws {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
-        url = directory.appendingPathComponent("events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).umd")
+        let stem = "events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host)"
+        // A new file every time (a resume within the same second must not append to the old
+        // one), named to sort after it: TensorBoard reads a directory's files in name order.
+        var candidate = directory.appendingPathComponent(stem + ".umd"), n = 2
+        while FileManager.default.fileExists(atPath: candidate.path) {
+            candidate = directory.appendingPathComponent(stem + ".umd." + String(format: "%04d", n)); n += 1
+        }
+        url = candidate
         var event = Protobuf()
         event.fixed64(field: 1, Date().timeIntervalSince1970.bitPattern)
         event.string(field: 3, "brain.Event:2")
-        try appendToFile(Self.record(event.bytes), at: url)
+        var data = Self.record(event.bytes)
+        if let restartAt {
+            var session = Protobuf()
+            session.varint(field: 1, 1)                          // SessionLog.status = START
+            var start = Protobuf()
+            start.fixed64(field: 1, Date().timeIntervalSince1970.bitPattern)
+            start.varint(field: 2, UInt64(bitPattern: Int64(restartAt)))
+            start.message(field: 7, session)                     // Event.session_log
+            data += Self.record(start.bytes)
+        }
+        try appendToFile(data, at: url)
     }
 
     /// One event at `step` with every finite value of `scalars` under its tag.

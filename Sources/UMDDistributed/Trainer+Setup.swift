@@ -8,7 +8,8 @@ import UMDModel
 /// broadcast, the allreduce the objectives use, resume, replica checks and the end of a run.
 extension Trainer {
     /// Every rank must run the same configuration; rank 0 records it.
-    static func start(_ config: RunConfiguration, out: URL, world: Communicator, watchdog: StallWatchdog) throws {
+    /// Returns rank 0's lock on the run directory (nil on other ranks).
+    static func start(_ config: RunConfiguration, out: URL, world: Communicator, watchdog: StallWatchdog) throws -> RunDirectoryLock? {
         try watchdog.guarding("start-up, configuration check") {
             do {
                 try Consistency.requireAgreement(config.hash, what: "the run configuration (hash)", world: world)
@@ -26,34 +27,64 @@ extension Trainer {
                 }.joined(separator: ", ") + ". Start every rank with the same settings.")
             }
         }
-        // Runs never mix: an --out holding another run is continued (--resume), moved aside
-        // (--overwrite), or refused. Rank 0 decides for every rank.
-        let occupied = world.rank == 0 ? Int32(try previousRun(at: out, config: config) ? 1 : 0) : 0
-        let refuse = try watchdog.guarding("start-up, run directory check") { try world.allreduce(occupied, op: .max) }
-        if refuse == 1 {
-            throw RunError("\(out.path) holds another run; pass --resume to continue it, --overwrite to move it aside "
-                           + "(it is kept as \(out.path).old-<time>), or choose another --out")
-        }
+        // Runs never mix: an --out that is locked by a live run is refused; one holding
+        // another run is continued (--resume), moved aside (--overwrite), or refused. Rank 0
+        // decides for every rank and holds the lock for the run's life.
+        var lock: RunDirectoryLock? = nil
+        var refusal = ""
         if world.rank == 0 {
+            do { lock = try claim(out, config: config) } catch { refusal = "\(error)" }
+        }
+        let verdicts = try watchdog.guarding("start-up, run directory check") { try world.allgatherData(Data(refusal.utf8)) }
+        if let first = verdicts.first, !first.isEmpty { throw RunError(String(decoding: first, as: UTF8.self)) }
+        if world.rank == 0 {
+            try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
+        }
+        return lock
+    }
+
+    /// Rank 0: locks `out` (creating it) after checking that it holds no other run, or
+    /// moving that run aside with `--overwrite`. Throws the refusal.
+    static func claim(_ out: URL, config: RunConfiguration) throws -> RunDirectoryLock {
+        func create() throws {
             do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
                 throw RunError("cannot create the run directory \(out.path) (\(FileError.describe(error, at: out))); "
                                + "choose --out in a writable place")
             }
-            try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
         }
+        try create()
+        // The lock comes first: a live run's directory is neither judged nor moved aside.
+        var lock = try RunDirectoryLock.acquire(out)
+        if try previousRun(at: out, config: config) {
+            throw RunError("\(out.path) holds another run; pass --resume to continue it, --overwrite to move it aside "
+                           + "(it is kept as \(out.path).old-<time>), or choose another --out")
+        }
+        if !FileManager.default.fileExists(atPath: out.path) {       // moved aside: lock the new directory
+            lock.release()
+            try create()
+            lock = try RunDirectoryLock.acquire(out)
+        }
+        return lock
     }
 
     /// Whether `out` holds a run this one may not write into: true means refuse. With
     /// `--overwrite` the old run is renamed aside first (never deleted).
     static func previousRun(at out: URL, config: RunConfiguration) throws -> Bool {
-        // A run is there once it saved weights; a start that failed before any checkpoint
-        // (only config.json and a few metrics) may be started over in place.
-        let weights = ["checkpoints", "final.safetensors"]
-        guard weights.contains(where: { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }),
-              config.resume == nil else { return false }
+        // A run is there once it saved weights (a complete checkpoint, final or best weights);
+        // a start that failed or was killed before any (config.json, a few metrics, an
+        // interrupted first checkpoint) may be started over in place.
+        let saved = !Checkpoints.complete(run: out).isEmpty
+            || ["final.safetensors", "best.safetensors"].contains { FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }
+        guard saved, config.resume == nil else { return false }
         guard config.overwrite else { return true }
+        // A name no earlier --overwrite took (two within one second must not collide).
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-        let aside = URL(fileURLWithPath: out.path + ".old-" + stamp)
+        var aside = URL(fileURLWithPath: out.path + ".old-" + stamp)
+        var n = 2
+        while FileManager.default.fileExists(atPath: aside.path) {
+            aside = URL(fileURLWithPath: out.path + ".old-" + stamp + "-\(n)")
+            n += 1
+        }
         do { try FileManager.default.moveItem(at: out, to: aside) } catch {
             throw RunError("--overwrite: cannot move \(out.path) aside to \(aside.path) (\(FileError.describe(error, at: aside)))")
         }
@@ -64,6 +95,13 @@ extension Trainer {
     /// The stage's model; rank 0's initial weights become every rank's.
     static func buildModel(_ config: RunConfiguration, preset: ModelPreset, data: TrainingData, world: Communicator,
                            watchdog: StallWatchdog, log: RunLog) throws -> StageModel {
+        // Weights whose text side is imported must come with the tokenizer they were trained
+        // with: the same ids would otherwise stand for other words.
+        if let initPath = config.initFrom,
+           config.initOnly.isEmpty || config.initOnly.contains(where: { "text.word_embed".hasPrefix($0) }),
+           let described = try WeightsDescription.of(path: initPath) {
+            try described.requireTokenizer(URL(fileURLWithPath: config.tokenizer!), weights: initPath)
+        }
         var hyper = AdamWHyperparameters()
         hyper.weightDecay = config.weightDecay
         let model = try StageModel(stage: config.stage, task: config.task?.kind ?? .none, classes: data.table.classes.count,
@@ -109,26 +147,36 @@ extension Trainer {
 
     /// Resumes from a checkpoint and checks that every rank resumed the same step and weights.
     static func resume(_ resume: String, plan: CheckpointPlan, state: TrainingState, world: Communicator,
-                       watchdog: StallWatchdog, log: RunLog) throws -> Int {
-        let step = try Resume.load(resume, plan: plan, into: state, log: log)
+                       watchdog: StallWatchdog, log: RunLog) throws -> (step: Int, validation: ValidationState?) {
+        let manifest = try Resume.load(resume, plan: plan, into: state, log: log)
+        let step = manifest.step
         log.truncateMetrics(after: step)
         try watchdog.guarding("start-up, agreement on the resumed step") {
-            try Consistency.requireAgreement(UInt64(step), what: "the resumed step", world: world)
+            try Consistency.requireAgreement(count: step, what: "the resumed step", world: world)
             try Consistency.requireAgreement(Consistency.checksum(state.student.values, count: state.student.count),
                                              what: "the resumed weights", world: world)
         }
-        return step
+        return (step, manifest.validation)
     }
 
     /// One training step; a non-finite one names the last checkpoint (stop) or is logged (skip).
-    static func run(_ step: TrainingStep, _ batch: [StepBatch], _ s: Int, run: URL, log: RunLog) throws -> StepOutcome {
+    /// `skips` counts the consecutive skipped steps: past `--max-skipped-steps` the run stops
+    /// as it would without skipping (a diverged model must not end "successfully").
+    static func run(_ step: TrainingStep, _ batch: [StepBatch], _ s: Int, run: URL, skips: inout Int, limit: Int,
+                    log: RunLog) throws -> StepOutcome {
         let outcome: StepOutcome
         do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
             error.lastCheckpoint = Checkpoints.complete(run: run).first?.path
             throw error
         }
-        if outcome.skipped {
-            log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", "))
+        guard outcome.skipped else { skips = 0; return outcome }
+        skips += 1
+        log.warning("step \(s + 1) skipped (--on-nonfinite skip-step, \(skips) in a row): " + outcome.nonFinite.joined(separator: ", "))
+        if skips > limit {
+            var error = NonFiniteStep(step: s, terms: outcome.nonFinite)
+            error.consecutiveSkips = skips
+            error.lastCheckpoint = Checkpoints.complete(run: run).first?.path
+            throw error
         }
         return outcome
     }
@@ -148,7 +196,7 @@ extension Trainer {
 
     /// Rank 0 writes the final weights (and the class list); every rank meets at a barrier.
     static func finish(_ config: RunConfiguration, model: StageModel, data: TrainingData, summary: Summary, startStep: Int,
-                       since runStart: Date, world: Communicator, watchdog: StallWatchdog, log: RunLog) throws {
+                       endStep: Int, since runStart: Date, world: Communicator, watchdog: StallWatchdog, log: RunLog) throws {
         let preset = try config.presetValue
         if world.rank == 0 {
             let weights = URL(fileURLWithPath: config.out).appendingPathComponent("final.safetensors")
@@ -156,13 +204,14 @@ extension Trainer {
                                metadata: WeightsDescription.metadata(
                                 stage: config.stage.rawValue, preset: preset.name, vocabularySize: data.tokenizer.vocabularySize,
                                 imageSize: config.imageSize!, textLength: config.textLength!, task: config.task?.rawValue ?? "",
-                                classes: data.table.classes, extra: ["steps": String(config.steps)]),
+                                classes: data.table.classes, tokenizerHash: data.tokenizerHash,
+                                extra: ["steps": String(endStep)]),
                                to: weights)
             if !data.table.classes.isEmpty {
                 try AtomicFileWriter.write(JSONEncoder().encode(data.table.classes),
                                            to: URL(fileURLWithPath: config.out).appendingPathComponent("classes.json"))
             }
-            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", config.steps - startStep,
+            log.info(String(format: "done: %d steps in %.1f s (%.1f samples/s); weights in %@", endStep - startStep,
                             Date().timeIntervalSince(runStart), summary.samplesPerSecond, weights.path))
         }
         // Peak resident memory of every rank, for sizing cluster jobs.

@@ -25,10 +25,14 @@ public enum Trainer {
         let watchdog = StallWatchdog(world: world, timeout: config.stallTimeout)
         defer { watchdog.stop() }
         let out = URL(fileURLWithPath: config.out)
-        let log = RunLog(rank: rank, directory: out, keepMetrics: config.resume != nil)
+        let log = RunLog(rank: rank, directory: out)
         let stopSignal = StopSignal.install(), faults = FaultInjection(rank: rank, config: config)
+        LauncherWatch.start(rank: rank)
         let threads = ThreadBudget.configure()
-        try start(config, out: out, world: world, watchdog: watchdog)
+        let lock = try start(config, out: out, world: world, watchdog: watchdog)
+        defer { lock?.release() }
+        // Only now, with the directory ours: a refused start never touches another run's history.
+        if config.resume == nil { log.startFresh() }
         let data = try TrainingData(config, preset: preset, world: world, watchdog: watchdog, log: log)
         let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog, log: log)
         let sync = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: model.trainedSegments,
@@ -40,12 +44,14 @@ public enum Trainer {
                                 reduction: allreduce(world, watchdog, currentStep))
         let state = TrainingState(model)
         let plan = CheckpointPlan(run: out, config: config, tokenizerHash: data.tokenizerHash,
-                                  classesHash: data.classesHash, schedule: config.stepSettings.schedule)
+                                  classesHash: data.classesHash, schedule: config.stepSettings.schedule,
+                                  classes: data.table.classes)
         let checkpoints = try CheckpointWriter(plan: plan, state: state, world: world, watchdog: watchdog, faults: faults,
                                                log: log)
         defer { try? checkpoints.finish() }
-        let startStep = try config.resume.map { try resume($0, plan: plan, state: state, world: world,
-                                                           watchdog: watchdog, log: log) } ?? 0
+        let resumed = try config.resume.map { try resume($0, plan: plan, state: state, world: world,
+                                                         watchdog: watchdog, log: log) }
+        let startStep = resumed?.step ?? 0
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(world.size) rank(s), "
                  + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G)"
                  + (config.accumulate > 1 ? " x \(config.accumulate) accumulated" : "") + ", \(config.steps) steps, \(data.table.count) samples, vocabulary "
@@ -55,15 +61,23 @@ public enum Trainer {
 
         // The loop: one step, the checks and logs that are due, a checkpoint when due.
         let validation = try Validation(config, data: data)
+        if let saved = resumed?.validation { validation?.restore(saved) }
+        // A run that early stopping ended is complete: resuming it trains no further.
+        let lastStep = resumed?.validation?.stoppedEarly == true ? startStep : config.steps
+        if lastStep < config.steps {
+            log.info("early stopping ended this run after step \(startStep); nothing is left to train (to train on, start "
+                     + "a new run with --init \(out.path))")
+        }
         let prefetcher = data.prefetcher(from: startStep, kind: model.batchKind)
         defer { prefetcher.stop() }
         var summary = Summary(output: out), window = LogWindow(), lastDataWait = 0.0
-        var stopped = false
-        for s in startStep..<config.steps {
+        var stopped = false, endStep = startStep, skips = 0
+        for s in startStep..<lastStep {
             currentStep.value = s
             faults.beforeStep(s)
             let batch = try data.next(from: prefetcher, step: s, watchdog: watchdog)
-            let outcome = try run(step, batch, s, run: out, log: log)
+            let outcome = try run(step, batch, s, run: out, skips: &skips, limit: config.maxSkippedSteps, log: log)
+            endStep = s + 1
             faults.afterUpdate(s, student: model.student)
             window.add(samples: G * config.accumulate, dataWait: prefetcher.waitSeconds - lastDataWait, commWait: step.communicationWaitSeconds)
             lastDataWait = prefetcher.waitSeconds
@@ -80,7 +94,7 @@ public enum Trainer {
             let last = stopped || earlyStop || s == config.steps - 1
             if last || checkpoints.isDue(afterSteps: s + 1) {
                 log.finishProgress()
-                try checkpoints.save(afterSteps: s + 1, final: last)
+                try checkpoints.save(afterSteps: s + 1, final: last, validation: validation?.state)
             }
             if stopped {
                 log.info("stopping after step \(s + 1) on a termination signal; resume with --resume")
@@ -88,14 +102,14 @@ public enum Trainer {
             }
             if earlyStop { break }
         }
-        summary.samplesPerSecond = Double((config.steps - startStep) * G * config.accumulate)
+        summary.samplesPerSecond = Double((endStep - startStep) * G * config.accumulate)
             / Date().timeIntervalSince(window.runStart)
         if stopped {
             try watchdog.guarding("end of run barrier") { try world.barrier() }
             throw StopSignal.Stopped()
         }
         log.finishProgress()
-        try finish(config, model: model, data: data, summary: summary, startStep: startStep, since: window.runStart,
+        try finish(config, model: model, data: data, summary: summary, startStep: startStep, endStep: endStep, since: window.runStart,
                    world: world, watchdog: watchdog, log: log)
         return summary
     }

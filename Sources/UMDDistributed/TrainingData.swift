@@ -43,8 +43,8 @@ final class TrainingData: @unchecked Sendable {
         }
         let (count, vocabularySize) = (table.count, tokenizer.vocabularySize)
         try watchdog.guarding("start-up, data set size check") {
-            try Consistency.requireAgreement(UInt64(count), what: "the number of training samples", world: world)
-            try Consistency.requireAgreement(UInt64(vocabularySize), what: "the tokenizer's vocabulary size", world: world)
+            try Consistency.requireAgreement(count: count, what: "the number of training samples", world: world)
+            try Consistency.requireAgreement(count: vocabularySize, what: "the tokenizer's vocabulary size", world: world)
         }
         // With accumulation a step covers K global batches' worth of samples: the sampler
         // hands out G·K per step and each rank works through its share in K micro-batches.
@@ -53,7 +53,7 @@ final class TrainingData: @unchecked Sendable {
         microBatches = config.accumulate
         assembler = BatchAssembler(seed: config.seed, imageSize: config.imageSize!, textLength: config.textLength!,
                                    patchSize: preset.patchSize, vocabularySize: tokenizer.vocabularySize)
-        tokenizerHash = Checkpoints.hashFiles(["vocab.json", "merges.txt"].map { tokenizerDirectory.appendingPathComponent($0) })
+        tokenizerHash = TokenizerIdentity.hash(tokenizerDirectory)
         classesHash = String(CounterRandom.hash(table.classes.joined(separator: "\n")), radix: 16)
     }
 

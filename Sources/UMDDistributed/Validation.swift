@@ -14,8 +14,25 @@ final class Validation {
     let every: Int
     let metric: String
     let patience: Int
+    let tokenizerHash: String
     private(set) var best: (score: Double, step: Int)? = nil
     private var sinceBest = 0
+    /// Early stopping ended the run.
+    private(set) var stoppedEarly = false
+
+    /// What a checkpoint keeps of validation (rank 0's best: it is the one that judges).
+    var state: ValidationState {
+        ValidationState(bestScore: best?.score, bestStep: best?.step, sinceBest: sinceBest, stoppedEarly: stoppedEarly)
+    }
+
+    /// Continues from a checkpoint's validation state: a resumed run's first validation must
+    /// beat the best before the interruption to replace best.safetensors, and the early-stop
+    /// patience counts on.
+    func restore(_ saved: ValidationState) {
+        if let score = saved.bestScore, let step = saved.bestStep { best = (score, step) }
+        sinceBest = saved.sinceBest
+        stoppedEarly = saved.stoppedEarly
+    }
 
     /// nil when the run does not validate.
     init?(_ config: RunConfiguration, data: TrainingData) throws {
@@ -35,6 +52,18 @@ final class Validation {
         every = config.evalEvery
         metric = config.keepBest ?? Self.headline(task.kind)
         patience = config.earlyStop
+        tokenizerHash = data.tokenizerHash
+    }
+
+    /// The metrics `--keep-best` may name: the scores validation computes, without the
+    /// baselines and counts (majority_*, chance_*, samples, pairs).
+    static func selectableMetrics(_ kind: TaskKind) -> [String] {
+        switch kind {
+        case .vqa: return ["overall", "closed", "open", "loss"]
+        case .classification: return ["accuracy", "macro_f1", "auc", "loss"]
+        case .retrieval: return ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"]
+        case .none: return ["loss"]
+        }
     }
 
     /// The metric a task is judged by.
@@ -79,7 +108,7 @@ final class Validation {
                 try ModelIO.export(student: model.student, metadata: WeightsDescription.metadata(
                     stage: "finetune", preset: preset.name, vocabularySize: scorer.tokenizer.vocabularySize,
                     imageSize: scorer.imageSize, textLength: scorer.textLength, task: scorer.task.rawValue,
-                    classes: scorer.classes,
+                    classes: scorer.classes, tokenizerHash: tokenizerHash,
                     extra: ["best_step": String(steps), "best_metric": metric, "best_score": String(score)]),
                     to: URL(fileURLWithPath: config.out).appendingPathComponent("best.safetensors"))
             }
@@ -88,6 +117,7 @@ final class Validation {
         sinceBest = decision[0] == 1 ? 0 : sinceBest + 1      // `best` itself is kept on rank 0, which judges
         if patience > 0 && sinceBest >= patience {
             log.info("early stop: \(patience) validation(s) without a better \(metric)")
+            stoppedEarly = true
             return true
         }
         return false

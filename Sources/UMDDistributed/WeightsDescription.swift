@@ -12,6 +12,8 @@ public struct WeightsDescription {
     public var textLength: Int?
     public var task: String?
     public var classes: [String]?
+    /// Hash of the tokenizer the weights were trained with (nil: not recorded).
+    public var tokenizerHash: String?
 
     public init(metadata m: [String: String], shapes: [String: [Int]], path: String) throws {
         if let name = m["preset"], !name.isEmpty {
@@ -28,6 +30,20 @@ public struct WeightsDescription {
         textLength = m["text_length"].flatMap { Int($0) }
         task = m["task"].flatMap { $0.isEmpty ? nil : $0 }
         classes = m["classes"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
+        tokenizerHash = m[Self.tokenizerKey].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The metadata key of the tokenizer's hash (XXH64 of vocab.json + merges.txt).
+    public static let tokenizerKey = "tokenizer_xxh64"
+
+    /// The weights were trained with another tokenizer than the one given: an error naming
+    /// both, since token ids would silently mean other words.
+    public func requireTokenizer(_ directory: URL, weights path: String) throws {
+        guard let saved = tokenizerHash else { return }
+        let given = TokenizerIdentity.hash(directory)
+        guard given != saved else { return }
+        throw RunError("\(path) was trained with another tokenizer (hash \(saved)) than \(directory.path) (hash \(given)): "
+                       + "its token ids would mean other words. Pass the tokenizer the weights were trained with (--tokenizer)")
     }
 
     public init(file: Safetensors.File, path: String) throws {
@@ -41,10 +57,14 @@ public struct WeightsDescription {
         let resolved = try WeightsPath.resolve(path)
         if case .checkpoint(let dir) = resolved {
             let m = try Checkpoints.readManifest(dir)
-            return try WeightsDescription(metadata: ["preset": m.config.preset ?? "",
-                                                     "image_size": m.config.imageSize.map(String.init) ?? "",
-                                                     "text_length": m.config.textLength.map(String.init) ?? ""],
-                                          shapes: [:], path: path)
+            var description = try WeightsDescription(metadata: ["preset": m.config.preset ?? "",
+                                                                "image_size": m.config.imageSize.map(String.init) ?? "",
+                                                                "text_length": m.config.textLength.map(String.init) ?? "",
+                                                                "task": m.config.task?.rawValue ?? "",
+                                                                tokenizerKey: m.tokenizerHash],
+                                                     shapes: [:], path: path)
+            description.classes = m.classes
+            return description
         }
         let (_, header, _) = try Safetensors.readHeader(resolved.url)
         let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
@@ -59,9 +79,11 @@ public struct WeightsDescription {
 
     /// Metadata umd writes with a model's weights.
     public static func metadata(stage: String, preset: String, vocabularySize: Int, imageSize: Int, textLength: Int,
-                                task: String, classes: [String], extra: [String: String] = [:]) -> [String: String] {
+                                task: String, classes: [String], tokenizerHash: String,
+                                extra: [String: String] = [:]) -> [String: String] {
         var m = extra
         m["stage"] = stage; m["preset"] = preset; m["vocabulary_size"] = String(vocabularySize)
+        if !tokenizerHash.isEmpty { m[tokenizerKey] = tokenizerHash }
         m["image_size"] = String(imageSize); m["text_length"] = String(textLength); m["task"] = task
         if !classes.isEmpty {
             m["classes"] = String(decoding: (try? JSONEncoder().encode(classes)) ?? Data(), as: UTF8.self)
@@ -73,5 +95,13 @@ public struct WeightsDescription {
         guard n > 0 else { return nil }
         let g = Int(Double(n).squareRoot().rounded())
         return g * g == n ? g : nil
+    }
+}
+
+/// The identity of a tokenizer directory: XXH64 over vocab.json and merges.txt, recorded in
+/// checkpoints and weights files and compared wherever weights meet a tokenizer.
+public enum TokenizerIdentity {
+    public static func hash(_ directory: URL) -> String {
+        Checkpoints.hashFiles(["vocab.json", "merges.txt"].map { directory.appendingPathComponent($0) })
     }
 }

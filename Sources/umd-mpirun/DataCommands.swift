@@ -61,20 +61,33 @@ struct TokenizerCommand: ParsableCommand {
         func run() throws {
             do {
                 var texts: [String] = []
+                var reports: [DataReport] = []
                 let options = ReaderOptions(checkImages: false)
-                if let roco { texts += try ROCODataset.load(root: URL(fileURLWithPath: roco), split: .train, options: options).samples.map(\.text) }
+                if let roco {
+                    let read = try ROCODataset.load(root: URL(fileURLWithPath: roco), split: .train, options: options)
+                    texts += read.samples.map(\.text); reports.append(read.report)
+                }
                 if let medicat {
-                    texts += try MedICaTDataset.load(root: URL(fileURLWithPath: medicat), split: .train, options: options).samples.map(\.text)
+                    let read = try MedICaTDataset.load(root: URL(fileURLWithPath: medicat), split: .train, options: options)
+                    texts += read.samples.map(\.text); reports.append(read.report)
                 }
                 for (kind, root) in [(VQAKind.vqaRad, vqaRad), (.slake, slake), (.vqaMed2019, vqaMed2019)] {
                     if let root {
-                        texts += try VQADataset.load(kind: kind, root: URL(fileURLWithPath: root), split: .train, options: options)
-                            .samples.flatMap { [$0.question, $0.answer] }
+                        let read = try VQADataset.load(kind: kind, root: URL(fileURLWithPath: root), split: .train, options: options)
+                        texts += read.samples.flatMap { [$0.question, $0.answer] }; reports.append(read.report)
                     }
                 }
                 if let melinda {
-                    texts += try MELINDADataset.load(root: URL(fileURLWithPath: melinda), split: .train, options: options)
-                        .samples.map(\.caption)
+                    let read = try MELINDADataset.load(root: URL(fileURLWithPath: melinda), split: .train, options: options)
+                    texts += read.samples.map(\.caption); reports.append(read.report)
+                }
+                // Say what was left out: a tokenizer learnt from part of the data should not look complete.
+                for report in reports {
+                    for line in report.warnings.prefix(5) { writeToStandardError("umd-mpirun: \(line)\n") }
+                    if report.skipped.count > 5 {
+                        writeToStandardError("umd-mpirun: … and \(report.skipped.count - 5) more skipped records of \(report.dataset)\n")
+                    }
+                    print("tokenizer: \(report)")
                 }
                 guard !texts.isEmpty else {
                     throw ValidationError("give at least one data set (--roco, --medicat, --vqa-rad, --slake, --vqa-med-2019, --melinda)")

@@ -1,5 +1,6 @@
 import Foundation
 import MPIBridge
+import UMDModel
 
 /// One collective check: returns nil when the result matches the arithmetic answer,
 /// else a description of the first mismatch.
@@ -12,6 +13,12 @@ enum SelftestCases {
     static func all(largeCount: Int) -> [SelftestCase] {
         [
             SelftestCase(name: "ranks", check: ranks),
+            // This rank's BLAS computes correctly (a node with a broken build fails here, not
+            // after a week of wrong gradients).
+            SelftestCase(name: "blas-sgemm") { _ in
+                let problems = BLASCheck.problems()
+                return problems.isEmpty ? nil : problems.joined(separator: "; ")
+            },
             SelftestCase(name: "barrier") { try $0.barrier(); return nil },
             SelftestCase(name: "broadcast-typed", check: broadcastTyped),
             SelftestCase(name: "broadcast-data", check: broadcastData),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MPIBridge
+import UMDModel
 
 /// `umd-mpirun selftest`: checks every collective umd uses against arithmetic answers.
 /// Every rank runs it; rank 0 prints one summary line (and one line per case with --verbose).
@@ -52,17 +53,21 @@ struct SelftestCommand: ParsableCommand {
                 if reports.isEmpty {
                     let hosts = Set(try world.allgatherData(Data(world.processorName.utf8))
                         .map { String(decoding: $0, as: UTF8.self) })
+                    let kernels = Set(try world.allgatherData(Data(BLASCheck.kernelFamily.utf8))
+                        .map { String(decoding: $0, as: UTF8.self) })
                     let mib = Double(largeCount * MemoryLayout<Float>.size) / 1048576
                     print("selftest ok: \(world.size) ranks on \(hosts.count) host(s) (\(hosts.sorted().joined(separator: ", "))), "
                         + "\(Communicator.providedThreadLevel()), \(passed.count) cases: broadcast, "
                         + String(format: "allreduce %.1f MiB", mib) + " (in place, out of place, non-blocking), "
-                        + "allgather, gather")
+                        + "allgather, gather, BLAS sgemm within its error bound on every rank "
+                        + "(OpenBLAS kernels: \(kernels.sorted().joined(separator: ", ")))")
                 } else {
                     print("selftest FAILED:\n" + reports.joined(separator: "\n"))
                 }
             } else {
                 _ = try world.allgatherData(Data(world.processorName.utf8))
             }
+            if reports.isEmpty && world.rank != 0 { _ = try world.allgatherData(Data(BLASCheck.kernelFamily.utf8)) }
             if !reports.isEmpty { throw ExitCode.failure }
         }
     }

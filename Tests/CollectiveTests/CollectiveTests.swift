@@ -184,6 +184,9 @@ struct ConsistencyTests {
         #expect(Consistency.disagreement([7, 7, 7], what: "x") == nil)
         let m = try #require(Consistency.disagreement([0xa, 0xa, 0xb, 0xc], what: "the run configuration (hash)"))
         #expect(m.description == "the run configuration (hash) differs between rank 0 (a) and rank 2 (b)")
+        // Issue 24 item 22: counts were printed in hexadecimal ("rank 0 (60) and rank 1 (5f)").
+        let counts = try #require(Consistency.disagreement([96, 95], what: "the number of training samples", hexadecimal: false))
+        #expect(counts.description == "the number of training samples differs between rank 0 (96) and rank 1 (95)")
     }
 
     @Test func checksumsSeeEveryBit() {

@@ -66,6 +66,55 @@ struct TensorBoardTests {
         return out
     }
 
+    /// Steps of the SessionLog.START events (Event field 7, status 1) of an event file.
+    static func sessionStarts(_ url: URL) throws -> [Int] {
+        let bytes = [UInt8](try Data(contentsOf: url))
+        var i = 0, starts: [Int] = []
+        while i < bytes.count {
+            let n = Int((0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[i + $1]) << (8 * UInt64($1)) })
+            let data = Array(bytes[(i + 12)..<(i + 12 + n)])
+            i += 16 + n
+            var step = 0, isStart = false
+            for (field, value) in fields(data) {
+                if field == 2, case .varint(let v) = value { step = Int(v) }
+                if field == 7, case .bytes(let log) = value {
+                    isStart = fields(log).contains { $0.0 == 1 && { if case .varint(1) = $0.1 { return true }; return false }($0) }
+                }
+            }
+            if isStart { starts.append(step) }
+        }
+        return starts
+    }
+
+    /// What TensorBoard shows for a run directory: the files in name order, each
+    /// SessionLog.START at step s dropping the events read so far at steps >= s.
+    static func shown(_ dir: URL) throws -> [(Int, String, Float)] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+        var shown: [(Int, String, Float)] = []
+        for name in files {
+            let url = dir.appendingPathComponent(name)
+            for start in try sessionStarts(url) { shown.removeAll { $0.0 >= start } }
+            shown += try read(url).scalars
+        }
+        return shown
+    }
+
+    // Issue 24 item 10: a resumed run's event file starts with SessionLog.START at the
+    // resumed step, so TensorBoard drops the killed run's rows past the checkpoint.
+    @Test func aRestartedWriterSupersedesLaterSteps() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-tb-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let first = try TensorBoardWriter(directory: dir)
+        for step in 1...6 { try first.write(step: step, scalars: ["loss": Double(step)]) }
+        let resumed = try TensorBoardWriter(directory: dir, restartAt: 5)
+        #expect(resumed.url != first.url, "a new file, even within the same second")
+        for step in 5...8 { try resumed.write(step: step, scalars: ["loss": Double(10 * step)]) }
+        #expect(try Self.sessionStarts(resumed.url) == [5])
+        #expect(try Self.sessionStarts(first.url) == [])
+        #expect(try Self.shown(dir).map { "\($0.0):\($0.2)" } == ["1:1.0", "2:2.0", "3:3.0", "4:4.0", "5:50.0", "6:60.0", "7:70.0", "8:80.0"])
+    }
+
     @Test func writtenScalarsReadBack() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("umd-tb-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -81,6 +81,38 @@ struct SafetensorsTests {
         #expect { try Safetensors.read(url) } throws: { "\($0)".contains("shorter than the 8-byte header") }
     }
 
+    /// A file with this header (JSON text, padded) and `dataBytes` zero bytes of data.
+    func rawFile(header: String, dataBytes: Int) throws -> URL {
+        let url = temporaryFile("raw.safetensors")
+        var json = Data(header.utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var bytes = withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) }
+        bytes += json + Data(count: dataBytes)
+        try bytes.write(to: url)
+        return url
+    }
+
+    // Issue 24 item 15: an element count that overflows trapped (Illegal instruction);
+    // overlapping data_offsets were accepted.
+    @Test func hostileShapesAndOverlappingOffsetsAreRefused() throws {
+        let huge = try rawFile(header: #"{"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,16]}}"#,
+                               dataBytes: 16)
+        defer { try? FileManager.default.removeItem(at: huge) }
+        #expect { try Safetensors.read(huge) } throws: { "\($0)".contains("overflows") && "\($0)".contains("tensor w") }
+        let negative = try rawFile(header: #"{"w":{"dtype":"F32","shape":[-4,-1],"data_offsets":[0,16]}}"#, dataBytes: 16)
+        defer { try? FileManager.default.removeItem(at: negative) }
+        #expect { try Safetensors.read(negative) } throws: { "\($0)".contains("negative") }
+        let overlap = try rawFile(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"#
+                                  + #""b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#, dataBytes: 24)
+        defer { try? FileManager.default.removeItem(at: overlap) }
+        #expect { try Safetensors.read(overlap) } throws: { "\($0)".contains("a and b overlap") }
+        // Adjacent tensors are fine.
+        let adjacent = try rawFile(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"#
+                                   + #""b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}"#, dataBytes: 24)
+        defer { try? FileManager.default.removeItem(at: adjacent) }
+        #expect(try Safetensors.read(adjacent).tensors.map(\.name) == ["a", "b"])
+    }
+
     @Test func positionTableResizeFollowsBicubicInterpolation() {
         let width = 2
         // Identity: same grid, same table.

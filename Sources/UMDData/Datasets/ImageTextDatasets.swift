@@ -54,8 +54,7 @@ public enum ROCODataset {
         guard found else {
             throw DatasetError("\(root.path): no ROCO \(split.rawValue) split found; looked for \(looked.joined(separator: ", "))")
         }
-        checker.report.accepted = samples.count
-        return (samples, checker.report)
+        return (samples, try checker.finish(accepted: samples.count))
     }
 }
 
@@ -112,8 +111,7 @@ public enum MedICaTDataset {
         case .validation: samples = Array(shuffled[trainEnd..<validationEnd])
         case .test: samples = Array(shuffled[validationEnd...])
         }
-        checker.report.accepted = samples.count
-        return (samples, checker.report)
+        return (samples, try checker.finish(accepted: samples.count))
     }
 }
 

@@ -45,8 +45,7 @@ public enum MELINDADataset {
             if let problem = checker.imageProblem(image) { try checker.skip(location, problem); continue }
             samples.append(ClassificationSample(image: image, caption: caption, label: label, source: location))
         }
-        checker.report.accepted = samples.count
-        return (samples, labels, checker.report)
+        return (samples, labels, try checker.finish(accepted: samples.count))
     }
 }
 

@@ -90,19 +90,28 @@ struct RecordChecker {
         self.root = resolvedPath(root)
     }
 
-    /// The reason `imageProblem` gives when the image's whole folder is missing: then every
-    /// record would be skipped, so it is one error instead of a warning per record.
+    /// The reason `imageProblem` gives when the image's folder is missing. One record naming
+    /// a folder that is not there (`nosuchdir/ROCO_00018`) is skipped like any bad record;
+    /// when no record is left, the data set's image folder itself is missing: one error
+    /// naming it instead of a warning per record (`finish`).
     static let missingFolder = "the image folder "
 
     /// Records a bad record: skipped, or an error when strict.
     mutating func skip(_ location: RecordLocation, _ reason: String) throws {
-        if reason.hasPrefix(Self.missingFolder) {
-            throw DatasetError("\(location): \(reason); every record of this file names an image there")
-        }
         if options.strict {
             throw DatasetError("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
         }
         report.skipped.append((location, reason))
+    }
+
+    /// The report of a finished read of `accepted` samples; an error when every record was
+    /// skipped because its image folder does not exist.
+    mutating func finish(accepted: Int) throws -> DataReport {
+        report.accepted = accepted
+        if accepted == 0, let first = report.skipped.first(where: { $0.reason.hasPrefix(Self.missingFolder) }) {
+            throw DatasetError("\(first.location): \(first.reason); every record of this file names an image there")
+        }
+        return report
     }
 
     /// nil when the image is fine, else the reason to skip. A path that leads outside the
@@ -125,6 +134,11 @@ struct RecordChecker {
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 8)) ?? Data()
         if ImageCodec.sniff(head) == nil { return "image \(url.path) is not a PNG or JPEG (corrupt?)" }
+        if let size = ImageCodec.declaredSize(handle), size.width.multipliedReportingOverflow(by: size.height).partialValue
+            > options.maxImagePixels || size.width > 1 << 20 || size.height > 1 << 20 {
+            return "image \(url.path) declares \(size.width)x\(size.height) pixels, more than the "
+                + String(format: "%g", Double(options.maxImagePixels) / 1e6) + " megapixels allowed (--max-image-megapixels)"
+        }
         if options.decodeImages {
             do { _ = try ImageCodec.decode(file: url, maxPixels: options.maxImagePixels) } catch { return "\(error)" }
         }

@@ -84,7 +84,6 @@ public enum VQADataset {
                 }
             }
         }
-        checker.report.accepted = samples.count
-        return (samples, checker.report)
+        return (samples, try checker.finish(accepted: samples.count))
     }
 }

@@ -34,6 +34,43 @@ public enum ImageCodec {
         return nil
     }
 
+    /// The width and height a PNG or JPEG header declares, read from the first bytes (PNG's
+    /// IHDR; JPEG's first frame header, found by walking the marker segments), without
+    /// decoding. nil when no size is found. Lets a reader refuse an image whose header
+    /// claims more pixels than the limit when the sample table is built, not at its first
+    /// batch, which would stop the run.
+    public static func declaredSize(_ handle: FileHandle) -> (width: Int, height: Int)? {
+        func bytes(at offset: UInt64, _ count: Int) -> [UInt8]? {
+            guard (try? handle.seek(toOffset: offset)) != nil, let data = try? handle.read(upToCount: count),
+                  data.count == count else { return nil }
+            return [UInt8](data)
+        }
+        guard let head = bytes(at: 0, 24) ?? bytes(at: 0, 4) else { return nil }
+        func be(_ b: [UInt8], _ i: Int, _ n: Int) -> Int { (i..<(i + n)).reduce(0) { $0 << 8 | Int(b[$1]) } }
+        if head.count == 24, sniff(Data(head)) == .png { return (be(head, 16, 4), be(head, 20, 4)) }
+        guard head.count >= 3, sniff(Data(head)) == .jpeg else { return nil }
+        var offset: UInt64 = 2
+        for _ in 0..<256 {                       // a header has a few dozen segments at most
+            guard var marker = bytes(at: offset, 2), marker[0] == 0xFF else { return nil }
+            while marker[1] == 0xFF {            // fill bytes before a marker
+                offset += 1
+                guard let next = bytes(at: offset, 2) else { return nil }
+                marker = next
+            }
+            let code = marker[1]
+            if code == 0xD8 || code == 0x01 || (0xD0...0xD7).contains(code) { offset += 2; continue }
+            if code == 0xD9 || code == 0xDA { return nil }       // end of image / scan before any frame header
+            guard let segment = bytes(at: offset + 2, 7) else { return nil }
+            let length = be(segment, 0, 2)
+            guard length >= 2 else { return nil }
+            if (0xC0...0xCF).contains(code) && ![0xC4, 0xC8, 0xCC].contains(code) {
+                return (be(segment, 5, 2), be(segment, 3, 2))
+            }
+            offset += 2 + UInt64(length)
+        }
+        return nil
+    }
+
     /// Default limit on the pixels of one image (64 megapixels: far above radiology images,
     /// far below what would exhaust a node when a damaged header claims 65500x65500).
     public static let defaultMaxPixels = 64_000_000

@@ -36,7 +36,15 @@ public final class ByteLevelBPE: @unchecked Sendable {
         }
         self.tokens = tokens
         var ranks: [Pair: Int] = [:]
-        for (i, m) in merges.enumerated() where ranks[Pair(a: m.0, b: m.1)] == nil { ranks[Pair(a: m.0, b: m.1)] = i }
+        for (i, m) in merges.enumerated() {
+            // As Hugging Face's BPE: a merge whose pieces or result the vocabulary lacks means
+            // merges.txt belongs to another tokenizer (its merges would silently become <unk>).
+            for token in [m.0, m.1, m.0 + m.1] where vocabulary[token] == nil {
+                throw LoadError(path: "merges.txt", problem: "merge \(i + 1) (\(m.0) \(m.1)) needs the token \(token), which "
+                                + "vocab.json lacks: vocab.json and merges.txt come from different tokenizers")
+            }
+            if ranks[Pair(a: m.0, b: m.1)] == nil { ranks[Pair(a: m.0, b: m.1)] = i }
+        }
         self.ranks = ranks
         for (name, id) in zip(Self.specialTokens, 0...) where vocabulary[name] != Int32(id) {
             throw LoadError(path: "vocab.json", problem: "\(name) must have id \(id) (MODEL_SPEC.md section 3), found \(vocabulary[name].map(String.init) ?? "none")")
@@ -92,11 +100,26 @@ public final class ByteLevelBPE: @unchecked Sendable {
 
     // MARK: Encoding
 
+    /// Pre-tokens longer than this many bytes are cut into pieces of this length before BPE,
+    /// in training and encoding alike. BPE's merge loop is quadratic in a piece's length and
+    /// training's memory grows with it: one 200 KB "word" (a base64 blob pasted into a
+    /// caption) took 4.2 GB and minutes. No merge of a real vocabulary is this long (RoBERTa's
+    /// longest token is 128 bytes), so ordinary text encodes exactly as before.
+    public static let maxPieceBytes = 256
+
+    /// `key` (byte symbols of one pre-token) in pieces of at most `maxPieceBytes` symbols.
+    static func bounded(_ key: String) -> [String] {
+        guard key.count > maxPieceBytes else { return [key] }
+        let symbols = Array(key)
+        return stride(from: 0, to: symbols.count, by: maxPieceBytes).map {
+            String(symbols[$0..<min(symbols.count, $0 + maxPieceBytes)])
+        }
+    }
+
     /// Byte-level BPE ids of `text` (no special tokens).
     public func encode(_ text: String) -> [Int32] {
         var ids: [Int32] = []
-        for piece in PreTokenizer.split(text) {
-            let key = ByteMapping.encode(piece)
+        for piece in PreTokenizer.split(text) { for key in Self.bounded(ByteMapping.encode(piece)) {
             cacheLock.lock()
             let cached = cache[key]
             cacheLock.unlock()
@@ -106,7 +129,7 @@ public final class ByteLevelBPE: @unchecked Sendable {
             if cache.count < 200_000 { cache[key] = pieceIDs }
             cacheLock.unlock()
             ids += pieceIDs
-        }
+        } }
         return ids
     }
 

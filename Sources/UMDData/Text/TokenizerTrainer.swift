@@ -25,7 +25,13 @@ public enum TokenizerTrainer {
         precondition(vocabularySize >= 4 + 256 + 1, "a byte-level vocabulary needs at least 261 ids")
         // Word frequencies after pre-tokenisation, as byte-symbol strings.
         var frequency: [String: Int] = [:]
-        for text in texts { for piece in PreTokenizer.split(text) { frequency[ByteMapping.encode(piece), default: 0] += 1 } }
+        // Long pre-tokens are cut as encoding cuts them (ByteLevelBPE.maxPieceBytes): memory stays
+        // linear in the text, and no merge is learnt that encoding could never apply.
+        for text in texts {
+            for piece in PreTokenizer.split(text) {
+                for key in ByteLevelBPE.bounded(ByteMapping.encode(piece)) { frequency[key, default: 0] += 1 }
+            }
+        }
         let sortedWords = frequency.keys.sorted()
         var words: [[String]] = sortedWords.map { $0.map { String($0) } }
         let counts = sortedWords.map { frequency[$0]! }

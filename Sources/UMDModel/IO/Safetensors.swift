@@ -133,6 +133,9 @@ public enum Safetensors {
     /// The header alone: its length, the parsed JSON object, and the file's size.
     public static func readHeader(_ url: URL) throws -> (length: Int, header: [String: Any], fileSize: Int) {
         let path = url.path
+        if let kind = nonRegularFileKind(url) {
+            throw FormatError(path: path, problem: "\(kind), not a weights file")
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw FormatError(path: path, problem: "cannot open the file")
         }
@@ -188,7 +191,15 @@ public enum Safetensors {
                 throw FormatError(path: path, problem: "tensor \(name) has dtype \(dtypeName); umd reads F32, F16, BF16, F64, I32 and I64")
             }
             let (begin, end) = (offsets[0], offsets[1])
-            let expected = shape.reduce(1, *) * dtype.size
+            // The element count must not overflow (a hostile shape like [2^40, 2^40] would trap).
+            var expected = dtype.size
+            for d in shape {
+                let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+                guard d >= 0, !overflow else {
+                    throw FormatError(path: path, problem: "tensor \(name) has shape \(shape), whose size overflows or is negative")
+                }
+                expected = product
+            }
             guard begin >= 0, end >= begin, end <= dataLength else {
                 throw FormatError(path: path, problem: "tensor \(name) has data_offsets [\(begin), \(end)] outside the "
                                   + "\(dataLength)-byte data section (truncated file?)")
@@ -202,6 +213,12 @@ public enum Safetensors {
             entries.append((begin, Tensor(name: name, dtype: dtype, shape: shape, data: data)))
         }
         entries.sort { $0.begin < $1.begin || ($0.begin == $1.begin && $0.tensor.name < $1.tensor.name) }
+        // Tensors must not share bytes: overlapping data_offsets would alias two weights.
+        for (previous, next) in zip(entries, entries.dropFirst())
+        where next.begin < previous.begin + previous.tensor.data.count && next.tensor.data.count > 0 {
+            throw FormatError(path: path, problem: "tensors \(previous.tensor.name) and \(next.tensor.name) overlap "
+                              + "(data_offsets starting at \(previous.begin) and \(next.begin))")
+        }
         return File(tensors: entries.map(\.tensor), metadata: metadata)
     }
 }

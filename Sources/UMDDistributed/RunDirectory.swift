@@ -1,0 +1,74 @@
+import Foundation
+import UMDCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An exclusive lock on a run directory, held by rank 0 for the run's life: `flock` on
+/// `RUN/.lock`, which names the holder (pid, host, start time). A second run into the same
+/// `--out` (fresh, `--resume` or `--overwrite`) is refused naming the holder, instead of two
+/// jobs writing one metrics.jsonl and racing on checkpoint renames. The kernel releases the
+/// lock when the holder dies, however it dies, so a stale lock file never blocks a restart.
+public final class RunDirectoryLock {
+    public let url: URL
+    private var fd: Int32
+
+    private init(url: URL, fd: Int32) { self.url = url; self.fd = fd }
+
+    /// Locks `directory` (which must exist) or throws naming the run that holds it.
+    public static func acquire(_ directory: URL) throws -> RunDirectoryLock {
+        let url = directory.appendingPathComponent(".lock")
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw RunError("cannot create the lock file \(url.path) (\(reason)); choose --out in a writable place")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(decoding: readWholeFile(url), as: UTF8.self))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw RunError("\(directory.path) is in use by another run (\(holder.isEmpty ? "its holder did not say who" : holder)); "
+                           + "wait for it to end, stop it, or choose another --out")
+        }
+        let host = ProcessInfo.processInfo.hostName
+        let text = "pid \(getpid()) on host \(host), started \(ISO8601DateFormatter().string(from: Date()))\n"
+        _ = ftruncate(fd, 0)
+        try? Data(text.utf8).withUnsafeBytes { try AtomicFileWriter.writeAll(fd: fd, $0, path: url.path) }
+        return RunDirectoryLock(url: url, fd: fd)
+    }
+
+    /// Releases the lock (also done when the object goes away or the process ends).
+    public func release() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+
+    deinit { release() }
+}
+
+/// Ranks started by mpirun stop when their launcher is gone (`kill -9` of mpirun leaves
+/// them with parent pid 1): a thread checks the parent every second and ends the process
+/// at once, without saving or publishing anything — the run resumes from its last complete
+/// checkpoint. Only under mpirun (OMPI_COMM_WORLD_SIZE set): a rank started by hand may
+/// outlive the shell that started it (nohup).
+public enum LauncherWatch {
+    nonisolated(unsafe) private static var started = false
+
+    public static func start(rank: Int) {
+        guard !started, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil else { return }
+        started = true
+        let launcher = getppid()
+        let thread = Thread {
+            while true {
+                sleep(1)
+                if getppid() != launcher {
+                    let text = "umd-mpirun: rank \(rank): the launcher (pid \(launcher)) is gone; stopping without saving. "
+                        + "Resume the run with --resume (from its last complete checkpoint).\n"
+                    text.withCString { _ = write(2, $0, strlen($0)) }
+                    _exit(70)
+                }
+            }
+        }
+        thread.name = "launcher-watch"
+        thread.start()
+    }
+}
