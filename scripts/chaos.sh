@@ -3,8 +3,12 @@
 # pretraining run with a checkpoint after every step is started, one rank is SIGKILLed at a
 # random moment (mid-step, mid-checkpoint, …), and --resume is run until the job finishes.
 # Every resumed run must end with the same final weights (sha256) as an uninterrupted one.
-# Usage: scripts/chaos.sh [N=20] [BINARY=.build/release/umd-mpirun] [DIR=chaos-out]
+# With --kill-launcher, mpirun itself is SIGKILLed instead: every rank must notice within 30 s
+# that its launcher is gone and stop without saving, and the run must resume bitwise.
+# Usage: scripts/chaos.sh [--kill-launcher] [N=20] [BINARY=.build/release/umd-mpirun] [DIR=chaos-out]
 set -uo pipefail
+TARGET=rank
+if [ "${1:-}" = "--kill-launcher" ]; then TARGET=launcher; shift; fi
 N=${1:-20}
 BIN=$(realpath "${2:-.build/release/umd-mpirun}")
 DIR=${3:-chaos-out}
@@ -29,9 +33,23 @@ for i in $(seq 1 "$N"); do
     job=$!
     delay=$(awk -v s="$seconds" -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.3 + (s - 0.3) * r / 32768 }')
     sleep "$delay"
-    victim=$(pgrep -f "umd-mpirun pretrain .*--out $out " | shuf -n 1)
-    if [ -n "$victim" ]; then kill -9 "$victim"; fi
-    wait "$job" 2> /dev/null
+    orphans=""
+    if [ "$TARGET" = launcher ]; then
+        victim=$job
+        kill -9 "$victim" 2> /dev/null
+        wait "$job" 2> /dev/null
+        # The ranks must be gone within 30 s (they check their parent every second).
+        for _ in $(seq 1 60); do
+            pgrep -f "umd-mpirun pretrain .*--out $out " > /dev/null || break
+            sleep 0.5
+        done
+        orphans=$(pgrep -f "umd-mpirun pretrain .*--out $out " | tr '\n' ' ')
+        if [ -n "$orphans" ]; then kill -9 $orphans 2> /dev/null; sleep 1; fi
+    else
+        victim=$(pgrep -f "umd-mpirun pretrain .*--out $out " | shuf -n 1)
+        if [ -n "$victim" ]; then kill -9 "$victim"; fi
+        wait "$job" 2> /dev/null
+    fi
     # Resume until done (a kill before the first checkpoint leaves nothing to resume).
     resumed=""
     for attempt in 1 2 3; do
@@ -42,8 +60,11 @@ for i in $(seq 1 "$N"); do
         fi
     done
     got=$(sha256sum "$out/final.safetensors" 2> /dev/null | cut -d' ' -f1)
-    if [ "$got" = "$want" ]; then
-        echo "chaos: kill $i at ${delay}s (pid ${victim:-none}): ${resumed:-not resumed}: identical"
+    if [ -n "$orphans" ]; then
+        echo "chaos: kill $i at ${delay}s (launcher pid $victim): ranks $orphans were still alive 30 s later (log: $out.log)"
+        failures=$((failures + 1))
+    elif [ "$got" = "$want" ]; then
+        echo "chaos: kill $i of the $TARGET at ${delay}s (pid ${victim:-none}): ${resumed:-not resumed}: identical"
         rm -rf "$out" "$out.log"
     else
         echo "chaos: kill $i at ${delay}s (pid ${victim:-none}): ${resumed:-not resumed}: DIFFERENT final weights (log: $out.log)"

@@ -171,7 +171,8 @@ extension Trainer {
         }
         guard outcome.skipped else { skips = 0; return outcome }
         skips += 1
-        log.warning("step \(s + 1) skipped (--on-nonfinite skip-step, \(skips) in a row): " + outcome.nonFinite.joined(separator: ", "))
+        log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", ")
+                    + (skips > 1 ? " (\(skips) in a row; the run stops after \(limit))" : ""))
         if skips > limit {
             var error = NonFiniteStep(step: s, terms: outcome.nonFinite)
             error.consecutiveSkips = skips

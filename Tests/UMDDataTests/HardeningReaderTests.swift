@@ -165,6 +165,59 @@ struct HardeningReaderTests {
         }
         return ~c
     }
+    // Issue 24 item 20: one record whose image path has a missing subfolder, or names an
+    // absolute path, aborted the whole data set ("every record of this file names an image there").
+    @Test func oneRecordInAMissingFolderIsSkippedNotFatal() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = try vqaRad(root, imageNames: ["/etc/passwd", "nosuchdir/synpic1.jpg"])
+        let read = try VQADataset.load(kind: .vqaRad, root: data, split: .train)
+        #expect(read.samples.count == 1 && read.report.skipped.count == 2, "\(read.report.warnings)")
+        let roco = root.appendingPathComponent("roco")
+        try SyntheticDataset.write(kind: .roco, to: roco, count: 10, seed: 1, imageSize: 16)
+        let captions = roco.appendingPathComponent("train/radiology/captions.txt")
+        try (String(contentsOf: captions, encoding: .utf8) + "nosuchdir/ROCO_00018\ta caption\n")
+            .write(to: captions, atomically: true, encoding: .utf8)
+        let before = try ROCODataset.load(root: roco, split: .train)
+        #expect(before.report.skipped.count == 1 && before.report.warnings[0].contains("nosuchdir"), "\(before.report.warnings)")
+        #expect(before.samples.count > 0)
+    }
+
+    /// A PNG or JPEG file whose header declares `width` x `height` (the body stays 16x16).
+    func lyingImage(_ format: ImageCodec.Format, width: Int, height: Int) throws -> Data {
+        var bytes = [UInt8](try ImageCodec.encode([UInt8](repeating: 90, count: 16 * 16 * 3), width: 16, height: 16, channels: 3,
+                                                   as: format))
+        let be: (Int) -> [UInt8] = { [UInt8(($0 >> 8) & 0xFF), UInt8($0 & 0xFF)] }
+        if format == .png {
+            bytes.replaceSubrange(16..<24, with: [0, 0] + be(width) + [0, 0] + be(height))
+        } else {
+            let sof = try #require((2..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+            bytes.replaceSubrange((sof + 5)..<(sof + 9), with: be(height) + be(width))
+        }
+        return Data(bytes)
+    }
+
+    // Issue 24 item 21: a header claiming 20000x20000 passed the read-time check and stopped
+    // the run at its first batch; the size is in the first bytes, checked when the table is built.
+    @Test func aHeaderClaimingTooManyPixelsIsSkippedWhenReading() throws {
+        for format in [ImageCodec.Format.png, .jpeg] {
+            let honest = try lyingImage(format, width: 16, height: 16)
+            let url = temporaryDirectory().appendingPathComponent("x.\(format.rawValue)")
+            defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
+            try honest.write(to: url)
+            let handle = try FileHandle(forReadingFrom: url)
+            #expect(ImageCodec.declaredSize(handle).map { [$0.width, $0.height] } == [16, 16])
+            try handle.close()
+            let root = temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: root) }
+            let data = try vqaRad(root, imageNames: ["huge.\(format.rawValue)"])
+            try lyingImage(format, width: 20000, height: 20000).write(to: data.appendingPathComponent("images/huge.\(format.rawValue)"))
+            let read = try VQADataset.load(kind: .vqaRad, root: data, split: .train)
+            #expect(read.samples.count == 1, "\(format)")
+            #expect(read.report.warnings.first?.contains("declares 20000x20000 pixels, more than the 64 megapixels") == true,
+                    "\(read.report.warnings)")
+        }
+    }
 }
 
 /// The ablation's data: a text shortcut that holds in training and is broken in the test

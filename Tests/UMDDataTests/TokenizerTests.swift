@@ -85,4 +85,40 @@ struct TokenizerTests {
         try Data("#version: 0.2\n".utf8).write(to: dir.appendingPathComponent("merges.txt"))
         #expect { try ByteLevelBPE(directory: dir) } throws: { "\($0)".contains("<mask> must be the last id") }
     }
+
+    // Issue 24 item 2: a merges.txt from another tokenizer was accepted (its merges became <unk>).
+    @Test func mergesNeedingTokensTheVocabularyLacksAreRefused() throws {
+        var vocab: [String: Int32] = ["<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3]
+        for c in ByteMapping.byteToCharacter { vocab[String(c)] = Int32(vocab.count) }
+        vocab["<mask>"] = Int32(vocab.count)
+        #expect { try ByteLevelBPE(vocabulary: vocab, merges: [("l", "e")]) } throws: {
+            "\($0)".contains("merge 1 (l e) needs the token le") && "\($0)".contains("different tokenizers")
+        }
+    }
+
+    // Issue 24 item 19: one 200 KB token took 4.2 GB and minutes to train on. Pre-tokens are
+    // cut at ByteLevelBPE.maxPieceBytes in training and encoding alike.
+    @Test func aHugeTokenTrainsAndEncodesInBoundedPieces() throws {
+        var random = SystemRandomNumberGenerator()
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        let blob = String((0..<200_000).map { _ in letters[Int(random.next() % 26)] })
+        let texts = ["the lung is clear", blob, "no pleural effusion", "the heart is normal"]
+        let clock = ContinuousClock().now
+        let result = TokenizerTrainer.train(texts: texts, vocabularySize: 300)
+        let seconds = Double((ContinuousClock().now - clock).components.seconds)
+        #expect(seconds < 60, "training took \(seconds) s")
+        #expect(result.merges.allSatisfy { ($0.0 + $0.1).count <= ByteLevelBPE.maxPieceBytes })
+        let t = try ByteLevelBPE(vocabulary: result.vocabulary, merges: result.merges)
+        // The long word encodes as its 256-byte pieces would, one after another.
+        let ids = t.encode(blob)
+        let pieces = stride(from: 0, to: blob.count, by: ByteLevelBPE.maxPieceBytes).map { start -> [Int32] in
+            let a = blob.index(blob.startIndex, offsetBy: start)
+            let b = blob.index(a, offsetBy: min(ByteLevelBPE.maxPieceBytes, blob.count - start))
+            return t.encode(String(blob[a..<b]))
+        }
+        #expect(ids == pieces.flatMap { $0 })
+        #expect(t.decode(ids) == blob)
+        // Ordinary text is untouched by the bound.
+        #expect(t.decode(t.encode("the lung is clear")) == "the lung is clear")
+    }
 }

@@ -209,7 +209,7 @@ extension StageSizeTests {
                                           shards: [], createdAt: "-")
         let dir = Checkpoints.directory(run: run, step: 3)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try JSONEncoder().encode(manifest).write(to: dir.appendingPathComponent("manifest.json"))
+        try ManifestChecksum.encode(manifest).write(to: dir.appendingPathComponent("manifest.json"))
         let c = try resolved(.finetune, ["--task", "vqa-rad", "--out", run.path, "--resume"])
         #expect(c.preset == "base" && c.imageSize == 448 && c.textLength == 32)
     }

@@ -1,0 +1,288 @@
+import Foundation
+import Testing
+import TestSupport
+import UMDModel
+@testable import UMDDistributed
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue 24: the defects fault injection and a first-time user found — wrong results with
+/// exit 0, lost history, crashes on hostile input — each reproduced here as it was reported
+/// (numbers in the test names' comments are the issue's items).
+@Suite("fault regressions", .serialized)
+struct FaultRegressionTests {
+    static let root = ScratchDirectory.make("umd-faults")
+    static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
+
+    static func prepare() throws {
+        if FileManager.default.fileExists(atPath: path("tok/vocab.json")) { return }
+        for (kind, dir) in [("roco", "roco"), ("vqa-rad", "vqa")] {
+            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", path(dir), "--count", "24", "--image-size", "32"])
+            try #require(r.exitCode == 0, "\(r)")
+        }
+        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", path("roco"), "--vqa-rad", path("vqa"),
+                                      "--vocab-size", "300", "--out", path("tok")])
+        try #require(t.exitCode == 0, "\(t)")
+    }
+
+    static var pretrain: [String] {
+        ["pretrain", "--roco", path("roco"), "--tokenizer", path("tok"), "--batch-size", "4"]
+    }
+    static var finetune: [String] {
+        ["finetune", "--task", "vqa-rad", "--data", path("vqa"), "--tokenizer", path("tok"), "--batch-size", "4"]
+    }
+
+    static func rows(_ run: String) throws -> [[String: Any]] {
+        try String(contentsOfFile: path("\(run)/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+    }
+
+    static func sha(_ p: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path(p))) }
+
+    // 1. export dropped the class list; eval rebuilt it from the evaluated data.
+    // 2. the tokenizer was not tied to the weights.
+    @Test func exportsCarryClassesAndTokenizerAndEvalChecksBoth() throws {
+        try Self.prepare()
+        let ft = try MPIJob.run(ranks: 1, Self.finetune + ["--out", Self.path("ft"), "--steps", "3", "--checkpoint-every", "3"])
+        try #require(ft.exitCode == 0, "\(ft)")
+        try FileManager.default.createDirectory(atPath: Self.path("elsewhere"), withIntermediateDirectories: true)
+        let export = try MPIJob.runDirect(["export", "--checkpoint", Self.path("ft"), "--out", Self.path("elsewhere/ft.safetensors")])
+        try #require(export.exitCode == 0, "\(export)")
+        let final = try Safetensors.read(URL(fileURLWithPath: Self.path("ft/final.safetensors")))
+        let exported = try Safetensors.read(URL(fileURLWithPath: Self.path("elsewhere/ft.safetensors")))
+        #expect(final.metadata["classes"] != nil && exported.metadata["classes"] == final.metadata["classes"])
+        #expect(final.metadata[WeightsDescription.tokenizerKey] == TokenizerIdentity.hash(URL(fileURLWithPath: Self.path("tok"))))
+        #expect(exported.metadata[WeightsDescription.tokenizerKey] == final.metadata[WeightsDescription.tokenizerKey])
+        // The export, alone in another folder, scores what final.safetensors scores.
+        func overall(_ weights: String, tokenizer: String = Self.path("tok")) throws -> (MPIJob.Result, String?) {
+            let r = try MPIJob.run(ranks: 1, ["eval", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", tokenizer,
+                                              "--checkpoint", weights])
+            return (r, r.stdout.split(separator: "\n").first { $0.hasPrefix("eval vqa-rad test:") }.map(String.init))
+        }
+        let (a, scoreFinal) = try overall(Self.path("ft/final.safetensors"))
+        let (b, scoreExport) = try overall(Self.path("elsewhere/ft.safetensors"))
+        #expect(a.exitCode == 0 && b.exitCode == 0 && scoreFinal != nil && scoreFinal == scoreExport, "\(a)\n\(b)")
+        // Weights without a class list are refused for a classifier task, not given a list
+        // rebuilt from the data.
+        let pre = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("pre"), "--steps", "1"])
+        try #require(pre.exitCode == 0, "\(pre)")
+        let (noClasses, _) = try overall(Self.path("pre/final.safetensors"))
+        #expect(noClasses.exitCode != 0 && noClasses.output.contains("carries no answer/class list"), "\(noClasses)")
+        // A tokenizer whose ids are permuted (same size, loads fine): refused by eval, encode and --init.
+        let permuted = Self.root.appendingPathComponent("tok-permuted")
+        try FileManager.default.createDirectory(at: permuted, withIntermediateDirectories: true)
+        var vocab = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.path("tok/vocab.json"))))
+            as! [String: Int]
+        let swap = vocab.filter { $0.value >= 4 && $0.value < vocab.count - 1 }.keys.sorted().prefix(2)
+        (vocab[swap.first!], vocab[swap.last!]) = (vocab[swap.last!], vocab[swap.first!])
+        try JSONSerialization.data(withJSONObject: vocab).write(to: permuted.appendingPathComponent("vocab.json"))
+        try FileManager.default.copyItem(atPath: Self.path("tok/merges.txt"), toPath: permuted.appendingPathComponent("merges.txt").path)
+        let (wrongTokenizer, _) = try overall(Self.path("elsewhere/ft.safetensors"), tokenizer: permuted.path)
+        #expect(wrongTokenizer.exitCode != 0 && wrongTokenizer.output.contains("was trained with another tokenizer"), "\(wrongTokenizer)")
+        let initRun = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", permuted.path,
+                                                "--init", Self.path("pre"), "--out", Self.path("calib-permuted"), "--steps", "1",
+                                                "--batch-size", "4"])
+        #expect(initRun.exitCode != 0 && initRun.output.contains("was trained with another tokenizer"), "\(initRun)")
+        let encode = try MPIJob.runDirect(["encode", "--weights", Self.path("ft"), "--tokenizer", permuted.path,
+                                           "--texts", "is there a fracture", "--out", Self.path("enc.safetensors")])
+        #expect(encode.exitCode != 0 && encode.output.contains("was trained with another tokenizer"), "\(encode)")
+        // Importing only the vision side does not need the text's tokenizer.
+        let visionOnly = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", permuted.path,
+                                                   "--init", Self.path("pre"), "--init-only", "vision.", "--out",
+                                                   Self.path("calib-vision"), "--steps", "1", "--batch-size", "4"])
+        #expect(visionOnly.exitCode == 0, "\(visionOnly)")
+    }
+
+    // 3. an edited manifest resumed onto another trajectory while `inspect --verify` said "intact".
+    @Test func anEditedManifestIsCaughtAndResumeFallsBackToTheSameTrajectory() throws {
+        try Self.prepare()
+        let args = Self.pretrain + ["--steps", "4", "--checkpoint-every", "1", "--keep-checkpoints", "3"]
+        let straight = try MPIJob.run(ranks: 1, args + ["--out", Self.path("straight")])
+        try #require(straight.exitCode == 0, "\(straight)")
+        let stopped = try MPIJob.run(ranks: 1, args + ["--out", Self.path("edited"), "--debug-stop-after", "3"])
+        try #require(stopped.exitCode == 143, "\(stopped)")
+        let manifest = Self.path("edited/checkpoints/step-00000003/manifest.json")
+        let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        try #require(text.contains("\"optimizerSteps\" : 3"))
+        try text.replacingOccurrences(of: "\"optimizerSteps\" : 3", with: "\"optimizerSteps\" : 2")
+            .write(toFile: manifest, atomically: true, encoding: .utf8)
+        let verify = try MPIJob.runDirect(["inspect", "--verify", Self.path("edited/checkpoints/step-00000003")])
+        #expect(verify.exitCode != 0 && verify.output.contains("checksum does not match"), "\(verify)")
+        let resumed = try MPIJob.run(ranks: 1, args + ["--out", Self.path("edited"), "--resume"])
+        #expect(resumed.exitCode == 0 && resumed.output.contains("checksum does not match")
+                && resumed.output.contains("resumed from \(Self.path("edited/checkpoints/step-00000002"))"), "\(resumed)")
+        #expect(try Self.sha("edited/final.safetensors") == Self.sha("straight/final.safetensors"))
+    }
+
+    // 4. best.safetensors was replaced by a worse model after a resume, patience restarted,
+    //    and a resumed early-stopped run trained on. 24. "done: 200 steps" after 10.
+    @Test func validationStateSurvivesAResume() throws {
+        try Self.prepare()
+        // lr 1e-12: the weights do not move, every validation scores the same, so only the
+        // first is "better": the best stays step 1's across the resume.
+        let args = Self.finetune + ["--out", Self.path("best"), "--steps", "8", "--eval-every", "1", "--checkpoint-every", "1",
+                                    "--keep-best", "loss", "--early-stop", "2", "--lr", "1e-12", "--log-every", "1"]
+        let first = try MPIJob.run(ranks: 1, args + ["--debug-stop-after", "2"], timeout: 180)
+        try #require(first.exitCode == 143, "\(first)")
+        let resumed = try MPIJob.run(ranks: 1, args + ["--resume"], timeout: 180)
+        #expect(resumed.exitCode == 0 && resumed.output.contains("early stop: 2 validation(s) without a better loss"), "\(resumed)")
+        #expect(resumed.output.contains("done: 1 steps"), "\(resumed)")
+        let best = try Safetensors.read(URL(fileURLWithPath: Self.path("best/best.safetensors")))
+        #expect(best.metadata["best_step"] == "1", "\(best.metadata)")
+        let validations = try Self.rows("best").filter { $0["stage"] as? String == "validation" }
+            .compactMap { ($0["step"] as? NSNumber)?.intValue }
+        #expect(validations == [1, 2, 3], "patience counts across the resume: \(validations)")
+        // Resuming a run that early stopping ended trains nothing more.
+        let again = try MPIJob.run(ranks: 1, args + ["--resume"], timeout: 180)
+        #expect(again.exitCode == 0 && again.output.contains("nothing is left to train"), "\(again)")
+        #expect(try Self.rows("best").compactMap { ($0["step"] as? NSNumber)?.intValue }.max() == 3)
+    }
+
+    // 5. `--on-nonfinite skip-step` never gave up (593 skipped steps, exit 0, diverged weights).
+    @Test func skippingGivesUpAfterTheLimit() throws {
+        try Self.prepare()
+        let r = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("diverged"), "--steps", "60", "--lr", "1e3",
+                                                          "--on-nonfinite", "skip-step", "--max-skipped-steps", "3"])
+        #expect(r.exitCode != 0 && r.output.contains("4 steps in a row were skipped"), "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: Self.path("diverged/final.safetensors")))
+    }
+
+    // 6. `--init-only nosuchprefix.` imported nothing, silently.
+    @Test func anInitPrefixThatMatchesNothingIsAnError() throws {
+        try Self.prepare()
+        let pre = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("pre6"), "--steps", "1"])
+        try #require(pre.exitCode == 0, "\(pre)")
+        let r = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", Self.path("tok"),
+                                          "--init", Self.path("pre6"), "--init-only", "nosuchprefix.", "--out", Self.path("c6"),
+                                          "--steps", "1", "--batch-size", "4"])
+        #expect(r.exitCode != 0 && r.output.contains("--init-only nosuchprefix.: no tensor of the model starts with"), "\(r)")
+    }
+
+    // 7. a refused start deleted the other run's metrics.jsonl. 8. no lock on a run directory.
+    // 11. a kill during the first checkpoint left a directory nothing could start in.
+    // 12. `--overwrite` twice in one second failed. 14. `--out ""` wrote into the current directory.
+    @Test func runDirectoriesKeepTheirHistoryAndAreLocked() throws {
+        try Self.prepare()
+        let first = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "2"])
+        try #require(first.exitCode == 0, "\(first)")
+        let metrics = try Self.sha("r7/metrics.jsonl")
+        let refused = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "1", "--seed", "9"])
+        #expect(refused.exitCode != 0 && refused.output.contains("holds another run"), "\(refused)")
+        #expect(try Self.sha("r7/metrics.jsonl") == metrics, "the refused start left the run's history alone")
+        // A live run holds the lock (here: this test process); every kind of start is refused, naming it.
+        let lock = try RunDirectoryLock.acquire(URL(fileURLWithPath: Self.path("r7")))
+        for extra in [["--resume"], ["--overwrite"]] {
+            let busy = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "2"] + extra)
+            #expect(busy.exitCode != 0 && busy.output.contains("is in use by another run (pid \(getpid()) on host"), "\(busy)")
+        }
+        lock.release()
+        #expect(try Self.sha("r7/metrics.jsonl") == metrics)
+        // Two --overwrite in quick succession both keep the old run.
+        for _ in 0..<2 {
+            let r = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "1", "--overwrite"])
+            #expect(r.exitCode == 0, "\(r)")
+        }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { $0.hasPrefix("r7.old-") }
+        #expect(aside.count == 2, "\(aside)")
+        // The remains of a first checkpoint that was killed: a fresh start is allowed in place.
+        let killed = Self.path("r11/checkpoints/step-00000001")
+        try FileManager.default.createDirectory(atPath: killed, withIntermediateDirectories: true)
+        try Data("partial".utf8).write(to: URL(fileURLWithPath: killed + "/shard-00000-of-00001.zst.tmp"))
+        let restarted = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r11"), "--steps", "1"])
+        #expect(restarted.exitCode == 0, "\(restarted)")
+        let empty = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", "", "--steps", "1"])
+        #expect(empty.exitCode != 0 && empty.output.contains("--out"), "\(empty)")
+    }
+
+    // 9. after `kill -9` of mpirun the orphaned ranks trained on.
+    @Test func ranksStopWhenTheirLauncherIsKilled() throws {
+        try Self.prepare()
+        let out = Self.path("orphans")
+        let mpirun = Process()
+        mpirun.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        mpirun.arguments = ["mpirun", "-np", "2", "--oversubscribe", try MPIJob.binary().path] + Self.pretrain
+            + ["--out", out, "--steps", "100000", "--log-every", "100000"]
+        mpirun.environment = MPIJob.environment()
+        mpirun.standardOutput = FileHandle.nullDevice
+        mpirun.standardError = FileHandle.nullDevice
+        try mpirun.run()
+        func ranks() -> [Int32] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return names.compactMap { Int32($0) }.filter { pid in
+                guard let cmd = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return false }
+                let line = String(decoding: cmd, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
+                return line.contains("umd-mpirun pretrain") && line.contains(out) && !line.contains("mpirun -np")
+            }
+        }
+        // Wait until the ranks train, then kill the launcher only. They write nothing while
+        // training (no log line is due), so no broken pipe would stop them either.
+        let start = Date()
+        while Date().timeIntervalSince(start) < 60 && !FileManager.default.fileExists(atPath: out + "/config.json") {
+            usleep(200_000)
+        }
+        sleep(3)
+        let before = ranks()
+        kill(mpirun.processIdentifier, SIGKILL)
+        mpirun.waitUntilExit()
+        let killed = Date()
+        while Date().timeIntervalSince(killed) < 30 && !ranks().isEmpty { usleep(200_000) }
+        let left = ranks()
+        for pid in left { kill(pid, SIGKILL) }
+        #expect(before.count == 2, "\(before)")
+        #expect(left.isEmpty, "ranks still alive 30 s after their launcher died: \(left)")
+    }
+
+    // 13. eval threw the score away when its result file could not be written.
+    @Test func evalPrintsTheScoreBeforeWritingIt() throws {
+        try Self.prepare()
+        let ft = try MPIJob.run(ranks: 1, Self.finetune + ["--out", Self.path("ft13"), "--steps", "1"])
+        try #require(ft.exitCode == 0, "\(ft)")
+        let blocker = Self.path("not-a-directory")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: blocker))
+        let r = try MPIJob.run(ranks: 1, ["eval", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", Self.path("tok"),
+                                          "--checkpoint", Self.path("ft13/final.safetensors"), "--out", blocker])
+        #expect(r.exitCode != 0 && r.stdout.contains("eval vqa-rad test: overall") && r.output.contains("Pass --out DIR"), "\(r)")
+    }
+
+    // 16, 17, 23: settings that trapped, had no bound, or failed only after training.
+    @Test func badSettingsAreRefusedAtStart() throws {
+        try Self.prepare()
+        let cases: [([String], String)] = [
+            (Self.pretrain + ["--warmup", "1e30"], "--warmup"),
+            (Self.pretrain + ["--image-size", "100000"], "--image-size"),
+            (Self.finetune + ["--keep-best", "acc", "--eval-every", "2"],
+             "--keep-best acc is not a vqa-rad validation metric; choose one of overall, closed, open, loss"),
+            (Self.finetune + ["--keep-best", "loss"], "--keep-best needs --eval-every"),
+        ]
+        for (args, expected) in cases {
+            let r = try MPIJob.run(ranks: 1, args + ["--out", Self.path("bad-settings"), "--steps", "2"])
+            #expect(r.exitCode != 0 && r.output.contains(expected), "\(args): \(r)")
+            #expect(!r.output.contains("Fatal error") && !r.output.contains("Illegal instruction"), "\(r)")
+            #expect(!FileManager.default.fileExists(atPath: Self.path("bad-settings/final.safetensors")))
+        }
+    }
+
+    // 18. a FIFO as weights hung in open().
+    @Test func aFIFOAsWeightsIsRefused() throws {
+        try Self.prepare()
+        let fifo = Self.path("weights.fifo")
+        try #require(mkfifo(fifo, 0o644) == 0)
+        let r = try MPIJob.runDirect(["export", "--checkpoint", fifo, "--out", Self.path("x.safetensors")], timeout: 30)
+        #expect(!r.timedOut && r.exitCode != 0 && r.output.contains("a FIFO (named pipe)"), "\(r)")
+        let i = try MPIJob.run(ranks: 1, Self.pretrain + ["--init", fifo, "--out", Self.path("fifo-init"), "--steps", "1"], timeout: 30)
+        #expect(!i.timedOut && i.exitCode != 0 && i.output.contains("a FIFO (named pipe)"), "\(i)")
+    }
+
+    // 24. `tokenizer train` dropped bad records without a count.
+    @Test func tokenizerTrainingCountsWhatItSkipped() throws {
+        try Self.prepare()
+        let roco = Self.root.appendingPathComponent("roco-bad")
+        try? FileManager.default.removeItem(at: roco)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.path("roco")), to: roco)
+        let captions = roco.appendingPathComponent("train/radiology/captions.txt")
+        try (String(contentsOf: captions, encoding: .utf8) + "a line without a tab\n").write(to: captions, atomically: true, encoding: .utf8)
+        let r = try MPIJob.runDirect(["tokenizer", "train", "--roco", roco.path, "--vocab-size", "280", "--out", Self.path("tok-bad")])
+        #expect(r.exitCode == 0 && r.stdout.contains("1 skipped") && r.output.contains("no tab between"), "\(r)")
+    }
+}
