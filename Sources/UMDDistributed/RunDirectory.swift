@@ -49,12 +49,14 @@ public final class RunDirectoryLock {
 /// them with parent pid 1): a thread checks the parent every second and ends the process
 /// at once, without saving or publishing anything — the run resumes from its last complete
 /// checkpoint. Only under mpirun (OMPI_COMM_WORLD_SIZE set): a rank started by hand may
-/// outlive the shell that started it (nohup).
+/// outlive the shell that started it (nohup). `UMD_LAUNCHER_WATCH=1` turns it on for a
+/// process started without mpirun (how the tests check it without killing an mpirun).
 public enum LauncherWatch {
     nonisolated(unsafe) private static var started = false
 
     public static func start(rank: Int) {
-        guard !started, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil else { return }
+        let environment = ProcessInfo.processInfo.environment
+        guard !started, environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["UMD_LAUNCHER_WATCH"] == "1" else { return }
         started = true
         let launcher = getppid()
         let thread = Thread {

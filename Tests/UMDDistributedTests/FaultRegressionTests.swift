@@ -159,10 +159,8 @@ struct FaultRegressionTests {
         #expect(r.exitCode != 0 && r.output.contains("--init-only nosuchprefix.: no tensor of the model starts with"), "\(r)")
     }
 
-    // 7. a refused start deleted the other run's metrics.jsonl. 8. no lock on a run directory.
-    // 11. a kill during the first checkpoint left a directory nothing could start in.
-    // 12. `--overwrite` twice in one second failed. 14. `--out ""` wrote into the current directory.
-    @Test func runDirectoriesKeepTheirHistoryAndAreLocked() throws {
+    // 7. a refused start deleted the other run's metrics.jsonl.
+    @Test func aRefusedStartKeepsTheOtherRunsHistory() throws {
         try Self.prepare()
         let first = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "2"])
         try #require(first.exitCode == 0, "\(first)")
@@ -170,32 +168,81 @@ struct FaultRegressionTests {
         let refused = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "1", "--seed", "9"])
         #expect(refused.exitCode != 0 && refused.output.contains("holds another run"), "\(refused)")
         #expect(try Self.sha("r7/metrics.jsonl") == metrics, "the refused start left the run's history alone")
+    }
+
+    // 8. no lock on a run directory: two jobs wrote one metrics.jsonl.
+    @Test func aLiveRunsDirectoryIsLocked() throws {
+        try Self.prepare()
+        let first = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "2", "--checkpoint-every", "1"])
+        try #require(first.exitCode == 0, "\(first)")
+        let metrics = try Self.sha("r8/metrics.jsonl")
         // A live run holds the lock (here: this test process); every kind of start is refused, naming it.
-        let lock = try RunDirectoryLock.acquire(URL(fileURLWithPath: Self.path("r7")))
-        for extra in [["--resume"], ["--overwrite"]] {
-            let busy = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "2"] + extra)
+        let lock = try RunDirectoryLock.acquire(URL(fileURLWithPath: Self.path("r8")))
+        for extra in [["--resume"], ["--overwrite"], []] {
+            let busy = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "3"] + extra)
             #expect(busy.exitCode != 0 && busy.output.contains("is in use by another run (pid \(getpid()) on host"), "\(busy)")
         }
         lock.release()
-        #expect(try Self.sha("r7/metrics.jsonl") == metrics)
-        // Two --overwrite in quick succession both keep the old run.
-        for _ in 0..<2 {
-            let r = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r7"), "--steps", "1", "--overwrite"])
-            #expect(r.exitCode == 0, "\(r)")
-        }
-        let aside = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { $0.hasPrefix("r7.old-") }
-        #expect(aside.count == 2, "\(aside)")
-        // The remains of a first checkpoint that was killed: a fresh start is allowed in place.
+        #expect(try Self.sha("r8/metrics.jsonl") == metrics)
+        let resumed = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "3", "--resume"])
+        #expect(resumed.exitCode == 0, "the lock goes with its holder: \(resumed)")
+    }
+
+    // 11. a kill during the first checkpoint left a directory nothing could start in.
+    // 14. `--out ""` wrote the run into the current directory.
+    @Test func aDirectoryWithoutSavedWeightsCanBeStartedFresh() throws {
+        try Self.prepare()
         let killed = Self.path("r11/checkpoints/step-00000001")
         try FileManager.default.createDirectory(atPath: killed, withIntermediateDirectories: true)
         try Data("partial".utf8).write(to: URL(fileURLWithPath: killed + "/shard-00000-of-00001.zst.tmp"))
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: Self.path("r11/config.json")))
         let restarted = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r11"), "--steps", "1"])
         #expect(restarted.exitCode == 0, "\(restarted)")
         let empty = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", "", "--steps", "1"])
-        #expect(empty.exitCode != 0 && empty.output.contains("--out"), "\(empty)")
+        #expect(empty.exitCode != 0 && empty.output.contains("--out") && empty.output.contains("must not be empty"), "\(empty)")
     }
 
-    // 9. after `kill -9` of mpirun the orphaned ranks trained on.
+    // 12. `--overwrite` twice in one second failed: the backup name had one-second resolution.
+    @Test func overwritingTwiceInOneSecondKeepsBothOldRuns() throws {
+        let base = Self.root.appendingPathComponent("r12")
+        var config = RunConfiguration()
+        config.overwrite = true
+        for n in 0..<3 {
+            try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+            try Data("run \(n)".utf8).write(to: base.appendingPathComponent("final.safetensors"))
+            #expect(try Trainer.previousRun(at: base, config: config) == false)
+        }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: Self.root.path).filter { $0.hasPrefix("r12.old-") }
+        #expect(aside.count == 3, "\(aside)")
+    }
+
+    // 9. orphaned ranks trained on after their launcher died. Checked with a launcher this
+    // test controls: a shell that starts the program and exits, leaving it with parent pid 1
+    // (an mpirun killed with -9 leaves its ranks the same way; see the next test).
+    @Test func aProcessWhoseLauncherDiedStopsWithoutSaving() throws {
+        try Self.prepare()
+        let out = Self.path("orphan-watch"), pidFile = Self.path("orphan.pid"), log = Self.path("orphan.log")
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "\"$0\" \"$@\" < /dev/null > \(log) 2>&1 & echo $! > \(pidFile); sleep 4", try MPIJob.binary().path]
+            + Self.pretrain + ["--out", out, "--steps", "100000", "--log-every", "100000"]
+        shell.environment = MPIJob.environment(extra: ["UMD_LAUNCHER_WATCH": "1"])
+        try shell.run()
+        let launched = Date()
+        while shell.isRunning && Date().timeIntervalSince(launched) < 20 { usleep(100_000) }
+        let pid = try #require(Int32(String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let orphaned = Date()
+        while Date().timeIntervalSince(orphaned) < 30 && FileManager.default.fileExists(atPath: "/proc/\(pid)") { usleep(200_000) }
+        let alive = FileManager.default.fileExists(atPath: "/proc/\(pid)")
+        if alive { kill(pid, SIGKILL) }
+        #expect(!alive, "the program ran on 30 s after its launcher exited")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("the launcher (pid") && text.contains("stopping without saving"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/final.safetensors"))
+    }
+
+    // 9. after `kill -9` of mpirun the orphaned ranks trained on (here OpenMPI's own lost
+    // connection handling also ends them; the watch above makes it certain).
     @Test func ranksStopWhenTheirLauncherIsKilled() throws {
         try Self.prepare()
         let out = Self.path("orphans")
