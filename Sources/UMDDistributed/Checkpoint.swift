@@ -264,6 +264,7 @@ public enum Checkpoints {
         let shards = try world.allgatherData(JSONEncoder().encode(mine))
         if let gatherToken { watchdog?.end(gatherToken) }
         if rank == 0 {
+            LauncherWatch.stopIfOrphaned()          // publish nothing once the launcher is gone
             let manifest = CheckpointManifest(
                 step: step, worldSize: R, config: config, tokenizerHash: plan.tokenizerHash, classesHash: plan.classesHash,
                 randomState: "counter-based, keyed by seed \(config.seed), step and dataset index: nothing to restore",

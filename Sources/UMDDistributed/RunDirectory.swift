@@ -52,25 +52,32 @@ public final class RunDirectoryLock {
 /// outlive the shell that started it (nohup). `UMD_LAUNCHER_WATCH=1` turns it on for a
 /// process started without mpirun (how the tests check it without killing an mpirun).
 public enum LauncherWatch {
-    nonisolated(unsafe) private static var started = false
+    // Written once by `start` before the watch thread exists; read-only afterwards.
+    nonisolated(unsafe) private static var launcher: pid_t = 0
+    nonisolated(unsafe) private static var rank = 0
 
     public static func start(rank: Int) {
         let environment = ProcessInfo.processInfo.environment
-        guard !started, environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["UMD_LAUNCHER_WATCH"] == "1" else { return }
-        started = true
-        let launcher = getppid()
+        guard launcher == 0, environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["UMD_LAUNCHER_WATCH"] == "1" else { return }
+        launcher = getppid()
+        Self.rank = rank
         let thread = Thread {
             while true {
-                sleep(1)
-                if getppid() != launcher {
-                    let text = "umd-mpirun: rank \(rank): the launcher (pid \(launcher)) is gone; stopping without saving. "
-                        + "Resume the run with --resume (from its last complete checkpoint).\n"
-                    text.withCString { _ = write(2, $0, strlen($0)) }
-                    _exit(70)
-                }
+                usleep(250_000)
+                stopIfOrphaned()
             }
         }
         thread.name = "launcher-watch"
         thread.start()
+    }
+
+    /// Ends the process at once when the launcher is gone; the trainer also calls it right
+    /// before a checkpoint is published, so no save starts after the launcher died.
+    public static func stopIfOrphaned() {
+        guard launcher != 0, getppid() != launcher else { return }
+        let text = "umd-mpirun: rank \(rank): the launcher (pid \(launcher)) is gone; stopping without saving. "
+            + "Resume the run with --resume (from its last complete checkpoint).\n"
+        text.withCString { _ = write(2, $0, strlen($0)) }
+        _exit(70)
     }
 }

@@ -93,6 +93,7 @@ public enum Trainer {
             stopped = try stopSignal.agreed(world: world, watchdog: watchdog, step: s, alsoStop: faults.stopsAfter(s + 1))
             let last = stopped || earlyStop || s == config.steps - 1
             if last || checkpoints.isDue(afterSteps: s + 1) {
+                LauncherWatch.stopIfOrphaned()
                 log.finishProgress()
                 try checkpoints.save(afterSteps: s + 1, final: last, validation: validation?.state)
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import UMDData
 import UMDModel
 @testable import UMDDistributed
 #if canImport(Glibc)
@@ -16,14 +17,7 @@ struct FaultRegressionTests {
     static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
 
     static func prepare() throws {
-        if FileManager.default.fileExists(atPath: path("tok/vocab.json")) { return }
-        for (kind, dir) in [("roco", "roco"), ("vqa-rad", "vqa")] {
-            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", path(dir), "--count", "24", "--image-size", "32"])
-            try #require(r.exitCode == 0, "\(r)")
-        }
-        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", path("roco"), "--vqa-rad", path("vqa"),
-                                      "--vocab-size", "300", "--out", path("tok")])
-        try #require(t.exitCode == 0, "\(t)")
+        try SyntheticFixture.make(in: root, datasets: [("roco", "roco"), ("vqa-rad", "vqa")])
     }
 
     static var pretrain: [String] {
@@ -130,6 +124,8 @@ struct FaultRegressionTests {
         #expect(resumed.output.contains("done: 1 steps"), "\(resumed)")
         let best = try Safetensors.read(URL(fileURLWithPath: Self.path("best/best.safetensors")))
         #expect(best.metadata["best_step"] == "1", "\(best.metadata)")
+        #expect(best.metadata[WeightsDescription.tokenizerKey] == TokenizerIdentity.hash(URL(fileURLWithPath: Self.path("tok"))))
+        #expect(best.metadata["classes"] != nil)
         let validations = try Self.rows("best").filter { $0["stage"] as? String == "validation" }
             .compactMap { ($0["step"] as? NSNumber)?.intValue }
         #expect(validations == [1, 2, 3], "patience counts across the resume: \(validations)")
@@ -179,12 +175,12 @@ struct FaultRegressionTests {
         // A live run holds the lock (here: this test process); every kind of start is refused, naming it.
         let lock = try RunDirectoryLock.acquire(URL(fileURLWithPath: Self.path("r8")))
         for extra in [["--resume"], ["--overwrite"], []] {
-            let busy = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "3"] + extra)
+            let busy = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "2"] + extra)
             #expect(busy.exitCode != 0 && busy.output.contains("is in use by another run (pid \(getpid()) on host"), "\(busy)")
         }
         lock.release()
         #expect(try Self.sha("r8/metrics.jsonl") == metrics)
-        let resumed = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "3", "--resume"])
+        let resumed = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r8"), "--steps", "2", "--resume"])
         #expect(resumed.exitCode == 0, "the lock goes with its holder: \(resumed)")
     }
 
@@ -319,6 +315,60 @@ struct FaultRegressionTests {
         #expect(!r.timedOut && r.exitCode != 0 && r.output.contains("a FIFO (named pipe)"), "\(r)")
         let i = try MPIJob.run(ranks: 1, Self.pretrain + ["--init", fifo, "--out", Self.path("fifo-init"), "--steps", "1"], timeout: 30)
         #expect(!i.timedOut && i.exitCode != 0 && i.output.contains("a FIFO (named pipe)"), "\(i)")
+    }
+
+    // 10. TensorBoard kept the killed run's rows past the resumed step (metrics.jsonl drops them).
+    @Test func tensorBoardShowsEachStepOnceAfterAResume() throws {
+        try Self.prepare()
+        let args = Self.pretrain + ["--out", Self.path("tb"), "--steps", "5", "--checkpoint-every", "2", "--log-every", "1"]
+        let first = try MPIJob.run(ranks: 1, args)
+        try #require(first.exitCode == 0, "\(first)")
+        // As if killed after step 5 with step 2's checkpoint the last complete one.
+        for name in ["final.safetensors", "checkpoints/step-00000004", "checkpoints/step-00000005"] {
+            try? FileManager.default.removeItem(atPath: Self.path("tb/\(name)"))
+        }
+        let resumed = try MPIJob.run(ranks: 1, args + ["--resume"])
+        try #require(resumed.exitCode == 0 && resumed.output.contains("step-00000002"), "\(resumed)")
+        let shown = try TensorBoardTests.shown(URL(fileURLWithPath: Self.path("tb"))).filter { $0.1 == "pretrain/loss" }
+        let logged = try Self.rows("tb").map { (($0["step"] as? NSNumber)?.intValue ?? -1, Float(($0["loss"] as? Double) ?? .nan)) }
+        #expect(shown.map(\.0) == [1, 2, 3, 4, 5], "\(shown)")
+        #expect(shown.map(\.2) == logged.map(\.1), "TensorBoard shows what metrics.jsonl holds: \(shown) vs \(logged)")
+    }
+
+    // 15. a safetensors shape whose element count overflows trapped (Illegal instruction).
+    @Test func hostileWeightsFilesAreNamedNotCrashedOn() throws {
+        try Self.prepare()
+        let url = URL(fileURLWithPath: Self.path("hostile.safetensors"))
+        var json = Data(#"{"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,16]}}"#.utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        try (withUnsafeBytes(of: UInt64(json.count).littleEndian) { Data($0) } + json + Data(count: 16)).write(to: url)
+        let r = try MPIJob.runDirect(["export", "--checkpoint", url.path, "--out", Self.path("y.safetensors")])
+        #expect(r.exitCode == 1 && r.output.contains("overflows"), "\(r)")
+    }
+
+    // 19. one 200 KB token in a caption: 4.2 GB and > 150 s of tokenizer training.
+    // 20. one record naming a missing subfolder aborted the whole data set.
+    // 21. a header claiming 20000x20000 passed the read check and stopped the run at step 1.
+    @Test func hostileRecordsAreSkippedAndBounded() throws {
+        try Self.prepare()
+        let roco = Self.root.appendingPathComponent("roco-hostile")
+        try? FileManager.default.removeItem(at: roco)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.path("roco")), to: roco)
+        let images = roco.appendingPathComponent("train/radiology/images")
+        let png = try ImageCodec.encode([UInt8](repeating: 50, count: 16 * 16 * 3), width: 16, height: 16, channels: 3, as: .png)
+        var lying = [UInt8](png)
+        lying.replaceSubrange(16..<24, with: [0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20])       // 20000 x 20000
+        try Data(lying).write(to: images.appendingPathComponent("ROCO_90001.jpg"))
+        let captions = roco.appendingPathComponent("train/radiology/captions.txt")
+        let blob = String(repeating: "abcdefghij", count: 20_000)
+        try (String(contentsOf: captions, encoding: .utf8) + "nosuchdir/ROCO_00018\ta caption\nROCO_90001\ta huge image\n"
+             + "ROCO_00001\tthe word \(blob) is long\n").write(to: captions, atomically: true, encoding: .utf8)
+        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", roco.path, "--vocab-size", "300", "--out",
+                                      Self.path("tok-hostile")], timeout: 90)
+        #expect(!t.timedOut && t.exitCode == 0, "\(t)")
+        let r = try MPIJob.run(ranks: 1, ["pretrain", "--roco", roco.path, "--tokenizer", Self.path("tok-hostile"), "--out",
+                                          Self.path("hostile-run"), "--steps", "6", "--batch-size", "8"], timeout: 90)
+        #expect(r.exitCode == 0 && r.output.contains("nosuchdir") && r.output.contains("declares 20000x20000 pixels"), "\(r)")
     }
 
     // 24. `tokenizer train` dropped bad records without a count.

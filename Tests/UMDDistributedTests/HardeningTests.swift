@@ -12,11 +12,7 @@ struct HardeningTests {
     static var tokenizer: String { root.appendingPathComponent("tok").path }
 
     static func prepare() throws {
-        if FileManager.default.fileExists(atPath: root.appendingPathComponent("tok/vocab.json").path) { return }
-        let synth = try MPIJob.runDirect(["synth", "--kind", "roco", "--out", roco, "--count", "40", "--image-size", "32"])
-        try #require(synth.exitCode == 0, "\(synth)")
-        let tok = try MPIJob.runDirect(["tokenizer", "train", "--roco", roco, "--vocab-size", "300", "--out", tokenizer])
-        try #require(tok.exitCode == 0, "\(tok)")
+        try SyntheticFixture.make(in: root, datasets: [("roco", "roco")], count: 40)
     }
 
     static func pretrain(ranks: Int = 2, _ out: String, _ extra: [String]) throws -> MPIJob.Result {

@@ -12,14 +12,8 @@ struct RunSteeringTests {
     static func path(_ p: String) -> String { root.appendingPathComponent(p).path }
 
     static func prepare() throws {
-        if FileManager.default.fileExists(atPath: path("tok/vocab.json")) { return }
-        for (kind, dir) in [("roco", "roco"), ("vqa-rad", "vqa")] {
-            let r = try MPIJob.runDirect(["synth", "--kind", kind, "--out", path(dir), "--count", "24", "--image-size", "32"])
-            try #require(r.exitCode == 0, "\(r)")
-        }
-        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", path("roco"), "--vqa-rad", path("vqa"),
-                                      "--vocab-size", "300", "--out", path("tok")])
-        try #require(t.exitCode == 0, "\(t)")
+        if FileManager.default.fileExists(atPath: path("pre/final.safetensors")) { return }
+        try SyntheticFixture.make(in: root, datasets: [("roco", "roco"), ("vqa-rad", "vqa")])
         let run = try MPIJob.run(ranks: 1, ["pretrain", "--roco", path("roco"), "--tokenizer", path("tok"), "--out", path("pre"),
                                             "--steps", "2", "--batch-size", "4", "--checkpoint-every", "1"])
         try #require(run.exitCode == 0, "\(run)")
