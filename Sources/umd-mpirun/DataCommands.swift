@@ -94,6 +94,10 @@ struct TokenizerCommand: ParsableCommand {
                 }
                 let result = TokenizerTrainer.train(texts: texts, vocabularySize: vocabSize)
                 try ByteLevelBPE.write(vocabulary: result.vocabulary, merges: result.merges, to: URL(fileURLWithPath: out))
+                if result.longPiecesLeftOut > 0 {
+                    print("tokenizer: left out \(result.longPiecesLeftOut) pre-token(s) longer than \(ByteLevelBPE.maxPieceBytes) "
+                          + "bytes (not words: URLs, encoded data); encoding cuts such runs into \(ByteLevelBPE.maxPieceBytes)-byte pieces")
+                }
                 print("tokenizer: learnt \(result.merges.count) merges from \(texts.count) texts; "
                       + "vocabulary \(result.vocabulary.count) written to \(out)")
             } catch let error as ValidationError {

@@ -360,11 +360,17 @@ struct FaultRegressionTests {
         lying.replaceSubrange(16..<24, with: [0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20])       // 20000 x 20000
         try Data(lying).write(to: images.appendingPathComponent("ROCO_90001.jpg"))
         let captions = roco.appendingPathComponent("train/radiology/captions.txt")
-        let blob = String(repeating: "abcdefghij", count: 20_000)
+        // 200 KB of pseudo-random letters: no spaces, few repeats (a repeated pattern merges away quickly).
+        var state: UInt64 = 12345
+        let blob = String((0..<200_000).map { _ -> Character in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Character(Unicode.Scalar(UInt8(97 + (state >> 33) % 26)))
+        })
         try (String(contentsOf: captions, encoding: .utf8) + "nosuchdir/ROCO_00018\ta caption\nROCO_90001\ta huge image\n"
-             + "ROCO_00001\tthe word \(blob) is long\n").write(to: captions, atomically: true, encoding: .utf8)
-        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", roco.path, "--vocab-size", "300", "--out",
-                                      Self.path("tok-hostile")], timeout: 90)
+             + "ROCO_90002\tthe word \(blob) is long\n").write(to: captions, atomically: true, encoding: .utf8)
+        try png.write(to: images.appendingPathComponent("ROCO_90002.jpg"))
+        // The default vocabulary (8000): with it the blob once took minutes and gigabytes.
+        let t = try MPIJob.runDirect(["tokenizer", "train", "--roco", roco.path, "--out", Self.path("tok-hostile")], timeout: 90)
         #expect(!t.timedOut && t.exitCode == 0, "\(t)")
         let r = try MPIJob.run(ranks: 1, ["pretrain", "--roco", roco.path, "--tokenizer", Self.path("tok-hostile"), "--out",
                                           Self.path("hostile-run"), "--steps", "6", "--batch-size", "8"], timeout: 90)

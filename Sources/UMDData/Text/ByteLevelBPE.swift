@@ -100,11 +100,11 @@ public final class ByteLevelBPE: @unchecked Sendable {
 
     // MARK: Encoding
 
-    /// Pre-tokens longer than this many bytes are cut into pieces of this length before BPE,
-    /// in training and encoding alike. BPE's merge loop is quadratic in a piece's length and
-    /// training's memory grows with it: one 200 KB "word" (a base64 blob pasted into a
-    /// caption) took 4.2 GB and minutes. No merge of a real vocabulary is this long (RoBERTa's
-    /// longest token is 128 bytes), so ordinary text encodes exactly as before.
+    /// Pre-tokens longer than this many bytes are cut into pieces of this length before BPE
+    /// encodes them, and left out of tokenizer training (`TokenizerTrainer`). BPE's merge
+    /// loop is quadratic in a piece's length and training's memory grew with it: one 200 KB
+    /// "word" (a base64 blob pasted into a caption) took 4.2 GB and minutes. No merge of a
+    /// real vocabulary is this long, so ordinary text encodes exactly as before.
     public static let maxPieceBytes = 256
 
     /// `key` (byte symbols of one pre-token) in pieces of at most `maxPieceBytes` symbols.

@@ -9,6 +9,8 @@ public enum TokenizerTrainer {
     public struct Result {
         public var vocabulary: [String: Int32]
         public var merges: [(String, String)]
+        /// Pre-tokens longer than `ByteLevelBPE.maxPieceBytes` left out of training.
+        public var longPiecesLeftOut = 0
     }
 
     struct Candidate: Comparable {
@@ -25,11 +27,17 @@ public enum TokenizerTrainer {
         precondition(vocabularySize >= 4 + 256 + 1, "a byte-level vocabulary needs at least 261 ids")
         // Word frequencies after pre-tokenisation, as byte-symbol strings.
         var frequency: [String: Int] = [:]
-        // Long pre-tokens are cut as encoding cuts them (ByteLevelBPE.maxPieceBytes): memory stays
-        // linear in the text, and no merge is learnt that encoding could never apply.
+        // Pre-tokens longer than ByteLevelBPE.maxPieceBytes (a base64 blob or a URL pasted into a
+        // caption, not words) are left out: merge search over them grows with their length
+        // times the merges learnt (one random 200 KB "word" took 3 minutes and 1 GB even cut
+        // into pieces), and they would fill the vocabulary with fragments of noise. Encoding
+        // cuts them into pieces, which the byte symbols and the merges learnt from words cover.
+        var longPieces = 0
         for text in texts {
             for piece in PreTokenizer.split(text) {
-                for key in ByteLevelBPE.bounded(ByteMapping.encode(piece)) { frequency[key, default: 0] += 1 }
+                let key = ByteMapping.encode(piece)
+                if key.count > ByteLevelBPE.maxPieceBytes { longPieces += 1; continue }
+                frequency[key, default: 0] += 1
             }
         }
         let sortedWords = frequency.keys.sorted()
@@ -96,6 +104,6 @@ public enum TokenizerTrainer {
         for c in ByteMapping.byteToCharacter { vocabulary[String(c)] = Int32(vocabulary.count) }
         for (a, b) in merges where vocabulary[a + b] == nil { vocabulary[a + b] = Int32(vocabulary.count) }
         vocabulary["<mask>"] = Int32(vocabulary.count)
-        return Result(vocabulary: vocabulary, merges: merges)
+        return Result(vocabulary: vocabulary, merges: merges, longPiecesLeftOut: longPieces)
     }
 }
