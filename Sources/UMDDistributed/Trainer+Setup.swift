@@ -97,10 +97,20 @@ extension Trainer {
                            watchdog: StallWatchdog, log: RunLog) throws -> StageModel {
         // Weights whose text side is imported must come with the tokenizer they were trained
         // with: the same ids would otherwise stand for other words.
-        if let initPath = config.initFrom,
-           config.initOnly.isEmpty || config.initOnly.contains(where: { "text.word_embed".hasPrefix($0) }),
-           let described = try WeightsDescription.of(path: initPath) {
-            try described.requireTokenizer(URL(fileURLWithPath: config.tokenizer!), weights: initPath)
+        // Likewise a classifier head imported from them must stand for the same classes, in order.
+        func imports(_ name: String) -> Bool { config.initOnly.isEmpty || config.initOnly.contains { name.hasPrefix($0) || $0.hasPrefix(name) } }
+        if let initPath = config.initFrom, let described = try WeightsDescription.of(path: initPath) {
+            if imports("text.word_embed") {
+                try described.requireTokenizer(URL(fileURLWithPath: config.tokenizer!), weights: initPath)
+            }
+            if config.stage == .finetune, described.hasClassifierHead, imports("head."), let saved = described.classes,
+               saved != data.table.classes {
+                let differ = saved.count != data.table.classes.count ? "\(saved.count) classes, this data set has \(data.table.classes.count)"
+                    : "the same number of classes in another order or with other names"
+                throw RunError("--init \(initPath) holds a task head for another class list (\(differ)): its rows would "
+                               + "stand for other answers. Start the head fresh with --init-only vision.,text.,fusion. or "
+                               + "fine-tune on the data set the weights were trained on")
+            }
         }
         var hyper = AdamWHyperparameters()
         hyper.weightDecay = config.weightDecay

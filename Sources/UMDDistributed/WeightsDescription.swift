@@ -14,6 +14,8 @@ public struct WeightsDescription {
     public var classes: [String]?
     /// Hash of the tokenizer the weights were trained with (nil: not recorded).
     public var tokenizerHash: String?
+    /// The weights hold a classifier head (`head.fc2.weight`), whose rows stand for `classes`.
+    public var hasClassifierHead = false
 
     public init(metadata m: [String: String], shapes: [String: [Int]], path: String) throws {
         if let name = m["preset"], !name.isEmpty {
@@ -31,7 +33,10 @@ public struct WeightsDescription {
         task = m["task"].flatMap { $0.isEmpty ? nil : $0 }
         classes = m["classes"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
         tokenizerHash = m[Self.tokenizerKey].flatMap { $0.isEmpty ? nil : $0 }
+        hasClassifierHead = shapes[Self.classifierHeadTensor] != nil
     }
+
+    static let classifierHeadTensor = "head.fc2.weight"
 
     /// The metadata key of the tokenizer's hash (XXH64 of vocab.json + merges.txt).
     public static let tokenizerKey = "tokenizer_xxh64"
@@ -64,12 +69,13 @@ public struct WeightsDescription {
                                                                 tokenizerKey: m.tokenizerHash],
                                                      shapes: [:], path: path)
             description.classes = m.classes
+            description.hasClassifierHead = m.student.contains { $0.name == classifierHeadTensor }
             return description
         }
         let (_, header, _) = try Safetensors.readHeader(resolved.url)
         let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
         var shapes: [String: [Int]] = [:]
-        for name in ["text.word_embed", "vision.pos_embed"] {
+        for name in ["text.word_embed", "vision.pos_embed", classifierHeadTensor] {
             if let info = header[name] as? [String: Any], let shape = info["shape"] as? [Any] {
                 shapes[name] = shape.compactMap { ($0 as? NSNumber)?.intValue }
             }

@@ -81,6 +81,14 @@ struct FaultRegressionTests {
         let encode = try MPIJob.runDirect(["encode", "--weights", Self.path("ft"), "--tokenizer", permuted.path,
                                            "--texts", "is there a fracture", "--out", Self.path("enc.safetensors")])
         #expect(encode.exitCode != 0 && encode.output.contains("was trained with another tokenizer"), "\(encode)")
+        // Fine-tuning from weights whose head stands for another class list: refused, not remapped.
+        let other = try MPIJob.runDirect(["synth", "--kind", "vqa-rad", "--out", Self.path("vqa-other"), "--count", "24",
+                                          "--image-size", "32", "--seed", "7"])
+        try #require(other.exitCode == 0, "\(other)")
+        let headInit = try MPIJob.run(ranks: 1, ["finetune", "--task", "vqa-rad", "--data", Self.path("vqa-other"), "--tokenizer",
+                                                 Self.path("tok"), "--init", Self.path("ft"), "--out", Self.path("ft-other"),
+                                                 "--steps", "1", "--batch-size", "4"])
+        #expect(headInit.exitCode != 0 && headInit.output.contains("holds a task head for another class list"), "\(headInit)")
         // Importing only the vision side does not need the text's tokenizer.
         let visionOnly = try MPIJob.run(ranks: 1, ["calib", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer", permuted.path,
                                                    "--init", Self.path("pre"), "--init-only", "vision.", "--out",
