@@ -69,10 +69,9 @@ public struct NonFiniteStep: Error, CustomStringConvertible {
     /// Set when `--on-nonfinite skip-step` gave up: this many steps in a row were skipped.
     public var consecutiveSkips: Int? = nil
     public var description: String {
-        "step \(step + 1): non-finite " + terms.joined(separator: ", ") + "; "
-            + (consecutiveSkips.map { "\($0) steps in a row were skipped (more than --max-skipped-steps): the model has "
-                                      + "diverged, so the run stops. " } ?? "")
-            + "nothing was updated or saved. "
+        "step \(step + 1): non-finite " + terms.joined(separator: ", ")
+            + (consecutiveSkips.map { "; \($0) steps in a row were skipped (more than --max-skipped-steps): the model has "
+                                      + "diverged, so the run stops. Nothing was saved. " } ?? "; nothing was updated or saved. ")
             + (lastCheckpoint.map { "The last checkpoint (finite) is \($0). " } ?? "No checkpoint was saved yet. ")
             + (consecutiveSkips == nil ? "Lower --lr, set --clip-norm, or pass --on-nonfinite skip-step to skip such batches."
                                        : "Lower --lr or set --clip-norm, and resume from that checkpoint.")
