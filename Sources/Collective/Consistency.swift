@@ -1,4 +1,5 @@
 import Foundation
+import UMDCore
 
 /// Start-of-run and periodic agreement checks across ranks.
 public enum Consistency {
@@ -7,14 +8,15 @@ public enum Consistency {
         public var description: String { message }
     }
 
-    /// FNV-1a over raw bytes: a cheap checksum of an arena slice (bitwise, so any
-    /// divergence between replicas shows).
+    /// FNV-1a's step over the Floats' 32-bit patterns (one word per element, not bytes): a
+    /// cheap checksum of an arena slice, bitwise, so any divergence between replicas shows.
     public static func checksum(_ pointer: UnsafePointer<Float>, count: Int) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = FNV1a.offsetBasis
+        let prime = FNV1a.prime
         let words = UnsafeRawPointer(pointer).bindMemory(to: UInt32.self, capacity: count)
         for i in 0..<count {
             h ^= UInt64(words[i])
-            h = h &* 0x100_0000_01B3
+            h = h &* prime
         }
         return h
     }

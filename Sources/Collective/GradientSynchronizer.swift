@@ -1,21 +1,6 @@
 import Foundation
 import UMDCore
 
-/// Averages the gradient arena across ranks in buckets while backward is still running
-/// (DESIGN.md idea 4).
-///
-/// Buckets are slices of the arena itself — no copy into a fusion buffer — cut from the
-/// trained segments in address order (the first one smaller, so communication starts early).
-/// Backward finishes gradients in address order and reports progress with
-/// `gradientsReady(below:)`; every bucket wholly below that offset is handed to a
-/// communication thread that runs a blocking MPI_Allreduce on a duplicated communicator
-/// (OpenMPI 4.1 gives non-blocking collectives no progress without MPI calls). The result
-/// is the SUM over ranks: each rank's objective already divides by the global count
-/// (MODEL_SPEC.md section 10a), so the sum is the global-batch gradient and no rank count
-/// appears anywhere. `finish()` waits only for buckets still in flight.
-///
-/// `@unchecked Sendable`: queue and counters are guarded by `condition`; the arena slices a
-/// bucket covers are not touched by backward once reported ready.
 /// What sums a bucket over the ranks: a communicator (MPI_Allreduce), or a stand-in in tests.
 public protocol BucketReducer: Sendable {
     /// Number of ranks; with 1 nothing is communicated.
@@ -38,6 +23,21 @@ public enum SyncPrecision: String, Sendable, CaseIterable, Codable {
     case fp32, bf16
 }
 
+/// Sums the gradient arena over the ranks in buckets while backward is still running
+/// (DESIGN.md idea 4).
+///
+/// Buckets are slices of the arena itself — no copy into a fusion buffer — cut from the
+/// trained segments in address order (the first one smaller, so communication starts early).
+/// Backward finishes gradients in address order and reports progress with
+/// `gradientsReady(below:)`; every bucket wholly below that offset is handed to a
+/// communication thread that runs a blocking MPI_Allreduce on a duplicated communicator
+/// (OpenMPI 4.1 gives non-blocking collectives no progress without MPI calls). The result
+/// is the SUM over ranks: each rank's objective already divides by the global count
+/// (MODEL_SPEC.md section 10a), so the sum is the global-batch gradient and no rank count
+/// appears anywhere. `finish()` waits only for buckets still in flight.
+///
+/// `@unchecked Sendable`: queue and counters are guarded by `condition`; the arena slices a
+/// bucket covers are not touched by backward once reported ready.
 public final class GradientSynchronizer: @unchecked Sendable {
     public let buckets: [Range<Int>]
     let gradients: UnsafeMutablePointer<Float>

@@ -69,13 +69,20 @@ public enum CounterRandom {
     /// FNV-1a 64-bit hash of a string: a stable key for names (Swift's Hasher is seeded
     /// per process and must never key anything that has to repeat).
     public static func hash(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = FNV1a.offsetBasis
         for byte in text.utf8 {
             h ^= UInt64(byte)
-            h = h &* 0x100_0000_01B3
+            h = h &* FNV1a.prime
         }
         return h
     }
+}
+
+/// FNV-1a's 64-bit constants: h starts at `offsetBasis`; each unit u does h ^= u, h &*= prime.
+/// Over bytes that is FNV-1a; `Consistency.checksum` feeds 32-bit words (one per Float).
+public enum FNV1a {
+    public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
+    public static let prime: UInt64 = 0x100_0000_01B3
 }
 
 #if canImport(Glibc)

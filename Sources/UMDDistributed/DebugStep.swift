@@ -9,8 +9,8 @@ import UMDModel
 /// check number for number.
 ///
 /// It runs in one process, on a real batch (the training split of `--roco` or `--data`
-/// with `--tokenizer`) or, without data, on a synthetic one. Gathering several ranks'
-/// inputs arrives with the distributed runner.
+/// with `--tokenizer`) or, without data, on a synthetic one; the step is the trainer's
+/// (`TrainingStep`), split where the optimizer takes over so the gradients can be recorded.
 public struct DebugStepOptions: Sendable {
     public var stage: Stage = .pretrain
     public var task: TaskKind = .none

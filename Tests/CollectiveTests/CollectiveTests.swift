@@ -4,13 +4,6 @@ import MPIBridge
 import UMDCore
 @testable import Collective
 
-/// Collective re-exports MPIBridge, so its users need one import.
-struct ReExportTests {
-    @Test func reductionOperationsAreReExported() {
-        #expect(ReductionOp.allCases.map(\.description) == ["MPI_SUM", "MPI_MAX", "MPI_MIN"])
-    }
-}
-
 /// Bucket cutting over the trained segments of a gradient arena.
 struct BucketTests {
     @Test func segmentsAreSortedMergedAndEmptyOnesDropped() {

@@ -2,18 +2,9 @@ import RealModule
 
 /// Global-norm gradient clipping (PyTorch's clip_grad_norm_) over the trained segments of
 /// a gradient arena: ‖g‖ is taken over all segments together; if `maxNorm` is given and
-/// ‖g‖ > maxNorm, every gradient in them is scaled by maxNorm / (‖g‖ + 1e-6).
-/// Returns the norm before clipping. `knownNorm`: the norm measured already, not measured again.
-@discardableResult
-public func clipGradientNorm(_ gradients: UnsafeMutablePointer<Float>, segments: [Range<Int>], maxNorm: Float?,
-                             knownNorm: Double? = nil) -> Double {
-    let norm = knownNorm ?? gradientNorm(of: gradients, segments: segments)
-    let scale = clipScale(norm: norm, maxNorm: maxNorm)
-    if scale != 1 {
-        for segment in segments { for i in segment { gradients[i] *= scale } }
-    }
-    return norm
-}
+/// ‖g‖ > maxNorm, every gradient in them is scaled by maxNorm / (‖g‖ + 1e-6). The training
+/// step measures the norm (`gradientNorm`) and the fused optimizer pass applies the factor
+/// (`clipScale`) as it reads each gradient, so no pass of its own scales the arena.
 
 /// ‖g‖₂ over all `segments` together.
 public func gradientNorm(of gradients: UnsafePointer<Float>, segments: [Range<Int>]) -> Double {
