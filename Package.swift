@@ -58,11 +58,15 @@ let package = Package(
                 dependencies: ["Collective", "UMDModel", "UMDData", "CZstd", .product(name: "Yams", package: "Yams")],
                 exclude: ["README.md"]),
 
+        // What is not training: plots, benchmarks, feature encoding and weight conversion.
+        // Depends on the trainer module, never the other way.
+        .target(name: "UMDTools", dependencies: ["UMDDistributed"], exclude: ["README.md"]),
+
         // The program every MPI rank runs.
         .executableTarget(
             name: "umd-mpirun",
             dependencies: [
-                "UMDDistributed", "Collective", "MPIBridge", "UMDModel", "UMDData",
+                "UMDTools", "UMDDistributed", "Collective", "MPIBridge", "UMDModel", "UMDData", "UMDCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]),

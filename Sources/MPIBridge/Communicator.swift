@@ -1,3 +1,4 @@
+import UMDCore
 import CMPI
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import UMDCore
 import CMPI
 
 /// A pending non-blocking MPI operation.

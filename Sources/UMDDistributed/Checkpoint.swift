@@ -121,14 +121,14 @@ public struct TrainingState {
         student = model.student; teacher = model.teacher; optimizer = model.optimizer
     }
 
-    var teacherCount: Int { teacher?.count ?? 0 }
-    var count: Int { 3 * student.count + teacherCount }
+    public var teacherCount: Int { teacher?.count ?? 0 }
+    public var count: Int { 3 * student.count + teacherCount }
 
     /// Pieces of the state vector's slice [lower, upper) as raw memory, in order. A sharded
     /// optimizer holds the moments of its own arena share only: parts of the moment
     /// sections outside it go to `discard` (reading: someone else's moments are skipped),
     /// or, when `discard` is nil (writing), must not be asked for.
-    func pieces(_ lower: Int, _ upper: Int, discard: UnsafeMutableRawBufferPointer? = nil) -> [UnsafeMutableRawBufferPointer] {
+    public func pieces(_ lower: Int, _ upper: Int, discard: UnsafeMutableRawBufferPointer? = nil) -> [UnsafeMutableRawBufferPointer] {
         let S = student.count, T = teacherCount, owned = optimizer.owned
         // (base pointer at arena offset owned.lowerBound, elements, held range within the section)
         let sections: [(UnsafeMutablePointer<Float>, Int, Range<Int>)] = [

@@ -32,7 +32,7 @@ public enum ModelInit {
         let hasHead = file["head.fc1.weight"] != nil || file["head.score.weight"] != nil
         // Converted CLIP/RoBERTa weights hold only the encoders (and the MLM head): exactly
         // what they hold is imported, the rest of the model keeps its fresh initialisation.
-        let converted = file.metadata["format"] == PretrainedWeights.convertedFormat
+        let converted = file.metadata["format"] == WeightsDescription.convertedFormat
         let present = Set(file.tensors.map(\.name))
         let include: (String) -> Bool = { name in
             if !only.isEmpty { return only.contains { name.hasPrefix($0) } && (!converted || present.contains(name)) }

@@ -1,5 +1,5 @@
 import Foundation
-import MPIBridge
+import Collective
 import UMDModel
 
 /// ZeRO stage 1 (`--shard-optimizer`): rank r updates one contiguous share of the parameter

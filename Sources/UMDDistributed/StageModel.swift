@@ -1,5 +1,4 @@
 import Collective
-import MPIBridge
 import Foundation
 import UMDData
 import UMDModel

@@ -138,18 +138,22 @@ extension Trainer {
         return model
     }
 
-    /// The objectives' global sums: an allreduce under the watchdog (a failure aborts the job,
-    /// since the objective cannot continue with partial counts).
-    static func allreduce(_ world: Communicator, _ watchdog: StallWatchdog, _ step: StepCounter) -> GlobalReduction {
+    /// The objectives' global sums over `world`: an allreduce (under the watchdog when one
+    /// is given); a failure aborts the job, since the objective cannot continue with partial
+    /// counts. Every command that runs a multi-rank step gets its reduction here.
+    public static func globalReduction(_ world: Communicator, watchdog: StallWatchdog?,
+                                       during: @escaping @Sendable () -> String) -> GlobalReduction {
         if world.size == 1 { return .local }
         return GlobalReduction { values in
             var v = values
             do {
-                try watchdog.guarding("step \(step.value), the allreduce of loss sums and counts") {
+                if let watchdog {
+                    try watchdog.guarding(describing: during) { try world.allreduce(&v, op: .sum) }
+                } else {
                     try world.allreduce(&v, op: .sum)
                 }
             } catch {
-                world.abort(message: "error: \(error)")
+                world.abort(message: "error: \(during()): \(error)")
             }
             return v
         }
@@ -234,7 +238,7 @@ extension Trainer {
 }
 
 /// This process's peak resident set size (VmHWM), 0 where /proc is not available.
-func peakResidentBytes() -> Int {
+public func peakResidentBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
           // "VmHWM:\t 9123456 kB" — past 8 digits no space follows the tab: split on both.

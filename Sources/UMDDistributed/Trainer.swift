@@ -41,7 +41,8 @@ public enum Trainer {
         defer { sync.stop() }
         let currentStep = StepCounter()
         let step = TrainingStep(model: model, settings: config.stepSettings, sync: sync,
-                                reduction: allreduce(world, watchdog, currentStep))
+                                reduction: globalReduction(world, watchdog: watchdog, during: {
+                                    "step \(currentStep.value), the allreduce of loss sums and counts" }))
         let state = TrainingState(model)
         let plan = CheckpointPlan(run: out, config: config, tokenizerHash: data.tokenizerHash,
                                   classesHash: data.classesHash, schedule: config.stepSettings.schedule,

@@ -38,6 +38,10 @@ public struct WeightsDescription {
 
     static let classifierHeadTensor = "head.fc2.weight"
 
+    /// The metadata `format` of weights `convert` made from CLIP/RoBERTa files: only what
+    /// they hold is imported by `--init` (UMDTools' `PretrainedWeights` writes them).
+    public static let convertedFormat = "umd-convert"
+
     /// The metadata key of the tokenizer's hash (XXH64 of vocab.json + merges.txt).
     public static let tokenizerKey = "tokenizer_xxh64"
 

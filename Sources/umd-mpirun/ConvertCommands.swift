@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
+import UMDTools
+import UMDCore
 import UMDDistributed
-import MPIBridge
 import UMDData
 import UMDModel
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import MPIBridge
+import UMDCore
 import UMDData
 
 extension SyntheticDataset.Kind: ExpressibleByArgument {}

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
+import UMDCore
 import UMDDistributed
 import UMDData
 import UMDModel
-import MPIBridge
 
 extension Stage: ExpressibleByArgument {}
 extension TaskKind: ExpressibleByArgument {}

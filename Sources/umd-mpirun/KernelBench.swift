@@ -1,11 +1,9 @@
 import ArgumentParser
 import Foundation
 import UMDModel
+import UMDTools
 
-/// `umd-mpirun bench kernels`: forward+backward of one vision encoder block, one text
-/// encoder layer and one fusion layer at a preset's shapes, as GFLOP/s next to plain
-/// `cblas_sgemm` on a large square matrix measured in the same run, with a per-kernel
-/// breakdown. Single process; no MPI.
+/// `umd-mpirun bench kernels` (see `KernelBenchmark`). Single process; no MPI.
 struct KernelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
@@ -21,197 +19,14 @@ struct KernelBench: ParsableCommand {
     var fixedSteps: Int?
 
     func run() throws {
-        let names = presets.split(separator: ",").map(String.init)
-        let chosen = try names.map { name -> ModelPreset in
-            guard let p = ModelPreset.named(name) else {
+        var bench = KernelBenchmark(presets: try presets.split(separator: ",").map { name -> ModelPreset in
+            guard let p = ModelPreset.named(String(name)) else {
                 throw ValidationError("unknown preset \(name); choose from tiny, small, base")
             }
             return p
-        }
-        BLAS.setThreadCount(threads)
-        if let fixedSteps {
-            for preset in chosen {
-                for bench in BlockBench.all(preset: preset, batch: batch ?? 2) {
-                    for _ in 0..<fixedSteps { bench.step() }
-                }
-            }
-            return
-        }
-        let gemm = BLAS.sgemmRate(size: gemmSize)
-        print("# umd kernel benchmark: OpenBLAS threads \(BLAS.threadCount)")
-        print(String(format: "# baseline: cblas_sgemm %dx%dx%d  %.2f GFLOP/s", gemmSize, gemmSize, gemmSize, gemm))
-        print("# block FLOPs count the matrix products only (forward + 2x for backward)")
-        for preset in chosen {
-            let b = batch ?? (preset.name == "base" ? 2 : 8)
-            for bench in BlockBench.all(preset: preset, batch: b) {
-                let (perCall, profiledCall, breakdown) = timeBlock(bench)
-                let gflops = bench.flops / perCall / 1e9
-                print(padded(preset.name, 6) + " " + padded(bench.label, 48)
-                      + String(format: " %9.2f ms  %7.2f GFLOP/s  %5.1f%% of sgemm", perCall * 1e3, gflops,
-                               100 * gflops / gemm))
-                // Shares of one profiled call (timed separately: the timers add a little).
-                var accounted = 0.0
-                for family in KernelProfile.Family.allCases where breakdown[family.rawValue] > 0 {
-                    accounted += breakdown[family.rawValue]
-                    print("         " + padded(family.name, 36)
-                          + String(format: " %6.1f%%", 100 * breakdown[family.rawValue] / profiledCall))
-                }
-                print("         " + padded("other (accumulate, zeroing, loops)", 36)
-                      + String(format: " %6.1f%%", 100 * max(0, profiledCall - accounted) / profiledCall))
-            }
-            printHeadProducts(preset, gemm: gemm)
-        }
-    }
-
-    /// One attention head's products at the preset's token counts (text; image tokens kept
-    /// by MR-Pretrain's masking; all image tokens, as the teacher and fine-tuning see them):
-    /// `HeadMatmul` against `cblas_sgemm` on the same operands.
-    func printHeadProducts(_ preset: ModelPreset, gemm: Double) {
-        let W = preset.width, hd = preset.width / preset.heads
-        print("\(preset.name) attention head products (head width \(hd), rows \(W) apart): HeadMatmul vs sgemm")
-        for tokens in [preset.textLength, 1 + preset.keptPatchCount, 1 + preset.patchCount] {
-            let (L, packed) = (tokens, FloatBuffer())
-            let q = BlockBench.randomBuffer(L * W), k = BlockBench.randomBuffer(L * W)
-            let s = BlockBench.randomBuffer(L * L), out = BlockBench.randomBuffer(L * W)
-            defer { for p in [q, k, s, out] { p.deallocate() } }
-            let scores = 2 * Double(L * L * hd)
-            let cases: [(String, () -> Void, () -> Void)] = [
-                ("nt scores  Q Kᵀ  ", { HeadMatmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, packed: packed) },
-                 { Matmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, accumulate: false) }),
-                ("nn context P V   ", { HeadMatmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W, packed: packed) },
-                 { Matmul.nn(m: L, n: hd, k: L, s, lda: L, k, ldb: W, out, ldc: W, accumulate: false) }),
-                ("tn dV = Pᵀ dC    ", { HeadMatmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W, packed: packed) },
-                 { Matmul.tn(m: L, n: hd, k: L, s, lda: L, q, ldb: W, out, ldc: W, accumulate: false) }),
-            ]
-            for (label, kernel, blas) in cases {
-                let mine = rate(scores, kernel), theirs = rate(scores, blas)
-                print("  " + padded("L \(L)", 7) + label + String(format: " %7.2f GFLOP/s  sgemm %7.2f  ratio %.2f  (%.0f%% of the square)",
-                                                                  mine, theirs, mine / theirs, 100 * mine / gemm))
-            }
-        }
-    }
-
-    /// GFLOP/s of `body` doing `flops` each call, timed for about 0.3 s after a warm-up.
-    func rate(_ flops: Double, _ body: () -> Void) -> Double {
-        body()
-        return flops / KernelBench.secondsPerCall(atLeast: 0.3, body) / 1e9
-    }
-
-    /// Mean seconds per call of `body`, repeated for at least `seconds` and 3 calls.
-    static func secondsPerCall(atLeast seconds: Double, _ body: () -> Void) -> Double {
-        var calls = 0
-        let start = now()
-        repeat {
-            body()
-            calls += 1
-        } while now() - start < seconds || calls < 3
-        return (now() - start) / Double(calls)
-    }
-
-    func padded(_ text: String, _ width: Int) -> String {
-        text + String(repeating: " ", count: max(0, width - text.count))
-    }
-
-    /// Mean seconds per forward+backward; the seconds of one profiled call and its
-    /// seconds per kernel family.
-    func timeBlock(_ bench: BlockBench) -> (Double, Double, [Double]) {
-        bench.step()  // sizes the buffers
-        let perCall = KernelBench.secondsPerCall(atLeast: seconds) { bench.step() }
-        KernelProfile.reset()
-        KernelProfile.enabled = true
-        let profiledStart = KernelBench.now()
-        bench.step()
-        let profiled = KernelBench.now() - profiledStart
-        KernelProfile.enabled = false
-        return (perCall, profiled, KernelProfile.seconds)
-    }
-
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-}
-
-/// One layer set up at a preset's shapes, with random weights and inputs.
-struct BlockBench {
-    let label: String
-    let flops: Double
-    let step: () -> Void
-
-    static func all(preset: ModelPreset, batch: Int) -> [BlockBench] {
-        let D = preset.width, H = preset.heads
-        let imageTokens = 1 + preset.patchCount, textTokens = preset.textLength
-        // Matrix FLOPs per token of a transformer layer: 4 projections (8 D²) + FFN (16 D²)
-        // + scores and weighted sum (4 · keys · D); backward costs twice the forward.
-        func layerFlops(tokens: Int, keys: Int) -> Double {
-            3 * Double(batch * tokens) * (24 * Double(D * D) + 4 * Double(keys * D))
-        }
-
-        let vision: BlockBench = {
-            let layout = ParameterLayout()
-            let params = PreLNBlockParams.declare(layout, "vision.blocks.0", width: D, heads: H)
-            let store = ParameterStore(layout: layout)
-            store.initialize(seed: 1)
-            let block = PreLNBlock(params)
-            let n = batch * imageTokens * D
-            let x = randomBuffer(n), dy = randomBuffer(n), dx = randomBuffer(n)
-            return BlockBench(label: "vision block [\(batch)x\(imageTokens)x\(D)]",
-                              flops: layerFlops(tokens: imageTokens, keys: imageTokens)) {
-                block.forward(store, x, batch: batch, length: imageTokens)
-                block.backward(store, dy, dx: dx)
-            }
-        }()
-
-        let text: BlockBench = {
-            let layout = ParameterLayout()
-            let params = PostLNLayerParams.declare(layout, "text.layers.0", width: D, heads: H)
-            let store = ParameterStore(layout: layout)
-            store.initialize(seed: 2)
-            let layer = PostLNLayer(params, name: "text.layers.0")
-            let n = batch * textTokens * D
-            let x = randomBuffer(n), dy = randomBuffer(n), dx = randomBuffer(n)
-            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
-            mask.initialize(repeating: 0, count: batch * textTokens)
-            let ctx = ForwardContext(dropout: 0.1, passKey: 7, sampleIDs: (0..<batch).map { UInt64($0) })
-            return BlockBench(label: "text layer [\(batch)x\(textTokens)x\(D)] p=0.1",
-                              flops: layerFlops(tokens: textTokens, keys: textTokens)) {
-                layer.forward(store, x, batch: batch, length: textTokens, keyMask: mask, ctx)
-                layer.backward(store, dy, dx: dx)
-            }
-        }()
-
-        let fusion: BlockBench = {
-            let layout = ParameterLayout()
-            let params = CoAttentionLayerParams.declare(layout, "fusion.image_layers.0", width: D, heads: H)
-            let store = ParameterStore(layout: layout)
-            store.initialize(seed: 3)
-            let layer = CoAttentionLayer(params, name: "fusion.image_layers.0")
-            let nx = batch * imageTokens * D, ny = batch * textTokens * D
-            let x = randomBuffer(nx), y = randomBuffer(ny), dOut = randomBuffer(nx)
-            let dx = randomBuffer(nx), dy = randomBuffer(ny)
-            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
-            mask.initialize(repeating: 0, count: batch * textTokens)
-            let ctx = ForwardContext(dropout: 0.1, passKey: 9, sampleIDs: (0..<batch).map { UInt64($0) })
-            // Image stream: self-attention over image tokens, cross-attention onto the text
-            // (q, o on image tokens; k, v on text tokens).
-            let selfPart = 3 * Double(batch * imageTokens) * (8 * Double(D * D) + 4 * Double(imageTokens * D))
-            let crossPart = 3 * (Double(batch * imageTokens) * (4 * Double(D * D) + 4 * Double(textTokens * D))
-                                 + Double(batch * textTokens) * 4 * Double(D * D))
-            let ffnPart = 3 * Double(batch * imageTokens) * 16 * Double(D * D)
-            return BlockBench(label: "fusion image layer [\(batch)x\(imageTokens)|\(textTokens)x\(D)] p=0.1",
-                              flops: selfPart + crossPart + ffnPart) {
-                layer.forward(store, x, y, batch: batch, length: imageTokens, otherLength: textTokens,
-                              ownKeyMask: nil, otherKeyMask: mask, ctx)
-                layer.backward(store, dOut, dx: dx, dy: dy)
-            }
-        }()
-        return [vision, text, fusion]
-    }
-
-    static func randomBuffer(_ n: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        for i in 0..<n { p[i] = Float(CounterRandom.normal(42, UInt64(i))) }
-        return p
+        })
+        bench.threads = threads; bench.gemmSize = gemmSize; bench.seconds = seconds
+        bench.batch = batch; bench.fixedSteps = fixedSteps
+        try bench.run()
     }
 }

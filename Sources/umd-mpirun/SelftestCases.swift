@@ -1,5 +1,5 @@
 import Foundation
-import MPIBridge
+import Collective
 import UMDModel
 
 /// One collective check: returns nil when the result matches the arithmetic answer,

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import MPIBridge
+import Collective
 import UMDModel
 
 /// `umd-mpirun selftest`: checks every collective umd uses against arithmetic answers.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import MPIBridge
+import UMDCore
+import Collective
 import UMDData
 import UMDDistributed
 import UMDModel

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UMDTools
 import UMDDistributed
 
 /// `umd-mpirun plot RUN --out FILE.png`.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MPIBridge
+import UMDCore
 
 /// Runs `body` on MPI_COMM_WORLD and ends MPI cleanly.
 ///

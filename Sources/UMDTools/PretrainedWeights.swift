@@ -1,4 +1,5 @@
 import Foundation
+import UMDDistributed
 import UMDCore
 import UMDModel
 
@@ -6,8 +7,8 @@ import UMDModel
 /// weights file under MODEL_SPEC names, which `--init` reads (only the tensors it holds;
 /// the rest of the model starts fresh) and `encode` runs.
 public enum PretrainedWeights {
-    /// The metadata value of "format" in a converted file.
-    public static let convertedFormat = "umd-convert"
+    /// The metadata `format` of a converted file (`WeightsDescription.convertedFormat`).
+    public static var convertedFormat: String { WeightsDescription.convertedFormat }
 
     /// Reads a source file and the Hugging Face `config.json` beside it, if any.
     static func source(_ url: URL) throws -> PretrainedConversion.Source {

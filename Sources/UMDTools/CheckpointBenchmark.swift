@@ -1,5 +1,6 @@
 import Collective
 import Foundation
+import UMDDistributed
 import UMDModel
 #if canImport(Glibc)
 import Glibc

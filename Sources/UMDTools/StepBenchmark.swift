@@ -1,5 +1,6 @@
 import Collective
 import Foundation
+import UMDDistributed
 import UMDCore
 import UMDData
 import UMDModel
@@ -63,9 +64,9 @@ public enum StepBenchmark {
                                                             bucketBytes: Int(bucketMB * 1_048_576),
                                                             precision: syncPrecision, watchdog: nil) }
             defer { sync?.stop() }
-            let reduction = w.map { comm in
-                GlobalReduction { v in var x = v; try? comm.allreduce(&x, op: .sum); return x }
-            } ?? .local
+            // Errors are never dropped: a failed allreduce aborts the job, as in training.
+            let reduction = w.map { Trainer.globalReduction($0, watchdog: nil, during: { "bench step, the allreduce of loss sums" }) }
+                ?? .local
             let trainingStep = TrainingStep(model: model, settings: settings, sync: sync, reduction: reduction)
             var wait = 0.0, reduceSeconds = 0.0, bytes = 0, faults = 0
             var start = Date()

@@ -1,4 +1,5 @@
 import Foundation
+import UMDDistributed
 import UMDCore
 import UMDData
 
