@@ -3,15 +3,15 @@ import Testing
 @testable import UMDModel
 
 /// What bf16 matrix products (inputs rounded to bfloat16, fp32 accumulation — the numerics
-/// of AVX512-BF16/AMX/oneDNN bf16 GEMMs) would do to MR-Pretrain, emulated through
-/// `Matmul.bfloat16Inputs` (this machine has no bf16 instructions, so no speed is measured
+/// of AVX512-BF16/AMX/oneDNN bf16 GEMMs) would do to MR-Pretrain, emulated by the
+/// `BFloat16Products` backend on this thread (`Matmul.threadBackend`; no speed is measured
 /// here). Serialized: the emulation's scratch buffers are shared.
 @Suite(.serialized)
 struct BFloat16MatmulTests {
     /// Runs `body` with every product on this thread taking bf16-rounded inputs.
     func withBFloat16Products<T>(_ body: () -> T) -> T {
-        Matmul.bfloat16Inputs = true
-        defer { Matmul.bfloat16Inputs = false }
+        Matmul.threadBackend = BFloat16Products.backend
+        defer { Matmul.threadBackend = nil }
         return body()
     }
 
@@ -24,11 +24,11 @@ struct BFloat16MatmulTests {
             Matmul.nt(m: 1, n: 1, k: 1, &a, lda: 1, &b, ldb: 1, &c, ldc: 1, accumulate: false)
         }
         #expect(c[0] == 1)
-        Matmul.bfloat16Inputs = true
-        let elsewhere = Thread { #expect(!Matmul.bfloat16Inputs) }
+        Matmul.threadBackend = BFloat16Products.backend
+        let elsewhere = Thread { #expect(Matmul.current === Matmul.reference) }
         elsewhere.start()
         while !elsewhere.isFinished { usleep(1000) }
-        Matmul.bfloat16Inputs = false
+        Matmul.threadBackend = nil
     }
 
     /// Gradients of one tiny MR-Pretrain step (dropout off, as `debug-step`), fp32 against

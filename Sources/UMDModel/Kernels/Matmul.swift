@@ -3,16 +3,85 @@ import COpenBLAS
 import Glibc
 #endif
 
-/// Matrix products on row-major Float memory, all through `cblas_sgemm` (DESIGN.md idea 3).
+/// One row-major product C[m, n] = alpha · op(A) · op(B) (+ C when `accumulate`), op(A) =
+/// A[m, k] or (`transposeA`) A stored [k, m]; op(B) = B[k, n] or (`transposeB`) B stored
+/// [n, k]; leading dimensions `lda`, `ldb`, `ldc`. What a backend computes.
+public struct MatmulProblem {
+    public var transposeA: Bool, transposeB: Bool
+    public var m: Int, n: Int, k: Int
+    public var alpha: Float
+    public var a: UnsafePointer<Float>, lda: Int
+    public var b: UnsafePointer<Float>, ldb: Int
+    public var c: UnsafeMutablePointer<Float>, ldc: Int
+    public var accumulate: Bool
+}
+
+/// How the model's matrix products are computed: the one seam every product goes through
+/// (`Matmul`). OpenBLAS's sgemm is the default and the reference; the bf16 emulation of
+/// the accuracy tests is another; oneDNN (fp32 at the core's full width, bf16) is to come
+/// (issue 22).
+public protocol MatmulBackend: AnyObject, Sendable {
+    /// A short name for logs and benchmarks ("openblas", …).
+    var name: String { get }
+    func compute(_ p: MatmulProblem)
+}
+
+/// OpenBLAS's `cblas_sgemm`: the default backend and the reference.
+public final class OpenBLASBackend: MatmulBackend {
+    public init() {}
+    public var name: String { "openblas" }
+    @inline(__always)
+    public func compute(_ p: MatmulProblem) {
+        cblas_sgemm(CblasRowMajor, p.transposeA ? CblasTrans : CblasNoTrans, p.transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(p.m), Int32(p.n), Int32(p.k), p.alpha, p.a, Int32(p.lda), p.b, Int32(p.ldb),
+                    p.accumulate ? 1 : 0, p.c, Int32(p.ldc))
+    }
+}
+
+/// Matrix products on row-major Float memory (DESIGN.md idea 3), all through one backend
+/// call (`product`), where they are also counted and timed (`KernelProfile`).
 /// `accumulate` = true adds into C (beta 1), false overwrites it (beta 0).
 public enum Matmul {
-    /// Test hook: round both inputs of every product made on the calling thread to bfloat16
-    /// (fp32 accumulation, fp32 output), to measure what bf16 matrix products would do to
-    /// training on a machine without bf16 instructions. Off in every run; per thread, so
-    /// tests running at the same time in the process are not touched. See `BFloat16Products`.
-    static var bfloat16Inputs: Bool {
-        @inline(__always) get { pthread_getspecific(bfloat16InputsKey) != nil }
-        set { pthread_setspecific(bfloat16InputsKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    /// The process's backend, chosen once at start-up before any product (OpenBLAS).
+    nonisolated(unsafe) public static var backend: any MatmulBackend = reference
+    /// The reference backend (OpenBLAS sgemm).
+    public static let reference = OpenBLASBackend()
+
+    /// A backend for the calling thread only, over `backend` (nil: none). Tests use it
+    /// (`BFloat16Products.backend`) so that tests running at the same time are not touched.
+    static var threadBackend: (any MatmulBackend)? {
+        @inline(__always) get {
+            guard let raw = pthread_getspecific(threadBackendKey) else { return nil }
+            return Unmanaged<BackendBox>.fromOpaque(raw).takeUnretainedValue().backend
+        }
+        set {
+            if let old = pthread_getspecific(threadBackendKey) { Unmanaged<BackendBox>.fromOpaque(old).release() }
+            let box = newValue.map { Unmanaged.passRetained(BackendBox($0)).toOpaque() }
+            pthread_setspecific(threadBackendKey, box.map { UnsafeRawPointer($0) })
+        }
+    }
+
+    /// The backend products on this thread go to.
+    @inline(__always)
+    public static var current: any MatmulBackend { threadBackend ?? backend }
+
+    /// Whether this thread's products run on the fp32 reference: only then may `HeadMatmul`
+    /// compute attention-head products in its own register kernels (another backend must
+    /// see every product).
+    @inline(__always)
+    static var onReference: Bool { current === reference }
+
+    /// The seam: every product of the model, counted and timed here.
+    @inline(__always)
+    static func product(_ kind: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                        _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let backend = current
+        KernelProfile.countGemm(m, n, k)
+        KernelProfile.measureGemm(kind, m, n, k) {
+            backend.compute(MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                          a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate))
+        }
     }
 
     /// C[M,N] = alpha · A[M,K] · B[N,K]^T (+ C).  The Linear forward: y = x W^T.
@@ -20,15 +89,8 @@ public enum Matmul {
     public static func nt(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        if bfloat16Inputs {
-            return BFloat16Products.product(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
-                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
-        }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("nt", m, n, k) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
-                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
-        }
+        product("nt", transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb,
+                c, ldc: ldc, accumulate: accumulate)
     }
 
     /// C[M,N] = alpha · A[M,K] · B[K,N] (+ C).  The Linear input gradient: dx = dy W.
@@ -36,15 +98,8 @@ public enum Matmul {
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        if bfloat16Inputs {
-            return BFloat16Products.product(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
-                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
-        }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("nn", m, n, k) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
-                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
-        }
+        product("nn", transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb,
+                c, ldc: ldc, accumulate: accumulate)
     }
 
     /// C[M,N] = alpha · A[K,M]^T · B[K,N] (+ C).  The Linear weight gradient: dW += dy^T x.
@@ -52,15 +107,8 @@ public enum Matmul {
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                           _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        if bfloat16Inputs {
-            return BFloat16Products.product(transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda,
-                                            b, ldb: ldb, c, ldc: ldc, accumulate: accumulate)
-        }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("tn", m, n, k) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
-                        a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
-        }
+        product("tn", transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb,
+                c, ldc: ldc, accumulate: accumulate)
     }
 
     // The three products a Linear layer needs (y = x W^T + b), named for what they compute.
@@ -106,8 +154,14 @@ public enum Matmul {
     }
 }
 
-/// The thread-specific slot behind `Matmul.bfloat16Inputs` (non-nil = on).
-private let bfloat16InputsKey: pthread_key_t = {
+/// Holds a thread's backend behind its pthread slot.
+final class BackendBox {
+    let backend: any MatmulBackend
+    init(_ backend: any MatmulBackend) { self.backend = backend }
+}
+
+/// The thread-specific slot behind `Matmul.threadBackend`.
+private let threadBackendKey: pthread_key_t = {
     var key = pthread_key_t()
     precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
     return key
@@ -116,14 +170,18 @@ private let bfloat16InputsKey: pthread_key_t = {
 /// The numerics of bf16 matrix products with fp32 accumulation (what AVX512-BF16's vdpbf16ps,
 /// AMX and oneDNN's bf16 GEMMs compute): inputs rounded to bfloat16 (nearest even), their
 /// products exact in fp32, sums in fp32. Emulated by rounding copies of the operands and
-/// calling sgemm on them — only the summation order differs from the hardware. For the
-/// accuracy tests (`Matmul.bfloat16Inputs`); it is slower than fp32, never a run mode.
-enum BFloat16Products {
-    // Shared scratch: one test at a time turns the hook on (the tests that do are serialized).
-    static let roundedA = FloatBuffer(), roundedB = FloatBuffer()
+/// calling sgemm on them — only the summation order differs from the hardware. A backend
+/// for the accuracy tests (set per thread with `Matmul.threadBackend`); slower than fp32,
+/// never a run mode.
+final class BFloat16Products: MatmulBackend, @unchecked Sendable {
+    // @unchecked Sendable: the scratch is one test's at a time (the tests that use it are serialized).
+    static let backend = BFloat16Products()
+    let roundedA = FloatBuffer(), roundedB = FloatBuffer()
+
+    var name: String { "bf16-emulation" }
 
     /// rows × columns of `p` (rows `ld` apart), rounded to bf16, compact (rows `columns` apart).
-    static func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)
+    func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)
         -> UnsafePointer<Float> {
         let out = buffer.ensure(rows * columns)
         for r in 0..<rows {
@@ -132,19 +190,15 @@ enum BFloat16Products {
         return UnsafePointer(out)
     }
 
-    /// C = alpha · op(A) · op(B) (+ C) on bf16-rounded copies of A and B; `transposeA`/`B`
-    /// say which of Matmul's forms it is (nt: B, nn: neither, tn: A). A is stored [k, m] when
-    /// transposed, else [m, k]; B [n, k] when transposed, else [k, n].
-    static func product(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                        _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
-        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
-        let roundedAPointer = rounded(a, rows: aRows, columns: aColumns, ld: lda, into: roundedA)
-        let roundedBPointer = rounded(b, rows: bRows, columns: bColumns, ld: ldb, into: roundedB)
-        KernelProfile.countGemm(m, n, k)
-        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, roundedAPointer, Int32(aColumns), roundedBPointer, Int32(bColumns),
-                    accumulate ? 1 : 0, c, Int32(ldc))
+    /// The product on bf16-rounded copies of A and B, computed by the reference.
+    func compute(_ p: MatmulProblem) {
+        let (aRows, aColumns) = p.transposeA ? (p.k, p.m) : (p.m, p.k)
+        let (bRows, bColumns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
+        var q = p
+        q.a = rounded(p.a, rows: aRows, columns: aColumns, ld: p.lda, into: roundedA)
+        q.lda = aColumns
+        q.b = rounded(p.b, rows: bRows, columns: bColumns, ld: p.ldb, into: roundedB)
+        q.ldb = bColumns
+        Matmul.reference.compute(q)
     }
 }
