@@ -38,6 +38,10 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-gdwarf-4"])],
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
+        // oneDNN's matmul primitives behind a few C calls (libdnnl-dev; OpenMP runtime).
+        .target(name: "COneDNN", cSettings: [.unsafeFlags(["-gdwarf-4"])],
+                linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("dl")]),
+
         // Libraries. UMDCore holds the counter-based random numbers the model and the data
         // pipeline must agree on.
         .target(name: "UMDCore", exclude: ["README.md"],
@@ -47,7 +51,8 @@ let package = Package(
         // Optimised in debug builds too: the SIMD kernels (SIMD16<Float> arithmetic) run
         // ~100x slower unoptimised, which made the test suite's training runs crawl.
         .target(name: "UMDModel",
-                dependencies: ["UMDCore", "COpenBLAS", "CBuildTarget", .product(name: "RealModule", package: "swift-numerics")],
+                dependencies: ["UMDCore", "COpenBLAS", "COneDNN", "CBuildTarget",
+                               .product(name: "RealModule", package: "swift-numerics")],
                 exclude: ["README.md"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "UMDData",

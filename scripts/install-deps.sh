@@ -2,7 +2,7 @@
 # Installs the system packages umd builds and runs with (Debian/Ubuntu).
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
-packages=(libopenmpi-dev openmpi-bin libopenblas-dev libzstd-dev libpng-dev libjpeg62-turbo-dev pkg-config)
+packages=(libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev libzstd-dev libpng-dev libjpeg62-turbo-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

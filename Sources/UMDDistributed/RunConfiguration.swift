@@ -71,6 +71,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var shardOptimizer = false
     /// What the gradient sum sends: fp32, or bf16 (half the bytes; see SyncPrecision).
     public var syncPrecision: SyncPrecision = .fp32
+    /// The matrix-product backend (`MatmulChoice`).
+    public var matmul: MatmulChoice = .openblas
     /// The pretraining / calibration losses that train (nil: all of the stage's). One left out
     /// contributes neither gradient nor its term of the total (ablations).
     public var objectives: [String]? = nil

@@ -59,6 +59,7 @@ extension EnumSettingValue {
     public static var placeholder: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
 extension SyncPrecision: EnumSettingValue {}
+extension MatmulChoice: EnumSettingValue {}
 extension NonFiniteAction: EnumSettingValue {}
 extension LearningRateSchedule.Shape: EnumSettingValue {}
 extension DownstreamTask: EnumSettingValue {}
@@ -265,6 +266,10 @@ public enum Settings {
         .option("sync-precision", \.syncPrecision,
                 "What the gradient sum sends between ranks: fp32, or bf16 (half the bytes, each addition rounded to "
                 + "bf16: for slow links; weights, optimizer and losses stay fp32)."),
+        .option("matmul", \.matmul,
+                "Matrix products: openblas (the reference), onednn (fp32 at the CPU's full vector width: AVX-512 where "
+                + "present), or bf16 (oneDNN, inputs rounded to bfloat16, fp32 accumulation; needs AVX512-BF16 or AMX).",
+                resume: true),
         .option("shard-optimizer", \.shardOptimizer,
                 "ZeRO stage 1: each rank updates 1/R of the parameters and holds only their AdamW moments; the shares "
                 + "are gathered after every step (same results; less memory and optimizer time, one more allgather)."),

@@ -8,10 +8,15 @@ public enum ThreadBudget {
     @discardableResult
     public static func configure() -> (threads: Int, fromEnvironment: Bool) {
         let environment = ProcessInfo.processInfo.environment
-        if let text = environment["OPENBLAS_NUM_THREADS"], let n = Int(text), n > 0 { return (n, true) }
+        // oneDNN (OpenMP) gets the same threads per rank as OpenBLAS.
+        if let text = environment["OPENBLAS_NUM_THREADS"], let n = Int(text), n > 0 {
+            OneDNNBackend.setThreadCount(n)
+            return (n, true)
+        }
         let local = Int(environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1
         let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / max(local, 1))
         BLAS.setThreadCount(threads)
+        OneDNNBackend.setThreadCount(threads)
         return (threads, false)
     }
 }

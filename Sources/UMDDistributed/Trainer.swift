@@ -29,6 +29,7 @@ public enum Trainer {
         let stopSignal = StopSignal.install(), faults = FaultInjection(rank: rank, config: config)
         LauncherWatch.start(rank: rank)
         let threads = ThreadBudget.configure()
+        Matmul.backend = try config.matmul.makeBackend()
         let lock = try start(config, out: out, world: world, watchdog: watchdog)
         defer { lock?.release() }
         // Only now, with the directory ours: a refused start never touches another run's history.
@@ -57,7 +58,8 @@ public enum Trainer {
                  + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G)"
                  + (config.accumulate > 1 ? " x \(config.accumulate) accumulated" : "") + ", \(config.steps) steps, \(data.table.count) samples, vocabulary "
                  + "\(data.tokenizer.vocabularySize), \(model.trainedParameterCount) trained parameters in "
-                 + "\(sync.buckets.count) gradient bucket(s), \(threads.threads) OpenBLAS thread(s) per rank"
+                 + "\(sync.buckets.count) gradient bucket(s), matmul \(config.matmul.description), "
+                 + "\(threads.threads) thread(s) per rank"
                  + (threads.fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)"))
 
         // The loop: one step, the checks and logs that are due, a checkpoint when due.

@@ -25,8 +25,11 @@ public enum StepBenchmark {
     /// utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
     public static func run(preset: ModelPreset, workload: Workload = .pretrain, localBatch: Int, steps: Int,
                            phases showPhases: Bool = false, shardOptimizer: Bool = false, bucketMB: Double = 25,
-                           syncPrecision: SyncPrecision = .fp32, world: Communicator) throws {
+                           syncPrecision: SyncPrecision = .fp32, matmul: MatmulChoice = .openblas,
+                           world: Communicator) throws {
         let R = world.size
+        ThreadBudget.configure()
+        Matmul.backend = try matmul.makeBackend()
         let vocabulary = 1000
         let finetuning = workload == .finetune
         let model = try StageModel(stage: finetuning ? .finetune : .pretrain, task: finetuning ? .vqa : .none,
@@ -147,7 +150,8 @@ public enum StepBenchmark {
             print("# umd step benchmark: \(workload.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
                   + "local batch \(localBatch), \(steps) timed steps, buckets \(bucketMB) MB, gradients sent as "
                   + "\(syncPrecision.rawValue), "
-                  + "OpenBLAS threads \(BLAS.threadCount), \(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
+                  + "matmul \(matmul.description), OpenBLAS threads \(BLAS.threadCount), "
+                  + "\(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
             print(String(format: "optimizer: %@, AdamW moments on rank 0 %.1f MiB, peak resident memory of rank 0 %.2f GB",
                          model.sharding == nil ? "replicated" : "sharded over \(R) ranks (ZeRO-1)", momentsMiB,
                          Double(peakResidentBytes()) / 1e9))

@@ -58,6 +58,7 @@ struct StepBench: ParsableCommand {
     var shardOptimizer = false
     @Option(help: "Gradient bucket size in MB (as the training flag).") var bucketMB = 25.0
     @Option(help: "What the gradient sum sends: fp32 or bf16 (as the training flag).") var syncPrecision = "fp32"
+    @Option(help: "Matrix products: openblas, onednn or bf16 (as the training flag).") var matmul = "openblas"
 
     func run() throws {
         guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
@@ -73,10 +74,14 @@ struct StepBench: ParsableCommand {
         guard let precision = SyncPrecision(rawValue: syncPrecision) else {
             throw ValidationError("--sync-precision must be fp32 or bf16, got \(syncPrecision)")
         }
+        guard let backend = MatmulChoice(rawValue: matmul) else {
+            throw ValidationError("--matmul must be openblas, onednn or bf16, got \(matmul)")
+        }
         let (b, s, showPhases, shard, bucket) = (localBatch, steps, phases, shardOptimizer, bucketMB)
         try runOnWorld { world in
             try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,
-                                  shardOptimizer: shard, bucketMB: bucket, syncPrecision: precision, world: world)
+                                  shardOptimizer: shard, bucketMB: bucket, syncPrecision: precision, matmul: backend,
+                                  world: world)
         }
     }
 }

@@ -41,6 +41,7 @@ struct DebugStepCommand: ParsableCommand {
     @Option(help: "Downstream data set: vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval.") var dataset: DownstreamTask?
     @Option(help: "Root of the downstream data set.") var data: String?
     @Option(help: "Tokenizer directory (vocab.json + merges.txt) for real data.") var tokenizer: String?
+    @Option(help: "Matrix products: openblas, onednn or bf16 (as the training flag).") var matmul = "openblas"
     @Option(help: "Output file.") var out: String
 
     func run() throws {
@@ -56,7 +57,11 @@ struct DebugStepCommand: ParsableCommand {
         o.roco = roco.map { URL(fileURLWithPath: $0) }
         if let dataset, let data { o.taskData = (dataset, URL(fileURLWithPath: data)) }
         o.tokenizer = tokenizer.map { URL(fileURLWithPath: $0) }
+        guard let backend = MatmulChoice(rawValue: matmul) else {
+            throw ValidationError("--matmul must be openblas, onednn or bf16, got \(matmul)")
+        }
         do {
+            Matmul.backend = try backend.makeBackend()
             let losses = try DebugStep.run(o)
             let text = losses.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.6f", $0.value))" }
             print("debug-step \(stage.rawValue)\(o.task == .none ? "" : "/" + o.task.rawValue): wrote \(out); "

@@ -35,3 +35,54 @@ struct BLASCheckTests {
         #expect(BLASCheck.problems(ignoresBeta).count == BLASCheck.cases.filter { $0.5 }.count)
     }
 }
+
+/// The oneDNN backend (issue 22) computes what sgemm computes: within the same error bound
+/// as `BLASCheck` (fp32), and bf16 products equal to the emulation's up to summation order.
+struct OneDNNBackendTests {
+    static func product(_ backend: OneDNNBackend) -> BLASCheck.Product {
+        { tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    c.withUnsafeMutableBufferPointer { c in
+                        backend.compute(MatmulProblem(transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: alpha,
+                                                      a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
+                                                      c: c.baseAddress!, ldc: ldc, accumulate: beta == 1))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func fp32ProductsStayWithinTheErrorBound() throws {
+        let backend = try OneDNNBackend()
+        #expect(BLASCheck.problems(Self.product(backend)).isEmpty, "\(BLASCheck.problems(Self.product(backend)))")
+        #expect(!OneDNNBackend.instructionSet.isEmpty && OneDNNBackend.instructionSet != "unknown")
+    }
+
+    @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"))
+    func bf16ProductsMatchTheEmulation() throws {
+        let backend = try OneDNNBackend(bf16: true)
+        let (m, n, k) = (37, 50, 300)
+        var state: UInt64 = 9
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+        }
+        let a = (0..<(m * k)).map { _ in next() }, b = (0..<(n * k)).map { _ in next() }
+        var hardware = [Float](repeating: 0, count: m * n), emulated = hardware, exact = hardware
+        Self.product(backend)(false, true, m, n, k, 1, a, k, b, k, 0, &hardware, n)
+        Self.product(try OneDNNBackend())(false, true, m, n, k, 1, a, k, b, k, 0, &exact, n)
+        Matmul.threadBackend = BFloat16Products.backend
+        Matmul.nt(m: m, n: n, k: k, a, lda: k, b, ldb: k, &emulated, ldc: n, accumulate: false)
+        Matmul.threadBackend = nil
+        // Same rounded inputs, fp32 sums in another order: far closer to each other than to fp32.
+        let toEmulation = zip(hardware, emulated).map { abs($0 - $1) }.max()!
+        let toExact = zip(hardware, exact).map { abs($0 - $1) }.max()!
+        #expect(toEmulation < 1e-4 && toExact > 10 * toEmulation, "bf16 vs emulation \(toEmulation), vs fp32 \(toExact)")
+    }
+
+    @Test(.enabled(if: !OneDNNBackend.hasBFloat16, "the CPU has bf16 instructions: nothing to refuse here"))
+    func bf16IsRefusedWithoutTheInstructions() {
+        #expect { try OneDNNBackend(bf16: true) } throws: { "\($0)".contains("needs AVX512-BF16 or AMX") && "\($0)".contains("--matmul onednn") }
+    }
+}

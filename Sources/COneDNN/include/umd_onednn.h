@@ -1,0 +1,36 @@
+// Matrix products through oneDNN's matmul primitive, behind a few plain C calls (errors
+// come back as a status and a message, never an abort). Used by UMDModel's OneDNNBackend.
+#ifndef UMD_ONEDNN_H
+#define UMD_ONEDNN_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define UMD_ONEDNN_MESSAGE_LENGTH 512
+
+typedef struct umd_onednn_matmul umd_onednn_matmul;
+
+// Creates the CPU engine and stream once per process. 0 on success.
+int umd_onednn_init(char *message);
+
+// One product shape, row-major: C[m, n] = alpha * op(A) * op(B) (+ C when accumulate).
+// op(A) = A[m, k] (lda) or, transposed, A stored [k, m]; op(B) = B[k, n] (ldb) or, transposed,
+// B stored [n, k]. bf16: A and B are rounded to bfloat16 (nearest even) into scratch and
+// multiplied with fp32 accumulation; C stays fp32. NULL on failure (message says why).
+umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
+                                            int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
+                                            int bf16, char *message);
+// Runs the product on these operands. 0 on success.
+int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, float *c, char *message);
+// The implementation oneDNN chose (e.g. "brg:avx512_core").
+const char *umd_onednn_matmul_implementation(const umd_onednn_matmul *p);
+void umd_onednn_matmul_destroy(umd_onednn_matmul *p);
+
+// The instruction set oneDNN's kernels use on this CPU, as text ("avx512_core_bf16", …).
+const char *umd_onednn_isa(void);
+// Whether this CPU has bf16 dot-product instructions oneDNN uses (AVX512-BF16 or AMX).
+int umd_onednn_has_bf16(void);
+// Threads oneDNN (OpenMP) uses; returns 0 when the OpenMP runtime could not be reached.
+int umd_onednn_set_threads(int threads);
+// oneDNN's version, "major.minor.patch".
+const char *umd_onednn_version(void);
+#endif

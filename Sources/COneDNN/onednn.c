@@ -1,0 +1,179 @@
+// oneDNN matmul primitives for umd's matrix-product seam (see umd_onednn.h).
+#include "umd_onednn.h"
+#include <oneapi/dnnl/dnnl.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+
+struct umd_onednn_matmul {
+    dnnl_primitive_desc_t descriptor;
+    dnnl_primitive_t primitive;
+    dnnl_memory_t a, b, c;
+    int bf16;
+    // bf16: A and B as stored (rows x columns, leading dimension ld), converted into scratch.
+    int64_t a_rows, a_columns, lda, b_rows, b_columns, ldb;
+    uint16_t *a16, *b16;
+};
+
+static int fail(char *message, const char *what, dnnl_status_t status) {
+    if (message) snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: %s failed (status %d)", what, (int)status);
+    return 1;
+}
+
+#define CHECK(call, what) do { dnnl_status_t s_ = (call); if (s_ != dnnl_success) { fail(message, what, s_); goto error; } } while (0)
+
+int umd_onednn_init(char *message) {
+    if (engine) return 0;
+    dnnl_status_t s = dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (s != dnnl_success) return fail(message, "creating the CPU engine", s);
+    s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    if (s != dnnl_success) return fail(message, "creating a stream", s);
+    return 0;
+}
+
+// A row-major matrix of `rows` x `columns` (leading dimension ld) seen as the 2-D operand
+// dims[0] x dims[1]: transposed when it is stored the other way round.
+static dnnl_status_t describe(dnnl_memory_desc_t *md, int64_t d0, int64_t d1, int transposed, int64_t ld,
+                              dnnl_data_type_t type) {
+    dnnl_dims_t dims = {d0, d1};
+    dnnl_dims_t strides = {transposed ? 1 : ld, transposed ? ld : 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides);
+}
+
+umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
+                                            int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
+                                            int bf16, char *message) {
+    if (umd_onednn_init(message)) return NULL;
+    umd_onednn_matmul *p = calloc(1, sizeof *p);
+    if (!p) { snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory"); return NULL; }
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post = NULL;
+    p->bf16 = bf16;
+    p->a_rows = transpose_a ? k : m; p->a_columns = transpose_a ? m : k; p->lda = lda;
+    p->b_rows = transpose_b ? n : k; p->b_columns = transpose_b ? k : n; p->ldb = ldb;
+    dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    // bf16 operands are compact copies: their leading dimension is their column count.
+    CHECK(describe(&a_md, m, k, transpose_a, bf16 ? p->a_columns : lda, in), "describing A");
+    CHECK(describe(&b_md, k, n, transpose_b, bf16 ? p->b_columns : ldb, in), "describing B");
+    CHECK(describe(&c_md, m, n, 0, ldc, dnnl_f32), "describing C");
+    dnnl_matmul_desc_t desc;
+    CHECK(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "describing the matmul");
+    CHECK(dnnl_primitive_attr_create(&attr), "creating attributes");
+    if (alpha != 1.0f) CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "setting alpha");
+    if (accumulate) {
+        CHECK(dnnl_post_ops_create(&post), "creating post-ops");
+        CHECK(dnnl_post_ops_append_sum(post, 1.0f), "adding the sum post-op");
+        CHECK(dnnl_primitive_attr_set_post_ops(attr, post), "setting post-ops");
+    }
+    CHECK(dnnl_primitive_desc_create(&p->descriptor, &desc, attr, engine, NULL), "creating the matmul descriptor");
+    CHECK(dnnl_primitive_create(&p->primitive, p->descriptor), "creating the matmul primitive");
+    CHECK(dnnl_memory_create(&p->a, &a_md, engine, DNNL_MEMORY_NONE), "creating A's memory");
+    CHECK(dnnl_memory_create(&p->b, &b_md, engine, DNNL_MEMORY_NONE), "creating B's memory");
+    CHECK(dnnl_memory_create(&p->c, &c_md, engine, DNNL_MEMORY_NONE), "creating C's memory");
+    if (bf16) {
+        p->a16 = malloc(sizeof(uint16_t) * (size_t)(p->a_rows * p->a_columns));
+        p->b16 = malloc(sizeof(uint16_t) * (size_t)(p->b_rows * p->b_columns));
+        if (!p->a16 || !p->b16) { snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory"); goto error; }
+    }
+    if (post) dnnl_post_ops_destroy(post);
+    dnnl_primitive_attr_destroy(attr);
+    return p;
+error:
+    if (post) dnnl_post_ops_destroy(post);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    umd_onednn_matmul_destroy(p);
+    return NULL;
+}
+
+// Round to nearest even, as UMDCore's BFloat16.round (NaN stays NaN).
+static inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld, uint16_t *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = src + r * ld;
+        uint16_t *out = dst + r * columns;
+        for (int64_t c = 0; c < columns; c++) out[c] = to_bf16(row[c]);
+    }
+}
+
+int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, float *c, char *message) {
+    const void *a_data = a, *b_data = b;
+    if (p->bf16) {
+        convert(a, p->a_rows, p->a_columns, p->lda, p->a16);
+        convert(b, p->b_rows, p->b_columns, p->ldb, p->b16);
+        a_data = p->a16; b_data = p->b16;
+    }
+    dnnl_status_t s;
+    if ((s = dnnl_memory_set_data_handle(p->a, (void *)a_data)) != dnnl_success) return fail(message, "setting A", s);
+    if ((s = dnnl_memory_set_data_handle(p->b, (void *)b_data)) != dnnl_success) return fail(message, "setting B", s);
+    if ((s = dnnl_memory_set_data_handle(p->c, c)) != dnnl_success) return fail(message, "setting C", s);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
+    if ((s = dnnl_primitive_execute(p->primitive, stream, 3, args)) != dnnl_success) return fail(message, "executing", s);
+    if ((s = dnnl_stream_wait(stream)) != dnnl_success) return fail(message, "waiting for the stream", s);
+    return 0;
+}
+
+const char *umd_onednn_matmul_implementation(const umd_onednn_matmul *p) {
+    const char *name = "unknown";
+    if (p && p->descriptor) dnnl_primitive_desc_query(p->descriptor, dnnl_query_impl_info_str, 0, &name);
+    return name;
+}
+
+void umd_onednn_matmul_destroy(umd_onednn_matmul *p) {
+    if (!p) return;
+    if (p->a) dnnl_memory_destroy(p->a);
+    if (p->b) dnnl_memory_destroy(p->b);
+    if (p->c) dnnl_memory_destroy(p->c);
+    if (p->primitive) dnnl_primitive_destroy(p->primitive);
+    if (p->descriptor) dnnl_primitive_desc_destroy(p->descriptor);
+    free(p->a16);
+    free(p->b16);
+    free(p);
+}
+
+const char *umd_onednn_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+    }
+}
+
+int umd_onednn_has_bf16(void) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+int umd_onednn_set_threads(int threads) {
+    // oneDNN runs on OpenMP (Debian's build); its runtime is loaded with libdnnl.
+    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    if (!set) return 0;
+    set(threads);
+    return 1;
+}
+
+const char *umd_onednn_version(void) {
+    static char text[32];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(text, sizeof text, "%d.%d.%d", v->major, v->minor, v->patch);
+    return text;
+}

@@ -1,0 +1,113 @@
+import COneDNN
+import Foundation
+
+/// Which backend computes the matrix products (`--matmul`): OpenBLAS (the default and the
+/// reference), oneDNN in fp32, or oneDNN with bf16 inputs and fp32 accumulation.
+public enum MatmulChoice: String, Sendable, CaseIterable, Codable {
+    case openblas, onednn, bf16
+
+    /// The backend; `bf16` on a CPU without bf16 instructions is an error naming them.
+    public func makeBackend() throws -> any MatmulBackend {
+        switch self {
+        case .openblas: return Matmul.reference
+        case .onednn: return try OneDNNBackend()
+        case .bf16: return try OneDNNBackend(bf16: true)
+        }
+    }
+
+    /// For logs: the backend and the kernels it runs on this CPU.
+    public var description: String {
+        switch self {
+        case .openblas: return "openblas (kernels \(BLASCheck.kernelFamily))"
+        case .onednn, .bf16: return "\(rawValue) (oneDNN \(OneDNNBackend.version), \(OneDNNBackend.instructionSet))"
+        }
+    }
+}
+
+/// Matrix products through oneDNN's matmul primitive (`--matmul onednn`, `bf16`): kernels
+/// picked from the instruction sets the CPU reports (AVX2, AVX-512, AVX512-BF16, AMX), where
+/// Debian's OpenBLAS 0.3.21 runs its AVX2 kernels on CPUs it does not know (AMD Zen 4/5).
+/// A primitive is created once per product shape (creation costs far more than a product)
+/// and kept; `bf16` rounds A and B to bfloat16 (nearest even) and accumulates in fp32.
+public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
+    // @unchecked Sendable: the primitive cache is guarded by `lock`; a rank's products run
+    // on its one training thread, so the lock is never contended in practice.
+    public let bf16: Bool
+    private var primitives: [Key: OpaquePointer] = [:]
+    private let lock = NSLock()
+
+    struct Key: Hashable {
+        let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
+        let alpha: UInt32, accumulate: Bool
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// `bf16` needs AVX512-BF16 or AMX (`OneDNNBackend.hasBFloat16`): without it the backend
+    /// is refused, not emulated slowly.
+    public init(bf16: Bool = false) throws {
+        var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
+        guard umd_onednn_init(&message) == 0 else { throw Failure(description: String(cString: message)) }
+        if bf16 && !Self.hasBFloat16 {
+            throw Failure(description: "--matmul bf16 needs AVX512-BF16 or AMX, which this CPU lacks (oneDNN's kernels here: "
+                          + "\(Self.instructionSet)); use --matmul onednn (fp32) instead")
+        }
+        self.bf16 = bf16
+    }
+
+    deinit { for p in primitives.values { umd_onednn_matmul_destroy(p) } }
+
+    public var name: String { bf16 ? "bf16" : "onednn" }
+
+    /// The instruction set oneDNN's kernels use on this CPU ("avx512_core_bf16", "avx2", …).
+    public static var instructionSet: String { String(cString: umd_onednn_isa()) }
+    /// Whether this CPU has bf16 dot products oneDNN uses (AVX512-BF16 or AMX).
+    public static var hasBFloat16: Bool { umd_onednn_has_bf16() != 0 }
+    public static var version: String { String(cString: umd_onednn_version()) }
+    /// Sets oneDNN's (OpenMP's) threads, like OpenBLAS's per rank.
+    @discardableResult
+    public static func setThreadCount(_ n: Int) -> Bool { umd_onednn_set_threads(Int32(max(1, n))) != 0 }
+
+    /// The implementation oneDNN chose for a product of this shape ("brg:avx512_core", …).
+    public func implementation(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) throws -> String {
+        let ldA = transposeA ? m : k, ldB = transposeB ? k : n
+        let key = Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: ldA, ldb: ldB, ldc: n,
+                      alpha: Float(1).bitPattern, accumulate: false)
+        return String(cString: umd_onednn_matmul_implementation(try primitive(key)))
+    }
+
+    private func primitive(_ key: Key) throws -> OpaquePointer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let p = primitives[key] { return p }
+        var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
+        guard let p = umd_onednn_matmul_create(key.transposeA ? 1 : 0, key.transposeB ? 1 : 0, Int64(key.m), Int64(key.n),
+                                               Int64(key.k), Int64(key.lda), Int64(key.ldb), Int64(key.ldc),
+                                               Float(bitPattern: key.alpha), key.accumulate ? 1 : 0, bf16 ? 1 : 0,
+                                               &message) else {
+            throw Failure(description: String(cString: message)
+                          + " (product \(key.m)x\(key.n)x\(key.k), transposes \(key.transposeA)/\(key.transposeB))")
+        }
+        primitives[key] = p
+        return p
+    }
+
+    public func compute(_ p: MatmulProblem) {
+        let key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
+                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate)
+        var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
+        do {
+            let primitive = try primitive(key)
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.c, &message) == 0 else {
+                throw Failure(description: String(cString: message))
+            }
+        } catch {
+            // A product that cannot run leaves C undefined: stop rather than train on it (under
+            // mpirun one rank's exit ends the job).
+            writeToStandardError("umd-mpirun: error: \(error)\n")
+            exit(70)
+        }
+    }
+}
