@@ -38,7 +38,22 @@ struct GradientChecker {
 
     /// Runs the check and records an `Issue` per mismatching element. Returns the number checked.
     @discardableResult
+    /// Runs the check with every matrix-product backend in turn (the OpenBLAS reference,
+    /// then oneDNN fp32, on this thread only) and returns the elements checked per backend.
     func run(seed: UInt64 = 1, sourceLocation: SourceLocation = #_sourceLocation) -> Int {
+        let checked = runOnce(seed: seed, sourceLocation: sourceLocation)
+        // A backend of its own per check: tests run in parallel, and one backend's cached
+        // primitives must not serve two threads at once.
+        guard let onednn = try? OneDNNBackend() else {
+            Issue.record("oneDNN could not be started", sourceLocation: sourceLocation)
+            return checked
+        }
+        Matmul.threadBackend = onednn
+        defer { Matmul.threadBackend = nil }
+        return min(checked, runOnce(seed: seed, sourceLocation: sourceLocation))
+    }
+
+    private func runOnce(seed: UInt64, sourceLocation: SourceLocation) -> Int {
         let (_, outCount) = forward()
         let r = (0..<outCount).map { Float(CounterRandom.normal(seed &+ 99, UInt64($0))) }
         store.zeroGradients()
