@@ -17,11 +17,15 @@ public struct KernelBenchmark {
     /// Run exactly this many steps per block and print nothing else (heap allocation counts under valgrind).
     public var fixedSteps: Int? = nil
 
+    /// The backend the blocks run on (the per-backend GEMM table covers all of them).
+    public var matmul: MatmulChoice = .openblas
+
     public init(presets: [ModelPreset]) { self.presets = presets }
 
     public func run() throws {
         let chosen = presets
         BLAS.setThreadCount(threads)
+        OneDNNBackend.setThreadCount(threads)
         if let fixedSteps {
             for preset in chosen {
                 for bench in BlockBench.all(preset: preset, batch: batch ?? 2) {
@@ -30,8 +34,10 @@ public struct KernelBenchmark {
             }
             return
         }
+        try printBackendRates()
+        Matmul.backend = try matmul.makeBackend()
         let gemm = BLAS.sgemmRate(size: gemmSize)
-        print("# umd kernel benchmark: OpenBLAS threads \(BLAS.threadCount)")
+        print("# umd kernel benchmark: blocks on matmul \(matmul.description), \(threads) thread(s)")
         print(String(format: "# baseline: cblas_sgemm %dx%dx%d  %.2f GFLOP/s", gemmSize, gemmSize, gemmSize, gemm))
         print("# block FLOPs count the matrix products only (forward + 2x for backward)")
         for preset in chosen {
@@ -54,6 +60,33 @@ public struct KernelBenchmark {
             }
             printHeadProducts(preset, gemm: gemm)
         }
+    }
+
+    /// GFLOP/s of every backend this CPU runs on the shapes a step is made of (m×n×k; the
+    /// Linear forward form, A·Bᵀ), measured in this run, with the fastest named.
+    func printBackendRates() throws {
+        let backends: [MatmulChoice] = MatmulChoice.allCases.filter { $0 != .bf16 || OneDNNBackend.hasBFloat16 }
+        let shapes = [(1024, 1024, 1024), (2048, 768, 768), (650, 768, 3072), (128, 768, 768), (650, 3072, 768),
+                      (65, 65, 32)]
+        print("# matrix products per backend (GFLOP/s, \(threads) thread(s)): "
+              + backends.map(\.description).joined(separator: ", ")
+              + (OneDNNBackend.hasBFloat16 ? "" : "; bf16 not offered: no AVX512-BF16 or AMX"))
+        print(padded("# m x n x k", 22) + backends.map { padded($0.rawValue, 11) }.joined() + "fastest")
+        for (m, n, k) in shapes {
+            let a = BlockBench.randomBuffer(m * k), b = BlockBench.randomBuffer(n * k), c = BlockBench.randomBuffer(m * n)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            var rates: [Double] = []
+            for choice in backends {
+                Matmul.backend = try choice.makeBackend()
+                rates.append(rate(2 * Double(m * n * k)) {
+                    Matmul.nt(m: m, n: n, k: k, a, lda: k, b, ldb: k, c, ldc: n, accumulate: false)
+                })
+            }
+            let best = rates.indices.max { rates[$0] < rates[$1] }!
+            print(padded("  \(m) x \(n) x \(k)", 22) + rates.map { padded(String(format: "%.1f", $0), 11) }.joined()
+                  + backends[best].rawValue + String(format: " (%.2fx openblas)", rates[best] / rates[0]))
+        }
+        Matmul.backend = Matmul.reference
     }
 
     /// One attention head's products at the preset's token counts (text; image tokens kept

@@ -17,6 +17,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: ArgumentHelp("Run exactly this many steps per block and print nothing else "
                                + "(for counting heap allocations under valgrind).", visibility: .hidden))
     var fixedSteps: Int?
+    @Option(help: "Backend the blocks run on: openblas, onednn or bf16 (the GEMM table covers all).") var matmul = "openblas"
 
     func run() throws {
         var bench = KernelBenchmark(presets: try presets.split(separator: ",").map { name -> ModelPreset in
@@ -27,6 +28,10 @@ struct KernelBench: ParsableCommand {
         })
         bench.threads = threads; bench.gemmSize = gemmSize; bench.seconds = seconds
         bench.batch = batch; bench.fixedSteps = fixedSteps
+        guard let backend = MatmulChoice(rawValue: matmul) else {
+            throw ValidationError("--matmul must be openblas, onednn or bf16, got \(matmul)")
+        }
+        bench.matmul = backend
         try bench.run()
     }
 }
