@@ -8,7 +8,7 @@ fusion, MAE decoder, MLM head at the selected tokens, feature projections, ITM),
 synthetic inputs, vocabulary 1000 — what `bench step` runs. Attention uses
 scaled_dot_product_attention. Prints ms/step and samples/s after one warm-up step.
 
-  python scripts/bench/pytorch_step.py --preset small --batch 16 --threads 1
+  python scripts/bench/pytorch_step.py --preset small --batch 16 --threads 1 [--bf16]
 """
 import argparse, copy, math, time
 import torch
@@ -144,6 +144,9 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast on the CPU (matrix products in bf16, fp32 master weights and optimizer), "
+                         "what umd's --matmul bf16 is compared with")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -179,6 +182,18 @@ def main():
     itm_labels = torch.randint(0, 2, (B,))
 
     def step():
+        # Autocast covers the forward pass only (PyTorch's advice); backward follows its dtypes.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = forward()
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_mul_(tparams, 0.995)
+            torch._foreach_add_(tparams, sparams, alpha=0.005)
+        return loss.item()
+
+    def forward():
         enc.train()
         t1, v1 = enc(px, masked_ids, key_mask, keep)                       # student, masked
         with torch.no_grad():
@@ -204,21 +219,15 @@ def main():
         l_fmlm = ((heads_["fea_text"](t1) - tt) ** 2).mean(-1)[attn].mean()
         l_fmim = ((heads_["fea_image"](v1) - ti) ** 2).mean()
         l_itm = F.cross_entropy(heads_["itm"](cls), itm_labels)
-        loss = 0.5 * (l_mim + l_mlm) + 0.5 * (l_fmim + l_fmlm) + l_itm
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_mul_(tparams, 0.995)
-            torch._foreach_add_(tparams, sparams, alpha=0.005)
-        return loss.item()
+        return 0.5 * (l_mim + l_mlm) + 0.5 * (l_fmim + l_fmlm) + l_itm
 
     step()
     start = time.perf_counter()
     for _ in range(a.steps):
         step()
     seconds = (time.perf_counter() - start) / a.steps
-    print(f"pytorch {torch.__version__} MR-Pretrain step, preset {a.preset}, batch {B}, threads {a.threads}: "
+    print(f"pytorch {torch.__version__} MR-Pretrain step{' (bf16 autocast)' if a.bf16 else ''}, preset {a.preset}, "
+          f"batch {B}, threads {a.threads}: "
           f"{seconds * 1000:.1f} ms/step, {B / seconds:.2f} samples/s")
 
 

@@ -31,7 +31,7 @@ public enum HeadMatmul {
     public static func nt(m: Int, n: Int, k: Int, alpha: Float, _ a: UnsafePointer<Float>, lda: Int,
                           _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                           packed: FloatBuffer) {
-        if !Matmul.onReference {   // another backend (the bf16 emulation) must see every product
+        if !Matmul.headKernelsAllowed {   // a bf16 backend must see every product
             return Matmul.nt(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
@@ -58,8 +58,8 @@ public enum HeadMatmul {
     public static func nn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                           _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                           packed: FloatBuffer) {
-        // The backend where this kernel does not take the shape, or the backend is not the reference.
-        if !Matmul.onReference || !takesNN(n: n) {
+        // The backend where this kernel does not take the shape, or where the backend is not fp32.
+        if !Matmul.headKernelsAllowed || !takesNN(n: n) {
             return Matmul.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)
@@ -74,7 +74,7 @@ public enum HeadMatmul {
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
                           _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                           packed: FloatBuffer) {
-        if !Matmul.onReference || !takesTN(n: n, k: k) {
+        if !Matmul.headKernelsAllowed || !takesTN(n: n, k: k) {
             return Matmul.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
         KernelProfile.countGemm(m, n, k)

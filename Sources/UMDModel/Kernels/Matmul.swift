@@ -23,6 +23,8 @@ public struct MatmulProblem {
 public protocol MatmulBackend: AnyObject, Sendable {
     /// A short name for logs and benchmarks ("openblas", …).
     var name: String { get }
+    /// Whether it computes in fp32 throughout (inputs not rounded).
+    var isFloat32: Bool { get }
     func compute(_ p: MatmulProblem)
 }
 
@@ -30,6 +32,7 @@ public protocol MatmulBackend: AnyObject, Sendable {
 public final class OpenBLASBackend: MatmulBackend {
     public init() {}
     public var name: String { "openblas" }
+    public var isFloat32: Bool { true }
     @inline(__always)
     public func compute(_ p: MatmulProblem) {
         cblas_sgemm(CblasRowMajor, p.transposeA ? CblasTrans : CblasNoTrans, p.transposeB ? CblasTrans : CblasNoTrans,
@@ -65,11 +68,11 @@ public enum Matmul {
     @inline(__always)
     public static var current: any MatmulBackend { threadBackend ?? backend }
 
-    /// Whether this thread's products run on the fp32 reference: only then may `HeadMatmul`
-    /// compute attention-head products in its own register kernels (another backend must
-    /// see every product).
+    /// Whether `HeadMatmul` may compute attention-head products in its own fp32 register
+    /// kernels on this thread: with an fp32 backend (the reference, oneDNN fp32); a backend
+    /// that changes the products' numerics (bf16, the emulation) must see every product.
     @inline(__always)
-    static var onReference: Bool { current === reference }
+    static var headKernelsAllowed: Bool { current.isFloat32 }
 
     /// The seam: every product of the model, counted and timed here.
     @inline(__always)
@@ -179,6 +182,7 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
     let roundedA = FloatBuffer(), roundedB = FloatBuffer()
 
     var name: String { "bf16-emulation" }
+    var isFloat32: Bool { false }
 
     /// rows × columns of `p` (rows `ld` apart), rounded to bf16, compact (rows `columns` apart).
     func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)

@@ -60,6 +60,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     deinit { for p in primitives.values { umd_onednn_matmul_destroy(p) } }
 
     public var name: String { bf16 ? "bf16" : "onednn" }
+    public var isFloat32: Bool { !bf16 }
 
     /// The instruction set oneDNN's kernels use on this CPU ("avx512_core_bf16", "avx2", …).
     public static var instructionSet: String { String(cString: umd_onednn_isa()) }
