@@ -19,6 +19,11 @@ enum SelftestCases {
                 let problems = BLASCheck.problems()
                 return problems.isEmpty ? nil : problems.joined(separator: "; ")
             },
+            // The same cases through oneDNN (`--matmul onednn`), with its kernels named.
+            SelftestCase(name: "onednn-matmul") { _ in
+                let problems = try BLASCheck.problems(BLASCheck.product(of: OneDNNBackend()))
+                return problems.isEmpty ? nil : "oneDNN \(OneDNNBackend.instructionSet): " + problems.joined(separator: "; ")
+            },
             SelftestCase(name: "barrier") { try $0.barrier(); return nil },
             SelftestCase(name: "broadcast-typed", check: broadcastTyped),
             SelftestCase(name: "broadcast-data", check: broadcastData),

@@ -53,23 +53,29 @@ struct SelftestCommand: ParsableCommand {
                 if reports.isEmpty {
                     let hosts = Set(try world.allgatherData(Data(world.processorName.utf8))
                         .map { String(decoding: $0, as: UTF8.self) })
-                    let kernels = Set(try world.allgatherData(Data(BLASCheck.kernelFamily.utf8))
+                    let kernels = Set(try world.allgatherData(Data(Self.kernels.utf8))
                         .map { String(decoding: $0, as: UTF8.self) })
                     let mib = Double(largeCount * MemoryLayout<Float>.size) / 1048576
                     print("selftest ok: \(world.size) ranks on \(hosts.count) host(s) (\(hosts.sorted().joined(separator: ", "))), "
                         + "\(Communicator.providedThreadLevel()), \(passed.count) cases: broadcast, "
                         + String(format: "allreduce %.1f MiB", mib) + " (in place, out of place, non-blocking), "
-                        + "allgather, gather, BLAS sgemm within its error bound on every rank "
-                        + "(OpenBLAS kernels: \(kernels.sorted().joined(separator: ", ")))")
+                        + "allgather, gather, BLAS sgemm and oneDNN matmul within their error bound on every rank "
+                        + "(kernels: \(kernels.sorted().joined(separator: ", ")))")
                 } else {
                     print("selftest FAILED:\n" + reports.joined(separator: "\n"))
                 }
             } else {
                 _ = try world.allgatherData(Data(world.processorName.utf8))
             }
-            if reports.isEmpty && world.rank != 0 { _ = try world.allgatherData(Data(BLASCheck.kernelFamily.utf8)) }
+            if reports.isEmpty && world.rank != 0 { _ = try world.allgatherData(Data(Self.kernels.utf8)) }
             if !reports.isEmpty { throw ExitCode.failure }
         }
+    }
+
+    /// The kernels this rank's matrix products run: OpenBLAS's family and oneDNN's instruction set.
+    static var kernels: String {
+        "OpenBLAS \(BLASCheck.kernelFamily), oneDNN \(OneDNNBackend.version) \(OneDNNBackend.instructionSet)"
+            + (OneDNNBackend.hasBFloat16 ? " (bf16 available)" : " (no bf16)")
     }
 
     /// Deliberately wrong calls, to show that they end in a clear error, not a hang.

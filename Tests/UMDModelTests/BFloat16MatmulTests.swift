@@ -8,9 +8,13 @@ import Testing
 /// here). Serialized: the emulation's scratch buffers are shared.
 @Suite(.serialized)
 struct BFloat16MatmulTests {
+    /// The bf16 product backends to compare with fp32: the emulation everywhere, and where
+    /// the CPU has AVX512-BF16 or AMX the real thing (oneDNN, `--matmul bf16`).
+    static let kinds = ["emulation"] + (OneDNNBackend.hasBFloat16 ? ["onednn-bf16"] : [])
+
     /// Runs `body` with every product on this thread taking bf16-rounded inputs.
-    func withBFloat16Products<T>(_ body: () -> T) -> T {
-        Matmul.threadBackend = BFloat16Products.backend
+    func withBFloat16Products<T>(_ kind: String = "emulation", _ body: () -> T) -> T {
+        Matmul.threadBackend = kind == "emulation" ? BFloat16Products.backend : try! OneDNNBackend(bf16: true)
         defer { Matmul.threadBackend = nil }
         return body()
     }
@@ -33,7 +37,7 @@ struct BFloat16MatmulTests {
 
     /// Gradients of one tiny MR-Pretrain step (dropout off, as `debug-step`), fp32 against
     /// bf16 products: the relative difference ‖g_bf16 − g_fp32‖ / ‖g_fp32‖ per tensor.
-    @Test func oneStepGradientsStayCloseToFP32() {
+    @Test(arguments: kinds) func oneStepGradientsStayCloseToFP32(kind: String) {
         let params = UMDParameters(SyntheticBatch.config())
         let student = ParameterStore(layout: params.layout)
         params.initialize(student, seed: 21)
@@ -53,7 +57,7 @@ struct BFloat16MatmulTests {
             return out
         }
         let reference = gradients()
-        let rounded = withBFloat16Products { gradients() }
+        let rounded = withBFloat16Products(kind) { gradients() }
         var relative: [(String, Double)] = []
         var totalDifference = 0.0, totalNorm = 0.0
         for (name, g) in reference {
@@ -74,7 +78,7 @@ struct BFloat16MatmulTests {
         }
         let overall = (totalDifference / totalNorm).squareRoot()
         let median = meaningful[meaningful.count / 2].1, worst = meaningful.last!
-        print(String(format: "bf16 products, one tiny pretrain step: gradient relative difference overall %.2e, "
+        print(String(format: "bf16 products (\(kind)), one tiny pretrain step: gradient relative difference overall %.2e, "
                      + "median tensor %.2e, worst %@ %.2e (%d of %d tensors; the rest have fp32 gradients of "
                      + "rounding-noise size)", overall, median, worst.0, worst.1, meaningful.count, relative.count))
         #expect(overall < 0.05)
@@ -88,7 +92,7 @@ struct BFloat16MatmulTests {
     /// change), so what is compared is the loss level reached — the mean of the last 40
     /// steps, averaged over the seeds — against the spread the seeds give fp32: bf16's mean
     /// must lie within the range of fp32's three levels around fp32's mean.
-    @Test func twoHundredStepsReachTheSameLoss() {
+    @Test(arguments: kinds) func twoHundredStepsReachTheSameLoss(kind: String) {
         func train(seed: UInt64) -> [Double] {
             let params = UMDParameters(SyntheticBatch.config())
             let student = ParameterStore(layout: params.layout)
@@ -109,13 +113,13 @@ struct BFloat16MatmulTests {
         }
         let seeds: [UInt64] = [21, 22, 23]
         let fp32 = seeds.map { train(seed: $0) }
-        let bf16 = withBFloat16Products { seeds.map { train(seed: $0) } }
+        let bf16 = withBFloat16Products(kind) { seeds.map { train(seed: $0) } }
         func level(_ l: [Double]) -> Double { l[160..<200].reduce(0, +) / 40 }
         func text(_ l: [Double]) -> String {
             stride(from: 0, to: 200, by: 20).map { String(format: "%.4f", l[$0..<$0 + 20].reduce(0, +) / 20) }
                 .joined(separator: " ")
         }
-        print("bf16 products, 200 tiny pretrain steps, loss per 20-step window:")
+        print("bf16 products (\(kind)), 200 tiny pretrain steps, loss per 20-step window:")
         for (i, seed) in seeds.enumerated() {
             print("  seed \(seed) fp32 \(text(fp32[i]))\n  seed \(seed) bf16 \(text(bf16[i]))")
         }

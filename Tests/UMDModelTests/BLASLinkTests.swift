@@ -39,19 +39,7 @@ struct BLASCheckTests {
 /// The oneDNN backend (issue 22) computes what sgemm computes: within the same error bound
 /// as `BLASCheck` (fp32), and bf16 products equal to the emulation's up to summation order.
 struct OneDNNBackendTests {
-    static func product(_ backend: OneDNNBackend) -> BLASCheck.Product {
-        { tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
-            a.withUnsafeBufferPointer { a in
-                b.withUnsafeBufferPointer { b in
-                    c.withUnsafeMutableBufferPointer { c in
-                        backend.compute(MatmulProblem(transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: alpha,
-                                                      a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
-                                                      c: c.baseAddress!, ldc: ldc, accumulate: beta == 1))
-                    }
-                }
-            }
-        }
-    }
+    static func product(_ backend: OneDNNBackend) -> BLASCheck.Product { BLASCheck.product(of: backend) }
 
     @Test func fp32ProductsStayWithinTheErrorBound() throws {
         let backend = try OneDNNBackend()

@@ -204,7 +204,7 @@ def main():
         cls = torch.cat([torch.tanh(heads_["tpool"](t3[:, 0])), torch.tanh(heads_["ipool"](v3[:, 0]))], 1)
         # MIM decoder over 1+N tokens
         e = heads_["mim_embed"](v1)
-        full = mask_token.expand(B, N, Dd).clone()
+        full = mask_token.expand(B, N, Dd).to(e.dtype).clone()   # e is bf16 under autocast
         full.scatter_(1, keep.unsqueeze(-1).expand(-1, -1, Dd), e[:, 1:])
         x = torch.cat([e[:, :1], full], 1) + sincos
         for blk in heads_["mim_blocks"]:

@@ -39,6 +39,21 @@ public enum BLASCheck {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, &c, Int32(ldc))
     }
 
+    /// A matrix-product backend's computation as a `Product` (beta 1 = accumulate).
+    public static func product(of backend: any MatmulBackend) -> Product {
+        { tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    c.withUnsafeMutableBufferPointer { c in
+                        backend.compute(MatmulProblem(transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: alpha,
+                                                      a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
+                                                      c: c.baseAddress!, ldc: ldc, accumulate: beta == 1))
+                    }
+                }
+            }
+        }
+    }
+
     /// One line per case whose result exceeds the bound (empty: the BLAS is correct here).
     /// `product` is the sgemm under test (tests pass broken ones to see them caught).
     public static func problems(_ product: Product = openBLAS) -> [String] {
