@@ -105,6 +105,19 @@ public enum StepBenchmark {
         let sgemmAfter = try world.allreduce(BLAS.sgemmRate(), op: .min)
         let sgemmBaseline = (sgemmBefore + sgemmAfter) / 2
         let baselineDrift = abs(sgemmAfter - sgemmBefore) / sgemmBaseline
+        // The fastest backend this CPU runs, by the same square product on all ranks at once:
+        // the utilisation against it says what the step leaves on the table here.
+        var fastest = (choice: matmul, rate: sgemmBaseline)
+        if showPhases {
+            let chosen = Matmul.backend
+            for other in MatmulChoice.allCases where other != matmul && (other != .bf16 || OneDNNBackend.hasBFloat16) {
+                Matmul.backend = try other.makeBackend()
+                try world.barrier()
+                let rate = try world.allreduce(BLAS.sgemmRate(), op: .min)
+                if rate > fastest.rate { fastest = (other, rate) }
+            }
+            Matmul.backend = chosen
+        }
         // Kernel families and sgemm shapes, timed call by call in steps of their own (the
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
@@ -182,6 +195,8 @@ public enum StepBenchmark {
                              + "2048^3, %d thread%@, all ranks at once; %.2f before the steps, %.2f after)", achieved,
                              100 * achieved / sgemmBaseline, sgemmBaseline, BLAS.threadCount, BLAS.threadCount == 1 ? "" : "s",
                              sgemmBefore, sgemmAfter))
+                print(String(format: "  against the fastest backend on this CPU (%@, %.2f GFLOP/s on the same square): %.1f %%",
+                             fastest.choice.rawValue, fastest.rate, 100 * achieved / fastest.rate))
                 if baselineDrift > 0.05 {
                     print(String(format: "warning: the sgemm baseline moved %.0f %% during the run (a busy or shared "
                                  + "host): the utilisation is unreliable, run again", 100 * baselineDrift))

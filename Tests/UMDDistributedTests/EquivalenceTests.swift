@@ -207,7 +207,7 @@ struct EquivalenceTests {
                                timeout: 120)
         #expect(r.exitCode == 0, "\(r)")
         for line in ["weak-scaling efficiency", "waiting on communication", "gradient sync alone", "where a step's time goes",
-                     "student forward", "teacher forward", "backward", "AdamW", "zero gradients", "matmul utilisation"] {
+                     "student forward", "teacher forward", "backward", "AdamW", "zero gradients", "matmul utilisation", "against the fastest backend on this CPU"] {
             #expect(r.stdout.contains(line), "\(r)")
         }
         // The FLOP count from the shapes equals the products the step made (the patch
