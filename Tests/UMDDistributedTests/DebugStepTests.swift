@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import UMDDistributed
-import UMDModel
+@testable import UMDModel
 
 /// debug-step writes the MODEL_SPEC.md section 12 file; its update arithmetic is checked
 /// here from the file alone, as an external tool would.
@@ -106,6 +106,26 @@ struct DebugStepTests {
         // The downstream heads get x50.
         #expect(abs(file["lr.heads"]!.floats[0] - 50 * file["lr.base"]!.floats[0]) < 1e-12)
         checkAdamW(file, stage: .finetune)
+    }
+
+    /// `--matmul onednn` (issue 22): the same step's losses and gradients as OpenBLAS's to
+    /// float rounding (measured 3e-7 relative overall), and its update passes the AdamW check.
+    @Test("debug-step with oneDNN's products", arguments: [Stage.pretrain, .finetune])
+    func oneDNNGivesTheReferenceStepToRounding(stage: Stage) throws {
+        func configure(_ o: inout DebugStepOptions) {
+            o.stage = stage; o.task = stage == .finetune ? .vqa : .none; o.peakLearningRate = 1e-3
+        }
+        let reference = try run(configure)
+        Matmul.threadBackend = try OneDNNBackend()
+        defer { Matmul.threadBackend = nil }
+        let onednn = try run(configure)
+        checkAdamW(onednn, stage: stage)
+        var difference = 0.0, norm = 0.0
+        for t in reference.tensors where t.name.hasPrefix("grad.") || t.name.hasPrefix("loss.") {
+            let a = t.floats, b = try #require(onednn[t.name]).floats
+            for (x, y) in zip(a, b) { difference += Double(x - y) * Double(x - y); norm += Double(x) * Double(x) }
+        }
+        #expect(norm > 0 && (difference / norm).squareRoot() < 1e-5, "relative difference \((difference / norm).squareRoot())")
     }
 
     @Test func sameSeedSameFile() throws {
