@@ -127,12 +127,10 @@ public func syncDirectory(_ url: URL) {
     if fd >= 0 { fsync(fd); close(fd) }
 }
 
-/// What `url` is when it is not a regular file ("a FIFO (named pipe)", "a directory", …), nil
-/// for a regular file. `stat` never blocks, where opening a FIFO waits for a writer forever.
-public func nonRegularFileKind(_ url: URL) -> String? {
-    var info = stat()
-    guard stat(url.path, &info) == 0 else { return nil }      // missing: the opener names the error
-    switch info.st_mode & S_IFMT {
+/// What a file of this `st_mode` is when it is not a regular file ("a FIFO (named pipe)",
+/// "a directory", …), nil for a regular file.
+public func nonRegularKind(mode: mode_t) -> String? {
+    switch mode & S_IFMT {
     case S_IFREG: return nil
     case S_IFDIR: return "a directory"
     case S_IFIFO: return "a FIFO (named pipe)"
@@ -142,11 +140,12 @@ public func nonRegularFileKind(_ url: URL) -> String? {
     }
 }
 
-/// Throws unless `url` is a regular file (or missing: then opening it names the error).
-public func requireRegularFile(_ url: URL) throws {
-    if let kind = nonRegularFileKind(url) {
-        throw FileError(path: url.path, problem: "\(kind), not a regular file")
-    }
+/// What `url` is when it is not a regular file, nil for a regular (or missing) file. `stat`
+/// never blocks, where opening a FIFO waits for a writer forever.
+public func nonRegularFileKind(_ url: URL) -> String? {
+    var info = stat()
+    guard stat(url.path, &info) == 0 else { return nil }      // missing: the opener names the error
+    return nonRegularKind(mode: info.st_mode)
 }
 
 /// Reads a whole file with `read(2)` in bounded calls (loops over short reads, retries on EINTR).
@@ -158,8 +157,8 @@ public func readWholeFile(_ url: URL, maxBytesPerCall: Int = 1 << 30) throws -> 
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw FileError.fromErrno(url.path, "stat") }
-    guard (info.st_mode & S_IFMT) == S_IFREG else {
-        throw FileError(path: url.path, problem: "\(nonRegularFileKind(url) ?? "not a regular file"), not a regular file")
+    if let kind = nonRegularKind(mode: info.st_mode) {
+        throw FileError(path: url.path, problem: kind == "not a regular file" ? kind : "\(kind), not a regular file")
     }
     let size = Int(info.st_size)
     var data = Data(count: size)

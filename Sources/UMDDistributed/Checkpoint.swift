@@ -442,7 +442,7 @@ enum ManifestChecksum {
     /// Where the 16 hex digits of the checksum start in `bytes`, nil when absent.
     static func valueOffset(_ bytes: [UInt8]) -> Int? {
         guard bytes.count >= key.count + 16 else { return nil }
-        for i in 0...(bytes.count - key.count - 16) where bytes[i] == key[0] && Array(bytes[i..<(i + key.count)]) == key {
+        for i in 0...(bytes.count - key.count - 16) where bytes[i] == key[0] && bytes[i..<(i + key.count)].elementsEqual(key) {
             return i + key.count
         }
         return nil

@@ -46,7 +46,7 @@ public final class RunDirectoryLock {
 }
 
 /// Ranks started by mpirun stop when their launcher is gone (`kill -9` of mpirun leaves
-/// them with parent pid 1): a thread checks the parent every second and ends the process
+/// them with parent pid 1): a thread checks the parent every 250 ms and ends the process
 /// at once, without saving or publishing anything — the run resumes from its last complete
 /// checkpoint. Only under mpirun (OMPI_COMM_WORLD_SIZE set): a rank started by hand may
 /// outlive the shell that started it (nohup). `UMD_LAUNCHER_WATCH=1` turns it on for a
@@ -75,9 +75,8 @@ public enum LauncherWatch {
     /// before a checkpoint is published, so no save starts after the launcher died.
     public static func stopIfOrphaned() {
         guard launcher != 0, getppid() != launcher else { return }
-        let text = "umd-mpirun: rank \(rank): the launcher (pid \(launcher)) is gone; stopping without saving. "
-            + "Resume the run with --resume (from its last complete checkpoint).\n"
-        text.withCString { _ = write(2, $0, strlen($0)) }
+        writeToStandardError("umd-mpirun: rank \(rank): the launcher (pid \(launcher)) is gone; stopping without saving. "
+                             + "Resume the run with --resume (from its last complete checkpoint).\n")
         _exit(70)
     }
 }

@@ -42,8 +42,7 @@ public final class RunLog: @unchecked Sendable {
 
     func report(_ report: DataReport) {
         guard rank == 0 else { return }
-        for line in report.warnings.prefix(20) { warning(line) }
-        if report.skipped.count > 20 { warning("… and \(report.skipped.count - 20) more skipped records") }
+        for line in report.warnings(limit: 20) { warning(line) }
         info(report.description)
     }
 

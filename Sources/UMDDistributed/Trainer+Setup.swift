@@ -101,7 +101,8 @@ extension Trainer {
         func imports(_ name: String) -> Bool { config.initOnly.isEmpty || config.initOnly.contains { name.hasPrefix($0) || $0.hasPrefix(name) } }
         if let initPath = config.initFrom, let described = try WeightsDescription.of(path: initPath) {
             if imports("text.word_embed") {
-                try described.requireTokenizer(URL(fileURLWithPath: config.tokenizer!), weights: initPath)
+                try described.requireTokenizer(URL(fileURLWithPath: config.tokenizer!), hash: data.tokenizerHash,
+                                               weights: initPath)
             }
             if config.stage == .finetune, described.hasClassifierHead, imports("head."), let saved = described.classes,
                saved != data.table.classes {
@@ -178,22 +179,22 @@ extension Trainer {
     /// as it would without skipping (a diverged model must not end "successfully").
     static func run(_ step: TrainingStep, _ batch: [StepBatch], _ s: Int, run: URL, skips: inout Int, limit: Int,
                     log: RunLog) throws -> StepOutcome {
-        let outcome: StepOutcome
-        do { outcome = try step.run(batch, step: s) } catch var error as NonFiniteStep {
+        do {
+            let outcome = try step.run(batch, step: s)
+            guard outcome.skipped else { skips = 0; return outcome }
+            skips += 1
+            log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", ")
+                        + (skips > 1 ? " (\(skips) in a row; the run stops after \(limit))" : ""))
+            if skips > limit {
+                var error = NonFiniteStep(step: s, terms: outcome.nonFinite)
+                error.consecutiveSkips = skips
+                throw error
+            }
+            return outcome
+        } catch var error as NonFiniteStep {
             error.lastCheckpoint = Checkpoints.complete(run: run).first?.path
             throw error
         }
-        guard outcome.skipped else { skips = 0; return outcome }
-        skips += 1
-        log.warning("step \(s + 1) skipped (--on-nonfinite skip-step): " + outcome.nonFinite.joined(separator: ", ")
-                    + (skips > 1 ? " (\(skips) in a row; the run stops after \(limit))" : ""))
-        if skips > limit {
-            var error = NonFiniteStep(step: s, terms: outcome.nonFinite)
-            error.consecutiveSkips = skips
-            error.lastCheckpoint = Checkpoints.complete(run: run).first?.path
-            throw error
-        }
-        return outcome
     }
 
     /// Replicas must stay bitwise identical (DESIGN.md idea 5).

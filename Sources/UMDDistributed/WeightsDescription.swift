@@ -47,9 +47,10 @@ public struct WeightsDescription {
 
     /// The weights were trained with another tokenizer than the one given: an error naming
     /// both, since token ids would silently mean other words.
-    public func requireTokenizer(_ directory: URL, weights path: String) throws {
+    /// `hash`: the directory's `TokenizerIdentity` when the caller has it already.
+    public func requireTokenizer(_ directory: URL, hash: String? = nil, weights path: String) throws {
         guard let saved = tokenizerHash else { return }
-        let given = TokenizerIdentity.hash(directory)
+        let given = hash ?? TokenizerIdentity.hash(directory)
         guard given != saved else { return }
         throw RunError("\(path) was trained with another tokenizer (hash \(saved)) than \(directory.path) (hash \(given)): "
                        + "its token ids would mean other words. Pass the tokenizer the weights were trained with (--tokenizer)")

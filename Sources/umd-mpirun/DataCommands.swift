@@ -83,10 +83,7 @@ struct TokenizerCommand: ParsableCommand {
                 }
                 // Say what was left out: a tokenizer learnt from part of the data should not look complete.
                 for report in reports {
-                    for line in report.warnings.prefix(5) { writeToStandardError("umd-mpirun: \(line)\n") }
-                    if report.skipped.count > 5 {
-                        writeToStandardError("umd-mpirun: … and \(report.skipped.count - 5) more skipped records of \(report.dataset)\n")
-                    }
+                    for line in report.warnings(limit: 5) { writeToStandardError("umd-mpirun: \(line)\n") }
                     print("tokenizer: \(report)")
                 }
                 guard !texts.isEmpty else {

@@ -50,6 +50,11 @@ public struct DataReport: Sendable, CustomStringConvertible {
 
     /// One warning line per skipped record.
     public var warnings: [String] { skipped.map { "warning: \($0.location): \($0.reason); skipped" } }
+
+    /// The first `limit` warnings and, when there are more, a line counting the rest.
+    public func warnings(limit: Int) -> [String] {
+        Array(warnings.prefix(limit)) + (skipped.count > limit ? ["… and \(skipped.count - limit) more skipped records of \(dataset)"] : [])
+    }
 }
 
 public struct DatasetError: Error, CustomStringConvertible, Sendable {

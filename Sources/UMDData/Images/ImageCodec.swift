@@ -119,14 +119,7 @@ public enum ImageCodec {
             default: return "cannot be read (\(String(cString: strerror(errno))))"
             }
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: return nil
-        case S_IFDIR: return "a directory, not an image file"
-        case S_IFIFO: return "a FIFO (named pipe), not an image file"
-        case S_IFCHR, S_IFBLK: return "a device, not an image file"
-        case S_IFSOCK: return "a socket, not an image file"
-        default: return "not a regular file"
-        }
+        return nonRegularKind(mode: info.st_mode).map { $0 == "not a regular file" ? $0 : "\($0), not an image file" }
     }
 
     /// Encodes RGB (3 channels) or grey (1 channel) pixels.

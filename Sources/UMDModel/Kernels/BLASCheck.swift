@@ -58,15 +58,17 @@ public enum BLASCheck {
     /// `product` is the sgemm under test (tests pass broken ones to see them caught).
     public static func problems(_ product: Product = openBLAS) -> [String] {
         var problems: [String] = []
-        var random = SplitMix(state: 0x5EED_B1A5)
-        for (form, m, n, k, pad, accumulate) in cases {
+        for (index, (form, m, n, k, pad, accumulate)) in cases.enumerated() {
+            // Inputs in [-1, 1) from the project's counter-keyed random numbers, one key per case and operand.
+            func values(_ operand: UInt64, _ count: Int) -> [Float] {
+                let key = CounterRandom.key(0x5EED_B1A5 &+ UInt64(index), operand)
+                return (0..<count).map { Float(2 * CounterRandom.uniform(key, UInt64($0)) - 1) }
+            }
             let transA = form.first == "t", transB = form.last == "t"
             // Row-major storage: A is [M,K] or (transposed) [K,M]; B is [K,N] or [N,K].
             let (aRows, aCols) = transA ? (k, m) : (m, k), (bRows, bCols) = transB ? (n, k) : (k, n)
             let lda = aCols + pad, ldb = bCols + pad, ldc = n + pad
-            let a = (0..<(aRows * lda)).map { _ in random.nextFloat() }
-            let b = (0..<(bRows * ldb)).map { _ in random.nextFloat() }
-            let c0 = (0..<(m * ldc)).map { _ in random.nextFloat() }
+            let a = values(1, aRows * lda), b = values(2, bRows * ldb), c0 = values(3, m * ldc)
             var c = c0
             let alpha: Float = 0.75, beta: Float = accumulate ? 1 : 0
             product(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, &c, ldc)
@@ -99,18 +101,5 @@ public enum BLASCheck {
             }
         }
         return problems
-    }
-
-    /// A small deterministic generator of floats in [-1, 1).
-    struct SplitMix {
-        var state: UInt64
-        mutating func nextFloat() -> Float {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return Float(z >> 40) / Float(1 << 23) - 1
-        }
     }
 }

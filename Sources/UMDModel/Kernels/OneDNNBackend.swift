@@ -30,11 +30,14 @@ public enum MatmulChoice: String, Sendable, CaseIterable, Codable {
 /// A primitive is created once per product shape (creation costs far more than a product)
 /// and kept; `bf16` rounds A and B to bfloat16 (nearest even) and accumulates in fp32.
 public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
-    // @unchecked Sendable: the primitive cache is guarded by `lock`; a rank's products run
-    // on its one training thread, so the lock is never contended in practice.
+    // @unchecked Sendable: the primitive cache is guarded by `lock`; a backend serves one
+    // thread's products at a time (a rank's training thread; each test makes its own), since
+    // a cached primitive's operand handles and the message buffer are per backend.
     public let bf16: Bool
     private var primitives: [Key: OpaquePointer] = [:]
     private let lock = NSLock()
+    /// Where a failing product's C call writes why (allocated once: products are a hot loop).
+    private let message = UnsafeMutablePointer<CChar>.allocate(capacity: Int(UMD_ONEDNN_MESSAGE_LENGTH))
 
     struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
@@ -57,7 +60,10 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         self.bf16 = bf16
     }
 
-    deinit { for p in primitives.values { umd_onednn_matmul_destroy(p) } }
+    deinit {
+        for p in primitives.values { umd_onednn_matmul_destroy(p) }
+        message.deallocate()
+    }
 
     public var name: String { bf16 ? "bf16" : "onednn" }
     public var isFloat32: Bool { !bf16 }
@@ -83,11 +89,10 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let p = primitives[key] { return p }
-        var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
         guard let p = umd_onednn_matmul_create(key.transposeA ? 1 : 0, key.transposeB ? 1 : 0, Int64(key.m), Int64(key.n),
                                                Int64(key.k), Int64(key.lda), Int64(key.ldb), Int64(key.ldc),
                                                Float(bitPattern: key.alpha), key.accumulate ? 1 : 0, bf16 ? 1 : 0,
-                                               &message) else {
+                                               message) else {
             throw Failure(description: String(cString: message)
                           + " (product \(key.m)x\(key.n)x\(key.k), transposes \(key.transposeA)/\(key.transposeB))")
         }
@@ -98,10 +103,9 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     public func compute(_ p: MatmulProblem) {
         let key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
                       ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate)
-        var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
         do {
             let primitive = try primitive(key)
-            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.c, &message) == 0 else {
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.c, message) == 0 else {
                 throw Failure(description: String(cString: message))
             }
         } catch {
