@@ -11,16 +11,16 @@ import Glibc
 /// write (+ fsync) of the same bytes measured in the same run.
 public enum CheckpointBenchmark {
     public static func run(preset: ModelPreset, directory: URL, world: Communicator) throws {
-        let model = try StageModel(stage: .pretrain, task: .none, classes: 0, preset: preset,
-                                   vocabularySize: preset.vocabularySize ?? 30000, seed: 1)
+        var config = RunConfiguration()
+        config.preset = preset.name
+        config.seed = 1
+        let model = try RunFactory(config.resolved()).model(classes: 0, vocabularySize: preset.vocabularySize ?? 30000)
         let (student, optimizer) = (model.student, model.optimizer)
         // Realistic moments: one step of AdamW on random gradients (fresh moments are all zero
         // and would flatter the compression ratio).
         for i in 0..<student.count { student.grads[i] = Float(CounterRandom.normal(7, UInt64(i))) * 1e-3 }
         optimizer.step(baseLearningRate: 1e-5)
         let state = TrainingState(model)
-        var config = RunConfiguration()
-        config.preset = preset.name
         let run = directory.appendingPathComponent("bench-checkpoint-run")
         if world.rank == 0 { try? FileManager.default.removeItem(at: run) }
         try world.barrier()

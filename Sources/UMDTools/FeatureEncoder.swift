@@ -50,11 +50,8 @@ public enum FeatureEncoder {
                            + "\(vocabulary); use the tokenizer the weights were trained with")
         }
         let config = ModelConfig(preset: preset, vocabularySize: vocabulary, imageSize: imageSize)
-        try config.validate()
-        let params = UMDParameters(config)
-        let store = ParameterStore(layout: params.layout)
-        params.initialize(store, seed: 0)
-        try ModelIO.load(into: store, from: file, path: o.weights.path, include: { names.contains($0) })
+        let (params, store, _) = try RunFactory.inferenceModel(config, weights: file, path: o.weights.path,
+                                                               include: { names.contains($0) })
 
         var out: [Safetensors.Tensor] = []
         var summary = Summary()

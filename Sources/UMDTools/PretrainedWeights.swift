@@ -17,7 +17,7 @@ public enum PretrainedWeights {
         var config: [String: Any]? = nil
         if FileManager.default.fileExists(atPath: configURL.path) {
             guard let object = (try? JSONSerialization.jsonObject(with: readWholeFile(configURL))) as? [String: Any] else {
-                throw PretrainedConversion.ConversionError(message: "\(configURL.path): not a JSON object")
+                throw ModelError.conversion("\(configURL.path): not a JSON object")
             }
             config = object
         }
@@ -30,7 +30,7 @@ public enum PretrainedWeights {
     public static func convert(clip: URL?, roberta: URL?, preset: ModelPreset, imageSize: Int, out: URL) throws
         -> PretrainedConversion.Report {
         guard clip != nil || roberta != nil else {
-            throw PretrainedConversion.ConversionError(message: "convert needs --clip FILE and/or --roberta FILE")
+            throw ModelError.conversion("convert needs --clip FILE and/or --roberta FILE")
         }
         let result = try PretrainedConversion.convert(clip: try clip.map(source), roberta: try roberta.map(source),
                                                       preset: preset, imageSize: imageSize)

@@ -14,38 +14,53 @@ import UMDModel
 /// gradient-sync bandwidth of phase 2 is printed next to a plain MPI_Allreduce of the same
 /// bytes measured in the same run.
 public enum StepBenchmark {
-    /// The stage a benchmark step trains: MR-Pretrain, or GM-Coord fine-tuning with a
-    /// classifier head (VQA-like, `answers` outputs).
-    public enum Workload: String, Sendable, CaseIterable {
-        case pretrain, finetune
-        static let answers = 100
+    /// bench step's defaults where they differ from training's: the small preset, 5 timed
+    /// steps, a VQA-like classifier of 100 answers when fine-tuning, model seed 1.
+    public static var defaults: RunConfiguration {
+        var c = RunConfiguration()
+        c.preset = "small"
+        c.steps = 5
+        c.answers = 100
+        c.seed = 1
+        return c
     }
 
-    /// `phases`: also print where the time of the ranks-together steps went, and the matmul
-    /// utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
-    public static func run(preset: ModelPreset, workload: Workload = .pretrain, localBatch: Int, steps: Int,
-                           phases showPhases: Bool = false, shardOptimizer: Bool = false, bucketMB: Double = 25,
-                           syncPrecision: SyncPrecision = .fp32, matmul: MatmulChoice = .openblas,
-                           world: Communicator) throws {
+    /// Times the step `given` describes (`--stage pretrain`: MR-Pretrain; `finetune`: GM-Coord
+    /// fine-tuning with a classifier head) at `--local-batch` samples per rank. `--phases`
+    /// (the profiler) also prints where the time of the ranks-together steps went, and the
+    /// matmul utilisation (FLOPs from the model's shapes ÷ step time ÷ same-run sgemm rate).
+    public static func run(_ given: RunConfiguration, world: Communicator) throws {
+        var given = given
+        switch given.stage {
+        case .pretrain:
+            // Each rank pairs ITM images within its own synthetic batch (MODEL_SPEC.md section 5: G >= 2).
+            if given.localBatch < 2 {
+                throw RunError("--stage pretrain needs --local-batch of at least 2 (ITM pairs within each rank's batch)")
+            }
+        case .finetune: given.headKind = .vqa
+        case .calib: throw RunError("bench step times pretrain or finetune steps; --stage calib is not one of them")
+        }
+        let config = try given.atPresetSizes()
+        let preset = try config.presetValue, localBatch = config.localBatch, steps = config.steps
+        let showPhases = config.profile, matmul = config.matmul
         let R = world.size
         ThreadBudget.configure()
         Matmul.backend = try matmul.makeBackend()
-        let vocabulary = 1000
-        let finetuning = workload == .finetune
-        let model = try StageModel(stage: finetuning ? .finetune : .pretrain, task: finetuning ? .vqa : .none,
-                                   classes: finetuning ? Workload.answers : 0, preset: preset, vocabularySize: vocabulary,
-                                   seed: 1, shardOptimizerOver: shardOptimizer && R > 1 ? world : nil)
+        let vocabulary = config.vocabularySize ?? 1000
+        let finetuning = config.stage == .finetune
+        let factory = RunFactory(config)
+        let model = try factory.model(classes: finetuning ? config.answers : 0, vocabularySize: vocabulary, world: world)
         let segments = model.trainedSegments
         let trainedBytes = segments.reduce(0) { $0 + $1.count } * 4
         // Every rank trains on its own synthetic batch, through the same assembler as training.
         let source = InMemoryBatchSource.synthetic(globalBatch: localBatch, imageSize: preset.imageSize,
                                                    textLength: preset.textLength, vocabularySize: vocabulary,
-                                                   classes: Workload.answers, seed: UInt64(world.rank))
+                                                   classes: config.answers, seed: UInt64(world.rank))
         let assembler = BatchAssembler(seed: UInt64(world.rank), imageSize: preset.imageSize, textLength: preset.textLength,
                                        patchSize: preset.patchSize, vocabularySize: vocabulary)
         let batch = try assembler.batch(model.batchKind, source: source, positions: Array(0..<localBatch), step: 0, epoch: 0)
         var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
-        settings.dropout = 0.1
+        settings.dropout = config.dropout
         // The matmul work of one step on this rank, from the shapes (MODEL_SPEC.md).
         let flopsPerStep: Double
         switch batch {
@@ -55,36 +70,36 @@ public enum StepBenchmark {
                                               selectedTokens: selected, itm: true)
         default:
             flopsPerStep = StepFlops.finetuneClassifier(model.config, batch: localBatch, textLength: preset.textLength,
-                                                        answers: Workload.answers)
+                                                        answers: config.answers)
         }
         // Same-run baseline: every rank runs sgemm at once, as they will run the steps.
         try world.barrier()
         let sgemmBefore = try world.allreduce(BLAS.sgemmRate(), op: .min)
 
-        func phase(world w: Communicator?, steps: Int = steps) throws
-            -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int, phases: StepPhases, pageFaults: Int) {
-            let sync = try w.map { try GradientSynchronizer(world: $0, gradients: model.student.grads, segments: segments,
-                                                            bucketBytes: Int(bucketMB * 1_048_576),
-                                                            precision: syncPrecision, watchdog: nil) }
-            defer { sync?.stop() }
+        func phase(world w: Communicator?, steps: Int = steps, profiled: Bool = false) throws
+            -> (seconds: Double, wait: Double, reduceSeconds: Double, bytes: Int,
+                phases: [(name: String, seconds: Double)], pageFaults: Int) {
             // Errors are never dropped: a failed allreduce aborts the job, as in training.
-            let reduction = w.map { Trainer.globalReduction($0, watchdog: nil, during: { "bench step, the allreduce of loss sums" }) }
-                ?? .local
-            let trainingStep = TrainingStep(model: model, settings: settings, sync: sync, reduction: reduction)
+            let trainingStep = try factory.step(model, world: w, during: { "bench step, the allreduce of loss sums" },
+                                                settings: settings)
+            defer { trainingStep.stop() }
             var wait = 0.0, reduceSeconds = 0.0, bytes = 0, faults = 0
             var start = Date()
             for step in 0...steps {
                 if step == 1 {   // step 0 warms up
-                    start = Date(); wait = 0; reduceSeconds = 0; bytes = 0; trainingStep.phases.reset()
+                    start = Date(); wait = 0; reduceSeconds = 0; bytes = 0
+                    Profiler.reset()
+                    Profiler.enabled = profiled
                     KernelProfile.flops = 0
                     faults = minorPageFaults()
                 }
                 try trainingStep.run(batch, step: step)
-                wait += sync?.waitSeconds ?? 0
-                reduceSeconds += sync?.reduceSeconds ?? 0
-                bytes += sync?.reducedBytes ?? 0
+                wait += trainingStep.communicationWaitSeconds
+                reduceSeconds += trainingStep.reduceSeconds
+                bytes += trainingStep.reducedBytes
             }
-            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes, trainingStep.phases,
+            Profiler.enabled = false
+            return (Date().timeIntervalSince(start), wait, reduceSeconds, bytes, Profiler.table,
                     minorPageFaults() - faults)
         }
 
@@ -95,7 +110,7 @@ public enum StepBenchmark {
         let aloneSeconds = try world.allreduce(alone.seconds, op: .max)
         try world.barrier()
         KernelProfile.countingFlops = true
-        let together = try phase(world: world)
+        let together = try phase(world: world, profiled: showPhases)
         KernelProfile.countingFlops = false
         let countedFlops = KernelProfile.flops / Double(steps)
         let togetherSeconds = try world.allreduce(together.seconds, op: .max)
@@ -136,7 +151,7 @@ public enum StepBenchmark {
 
         // The engine alone: every bucket launched at once, nothing else running.
         let engine = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: segments,
-                                              bucketBytes: Int(bucketMB * 1_048_576), precision: syncPrecision,
+                                              bucketBytes: Int(config.bucketMB * 1_048_576), precision: config.syncPrecision,
                                               watchdog: nil)
         defer { engine.stop() }
         engine.beginStep(0); try engine.finish()
@@ -160,9 +175,9 @@ public enum StepBenchmark {
             let perStepAlone = Double(localBatch * steps) / aloneSeconds
             let perStepTogether = Double(localBatch * R * steps) / togetherSeconds
             let momentsMiB = Double(8 * model.optimizer.owned.count) / 1048576
-            print("# umd step benchmark: \(workload.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
-                  + "local batch \(localBatch), \(steps) timed steps, buckets \(bucketMB) MB, gradients sent as "
-                  + "\(syncPrecision.rawValue), "
+            print("# umd step benchmark: \(config.stage.rawValue)\(finetuning ? " (GM-Coord on)" : ""), preset \(preset.name), "
+                  + "local batch \(localBatch), \(steps) timed steps, buckets \(config.bucketMB) MB, gradients sent as "
+                  + "\(config.syncPrecision.rawValue), "
                   + "matmul \(matmul.description), OpenBLAS threads \(BLAS.threadCount), "
                   + "\(String(format: "%.1f", Double(trainedBytes) / 1048576)) MiB of gradients")
             print(String(format: "optimizer: %@, AdamW moments on rank 0 %.1f MiB, peak resident memory of rank 0 %.2f GB",
@@ -177,13 +192,7 @@ public enum StepBenchmark {
                 // (none here: the batch is in memory) and bookkeeping.
                 let total = together.seconds
                 print("where a step's time goes (rank 0, ranks together, per step):")
-                for (name, seconds) in zip(StepPhases.names, together.phases.seconds) {
-                    print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0)
-                          + String(format: "%9.1f ms  %5.1f %%", seconds / Double(steps) * 1000, 100 * seconds / total))
-                }
-                let other = total - together.phases.seconds.reduce(0, +)
-                print("  " + "other".padding(toLength: 40, withPad: " ", startingAt: 0)
-                      + String(format: "%9.1f ms  %5.1f %%", other / Double(steps) * 1000, 100 * other / total))
+                for line in Profiler.lines(together.phases, steps: steps, total: total) { print("  " + line) }
                 let stepSeconds = togetherSeconds / Double(steps)
                 let achieved = flopsPerStep / stepSeconds / 1e9
                 print(String(format: "matmul FLOPs per step and rank (from the shapes): %.2f GFLOP (sgemm calls made: %.2f GFLOP)",

@@ -43,46 +43,26 @@ struct AllreduceBench: ParsableCommand {
     }
 }
 
-/// `umd-mpirun bench step`: weak scaling of a full pretrain step; run under mpirun.
+/// `umd-mpirun bench step`: weak scaling of a full pretrain or fine-tuning step; run under
+/// mpirun. Its flags are the settings table's (`SettingsScope.Tool.benchStep`).
 struct StepBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "step", abstract: "Pretrain-step samples/s alone vs together, communication share, sync bandwidth.")
-    @Option(help: "Preset.") var preset = "small"
-    @Option(help: "What a step trains: pretrain (MR-Pretrain) or finetune (GM-Coord, classifier head).")
-    var stage = "pretrain"
-    @Option(help: "Samples per rank per step.") var localBatch = 8
-    @Option(help: "Timed steps (after one warm-up step).") var steps = 5
-    @Flag(help: "Also print where a step's time goes (forward, teacher, losses, backward, sync wait, GM-Coord, norm, AdamW, EMA, zeroing) and the matmul utilisation.")
-    var phases = false
-    @Flag(help: "ZeRO-1: each rank updates 1/R of the parameters and holds only their AdamW moments.")
-    var shardOptimizer = false
-    @Option(help: "Gradient bucket size in MB (as the training flag).") var bucketMB = 25.0
-    @Option(help: "What the gradient sum sends: fp32 or bf16 (as the training flag).") var syncPrecision = "fp32"
-    @Option(help: "Matrix products: openblas, onednn or bf16 (as the training flag).") var matmul = "openblas"
+        commandName: "step", abstract: "Pretrain-step samples/s alone vs together, communication share, sync bandwidth.",
+        discussion: "--stage pretrain (MR-Pretrain) or finetune (GM-Coord, a classifier head of 100 answers). --phases "
+            + "(--profile) also prints where a step's time goes (forward, teacher, losses, backward, sync wait, GM-Coord, "
+            + "norm, AdamW, EMA, zeroing), the kernel families and the matmul utilisation.\n\n"
+            + Settings.help(.benchStep, defaults: StepBenchmark.defaults))
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
 
     func run() throws {
-        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
-        guard let workload = StepBenchmark.Workload(rawValue: stage) else {
-            throw ValidationError("--stage must be pretrain or finetune, got \(stage)")
+        let config: RunConfiguration
+        do {
+            config = try Settings.configuration(.tool(.benchStep), arguments: settings, defaults: StepBenchmark.defaults)
+        } catch {
+            writeToStandardError("umd-mpirun bench step: error: \(error)\n")
+            throw ExitCode.validationFailure
         }
-        guard localBatch >= 1, steps >= 1 else { throw ValidationError("--local-batch and --steps must be at least 1") }
-        guard (0.25...4096).contains(bucketMB) else { throw ValidationError("--bucket-mb must be in [0.25, 4096], got \(bucketMB)") }
-        if workload == .pretrain && localBatch < 2 {
-            // Each rank pairs ITM images within its own synthetic batch (MODEL_SPEC.md section 5: G >= 2).
-            throw ValidationError("--stage pretrain needs --local-batch of at least 2 (ITM pairs within each rank's batch)")
-        }
-        guard let precision = SyncPrecision(rawValue: syncPrecision) else {
-            throw ValidationError("--sync-precision must be fp32 or bf16, got \(syncPrecision)")
-        }
-        guard let backend = MatmulChoice(rawValue: matmul) else {
-            throw ValidationError("--matmul must be openblas, onednn or bf16, got \(matmul)")
-        }
-        let (b, s, showPhases, shard, bucket) = (localBatch, steps, phases, shardOptimizer, bucketMB)
-        try runOnWorld { world in
-            try StepBenchmark.run(preset: p, workload: workload, localBatch: b, steps: s, phases: showPhases,
-                                  shardOptimizer: shard, bucketMB: bucket, syncPrecision: precision, matmul: backend,
-                                  world: world)
-        }
+        try runOnWorld { world in try StepBenchmark.run(config, world: world) }
     }
 }
 

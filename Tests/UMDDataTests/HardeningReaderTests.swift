@@ -46,7 +46,7 @@ struct HardeningReaderTests {
             #expect(report.skipped.count == 2)
             #expect(report.skipped.allSatisfy { $0.reason.contains("leads outside the data set root") }, "\(report.warnings)")
         }
-        #expect(throws: DatasetError.self) {
+        #expect(throws: DataError.self) {
             try VQADataset.load(kind: .vqaRad, root: data, split: .train, options: ReaderOptions(strict: true))
         }
     }
@@ -67,7 +67,7 @@ struct HardeningReaderTests {
         #expect(reasons.contains("folder.jpg is a directory, not an image file"), "\(reasons)")
         #expect(reasons.contains("loop.jpg is a symbolic link loop"), "\(reasons)")
         // Decoding a FIFO directly is an error too, not a blocked open.
-        #expect(throws: ImageError.self) { try ImageCodec.decode(file: images.appendingPathComponent("pipe.jpg")) }
+        #expect(throws: DataError.self) { try ImageCodec.decode(file: images.appendingPathComponent("pipe.jpg")) }
     }
 
     /// A 2.3 KB JPEG whose header said 65500x65500 took 12.6 GB before it was skipped.
@@ -98,7 +98,7 @@ struct HardeningReaderTests {
         } catch {
             #expect("\(error)".contains("100000x100000, more than the limit"), "\(error)")
         }
-        #expect(throws: ImageError.self) { try ImageCodec.decode(Data(small), path: "small.jpg", maxPixels: 100) }
+        #expect(throws: DataError.self) { try ImageCodec.decode(Data(small), path: "small.jpg", maxPixels: 100) }
         #expect(try ImageCodec.decode(Data(small), path: "small.jpg").width == 16)
     }
 
@@ -145,7 +145,7 @@ struct HardeningReaderTests {
         let vm = try VQADataset.load(kind: .vqaMed2019, root: med, split: .train)
         #expect(vm.report.warnings.joined().contains("Plane.csv:0") || vm.report.warnings.joined().contains("Plane.csv: file missing"),
                 "\(vm.report.warnings)")
-        #expect(throws: DatasetError.self) {
+        #expect(throws: DataError.self) {
             try VQADataset.load(kind: .vqaMed2019, root: med, split: .train, options: ReaderOptions(strict: true))
         }
         // VQA-RAD: an empty answer.

@@ -6,10 +6,11 @@ import Testing
 /// debug-step writes the MODEL_SPEC.md section 12 file; its update arithmetic is checked
 /// here from the file alone, as an external tool would.
 struct DebugStepTests {
-    func run(_ configure: (inout DebugStepOptions) -> Void) throws -> Safetensors.File {
+    func run(_ configure: (inout RunConfiguration) -> Void) throws -> Safetensors.File {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("umd-debug-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
-        var o = DebugStepOptions(output: url)
+        var o = DebugStep.defaults
+        o.out = url.path
         o.vocabularySize = 50
         configure(&o)
         try DebugStep.run(o)
@@ -39,7 +40,7 @@ struct DebugStepTests {
     }
 
     @Test func pretrainFileHoldsEveryNameAndConsistentUpdates() throws {
-        let file = try run { $0.stage = .pretrain; $0.atStep = 2; $0.totalSteps = 10; $0.peakLearningRate = 1e-3 }
+        let file = try run { $0.stage = .pretrain; $0.atStep = 2; $0.steps = 10; $0.lr = 1e-3 }
         for name in ["input.pixels", "input.text_ids", "input.attention", "input.masked_text_ids", "input.mlm_labels",
                      "input.ids_keep", "input.itm_image_index", "input.itm_labels", "loss.mim", "loss.mlm",
                      "loss.feamim", "loss.feamlm", "loss.itm", "loss.total", "lr.base", "lr.fusion", "lr.heads",
@@ -74,7 +75,7 @@ struct DebugStepTests {
     }
 
     @Test func calibTrainsNeitherITMNorPoolers() throws {
-        let file = try run { $0.stage = .calib; $0.task = .classification }
+        let file = try run { $0.stage = .calib; $0.headKind = .classification }
         #expect(file["param.itm.weight"] == nil && file["grad.fusion.text_pooler.weight"] == nil)
         #expect(file["loss.itm"] == nil && file["input.itm_labels"] == nil)
         #expect(file["config.task"]!.floats[0] == 2 && file["config.stage"]!.floats[0] == 1)
@@ -84,7 +85,7 @@ struct DebugStepTests {
 
     @Test("finetune writes GM-Coord values and the head", arguments: [TaskKind.vqa, .retrieval])
     func finetune(task: TaskKind) throws {
-        let file = try run { $0.stage = .finetune; $0.task = task; $0.batchSize = 5; $0.atStep = 1 }
+        let file = try run { $0.stage = .finetune; $0.headKind = task; $0.batchSize = 5; $0.atStep = 1 }
         for name in ["gm.S_t", "gm.S_i", "gm.rho_t", "gm.rho_i", "gm.k_t", "gm.k_i", "loss.task"] {
             #expect(file[name] != nil, "missing \(name)")
         }
@@ -112,8 +113,8 @@ struct DebugStepTests {
     /// float rounding (measured 3e-7 relative overall), and its update passes the AdamW check.
     @Test("debug-step with oneDNN's products", arguments: [Stage.pretrain, .finetune])
     func oneDNNGivesTheReferenceStepToRounding(stage: Stage) throws {
-        func configure(_ o: inout DebugStepOptions) {
-            o.stage = stage; o.task = stage == .finetune ? .vqa : .none; o.peakLearningRate = 1e-3
+        func configure(_ o: inout RunConfiguration) {
+            o.stage = stage; o.headKind = stage == .finetune ? .vqa : nil; o.lr = 1e-3
         }
         let reference = try run(configure)
         Matmul.threadBackend = try OneDNNBackend()
@@ -132,6 +133,35 @@ struct DebugStepTests {
         let a = try run { $0.stage = .pretrain; $0.seed = 7 }
         let b = try run { $0.stage = .pretrain; $0.seed = 7 }
         #expect(a.tensors == b.tensors)
+    }
+
+    /// debug-step's flags come from the settings table; the spellings of earlier versions
+    /// (an external checker calls them) mean what they meant.
+    @Test func earlierFlagSpellingsAreAliases() throws {
+        let old = try Settings.configuration(.tool(.debugStep), arguments: [
+            "--stage", "finetune", "--dataset", "vqa-rad", "--data", "/d", "--init-from", "w.safetensors",
+            "--total-steps", "7", "--at-step", "3", "--task", "vqa", "--out", "f"], defaults: DebugStep.defaults)
+        #expect(old.stage == .finetune && old.task == .vqaRad && old.data == "/d" && old.initFrom == "w.safetensors")
+        #expect(old.steps == 7 && old.atStep == 3 && old.headKind == .vqa && old.taskKind == .vqa && old.out == "f")
+        // The stage decides what belongs, whatever the order on the line.
+        let beta = try Settings.configuration(.tool(.debugStep), arguments: ["--beta", "0.3", "--stage", "finetune"],
+                                              defaults: DebugStep.defaults)
+        #expect(beta.beta == 0.3)
+        #expect { try Settings.configuration(.tool(.debugStep), arguments: ["--beta", "0.3"], defaults: DebugStep.defaults) }
+            throws: { "\($0)".contains("`beta` is a setting of finetune steps, not of a pretrain step") }
+        // A training setting the tool does not take, and a tool setting training does not take.
+        #expect { try Settings.configuration(.tool(.debugStep), arguments: ["--checkpoint-every", "3"],
+                                             defaults: DebugStep.defaults) }
+            throws: { "\($0)".contains("`checkpoint-every` is a setting of pretrain, calib, finetune, not of debug-step") }
+        #expect { try Settings.configuration(stage: .pretrain, arguments: ["--at-step", "3"]) }
+            throws: { "\($0)".contains("`at-step` is a setting of debug-step, not of pretrain") }
+        // Training refuses a head kind where it needs a data set.
+        var training = try Settings.configuration(stage: .finetune, arguments: ["--task", "vqa", "--data", "/d",
+                                                                                "--tokenizer", "/t"])
+        #expect { try training.validate() } throws: { "\($0)".contains("names a kind of head, not a data set") }
+        training.headKind = nil
+        training.task = .slake
+        try training.validate()
     }
 
     @Test func aStageWithoutItsTaskIsAClearError() {
@@ -154,8 +184,9 @@ struct DebugStepRealDataTests {
         let tokenizer = try ByteLevelBPE(directory: root.appendingPathComponent("tok"))
 
         let out = root.appendingPathComponent("p.safetensors")
-        var o = DebugStepOptions(output: out)
-        o.roco = root.appendingPathComponent("roco"); o.tokenizer = root.appendingPathComponent("tok"); o.batchSize = 4
+        var o = DebugStep.defaults
+        o.out = out.path
+        o.roco = root.appendingPathComponent("roco").path; o.tokenizer = root.appendingPathComponent("tok").path; o.batchSize = 4
         try DebugStep.run(o)
         let file = try Safetensors.read(out)
         let ids = file["input.text_ids"]!.ints
@@ -164,9 +195,10 @@ struct DebugStepRealDataTests {
         #expect(captions.contains { $0.hasPrefix(first) }, "the batch's first text «\(first)» is a truncated caption")
         #expect(file["param.text.word_embed"]!.shape == [tokenizer.vocabularySize, 64])
 
-        var f = DebugStepOptions(output: out)
-        f.stage = .finetune; f.task = .vqa; f.taskData = (.vqaRad, root.appendingPathComponent("vqa"))
-        f.tokenizer = root.appendingPathComponent("tok"); f.batchSize = 6
+        var f = DebugStep.defaults
+        f.out = out.path
+        f.stage = .finetune; f.task = .vqaRad; f.data = root.appendingPathComponent("vqa").path
+        f.tokenizer = root.appendingPathComponent("tok").path; f.batchSize = 6
         try DebugStep.run(f)
         let ft = try Safetensors.read(out)
         let answers = ft["param.head.fc2.weight"]!.shape[0]

@@ -53,7 +53,7 @@ public struct TableBatchSource: BatchSource {
                 progress?.set(url.path)
                 do { image = try ImageCodec.decode(file: url, maxPixels: maxPixels) } catch {
                     // A sample cannot leave a global batch mid-epoch without changing the run.
-                    throw DatasetError("\(error). Rerun with --check-images to decode every image while reading the data "
+                    throw DataError.dataset("\(error). Rerun with --check-images to decode every image while reading the data "
                                        + "set, so damaged files are skipped (with a warning) before training starts.")
                 }
                 ImagePreprocessing.normalizedPixels(image, size: size, into: buffer.baseAddress! + i * n)

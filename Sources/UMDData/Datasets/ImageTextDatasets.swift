@@ -52,7 +52,7 @@ public enum ROCODataset {
             }
         }
         guard found else {
-            throw DatasetError("\(root.path): no ROCO \(split.rawValue) split found; looked for \(looked.joined(separator: ", "))")
+            throw DataError.dataset("\(root.path): no ROCO \(split.rawValue) split found; looked for \(looked.joined(separator: ", "))")
         }
         return (samples, try checker.finish(accepted: samples.count))
     }
@@ -72,7 +72,7 @@ public enum MedICaTDataset {
         let release = root.appendingPathComponent("release")
         let file = release.appendingPathComponent(jsonlName)
         guard FileManager.default.fileExists(atPath: file.path) else {
-            throw DatasetError("\(root.path): no MedICaT release found; looked for \(file.path)")
+            throw DataError.dataset("\(root.path): no MedICaT release found; looked for \(file.path)")
         }
         var checker = RecordChecker(report: DataReport(dataset: "MedICaT \(split.rawValue)"), options: options, root: root)
         var all: [ImageTextSample] = []

@@ -24,11 +24,11 @@ public enum MELINDADataset {
             if s == split { rowsOfSplit = rows }
         }
         guard anyFound else {
-            throw DatasetError("\(root.path): no MELINDA files; looked for " + names.values.sorted().map { root.appendingPathComponent($0).path }
+            throw DataError.dataset("\(root.path): no MELINDA files; looked for " + names.values.sorted().map { root.appendingPathComponent($0).path }
                 .joined(separator: ", "))
         }
         guard FileManager.default.fileExists(atPath: root.appendingPathComponent(names[split]!).path) else {
-            throw DatasetError("\(root.path): no MELINDA \(split.rawValue) split; looked for \(root.appendingPathComponent(names[split]!).path)")
+            throw DataError.dataset("\(root.path): no MELINDA \(split.rawValue) split; looked for \(root.appendingPathComponent(names[split]!).path)")
         }
         let labels = labelValues.sorted()
         let labelIndex = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
@@ -53,10 +53,10 @@ public enum MELINDADataset {
 enum CSV {
     static func rows(_ file: URL, checker: inout RecordChecker) throws -> [(RecordLocation, [String: String])] {
         guard let data = FileManager.default.contents(atPath: file.path) else {
-            throw DatasetError("\(file.path): cannot read the file")
+            throw DataError.dataset("\(file.path): cannot read the file")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw DatasetError("\(file.path): not valid UTF-8")
+            throw DataError.dataset("\(file.path): not valid UTF-8")
         }
         var records: [(Int, [String])] = []
         var spanning: [Int: Int] = [:]       // first line of a record that runs over several lines -> its last
@@ -91,10 +91,10 @@ enum CSV {
             }
         }
         if !field.isEmpty || !record.isEmpty { record.append(field); records.append((recordLine, record)) }
-        guard let header = records.first?.1 else { throw DatasetError("\(file.path): empty file (a header row is needed)") }
+        guard let header = records.first?.1 else { throw DataError.dataset("\(file.path): empty file (a header row is needed)") }
         let columns = header.map { $0.trimmingCharacters(in: .whitespaces) }
         for required in ["figure_file", "caption"] where !columns.contains(required) {
-            throw DatasetError("\(file.path):1: the header lacks the column \(required) (found: \(columns.joined(separator: ", ")))")
+            throw DataError.dataset("\(file.path):1: the header lacks the column \(required) (found: \(columns.joined(separator: ", ")))")
         }
         var out: [(RecordLocation, [String: String])] = []
         for (number, values) in records.dropFirst() {

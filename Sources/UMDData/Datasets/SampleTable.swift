@@ -59,7 +59,7 @@ public struct SampleTable: Sendable {
                                                             options: options)
             out.reports.append(report)
             if samples.isEmpty {
-                throw DatasetError("\(medicat.path): every MedICaT text falls into the held-out validation and test splits "
+                throw DataError.dataset("\(medicat.path): every MedICaT text falls into the held-out validation and test splits "
                                    + "(\(medicatHoldout) each); lower --medicat-holdout or drop --medicat")
             }
             for s in samples { out.append(image: s.image, text: s.text) }

@@ -57,10 +57,25 @@ public struct DataReport: Sendable, CustomStringConvertible {
     }
 }
 
-public struct DatasetError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// UMDData's errors. Every message names the file (and line or record) and what to do.
+public enum DataError: Error, CustomStringConvertible, Sendable {
+    /// A data set that cannot be read as its release lays it out (a missing file, a bad
+    /// record under --strict, an empty split, …): the whole sentence.
+    case dataset(String)
+    /// An image that cannot be decoded (or claims more pixels than allowed).
+    case image(path: String, reason: String)
+    /// A tokenizer directory whose vocab.json or merges.txt is unusable.
+    case tokenizer(path: String, problem: String)
+    /// A sampler asked for an impossible split of the data over the ranks.
+    case sampler(String)
+
+    public var description: String {
+        switch self {
+        case .dataset(let message), .sampler(let message): return message
+        case .image(let path, let reason): return "\(path): \(reason)"
+        case .tokenizer(let path, let problem): return "\(path): \(problem)"
+        }
+    }
 }
 
 /// Options every reader shares.
@@ -104,7 +119,7 @@ struct RecordChecker {
     /// Records a bad record: skipped, or an error when strict.
     mutating func skip(_ location: RecordLocation, _ reason: String) throws {
         if options.strict {
-            throw DatasetError("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
+            throw DataError.dataset("\(location): \(reason) (--strict turns bad records into errors; drop the flag to skip them)")
         }
         report.skipped.append((location, reason))
     }
@@ -114,7 +129,7 @@ struct RecordChecker {
     mutating func finish(accepted: Int) throws -> DataReport {
         report.accepted = accepted
         if accepted == 0, let first = report.skipped.first(where: { $0.reason.hasPrefix(Self.missingFolder) }) {
-            throw DatasetError("\(first.location): \(first.reason); every record of this file names an image there")
+            throw DataError.dataset("\(first.location): \(first.reason); every record of this file names an image there")
         }
         return report
     }
@@ -171,7 +186,7 @@ func resolvedPath(_ url: URL) -> String {
 /// reported, not decoded with replacement characters.
 func readLines(_ url: URL) throws -> [(number: Int, text: String?)] {
     guard let data = FileManager.default.contents(atPath: url.path) else {
-        throw DatasetError("\(url.path): cannot read the file")
+        throw DataError.dataset("\(url.path): cannot read the file")
     }
     var lines: [(Int, String?)] = []
     var start = data.startIndex

@@ -22,11 +22,11 @@ public enum VQADataset {
                 : [.train: "train.json", .validation: "validate.json", .test: "test.json"]
             let file = root.appendingPathComponent(names[split]!)
             guard FileManager.default.fileExists(atPath: file.path) else {
-                throw DatasetError("\(root.path): no \(kind.rawValue) \(split.rawValue) split; looked for \(file.path)")
+                throw DataError.dataset("\(root.path): no \(kind.rawValue) \(split.rawValue) split; looked for \(file.path)")
             }
             guard let data = FileManager.default.contents(atPath: file.path),
                   let rows = (try? JSONSerialization.jsonObject(with: data)) as? [Any] else {
-                throw DatasetError("\(file.path): not a JSON list of questions")
+                throw DataError.dataset("\(file.path): not a JSON list of questions")
             }
             let imageDir = root.appendingPathComponent(kind == .vqaRad ? "images" : "imgs")
             for (index, element) in rows.enumerated() {
@@ -56,7 +56,7 @@ public enum VQADataset {
             let files = ["Modality", "Organ", "Plane"].map { splitDir.appendingPathComponent("QA/\($0).csv") }
             let present = files.filter { FileManager.default.fileExists(atPath: $0.path) }
             if present.isEmpty {
-                throw DatasetError("\(root.path): no VQA-Med-2019 \(split.rawValue) split; looked for "
+                throw DataError.dataset("\(root.path): no VQA-Med-2019 \(split.rawValue) split; looked for "
                                    + files.map(\.path).joined(separator: ", "))
             }
             for missing in files where !present.contains(missing) {

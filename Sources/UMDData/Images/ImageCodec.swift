@@ -16,14 +16,8 @@ public struct RGBImage: Sendable, Equatable {
     }
 }
 
-public struct ImageError: Error, CustomStringConvertible, Sendable {
-    public let path: String
-    public let reason: String
-    public var description: String { "\(path): \(reason)" }
-}
-
 /// PNG and JPEG decoding to RGB8 and encoding (for synthetic data). Errors inside libjpeg
-/// and libpng come back as `ImageError` naming the file.
+/// and libpng come back as `DataError.image` naming the file.
 public enum ImageCodec {
     public enum Format: String, Sendable { case png, jpeg }
 
@@ -77,7 +71,7 @@ public enum ImageCodec {
 
     public static func decode(_ data: Data, path: String, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
         guard let format = sniff(data) else {
-            throw ImageError(path: path, reason: "neither a PNG nor a JPEG (unknown first bytes)")
+            throw DataError.image(path: path, reason: "neither a PNG nor a JPEG (unknown first bytes)")
         }
         var image = umd_image()
         let status = data.withUnsafeBytes { raw -> Int32 in
@@ -89,20 +83,20 @@ public enum ImageCodec {
             let message = withUnsafeBytes(of: image.message) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            throw ImageError(path: path, reason: "corrupt image: \(message)")
+            throw DataError.image(path: path, reason: "corrupt image: \(message)")
         }
         defer { umd_image_free(pointer) }
         let count = Int(image.width) * Int(image.height) * 3
-        guard image.width > 0, image.height > 0 else { throw ImageError(path: path, reason: "image has no pixels") }
+        guard image.width > 0, image.height > 0 else { throw DataError.image(path: path, reason: "image has no pixels") }
         return RGBImage(width: Int(image.width), height: Int(image.height),
                         pixels: Array(UnsafeBufferPointer(start: pointer, count: count)))
     }
 
     public static func decode(file url: URL, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
-        if let problem = regularFileProblem(url) { throw ImageError(path: url.path, reason: problem) }
+        if let problem = regularFileProblem(url) { throw DataError.image(path: url.path, reason: problem) }
         let data: Data
         do { data = try readWholeFile(url) } catch {
-            throw ImageError(path: url.path, reason: "cannot read the image (\(error))")
+            throw DataError.image(path: url.path, reason: "cannot read the image (\(error))")
         }
         return try decode(data, path: url.path, maxPixels: maxPixels)
     }
@@ -136,7 +130,7 @@ public enum ImageCodec {
                                   &size, &message)
         }
         guard status == 0, let out else {
-            throw ImageError(path: "<memory>", reason: "encoding failed: \(String(cString: message))")
+            throw DataError.image(path: "<memory>", reason: "encoding failed: \(String(cString: message))")
         }
         defer { umd_image_free(out) }
         return Data(bytes: out, count: size)

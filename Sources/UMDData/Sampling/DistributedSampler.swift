@@ -13,21 +13,16 @@ public struct DistributedSampler: Sendable, Equatable {
     public let rank: Int
     public let seed: UInt64
 
-    public struct ConfigurationError: Error, CustomStringConvertible {
-        public let message: String
-        public var description: String { message }
-    }
-
     public init(datasetSize: Int, globalBatch: Int, worldSize: Int, rank: Int, seed: UInt64) throws {
         guard worldSize > 0, rank >= 0, rank < worldSize else {
-            throw ConfigurationError(message: "rank \(rank) is not in a world of \(worldSize)")
+            throw DataError.sampler("rank \(rank) is not in a world of \(worldSize)")
         }
         guard globalBatch > 0, globalBatch % worldSize == 0 else {
-            throw ConfigurationError(message: "the global batch \(globalBatch) does not split evenly over \(worldSize) ranks; "
+            throw DataError.sampler("the global batch \(globalBatch) does not split evenly over \(worldSize) ranks; "
                                      + "choose a batch size that is a multiple of the rank count")
         }
         guard datasetSize >= globalBatch else {
-            throw ConfigurationError(message: "the data set has \(datasetSize) samples, fewer than one global batch (\(globalBatch))")
+            throw DataError.sampler("the data set has \(datasetSize) samples, fewer than one global batch (\(globalBatch))")
         }
         self.datasetSize = datasetSize; self.globalBatch = globalBatch; self.worldSize = worldSize
         self.rank = rank; self.seed = seed

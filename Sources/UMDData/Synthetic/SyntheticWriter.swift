@@ -35,8 +35,8 @@ public enum SyntheticDataset {
     @discardableResult
     public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64,
                              difficulty: Difficulty = .init()) throws -> Summary {
-        guard count >= 3 else { throw DatasetError("synth: --count must be at least 3 (one sample per split)") }
-        guard imageSize >= 16 else { throw DatasetError("synth: --image-size must be at least 16 pixels") }
+        guard count >= 3 else { throw DataError.dataset("synth: --count must be at least 3 (one sample per split)") }
+        guard imageSize >= 16 else { throw DataError.dataset("synth: --image-size must be at least 16 pixels") }
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         var summary = Summary(kind: kind)

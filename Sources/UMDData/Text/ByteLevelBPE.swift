@@ -16,12 +16,6 @@ public final class ByteLevelBPE: @unchecked Sendable {
 
     struct Pair: Hashable { let a: String; let b: String }
 
-    public struct LoadError: Error, CustomStringConvertible {
-        public let path: String
-        public let problem: String
-        public var description: String { "\(path): \(problem)" }
-    }
-
     public var vocabularySize: Int { tokens.count }
     public var maskID: Int32 { Int32(tokens.count - 1) }
 
@@ -30,7 +24,7 @@ public final class ByteLevelBPE: @unchecked Sendable {
         var tokens = [String](repeating: "", count: vocabulary.count)
         for (token, id) in vocabulary {
             guard id >= 0, Int(id) < vocabulary.count, tokens[Int(id)].isEmpty else {
-                throw LoadError(path: "vocab.json", problem: "ids are not a permutation of 0..<\(vocabulary.count) (id \(id) of \(token))")
+                throw DataError.tokenizer(path: "vocab.json", problem: "ids are not a permutation of 0..<\(vocabulary.count) (id \(id) of \(token))")
             }
             tokens[Int(id)] = token
         }
@@ -40,17 +34,17 @@ public final class ByteLevelBPE: @unchecked Sendable {
             // As Hugging Face's BPE: a merge whose pieces or result the vocabulary lacks means
             // merges.txt belongs to another tokenizer (its merges would silently become <unk>).
             for token in [m.0, m.1, m.0 + m.1] where vocabulary[token] == nil {
-                throw LoadError(path: "merges.txt", problem: "merge \(i + 1) (\(m.0) \(m.1)) needs the token \(token), which "
+                throw DataError.tokenizer(path: "merges.txt", problem: "merge \(i + 1) (\(m.0) \(m.1)) needs the token \(token), which "
                                 + "vocab.json lacks: vocab.json and merges.txt come from different tokenizers")
             }
             if ranks[Pair(a: m.0, b: m.1)] == nil { ranks[Pair(a: m.0, b: m.1)] = i }
         }
         self.ranks = ranks
         for (name, id) in zip(Self.specialTokens, 0...) where vocabulary[name] != Int32(id) {
-            throw LoadError(path: "vocab.json", problem: "\(name) must have id \(id) (MODEL_SPEC.md section 3), found \(vocabulary[name].map(String.init) ?? "none")")
+            throw DataError.tokenizer(path: "vocab.json", problem: "\(name) must have id \(id) (MODEL_SPEC.md section 3), found \(vocabulary[name].map(String.init) ?? "none")")
         }
         guard tokens.last == "<mask>" else {
-            throw LoadError(path: "vocab.json", problem: "<mask> must be the last id (\(tokens.count - 1)), found \(tokens.last ?? "")")
+            throw DataError.tokenizer(path: "vocab.json", problem: "<mask> must be the last id (\(tokens.count - 1)), found \(tokens.last ?? "")")
         }
     }
 
@@ -58,21 +52,21 @@ public final class ByteLevelBPE: @unchecked Sendable {
     public convenience init(directory: URL) throws {
         let vocabURL = directory.appendingPathComponent("vocab.json"), mergesURL = directory.appendingPathComponent("merges.txt")
         guard let vocabData = try? Data(contentsOf: vocabURL) else {
-            throw LoadError(path: vocabURL.path, problem: "missing; a tokenizer directory holds vocab.json and merges.txt "
+            throw DataError.tokenizer(path: vocabURL.path, problem: "missing; a tokenizer directory holds vocab.json and merges.txt "
                             + "(train one with `umd-mpirun tokenizer train`, or use RoBERTa's)")
         }
         guard let raw = try? JSONSerialization.jsonObject(with: vocabData) as? [String: Any] else {
-            throw LoadError(path: vocabURL.path, problem: "not a JSON object of token → id")
+            throw DataError.tokenizer(path: vocabURL.path, problem: "not a JSON object of token → id")
         }
         var vocabulary: [String: Int32] = [:]
         for (k, v) in raw {
             guard let n = (v as? NSNumber)?.int32Value else {
-                throw LoadError(path: vocabURL.path, problem: "the id of \(k) is not a number")
+                throw DataError.tokenizer(path: vocabURL.path, problem: "the id of \(k) is not a number")
             }
             vocabulary[k] = n
         }
         guard let mergesText = try? String(contentsOf: mergesURL, encoding: .utf8) else {
-            throw LoadError(path: mergesURL.path, problem: "missing or not UTF-8")
+            throw DataError.tokenizer(path: mergesURL.path, problem: "missing or not UTF-8")
         }
         var merges: [(String, String)] = []
         for (number, line) in mergesText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -80,12 +74,12 @@ public final class ByteLevelBPE: @unchecked Sendable {
             if trimmed.isEmpty || (number == 0 && trimmed.hasPrefix("#version")) { continue }
             let parts = trimmed.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count == 2 else {
-                throw LoadError(path: "\(mergesURL.path):\(number + 1)", problem: "a merge line holds two tokens separated by one space")
+                throw DataError.tokenizer(path: "\(mergesURL.path):\(number + 1)", problem: "a merge line holds two tokens separated by one space")
             }
             merges.append((String(parts[0]), String(parts[1])))
         }
-        do { try self.init(vocabulary: vocabulary, merges: merges) } catch let e as LoadError {
-            throw LoadError(path: directory.path + "/" + e.path, problem: e.problem)
+        do { try self.init(vocabulary: vocabulary, merges: merges) } catch DataError.tokenizer(let path, let problem) {
+            throw DataError.tokenizer(path: directory.path + "/" + path, problem: problem)
         }
     }
 

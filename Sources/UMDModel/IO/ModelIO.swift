@@ -26,7 +26,8 @@ public enum ModelIO {
         try Safetensors.write(all, metadata: metadata, to: url)
     }
 
-    public struct ImportError: Error, CustomStringConvertible {
+    /// What a weights file lacks or holds in another shape than the model (`ModelError.weights`).
+    public struct Mismatch: Sendable, CustomStringConvertible {
         public let path: String
         public var missing: [String] = []
         public var extra: [String] = []
@@ -60,7 +61,7 @@ public enum ModelIO {
     @discardableResult
     public static func load(into store: ParameterStore, from file: Safetensors.File, path: String, prefix: String = "",
                             include: (String) -> Bool = { _ in true}, resizePositions: Bool = true) throws -> ImportReport {
-        var error = ImportError(path: path)
+        var error = Mismatch(path: path)
         var report = ImportReport()
         // What to copy where: the file's bytes straight into the arena, or resized values.
         var plan: [(TensorView, Safetensors.Tensor?, [Float]?)] = []
@@ -84,7 +85,7 @@ public enum ModelIO {
             if prefix.isEmpty && name.hasPrefix("teacher.") { continue }   // a teacher stored alongside
             if include(name) && store.view(named: name) == nil { error.extra.append(t.name) }
         }
-        if !error.missing.isEmpty || !error.extra.isEmpty || !error.misshaped.isEmpty { throw error }
+        if !error.missing.isEmpty || !error.extra.isEmpty || !error.misshaped.isEmpty { throw ModelError.weights(error) }
         for (view, tensor, values) in plan {
             let target = UnsafeMutableRawPointer(store.values + view.offset)
             if let tensor {

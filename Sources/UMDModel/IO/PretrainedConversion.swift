@@ -30,12 +30,6 @@ public enum PretrainedConversion {
         public var notProvided: [String] = []
     }
 
-    public struct ConversionError: Error, CustomStringConvertible {
-        public let message: String
-        public init(message: String) { self.message = message }
-        public var description: String { message }
-    }
-
     public struct Result {
         public var tensors: [Safetensors.Tensor]
         public var report: Report
@@ -74,7 +68,7 @@ public enum PretrainedConversion {
         } else if names.contains("embeddings.patch_embedding.weight") {
             prefix = ""
         } else {
-            throw ConversionError(message: "\(s.path): no CLIP vision tower found (looked for "
+            throw ModelError.conversion("\(s.path): no CLIP vision tower found (looked for "
                                   + "vision_model.embeddings.patch_embedding.weight, embeddings.patch_embedding.weight, "
                                   + "visual.conv1.weight, conv1.weight)")
         }
@@ -87,7 +81,7 @@ public enum PretrainedConversion {
             try check(s.path, vc, "intermediate_size", 4 * D)
             try check(s.path, vc, "num_hidden_layers", preset.visionLayers, atLeast: true)
             if let act = vc["hidden_act"] as? String, act != "quick_gelu" {
-                throw ConversionError(message: "\(s.path): config.json says hidden_act \(act); umd's vision encoder uses quick_gelu")
+                throw ModelError.conversion("\(s.path): config.json says hidden_act \(act); umd's vision encoder uses quick_gelu")
             }
         }
         var m = Mapper(source: s, report: report)
@@ -133,7 +127,7 @@ public enum PretrainedConversion {
             m.drop(prefix + "encoder.layers.", from: preset.visionLayers, count: blocks)
         }
         guard blocks >= preset.visionLayers else {
-            throw ConversionError(message: "\(s.path): the CLIP tower has \(blocks) blocks; preset \(preset.name) needs "
+            throw ModelError.conversion("\(s.path): the CLIP tower has \(blocks) blocks; preset \(preset.name) needs "
                                   + "\(preset.visionLayers)")
         }
         m.markOthersUnused(because: openAI ? "not part of the vision tower" : "not part of the vision tower")
@@ -150,12 +144,12 @@ public enum PretrainedConversion {
         if names.contains("roberta.embeddings.word_embeddings.weight") { prefix = "roberta." }
         else if names.contains("embeddings.word_embeddings.weight") { prefix = "" }
         else {
-            throw ConversionError(message: "\(s.path): no RoBERTa model found (looked for "
+            throw ModelError.conversion("\(s.path): no RoBERTa model found (looked for "
                                   + "embeddings.word_embeddings.weight with or without roberta.)")
         }
         let D = preset.width
         guard let words = s.file[prefix + "embeddings.word_embeddings.weight"], words.shape.count == 2 else {
-            throw ConversionError(message: "\(s.path): embeddings.word_embeddings.weight is not a matrix")
+            throw ModelError.conversion("\(s.path): embeddings.word_embeddings.weight is not a matrix")
         }
         let V = words.shape[0]
         if let c = s.config {
@@ -166,7 +160,7 @@ public enum PretrainedConversion {
             try check(s.path, c, "max_position_embeddings", preset.maxTextLength + 2)
             try check(s.path, c, "vocab_size", V)
             if let act = c["hidden_act"] as? String, act != "gelu" {
-                throw ConversionError(message: "\(s.path): config.json says hidden_act \(act); umd's text encoder uses gelu (erf)")
+                throw ModelError.conversion("\(s.path): config.json says hidden_act \(act); umd's text encoder uses gelu (erf)")
             }
         }
         var m = Mapper(source: s, report: report)
@@ -179,7 +173,7 @@ public enum PretrainedConversion {
         m.unused(e + "token_type_ids", because: "a buffer of token type indices")
         let layers = m.count(prefix + "encoder.layer.", ".attention.self.query.weight")
         guard layers == preset.textLayers else {
-            throw ConversionError(message: "\(s.path): the RoBERTa model has \(layers) layers; preset \(preset.name) has "
+            throw ModelError.conversion("\(s.path): the RoBERTa model has \(layers) layers; preset \(preset.name) has "
                                   + "\(preset.textLayers)")
         }
         for i in 0..<layers {
@@ -220,7 +214,7 @@ public enum PretrainedConversion {
     static func check(_ path: String, _ config: [String: Any], _ key: String, _ expected: Int, atLeast: Bool = false) throws {
         guard let value = (config[key] as? NSNumber)?.intValue else { return }
         if atLeast ? value < expected : value != expected {
-            throw ConversionError(message: "\(path): config.json has \(key) = \(value), but the preset needs "
+            throw ModelError.conversion("\(path): config.json has \(key) = \(value), but the preset needs "
                                   + (atLeast ? "at least " : "") + "\(expected)")
         }
     }
@@ -345,7 +339,7 @@ public enum PretrainedConversion {
 
         func finish() throws {
             if !problems.isEmpty {
-                throw ConversionError(message: "\(source.path): cannot convert: " + problems.prefix(12).joined(separator: "; ")
+                throw ModelError.conversion("\(source.path): cannot convert: " + problems.prefix(12).joined(separator: "; ")
                                       + (problems.count > 12 ? "; … (\(problems.count) problems)" : ""))
             }
         }

@@ -81,12 +81,6 @@ public enum Safetensors {
         public var byName: [String: Tensor] { Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    public struct FormatError: Error, CustomStringConvertible {
-        public let path: String
-        public let problem: String
-        public var description: String { "\(path): not a valid safetensors file: \(problem)" }
-    }
-
     /// Writes `tensors` in the given order; the header is padded with spaces to a multiple of 8.
     /// Every byte goes through `AtomicFileWriter` (bounded, looping writes; temporary name,
     /// fsync, rename); the header is re-read afterwards. `maxBytesPerCall` is for tests.
@@ -97,10 +91,10 @@ public enum Safetensors {
         var seen = Set<String>()
         for t in tensors {
             guard seen.insert(t.name).inserted else {
-                throw FormatError(path: url.path, problem: "tensor \(t.name) appears twice")
+                throw ModelError.safetensors(path: url.path, problem: "tensor \(t.name) appears twice")
             }
             guard t.data.count == t.count * t.dtype.size else {
-                throw FormatError(path: url.path, problem: "tensor \(t.name) has \(t.data.count) bytes for shape \(t.shape)")
+                throw ModelError.safetensors(path: url.path, problem: "tensor \(t.name) has \(t.data.count) bytes for shape \(t.shape)")
             }
             header[t.name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.data.count]]
             offset += t.data.count
@@ -125,7 +119,7 @@ public enum Safetensors {
         let end = header.values.compactMap { ($0 as? [String: Any])?["data_offsets"] as? [Any] }
             .compactMap { ($0.last as? NSNumber)?.intValue }.max() ?? 0
         guard end == tensorBytes, fileSize == 8 + headerLength + end else {
-            throw FormatError(path: url.path, problem: "after writing, the file has \(fileSize) bytes but its header "
+            throw ModelError.safetensors(path: url.path, problem: "after writing, the file has \(fileSize) bytes but its header "
                               + "describes \(8 + headerLength + end) (expected \(8 + headerLength + tensorBytes))")
         }
     }
@@ -134,24 +128,24 @@ public enum Safetensors {
     public static func readHeader(_ url: URL) throws -> (length: Int, header: [String: Any], fileSize: Int) {
         let path = url.path
         if let kind = nonRegularFileKind(url) {
-            throw FormatError(path: path, problem: "\(kind), not a weights file")
+            throw ModelError.safetensors(path: path, problem: "\(kind), not a weights file")
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw FormatError(path: path, problem: "cannot open the file")
+            throw ModelError.safetensors(path: path, problem: "cannot open the file")
         }
         defer { try? handle.close() }
         let fileSize = Int((try? handle.seekToEnd()) ?? 0)
         try handle.seek(toOffset: 0)
         let lengthBytes = try handle.read(upToCount: 8) ?? Data()
-        guard lengthBytes.count == 8 else { throw FormatError(path: path, problem: "shorter than the 8-byte header length") }
+        guard lengthBytes.count == 8 else { throw ModelError.safetensors(path: path, problem: "shorter than the 8-byte header length") }
         let headerLength = lengthBytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
         guard headerLength <= UInt64(fileSize - 8) else {
-            throw FormatError(path: path, problem: "header length \(headerLength) exceeds the file size \(fileSize)")
+            throw ModelError.safetensors(path: path, problem: "header length \(headerLength) exceeds the file size \(fileSize)")
         }
         let headerData = try handle.read(upToCount: Int(headerLength)) ?? Data()
         guard headerData.count == Int(headerLength),
               let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw FormatError(path: path, problem: "the header is not a JSON object")
+            throw ModelError.safetensors(path: path, problem: "the header is not a JSON object")
         }
         return (Int(headerLength), header, fileSize)
     }
@@ -161,16 +155,16 @@ public enum Safetensors {
         let path = url.path
         let bytes: Data
         do { bytes = try readWholeFile(url) } catch {
-            throw FormatError(path: path, problem: "cannot read the file (\(error))")
+            throw ModelError.safetensors(path: path, problem: "cannot read the file (\(error))")
         }
-        guard bytes.count >= 8 else { throw FormatError(path: path, problem: "shorter than the 8-byte header length") }
+        guard bytes.count >= 8 else { throw ModelError.safetensors(path: path, problem: "shorter than the 8-byte header length") }
         let headerLength = bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
         guard headerLength <= UInt64(bytes.count - 8) else {
-            throw FormatError(path: path, problem: "header length \(headerLength) exceeds the file size \(bytes.count)")
+            throw ModelError.safetensors(path: path, problem: "header length \(headerLength) exceeds the file size \(bytes.count)")
         }
         let headerData = bytes.subdata(in: 8..<(8 + Int(headerLength)))
         guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw FormatError(path: path, problem: "the header is not a JSON object")
+            throw ModelError.safetensors(path: path, problem: "the header is not a JSON object")
         }
         let dataStart = 8 + Int(headerLength)
         let dataLength = bytes.count - dataStart
@@ -185,10 +179,10 @@ public enum Safetensors {
                   let shape = (info["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
                   let offsets = (info["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
                   offsets.count == 2 else {
-                throw FormatError(path: path, problem: "tensor \(name) lacks dtype, shape or data_offsets")
+                throw ModelError.safetensors(path: path, problem: "tensor \(name) lacks dtype, shape or data_offsets")
             }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw FormatError(path: path, problem: "tensor \(name) has dtype \(dtypeName); umd reads F32, F16, BF16, F64, I32 and I64")
+                throw ModelError.safetensors(path: path, problem: "tensor \(name) has dtype \(dtypeName); umd reads F32, F16, BF16, F64, I32 and I64")
             }
             let (begin, end) = (offsets[0], offsets[1])
             // The element count must not overflow (a hostile shape like [2^40, 2^40] would trap).
@@ -196,16 +190,16 @@ public enum Safetensors {
             for d in shape {
                 let (product, overflow) = expected.multipliedReportingOverflow(by: d)
                 guard d >= 0, !overflow else {
-                    throw FormatError(path: path, problem: "tensor \(name) has shape \(shape), whose size overflows or is negative")
+                    throw ModelError.safetensors(path: path, problem: "tensor \(name) has shape \(shape), whose size overflows or is negative")
                 }
                 expected = product
             }
             guard begin >= 0, end >= begin, end <= dataLength else {
-                throw FormatError(path: path, problem: "tensor \(name) has data_offsets [\(begin), \(end)] outside the "
+                throw ModelError.safetensors(path: path, problem: "tensor \(name) has data_offsets [\(begin), \(end)] outside the "
                                   + "\(dataLength)-byte data section (truncated file?)")
             }
             guard end - begin == expected else {
-                throw FormatError(path: path, problem: "tensor \(name) holds \(end - begin) bytes but shape \(shape) "
+                throw ModelError.safetensors(path: path, problem: "tensor \(name) holds \(end - begin) bytes but shape \(shape) "
                                   + "needs \(expected)")
             }
             // A slice shares the file's buffer: no second copy of a model-sized file.
@@ -216,7 +210,7 @@ public enum Safetensors {
         // Tensors must not share bytes: overlapping data_offsets would alias two weights.
         for (previous, next) in zip(entries, entries.dropFirst())
         where next.begin < previous.begin + previous.tensor.data.count && next.tensor.data.count > 0 {
-            throw FormatError(path: path, problem: "tensors \(previous.tensor.name) and \(next.tensor.name) overlap "
+            throw ModelError.safetensors(path: path, problem: "tensors \(previous.tensor.name) and \(next.tensor.name) overlap "
                               + "(data_offsets starting at \(previous.begin) and \(next.begin))")
         }
         return File(tensors: entries.map(\.tensor), metadata: metadata)

@@ -34,8 +34,7 @@ public enum HeadMatmul {
         if !Matmul.headKernelsAllowed {   // a bf16 backend must see every product
             return Matmul.nt(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("nt head", m, n, k) {
+        KernelProfile.matrixProduct("nt head", m, n, k) {
             let blocked = n / lanes * lanes
             if blocked > 0 {
                 // Bᵀ as strips of 16 columns, each [k, 16] contiguous: row by row of B
@@ -62,8 +61,7 @@ public enum HeadMatmul {
         if !Matmul.headKernelsAllowed || !takesNN(n: n) {
             return Matmul.nn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("nn head", m, n, k) {
+        KernelProfile.matrixProduct("nn head", m, n, k) {
             product(m: m, n: n, k: k, alpha: alpha, a, aRow: lda, aColumn: 1, b, ldb: ldb, c, ldc: ldc,
                     copy: packed.ensure(k * lanes))
         }
@@ -77,8 +75,7 @@ public enum HeadMatmul {
         if !Matmul.headKernelsAllowed || !takesTN(n: n, k: k) {
             return Matmul.tn(m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, c, ldc: ldc, accumulate: false)
         }
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm("tn head", m, n, k) {
+        KernelProfile.matrixProduct("tn head", m, n, k) {
             product(m: m, n: n, k: k, alpha: alpha, a, aRow: 1, aColumn: lda, b, ldb: ldb, c, ldc: ldc,
                     copy: packed.ensure(k * lanes))
         }

@@ -80,8 +80,7 @@ public enum Matmul {
                         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                         _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         let backend = current
-        KernelProfile.countGemm(m, n, k)
-        KernelProfile.measureGemm(kind, m, n, k) {
+        KernelProfile.matrixProduct(kind, m, n, k) {
             backend.compute(MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                                           a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate))
         }
@@ -122,9 +121,7 @@ public enum Matmul {
                                      rows: Int, inFeatures: Int, outFeatures: Int) {
         if let bias {
             // Seed every row with the bias, then let sgemm accumulate onto it.
-            KernelProfile.measure(.elementwise) {
-                for r in 0..<rows { (out + r * outFeatures).update(from: bias, count: outFeatures) }
-            }
+            for r in 0..<rows { (out + r * outFeatures).update(from: bias, count: outFeatures) }
         }
         nt(m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, weight, ldb: inFeatures,
            out, ldc: outFeatures, accumulate: bias != nil)
@@ -147,11 +144,9 @@ public enum Matmul {
         tn(m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
            dWeight, ldc: inFeatures, accumulate: accumulate)
         if let dBias {
-            KernelProfile.measure(.elementwise) {
-                for r in 0..<rows {
-                    let row = dy + r * outFeatures
-                    for o in 0..<outFeatures { dBias[o] += row[o] }
-                }
+            for r in 0..<rows {
+                let row = dy + r * outFeatures
+                for o in 0..<outFeatures { dBias[o] += row[o] }
             }
         }
     }

@@ -33,7 +33,7 @@ public struct ModelConfig: Sendable, Equatable, Codable {
 
     /// Throws when the configuration cannot describe a model.
     public func validate() throws {
-        func fail(_ why: String) -> ModelConfigError { ModelConfigError(reason: why) }
+        func fail(_ why: String) -> ModelError { .configuration(why) }
         if imageSize % preset.patchSize != 0 || imageSize <= 0 {
             throw fail("image size \(imageSize) is not a positive multiple of the patch size \(preset.patchSize)")
         }
@@ -41,9 +41,4 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         if vocabularySize < 6 { throw fail("vocabulary size \(vocabularySize) is too small (5 special ids + 1)") }
         if case .classifier(let a) = head, a < 1 { throw fail("a classifier head needs at least 1 output, got \(a)") }
     }
-}
-
-public struct ModelConfigError: Error, CustomStringConvertible {
-    public let reason: String
-    public var description: String { "invalid model configuration: \(reason)" }
 }

@@ -52,6 +52,10 @@ public final class UMDParameters: @unchecked Sendable {
     public let feaText: LinearParams, feaImage: LinearParams
     public let itm: LinearParams
     public let head: TaskHeadParams?
+    /// The last tensor declared of the vision encoder, the text encoder and the fusion
+    /// layers (poolers excluded): in the reversed layout each is its group's lowest offset,
+    /// with everything declared before it above (`readyOffsets`).
+    let lastVisionTensor: ParameterID, lastTextTensor: ParameterID, lastFusionLayerTensor: ParameterID
 
     public init(_ config: ModelConfig) {
         self.config = config
@@ -65,9 +69,11 @@ public final class UMDParameters: @unchecked Sendable {
             lnPre: .declare(L, "vision.ln_pre", width: D),
             blocks: (0..<p.visionLayers).map { .declare(L, "vision.blocks.\($0)", width: D, heads: p.heads) },
             lnPost: .declare(L, "vision.ln_post", width: D))
+        lastVisionTensor = ParameterID(index: L.specs.count - 1)
         text = TextParams(
             embedding: .declare(L, "text", vocabularySize: config.vocabularySize, maxLength: p.maxTextLength, width: D),
             layers: (0..<p.textLayers).map { .declare(L, "text.layers.\($0)", width: D, heads: p.heads) })
+        lastTextTensor = ParameterID(index: L.specs.count - 1)
         let textProj = LinearParams.declare(L, "fusion.text_proj", in: D, out: D)
         let imageProj = LinearParams.declare(L, "fusion.image_proj", in: D, out: D)
         let typeEmbed = L.declare("fusion.type_embed", shape: [2, D], initializer: normal, role: .embedding)
@@ -76,6 +82,7 @@ public final class UMDParameters: @unchecked Sendable {
             textLayers.append(.declare(L, "fusion.text_layers.\(i)", width: D, heads: p.heads))
             imageLayers.append(.declare(L, "fusion.image_layers.\(i)", width: D, heads: p.heads))
         }
+        lastFusionLayerTensor = ParameterID(index: L.specs.count - 1)
         fusion = FusionParams(textProj: textProj, imageProj: imageProj, typeEmbed: typeEmbed,
                               textLayers: textLayers, imageLayers: imageLayers,
                               textPooler: .declare(L, "fusion.text_pooler", in: D, out: D),
@@ -105,6 +112,15 @@ public final class UMDParameters: @unchecked Sendable {
         case .retrieval:
             head = TaskHeadParams(fc1: nil, ln: nil, fc2: nil, score: .declare(L, "head.score", in: 2 * D, out: 1))
         }
+    }
+
+    /// Where backward's progress is reported (DESIGN.md idea 1): the arena holds the tensors
+    /// in reverse order of declaration — heads, `itm`, `fea`, `mlm`, `mim`, the poolers, the
+    /// fusion layers, the text encoder, the vision encoder — and backward finishes them in
+    /// that order. Before the fusion layers' backward every gradient below `fusion` is final;
+    /// before the text encoder's, every one below `text`; before the vision encoder's, below `vision`.
+    public func readyOffsets(_ store: ParameterStore) -> (fusion: Int, text: Int, vision: Int) {
+        (store.offset(lastFusionLayerTensor), store.offset(lastTextTensor), store.offset(lastVisionTensor))
     }
 
     /// What the EMA teacher holds (MODEL_SPEC.md section 7): `vision.*`, `text.*`,

@@ -27,9 +27,6 @@ public final class FinetuneObjective {
     let pairFusion: FusionModule
     /// Called during backward with an arena offset below which every gradient is final.
     public var gradientsReady: ((Int) -> Void)?
-    let boundaryCache = ReadyBoundaries.Cache()
-    /// Where the step's time goes (forward, head and loss, backward).
-    public let timing = ObjectiveTiming()
     /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
     public let lastLogits = FloatBuffer()
     /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].
@@ -104,7 +101,7 @@ public final class FinetuneObjective {
         let c = params.config, D = c.width
         let B = batch.batch, L = batch.textLength, H = batch.imageSize
         let N = (H / c.patchSize) * (H / c.patchSize), A = fc2.outFeatures
-        timing.start()
+        var laps = Profiler.laps()
         let ctx = ForwardContext(dropout: dropout, passKey: passKey, sampleIDs: batch.sampleIDs)
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
@@ -117,7 +114,7 @@ public final class FinetuneObjective {
         let zi = vision.forward(student, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
         let zt = text.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx)
         fusion.forward(student, text: zt, image: zi, textMask: km, batch: B, textLength: L, imageLength: 1 + N, ctx)
-        timing.lap(.studentForward)
+        laps.lap("student forward")
         let cls = fusion.pool(student)                                   // [B, 2D]
         let logits = classifier.forward(student, cls, rows: B)           // [B, A]
         lastLogits.ensure(B * A).update(from: logits, count: B * A)
@@ -133,17 +130,17 @@ public final class FinetuneObjective {
             Losses.crossEntropy(logits: logits, labels: $0.baseAddress!, gradient: dLogits.ensure(B * A), rows: B,
                                 classes: A, divisor: globalSamples)
         }
-        timing.lap(.headsAndLosses)
+        laps.lap("heads + losses (forward)")
         if computeGradients {
             let dc = dCls.zeroed(B * 2 * D)
             classifier.backward(student, dLogits.pointer, dCls: dc)
             fusion.beginBackward()
             fusion.poolBackward(student, dc)
-            backwardThroughEncoders(student, fusion: fusion, text: text, vision: vision,
-                                    boundaries: boundaryCache.of(student), report: gradientsReady)
+            backwardThroughEncoders(student, params: params, fusion: fusion, text: text, vision: vision,
+                                    report: gradientsReady)
         }
-        timing.lap(.backward)
-        defer { timing.lap(.headsAndLosses) }
+        laps.lap("backward")
+        defer { laps.lap("heads + losses (forward)") }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 
@@ -156,7 +153,7 @@ public final class FinetuneObjective {
         let B = batch.batch, L = batch.textLength, H = batch.imageSize, T = batch.textCount
         let C = batch.candidatesPerImage, P = B * C
         let N = (H / c.patchSize) * (H / c.patchSize), Li = 1 + N
-        timing.start()
+        var laps = Profiler.laps()
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
         let idp = ids.ensure(T * L)
@@ -181,7 +178,7 @@ public final class FinetuneObjective {
             (pm + pair * L).update(from: km + t * L, count: L)
         }
         pairFusion.forward(student, text: pt, image: pi, textMask: pm, batch: P, textLength: L, imageLength: Li, pairCtx)
-        timing.lap(.studentForward)
+        laps.lap("student forward")
         let cls = pairFusion.pool(student)                                // [P, 2D]
         let scores = score.forward(student, cls, rows: P)                 // [P, 1] = [B, 1+R]
         lastLogits.ensure(P).update(from: scores, count: P)
@@ -197,29 +194,26 @@ public final class FinetuneObjective {
             Losses.crossEntropy(logits: scores, labels: $0.baseAddress!, gradient: dLogits.ensure(P), rows: B,
                                 classes: C, divisor: globalSamples)
         }
-        timing.lap(.headsAndLosses)
+        laps.lap("heads + losses (forward)")
         if computeGradients {
             let dc = dCls.zeroed(P * 2 * D)
             score.backward(student, dLogits.pointer, dx: dc)
             pairFusion.beginBackward()
             pairFusion.poolBackward(student, dc)
-            let boundaries = boundaryCache.of(student)
-            gradientsReady?(boundaries.fusion)
-            pairFusion.backward(student)
-            let dzt = dTextEncoded.zeroed(T * L * D), dzi = dImageEncoded.zeroed(B * Li * D)
-            let dpt = pairFusion.dTextInput.pointer, dpi = pairFusion.dImageInput.pointer
-            for pair in 0..<P {
-                let n = pair / C, t = Int(batch.candidates[pair])
-                Elementwise.accumulate(dzi + n * Li * D, dpi + pair * Li * D, count: Li * D)
-                Elementwise.accumulate(dzt + t * L * D, dpt + pair * L * D, count: L * D)
+            backwardThroughEncoders(student, params: params, fusion: pairFusion, text: text, vision: vision,
+                                    report: gradientsReady) { dpt, dpi in
+                // Each pair's input gradients summed into its text's and its image's.
+                let dzt = dTextEncoded.zeroed(T * L * D), dzi = dImageEncoded.zeroed(B * Li * D)
+                for pair in 0..<P {
+                    let n = pair / C, t = Int(batch.candidates[pair])
+                    Elementwise.accumulate(dzi + n * Li * D, dpi + pair * Li * D, count: Li * D)
+                    Elementwise.accumulate(dzt + t * L * D, dpt + pair * L * D, count: L * D)
+                }
+                return (UnsafePointer(dzt), UnsafePointer(dzi))
             }
-            gradientsReady?(boundaries.text)
-            text.backward(student, dzt)
-            gradientsReady?(boundaries.vision)
-            vision.backward(student, dzi)
         }
-        timing.lap(.backward)
-        defer { timing.lap(.headsAndLosses) }
+        laps.lap("backward")
+        defer { laps.lap("heads + losses (forward)") }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 }

@@ -19,12 +19,19 @@ public struct PretrainLosses: Sendable, Equatable {
 public struct LossWeights: Sendable, Equatable {
     public var mim: Float = 1, mlm: Float = 1, feaMIM: Float = 1, feaMLM: Float = 1, itm: Float = 1
     public init() {}
-    public static func only(_ name: String) -> LossWeights {
+
+    /// The objectives' names, as `--objectives` and the metrics call them (ITM: pretraining only).
+    public static func objectives(itm: Bool) -> [String] { ["mim", "mlm", "feamim", "feamlm"] + (itm ? ["itm"] : []) }
+
+    /// Weight 1 for the named objectives, 0 for the others.
+    public static func only(_ names: [String]) -> LossWeights {
         var w = LossWeights()
-        w.mim = name == "mim" ? 1 : 0; w.mlm = name == "mlm" ? 1 : 0
-        w.feaMIM = name == "feamim" ? 1 : 0; w.feaMLM = name == "feamlm" ? 1 : 0; w.itm = name == "itm" ? 1 : 0
+        w.mim = names.contains("mim") ? 1 : 0; w.mlm = names.contains("mlm") ? 1 : 0
+        w.feaMIM = names.contains("feamim") ? 1 : 0; w.feaMLM = names.contains("feamlm") ? 1 : 0
+        w.itm = names.contains("itm") ? 1 : 0
         return w
     }
+    public static func only(_ name: String) -> LossWeights { only([name]) }
 }
 
 /// MR-Pretrain (three passes, five losses) and TD-Calib (passes 1–2, four losses):
@@ -41,9 +48,6 @@ public final class PretrainObjective {
     /// Called during backward with an arena offset below which every gradient is final, so
     /// gradient averaging can start while backward goes on.
     public var gradientsReady: ((Int) -> Void)?
-    let boundaryCache = ReadyBoundaries.Cache()
-    /// Where the step's time goes (student/teacher forward, heads and losses, backward).
-    public let timing = ObjectiveTiming()
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
     let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
@@ -107,7 +111,7 @@ public final class PretrainObjective {
         let CPP = c.patchLength, Dp = c.preset.projectionWidth
         precondition(batch.pixels.count == B * 3 * H * H && batch.textIDs.count == B * L
                      && batch.idsKeep.count == B * K, "batch arrays do not match B=\(B), L=\(L), H=\(H)")
-        timing.start()
+        var laps = Profiler.laps()
         let ctx1 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1), sampleIDs: batch.sampleIDs)
         let ctx3 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 3), sampleIDs: batch.sampleIDs)
 
@@ -125,13 +129,13 @@ public final class PretrainObjective {
         let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
         let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
         fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
-        timing.lap(.studentForward)
+        laps.lap("student forward")
         // Pass 2: teacher, full image, original text, no dropout.
         let zi2 = vision2.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
         let zt2 = text2.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
         fusion2.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
                         .deterministic)
-        timing.lap(.teacherForward)
+        laps.lap("teacher forward (no gradients)")
         // Pass 3: student, unmasked, each text with its (possibly swapped) image.
         var itmLogits: UnsafeMutablePointer<Float>? = nil
         if includeITM {
@@ -146,7 +150,7 @@ public final class PretrainObjective {
             itmLogits = itm.forward(student, fusion3.pool(student), rows: B)
             itmLabels = batch.itmLabels
         }
-        timing.lap(.studentForward)
+        laps.lap("student forward")
 
         // Global counts (section 10a): selected MLM tokens, non-pad tokens, samples,
         // masked patches, FeaMIM tokens.
@@ -234,7 +238,7 @@ public final class PretrainObjective {
             }
         }
 
-        timing.lap(.headsAndLosses)
+        laps.lap("heads + losses (forward)")
         if computeGradients {
             // ITM pass backward.
             if includeITM {
@@ -257,10 +261,10 @@ public final class PretrainObjective {
                 let dzt = fusion1.dTextOutput
                 for (m, i) in mlmPositions.enumerated() { Elementwise.accumulate(dzt + i * D, dRows + m * D, count: D) }
             }
-            backwardThroughEncoders(student, fusion: fusion1, text: text1, vision: vision1,
-                                    boundaries: boundaryCache.of(student), report: gradientsReady)
+            backwardThroughEncoders(student, params: params, fusion: fusion1, text: text1, vision: vision1,
+                                    report: gradientsReady)
         }
-        timing.lap(.backward)
+        laps.lap("backward")
 
         // Global-batch loss values for reporting: each rank's term is (local sum)/(global count).
         let global = reduction.sum([lossMIM, lossMLM, lossFeaMIM, lossFeaMLM, lossITM])
@@ -270,48 +274,27 @@ public final class PretrainObjective {
         losses.total = (1 - a) * (Double(weights.mim) * losses.mim + Double(weights.mlm) * losses.mlm)
             + a * (Double(weights.feaMIM) * losses.feaMIM + Double(weights.feaMLM) * losses.feaMLM)
             + Double(weights.itm) * losses.itm
-        timing.lap(.headsAndLosses)
+        laps.lap("heads + losses (forward)")
         return losses
     }
 }
 
-/// Arena offsets at which backward's progress is reported. The arena holds, in address
-/// order: heads, `itm`, `fea`, `mlm`, `mim`, the poolers, the fusion layers, the text
-/// encoder, the vision encoder (reverse declaration order); backward finishes them in that
-/// order, so once the heads are done everything below the first fusion tensor is final, etc.
-struct ReadyBoundaries {
-    let fusion: Int, text: Int, vision: Int
-
-    /// Boundaries derived once per store and reused every step (a store's layout never changes).
-    final class Cache {
-        private var store: ObjectIdentifier?
-        private var value: ReadyBoundaries?
-        func of(_ s: ParameterStore) -> ReadyBoundaries {
-            if store == ObjectIdentifier(s), let value { return value }
-            let computed = ReadyBoundaries(s)
-            (store, value) = (ObjectIdentifier(s), computed)
-            return computed
-        }
-    }
-
-    init(_ store: ParameterStore) {
-        func lowest(_ accept: (String) -> Bool) -> Int {
-            store.views.filter { accept($0.name) }.map(\.offset).min() ?? store.count
-        }
-        fusion = lowest { $0.hasPrefix("fusion.") && !$0.contains("_pooler.") }
-        text = lowest { $0.hasPrefix("text.") }
-        vision = lowest { $0.hasPrefix("vision.") }
-    }
-}
-
 /// Backward from the fusion outputs' accumulated gradients through the fusion layers, the
-/// text encoder and the vision encoder, reporting progress after each (address order).
-func backwardThroughEncoders(_ student: ParameterStore, fusion: FusionModule, text: TextEncoder, vision: VisionEncoder,
-                             boundaries: ReadyBoundaries, report: ((Int) -> Void)?) {
-    report?(boundaries.fusion)
+/// text encoder and the vision encoder — the one place backward reports its progress:
+/// before each module, every gradient below the module's lowest arena offset is final
+/// (`UMDParameters.readyOffsets`). `encoderInputs` turns the fusion's input gradients into
+/// the encoders' (retrieval sums each pair's into its text and image; by default they are
+/// the same).
+func backwardThroughEncoders(_ student: ParameterStore, params: UMDParameters, fusion: FusionModule, text: TextEncoder,
+                             vision: VisionEncoder, report: ((Int) -> Void)?,
+                             encoderInputs: (_ dText: UnsafePointer<Float>, _ dImage: UnsafePointer<Float>)
+                                 -> (text: UnsafePointer<Float>, image: UnsafePointer<Float>) = { ($0, $1) }) {
+    let ready = params.readyOffsets(student)
+    report?(ready.fusion)
     fusion.backward(student)
-    report?(boundaries.text)
-    text.backward(student, fusion.dTextInput.pointer)
-    report?(boundaries.vision)
-    vision.backward(student, fusion.dImageInput.pointer)
+    let d = encoderInputs(fusion.dTextInput.pointer, fusion.dImageInput.pointer)
+    report?(ready.text)
+    text.backward(student, d.text)
+    report?(ready.vision)
+    vision.backward(student, d.image)
 }

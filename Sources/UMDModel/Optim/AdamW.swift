@@ -12,16 +12,6 @@ public struct AdamWHyperparameters: Sendable, Equatable, Codable {
 }
 
 public enum AdamW {
-    /// One update of `count` contiguous parameters with their gradients and moments.
-    /// `t` is the 1-based step count used for bias correction.
-    public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
-                              firstMoment m: UnsafeMutablePointer<Float>, secondMoment v: UnsafeMutablePointer<Float>,
-                              count: Int, learningRate lr: Float, decay: Bool, step t: Int,
-                              _ h: AdamWHyperparameters) {
-        update(parameters: p, gradients: g, firstMoment: m, secondMoment: v, count: count, learningRate: lr, decay: decay,
-               step: t, h, fused: FusedPass())
-    }
-
     /// What the optimizer's pass does besides AdamW, so each array is read once a step.
     public struct FusedPass {
         /// Multiplies every gradient before use (global-norm clipping's factor; 1 = none).
@@ -34,7 +24,9 @@ public enum AdamW {
         }
     }
 
-    /// AdamW with the extra work of `fused`, 16 lanes at a time. Every element sees the
+    /// One AdamW update of `count` contiguous parameters with their gradients and moments
+    /// (`t`: the 1-based step count of the bias correction), with the extra work of `fused`,
+    /// 16 lanes at a time. Every element sees the
     /// same Float operations in the same order as the scalar formula (no contraction, IEEE
     /// square root and division), so the result is bitwise that of separate passes:
     /// clip (g·s), AdamW, EMA. The gradients are only read (the next step discards them:
@@ -42,7 +34,7 @@ public enum AdamW {
     public static func update(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafeMutablePointer<Float>,
                               firstMoment m: UnsafeMutablePointer<Float>, secondMoment v: UnsafeMutablePointer<Float>,
                               count: Int, learningRate lr: Float, decay: Bool, step t: Int,
-                              _ h: AdamWHyperparameters, fused: FusedPass) {
+                              _ h: AdamWHyperparameters, fused: FusedPass = FusedPass()) {
         let b1 = h.beta1, b2 = h.beta2, eps = h.epsilon
         let c1 = 1 - Float(Double(b1).power(t)), c2 = 1 - Float(Double(b2).power(t))
         let wd = decay ? h.weightDecay : 0
@@ -61,7 +53,7 @@ public enum AdamW {
             let updated = pi - lr * ((mi / c1) / (VectorMath.squareRoot(vi / c2) + eps) + wd * pi)
             VectorMath.store(updated, p, i)
             if let teacher = fused.teacher {
-                VectorMath.store(lambda * VectorMath.load(teacher, i) + oneMinusLambda * updated, teacher, i)
+                VectorMath.store(EMA.blend(VectorMath.load(teacher, i), updated, lambda, oneMinusLambda), teacher, i)
             }
             i += lanes
         }
@@ -72,7 +64,7 @@ public enum AdamW {
             m[i] = mi
             v[i] = vi
             p[i] -= lr * ((mi / c1) / ((vi / c2).squareRoot() + eps) + wd * p[i])
-            if let teacher = fused.teacher { teacher[i] = lambda * teacher[i] + oneMinusLambda * p[i] }
+            if let teacher = fused.teacher { teacher[i] = EMA.blend(teacher[i], p[i], lambda, oneMinusLambda) }
         }
     }
 }
@@ -128,35 +120,51 @@ public final class AdamWOptimizer: @unchecked Sendable {
 
     /// One step at base learning rate `baseLR` (the schedule already applied).
     public func step(baseLearningRate baseLR: Float) {
-        _ = step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0)
+        step(baseLearningRate: baseLR, gradientScale: 1, teacher: nil, lambda: 0)
     }
 
-    /// One step fused with what surrounds it in a training step, in one pass over each
-    /// trained tensor (the part of it in `owned`): gradients scaled by `gradientScale`
-    /// (clipping), the EMA of `teacher` (for the tensors it holds) from the updated values.
-    /// Returns the teacher's tensors it did not reach (the teacher holds a
-    /// tensor this stage does not train): the caller runs the EMA for those. A sharded
-    /// optimizer takes no teacher (the EMA needs every rank's update: it runs after the
-    /// parameters are gathered).
-    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float)
-        -> [TensorView] {
-        precondition(teacher == nil || !isSharded, "a sharded optimizer cannot fuse the EMA")
+    /// A step of an optimizer that shares nothing with other ranks (nothing to gather).
+    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float) {
+        step(baseLearningRate: baseLR, gradientScale: gradientScale, teacher: teacher, lambda: lambda, gather: {})
+    }
+
+    /// One training step's update — the one place the teacher follows the student (EMA,
+    /// MODEL_SPEC.md section 7): gradients scaled by `gradientScale` (clipping), AdamW on the
+    /// trained tensors (the part of each in `owned`), then t ← λ t + (1 − λ) p for every
+    /// tensor `teacher` holds, from the updated values.
+    ///
+    /// Unsharded, the EMA rides in AdamW's pass over each trained tensor the teacher holds
+    /// (each array read once), and one EMA pass covers the teacher's tensors this stage does
+    /// not train. Sharded, this rank updates only its share: `gather` brings every rank's
+    /// updated share first, then one EMA pass covers the whole teacher.
+    public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float,
+                     gather: () throws -> Void) rethrows {
         stepsTaken += 1
-        var reached = Set<Int>()
-        for (i, view) in store.views.enumerated() where trained[i] {
-            let part = view.range.clamped(to: owned)
-            guard !part.isEmpty else { continue }
-            let fused = AdamW.FusedPass(
-                gradientScale: gradientScale,
-                teacher: teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) : nil }, lambda: lambda)
-            if fused.teacher != nil { reached.insert(view.id.index) }
-            let moment = part.lowerBound - owned.lowerBound
-            AdamW.update(parameters: store.values + part.lowerBound, gradients: store.grads + part.lowerBound,
-                         firstMoment: firstMoment + moment, secondMoment: secondMoment + moment,
-                         count: part.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
-                         step: stepsTaken, hyperparameters, fused: fused)
+        var followed = Set<Int>()
+        let fuses = teacher != nil && !isSharded
+        Profiler.span("AdamW (+ clip, EMA fused)") {
+            for (i, view) in store.views.enumerated() where trained[i] {
+                let part = view.range.clamped(to: owned)
+                guard !part.isEmpty else { continue }
+                let fused = AdamW.FusedPass(
+                    gradientScale: gradientScale,
+                    teacher: fuses && teacher!.contains(view.id) ? teacher!.value(view.id) : nil, lambda: lambda)
+                if fused.teacher != nil { followed.insert(view.id.index) }
+                let moment = part.lowerBound - owned.lowerBound
+                AdamW.update(parameters: store.values + part.lowerBound, gradients: store.grads + part.lowerBound,
+                             firstMoment: firstMoment + moment, secondMoment: secondMoment + moment,
+                             count: part.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
+                             step: stepsTaken, hyperparameters, fused: fused)
+            }
         }
-        return teacher?.views.filter { !reached.contains($0.id.index) } ?? []
+        if isSharded { try Profiler.span("parameter allgather (sharded optimizer)", gather) }
+        guard let teacher else { return }
+        let rest = teacher.views.filter { !followed.contains($0.id.index) }
+        if !rest.isEmpty {
+            Profiler.span("EMA (what AdamW did not fuse)") {
+                EMA.update(teacher: teacher, student: store, lambda: lambda, views: rest)
+            }
+        }
     }
 
     public func resetMoments() {

@@ -1,16 +1,27 @@
 /// The EMA teacher update (MODEL_SPEC.md section 7): t = λ t + (1 − λ) s for every tensor
-/// the teacher holds.
+/// the teacher holds. Training runs it from `AdamWOptimizer.step` (fused into AdamW's pass
+/// where it can be); `blend` is the formula, the same for both.
 public enum EMA {
     public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float) {
         update(teacher: teacher, student: student, lambda: lambda, views: teacher.views)
     }
 
-    /// The same for some of the teacher's tensors (the ones a fused optimizer pass did not reach).
+    /// The same for some of the teacher's tensors.
     public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float, views: [TensorView]) {
         let oneMinus = 1 - lambda
         for view in views {
             let t = teacher.values + view.offset, s = UnsafePointer(student.value(view.id))
-            for i in 0..<view.count { t[i] = lambda * t[i] + oneMinus * s[i] }
+            for i in 0..<view.count { t[i] = blend(t[i], s[i], lambda, oneMinus) }
         }
     }
+
+    /// λ t + (1 − λ) s, with 1 − λ computed once by the caller (scalars or SIMD lanes: the
+    /// same Float operations in the same order, so fused and separate passes agree bitwise).
+    @inline(__always)
+    static func blend<T: SIMD>(_ t: T, _ s: T, _ lambda: Float, _ oneMinus: Float) -> T where T.Scalar == Float {
+        lambda * t + oneMinus * s
+    }
+
+    @inline(__always)
+    static func blend(_ t: Float, _ s: Float, _ lambda: Float, _ oneMinus: Float) -> Float { lambda * t + oneMinus * s }
 }

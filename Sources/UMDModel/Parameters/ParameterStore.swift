@@ -193,13 +193,8 @@ extension ParameterStore {
     public func requireFinite(_ what: String) throws {
         let bad = nonFiniteTensors()
         guard !bad.isEmpty else { return }
-        throw NonFiniteWeights(message: "\(what) hold non-finite values in \(bad.count) tensor(s): "
+        throw ModelError.nonFiniteWeights("\(what) hold non-finite values in \(bad.count) tensor(s): "
                                + bad.prefix(5).map { "\($0.name) (\($0.count))" }.joined(separator: ", ")
                                + (bad.count > 5 ? ", …" : "") + "; these weights come from a diverged run")
     }
-}
-
-public struct NonFiniteWeights: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
 }

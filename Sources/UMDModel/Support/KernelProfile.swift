@@ -30,11 +30,7 @@ public enum KernelProfile {
     public static func reset() { for i in seconds.indices { seconds[i] = 0 }; gemmShapes = [:] }
 
     @inline(__always)
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
+    static func now() -> Double { Profiler.now() }
 
     @inline(__always)
     static func measure<T>(_ family: Family, _ body: () -> T) -> T {
@@ -46,36 +42,12 @@ public enum KernelProfile {
     }
 }
 
-/// Seconds an objective spends in its parts, for `bench step --phases` (the clock is read
-/// a handful of times per step, so it is always on). `lap(part)` charges the time since the
-/// previous lap (or `start`) to `part`.
-public final class ObjectiveTiming: @unchecked Sendable {
-    public enum Part: Int, CaseIterable, Sendable {
-        case studentForward, teacherForward, headsAndLosses, backward
-    }
-    public private(set) var seconds = [Double](repeating: 0, count: Part.allCases.count)
-    private var last = 0.0
-
-    public init() {}
-    func start() { last = KernelProfile.now() }
-    func lap(_ part: Part) {
-        let now = KernelProfile.now()
-        seconds[part.rawValue] += now - last
-        last = now
-    }
-    public func reset() { seconds = [Double](repeating: 0, count: Part.allCases.count) }
-}
-
 extension KernelProfile {
     /// Matrix-product FLOPs (2·m·n·k per sgemm) performed while `countingFlops` is on — the
     /// step benchmark's cross-check of its FLOP count from the model's shapes.
     nonisolated(unsafe) public static var countingFlops = false
     nonisolated(unsafe) public static var flops = 0.0
 
-    @inline(__always)
-    static func countGemm(_ m: Int, _ n: Int, _ k: Int) {
-        if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) }
-    }
 
     /// One sgemm shape (transposition, m, n, k) and what its calls cost while `enabled`:
     /// `bench step --phases` prints the slowest shapes, i.e. where sgemm itself runs below
@@ -87,8 +59,12 @@ extension KernelProfile {
     }
     nonisolated(unsafe) public private(set) static var gemmShapes: [GemmShape: (calls: Int, seconds: Double)] = [:]
 
+    /// The matrix-product seam's accounting (`Matmul.product`, and `HeadMatmul`'s register
+    /// kernels, which stand in for the backend on attention heads): FLOPs counted, time and
+    /// shape recorded.
     @inline(__always)
-    static func measureGemm(_ kind: String, _ m: Int, _ n: Int, _ k: Int, _ body: () -> Void) {
+    static func matrixProduct(_ kind: String, _ m: Int, _ n: Int, _ k: Int, _ body: () -> Void) {
+        if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) }
         if !enabled { return body() }
         let start = now()
         body()

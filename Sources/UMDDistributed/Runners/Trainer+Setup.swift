@@ -92,7 +92,8 @@ extension Trainer {
         return false
     }
 
-    /// The stage's model; rank 0's initial weights become every rank's.
+    /// The stage's model (built by `RunFactory`) after the checks that need the data: weights
+    /// imported with the tokenizer and class list they were trained with.
     static func buildModel(_ config: RunConfiguration, preset: ModelPreset, data: TrainingData, world: Communicator,
                            watchdog: StallWatchdog, log: RunLog) throws -> StageModel {
         // Weights whose text side is imported must come with the tokenizer they were trained
@@ -113,51 +114,16 @@ extension Trainer {
                                + "fine-tune on the data set the weights were trained on")
             }
         }
-        var hyper = AdamWHyperparameters()
-        hyper.weightDecay = config.weightDecay
-        let model = try StageModel(stage: config.stage, task: config.task?.kind ?? .none, classes: data.table.classes.count,
-                                   preset: preset, vocabularySize: data.tokenizer.vocabularySize, imageSize: config.imageSize,
-                                   seed: config.seed, initFrom: config.initFrom.map { URL(fileURLWithPath: $0) },
-                                   initOnly: config.initOnly, multipliers: config.multipliers, hyperparameters: hyper,
-                                   alpha: config.alpha, beta: config.beta,
-                                   shardOptimizerOver: config.shardOptimizer && world.size > 1 ? world : nil)
+        let model = try RunFactory(config).model(classes: data.table.classes.count, vocabularySize: data.tokenizer.vocabularySize,
+                                                 world: world, watchdog: watchdog)
         if let sharding = model.sharding {
             log.info("--shard-optimizer: this rank updates arena [\(sharding.ownedByThisRank.lowerBound), "
                      + "\(sharding.ownedByThisRank.upperBound)) of \(model.student.count) and holds its AdamW moments "
                      + "(\(String(format: "%.1f", Double(8 * sharding.ownedByThisRank.count) / 1048576)) MiB instead of "
                      + "\(String(format: "%.1f", Double(8 * model.student.count) / 1048576)) MiB)")
         }
-        model.pretrain?.weights = config.lossWeights
         if let report = model.initReport, let path = config.initFrom { log.info("init: \(path): \(report)") }
-        try watchdog.guarding("start-up, broadcast of the initial weights") {
-            let student = model.student
-            try world.broadcast(UnsafeMutableBufferPointer(start: student.values, count: student.count), root: 0)
-            if let teacher = model.teacher {
-                try world.broadcast(UnsafeMutableBufferPointer(start: teacher.values, count: teacher.count), root: 0)
-            }
-        }
         return model
-    }
-
-    /// The objectives' global sums over `world`: an allreduce (under the watchdog when one
-    /// is given); a failure aborts the job, since the objective cannot continue with partial
-    /// counts. Every command that runs a multi-rank step gets its reduction here.
-    public static func globalReduction(_ world: Communicator, watchdog: StallWatchdog?,
-                                       during: @escaping @Sendable () -> String) -> GlobalReduction {
-        if world.size == 1 { return .local }
-        return GlobalReduction { values in
-            var v = values
-            do {
-                if let watchdog {
-                    try watchdog.guarding(describing: during) { try world.allreduce(&v, op: .sum) }
-                } else {
-                    try world.allreduce(&v, op: .sum)
-                }
-            } catch {
-                world.abort(message: "error: \(during()): \(error)")
-            }
-            return v
-        }
     }
 
     /// Resumes from a checkpoint and checks that every rank resumed the same step and weights.

@@ -36,14 +36,10 @@ public enum Trainer {
         if config.resume == nil { log.startFresh() }
         let data = try TrainingData(config, preset: preset, world: world, watchdog: watchdog, log: log)
         let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog, log: log)
-        let sync = try GradientSynchronizer(world: world, gradients: model.student.grads, segments: model.trainedSegments,
-                                            bucketBytes: Int(config.bucketMB * 1048576),
-                                            precision: config.syncPrecision, watchdog: watchdog)
-        defer { sync.stop() }
         let currentStep = StepCounter()
-        let step = TrainingStep(model: model, settings: config.stepSettings, sync: sync,
-                                reduction: globalReduction(world, watchdog: watchdog, during: {
-                                    "step \(currentStep.value), the allreduce of loss sums and counts" }))
+        let step = try RunFactory(config).step(model, world: world, watchdog: watchdog, during: {
+            "step \(currentStep.value), the allreduce of loss sums and counts" })
+        defer { step.stop() }
         let state = TrainingState(model)
         let plan = CheckpointPlan(run: out, config: config, tokenizerHash: data.tokenizerHash,
                                   classesHash: data.classesHash, schedule: config.stepSettings.schedule,
@@ -58,7 +54,7 @@ public enum Trainer {
                  + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G)"
                  + (config.accumulate > 1 ? " x \(config.accumulate) accumulated" : "") + ", \(config.steps) steps, \(data.table.count) samples, vocabulary "
                  + "\(data.tokenizer.vocabularySize), \(model.trainedParameterCount) trained parameters in "
-                 + "\(sync.buckets.count) gradient bucket(s), matmul \(config.matmul.description), "
+                 + "\(step.bucketCount) gradient bucket(s), matmul \(config.matmul.description), "
                  + "\(threads.threads) thread(s) per rank"
                  + (threads.fromEnvironment ? "" : " (cores / ranks on this node; set OPENBLAS_NUM_THREADS to choose)"))
 
@@ -73,6 +69,10 @@ public enum Trainer {
         }
         let prefetcher = data.prefetcher(from: startStep, kind: model.batchKind)
         defer { prefetcher.stop() }
+        // --profile: the step's named spans from the first step on (rank 0 logs them at the end).
+        Profiler.reset()
+        Profiler.enabled = config.profile
+        defer { Profiler.enabled = false }
         var summary = Summary(output: out), window = LogWindow(), lastDataWait = 0.0
         var stopped = false, endStep = startStep, skips = 0
         for s in startStep..<lastStep {
@@ -113,6 +113,12 @@ public enum Trainer {
             throw StopSignal.Stopped()
         }
         log.finishProgress()
+        if config.profile && endStep > startStep {
+            let seconds = Date().timeIntervalSince(window.runStart)
+            log.info("where a step's time went (--profile, this rank, per step; \"other\" holds data waits, logging, "
+                     + "checks and checkpoints):\n  " + Profiler.lines(Profiler.table, steps: endStep - startStep,
+                                                                      total: seconds).joined(separator: "\n  "))
+        }
         try finish(config, model: model, data: data, summary: summary, startStep: startStep, endStep: endStep, since: window.runStart,
                    world: world, watchdog: watchdog, log: log)
         return summary

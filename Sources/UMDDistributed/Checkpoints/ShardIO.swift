@@ -14,12 +14,6 @@ public enum ShardIO {
         public var xxh64: UInt64
     }
 
-    public struct ShardError: Error, CustomStringConvertible {
-        public let path: String
-        public let problem: String
-        public var description: String { "\(path): \(problem)" }
-    }
-
     static func zstdError(_ code: Int) -> String { String(cString: ZSTD_getErrorName(code)) }
 
     /// Compresses the byte ranges `pieces` (in order) into `url` via a temporary name,
@@ -32,14 +26,14 @@ public enum ShardIO {
         let pieces = pieces.filter { $0.count > 0 }
         let temporary = url.appendingPathExtension("tmp")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ShardError(path: temporary.path, problem: "cannot create (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else { throw RunError.shard(path: temporary.path, problem: "cannot create (\(String(cString: strerror(errno))))") }
         var closed = false, renamed = false
         // A failed write (a full disk) leaves no partial shard behind to keep the disk full.
         defer {
             if !closed { close(fd) }
             if !renamed { unlink(temporary.path) }
         }
-        guard let cctx = ZSTD_createCCtx() else { throw ShardError(path: url.path, problem: "zstd: out of memory") }
+        guard let cctx = ZSTD_createCCtx() else { throw RunError.shard(path: url.path, problem: "zstd: out of memory") }
         defer { ZSTD_freeCCtx(cctx) }
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)
         ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
@@ -68,7 +62,7 @@ public enum ShardIO {
                 repeat {
                     var output = ZSTD_outBuffer(dst: out, size: outCapacity, pos: 0)
                     let remaining = ZSTD_compressStream2(cctx, &output, &input, last ? ZSTD_e_end : ZSTD_e_continue)
-                    if ZSTD_isError(remaining) != 0 { throw ShardError(path: url.path, problem: "zstd: \(zstdError(remaining))") }
+                    if ZSTD_isError(remaining) != 0 { throw RunError.shard(path: url.path, problem: "zstd: \(zstdError(remaining))") }
                     try drain(&output)
                     finished = last ? remaining == 0 : input.pos == input.size
                 } while !finished
@@ -82,17 +76,17 @@ public enum ShardIO {
             while remaining != 0 {
                 var output = ZSTD_outBuffer(dst: out, size: outCapacity, pos: 0)
                 remaining = ZSTD_compressStream2(cctx, &output, &input, ZSTD_e_end)
-                if ZSTD_isError(remaining) != 0 { throw ShardError(path: url.path, problem: "zstd: \(zstdError(remaining))") }
+                if ZSTD_isError(remaining) != 0 { throw RunError.shard(path: url.path, problem: "zstd: \(zstdError(remaining))") }
                 try drain(&output)
             }
         }
         guard fsync(fd) == 0 else {
-            throw ShardError(path: temporary.path, problem: "fsync failed (\(String(cString: strerror(errno))))")
+            throw RunError.shard(path: temporary.path, problem: "fsync failed (\(String(cString: strerror(errno))))")
         }
         close(fd)
         closed = true
         guard rename(temporary.path, url.path) == 0 else {
-            throw ShardError(path: url.path, problem: "rename failed (\(String(cString: strerror(errno))))")
+            throw RunError.shard(path: url.path, problem: "rename failed (\(String(cString: strerror(errno))))")
         }
         renamed = true
         syncDirectory(url.deletingLastPathComponent())
@@ -105,10 +99,10 @@ public enum ShardIO {
     public static func read(_ url: URL, into pieces: [UnsafeMutableRawBufferPointer], expectedBytes: Int,
                             expectedXXH64: UInt64, checksumSeed: UInt64 = 0) throws {
         guard let file = fopen(url.path, "rb") else {
-            throw ShardError(path: url.path, problem: "missing or unreadable (\(String(cString: strerror(errno))))")
+            throw RunError.shard(path: url.path, problem: "missing or unreadable (\(String(cString: strerror(errno))))")
         }
         defer { fclose(file) }
-        guard let dctx = ZSTD_createDCtx() else { throw ShardError(path: url.path, problem: "zstd: out of memory") }
+        guard let dctx = ZSTD_createDCtx() else { throw RunError.shard(path: url.path, problem: "zstd: out of memory") }
         defer { ZSTD_freeDCtx(dctx) }
         let inCapacity = ZSTD_DStreamInSize()
         let inBuffer = UnsafeMutableRawPointer.allocate(byteCount: inCapacity, alignment: 16)
@@ -132,10 +126,10 @@ public enum ShardIO {
                 var output = ZSTD_outBuffer(dst: target, size: room, pos: 0)
                 let ret = ZSTD_decompressStream(dctx, &output, &input)
                 if ZSTD_isError(ret) != 0 {
-                    throw ShardError(path: url.path, problem: "corrupted: zstd says \(zstdError(ret))")
+                    throw RunError.shard(path: url.path, problem: "corrupted: zstd says \(zstdError(ret))")
                 }
                 if full && output.pos > 0 {
-                    throw ShardError(path: url.path, problem: "holds more data than the manifest says (\(expectedBytes) bytes)")
+                    throw RunError.shard(path: url.path, problem: "holds more data than the manifest says (\(expectedBytes) bytes)")
                 }
                 if !full {
                     hash.update(UnsafeRawBufferPointer(start: target, count: output.pos))
@@ -148,10 +142,10 @@ public enum ShardIO {
             if feof(file) != 0 { break }
         }
         guard frameDone, produced == expectedBytes else {
-            throw ShardError(path: url.path, problem: "truncated: \(produced) of \(expectedBytes) bytes could be read")
+            throw RunError.shard(path: url.path, problem: "truncated: \(produced) of \(expectedBytes) bytes could be read")
         }
         guard hash.finalize() == expectedXXH64 else {
-            throw ShardError(path: url.path, problem: "corrupted: XXH64 of the contents does not match the manifest "
+            throw RunError.shard(path: url.path, problem: "corrupted: XXH64 of the contents does not match the manifest "
                              + "(a changed byte, or a manifest whose step was edited)")
         }
     }

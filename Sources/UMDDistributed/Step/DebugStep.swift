@@ -4,64 +4,59 @@ import UMDData
 import UMDModel
 
 /// `umd-mpirun debug-step` (MODEL_SPEC.md section 12): exactly one training step of a
-/// stage, dropout and GM noise off, fresh AdamW moments at the lr of step `atStep` of a
-/// `totalSteps` schedule, no clipping, written as one safetensors file that external tools
+/// stage, dropout and GM noise off, fresh AdamW moments at the lr of step `--at-step` of a
+/// `--steps` schedule, no clipping, written as one safetensors file that external tools
 /// check number for number.
 ///
-/// It runs in one process, on a real batch (the training split of `--roco` or `--data`
-/// with `--tokenizer`) or, without data, on a synthetic one; the step is the trainer's
-/// (`TrainingStep`), split where the optimizer takes over so the gradients can be recorded.
-public struct DebugStepOptions: Sendable {
-    public var stage: Stage = .pretrain
-    public var task: TaskKind = .none
-    public var preset: ModelPreset = .tiny
-    public var vocabularySize: Int? = nil
-    public var batchSize = 4
-    public var answers = 5
-    public var atStep = 0
-    public var totalSteps = 10
-    public var peakLearningRate: Float? = nil
-    public var seed: UInt64 = 0
-    public var alpha: Float = 0.5
-    public var beta = 0.1
-    public var emaDecay: Float = 0.995
-    public var configuredDropout: Float = 0.1
-    public var multipliers: LearningRateMultipliers? = nil
-    public var initPath: URL? = nil
-    public var initOnly: [String] = []
-    /// Real data: ROCO for pretraining, the task's data for calib and finetune, and the tokenizer.
-    public var roco: URL? = nil
-    public var taskData: (task: DownstreamTask, root: URL)? = nil
-    public var tokenizer: URL? = nil
-    public var output: URL
-
-    public init(output: URL) { self.output = output }
-}
-
-public struct DebugStepError: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { "debug-step: \(message)" }
-}
-
+/// It runs in one process, on a real batch (the training split of `--roco` or `--task` and
+/// `--data`, with `--tokenizer`) or, without data, on a synthetic one. Its settings come from
+/// the settings table (`SettingsScope.Tool.debugStep`); the model and step are built by
+/// `RunFactory` as training builds them, the step split where the optimizer takes over so
+/// the gradients can be recorded.
 public enum DebugStep {
+    /// debug-step's defaults where they differ from training's: a global batch of 4, a
+    /// 10-step schedule, no output file until `--out` names one.
+    public static var defaults: RunConfiguration {
+        var c = RunConfiguration()
+        c.batchSize = 4
+        c.steps = 10
+        c.out = ""
+        return c
+    }
+
+    /// The configuration the step runs with: the preset's sizes (or the `--init` weights'
+    /// preset), and the paper's learning rate of the stage unless `--lr` is given.
+    static func resolve(_ given: RunConfiguration) throws -> RunConfiguration {
+        if given.out.isEmpty { throw RunError("debug-step needs --out FILE (the safetensors file it writes)") }
+        if given.stage == .pretrain && given.taskKind != .none {
+            throw RunError("pretraining has no task; leave --task unset")
+        }
+        if given.stage != .pretrain && given.taskKind == .none {
+            throw RunError("\(given.stage.rawValue) needs --task (vqa, classification or retrieval; or a data set with --data)")
+        }
+        if let kind = given.headKind, let task = given.task, kind != task.kind {
+            throw RunError("--task \(kind.rawValue) does not match the data set \(task.rawValue) (\(task.kind.rawValue))")
+        }
+        if (given.task == nil) != (given.data == nil) {
+            throw RunError("a data set is --task NAME with --data DIR; give both or neither")
+        }
+        if given.batchSize < 2 && (given.stage == .pretrain || given.taskKind == .retrieval) {
+            throw RunError("a global batch of at least 2 is needed (ITM pairs and retrieval negatives)")
+        }
+        var c = try given.atPresetSizes()
+        c.lr = c.lr ?? PaperDefaults.peakLearningRate(stage: c.stage, task: c.taskKind)
+        return c
+    }
+
     /// Runs the step and writes the file; returns the global-batch losses by name.
     @discardableResult
-    public static func run(_ o: DebugStepOptions) throws -> [String: Double] {
-        if o.stage == .pretrain && o.task != .none {
-            throw DebugStepError(message: "pretraining has no task; leave --task unset")
-        }
-        if o.stage != .pretrain && o.task == .none {
-            throw DebugStepError(message: "\(o.stage.rawValue) needs --task (vqa, classification or retrieval)")
-        }
-        if o.batchSize < 2 && (o.stage == .pretrain || o.task == .retrieval) {
-            throw DebugStepError(message: "a global batch of at least 2 is needed (ITM pairs and retrieval negatives)")
-        }
+    public static func run(_ given: RunConfiguration) throws -> [String: Double] {
+        let o = try resolve(given)
         let source = try inputs(o)
-        let model = try StageModel(stage: o.stage, task: o.task, classes: source.classes ?? o.answers, preset: o.preset,
-                                   vocabularySize: source.vocabularySize, seed: o.seed, initFrom: o.initPath,
-                                   initOnly: o.initOnly, multipliers: o.multipliers, alpha: o.alpha, beta: o.beta)
+        let factory = RunFactory(o)
+        let model = try factory.model(classes: source.classes ?? o.answers, vocabularySize: source.vocabularySize)
         let config = model.config, student = model.student, teacher = model.teacher
-        let G = o.batchSize, H = config.imageSize, L = config.preset.textLength, K = config.keptPatchCount
+        let G = o.batchSize, H = config.imageSize, L = o.textLength!, K = config.keptPatchCount
         let step = o.atStep
         var out: [Safetensors.Tensor] = []
         let trained = student.views.filter { o.stage.trains($0.name) }
@@ -97,14 +92,11 @@ public enum DebugStep {
         }
 
         // The training step itself: dropout and GM noise off, no clipping, fresh moments.
-        var settings = StepSettings(schedule: LearningRateSchedule(shape: o.stage == .pretrain ? .linear : .cosine,
-                                                                   totalSteps: o.totalSteps))
-        settings.seed = o.seed
+        var settings = o.stepSettings
         settings.dropout = 0
         settings.gmNoise = false
-        settings.peakLearningRate = o.peakLearningRate ?? PaperDefaults.peakLearningRate(stage: o.stage, task: o.task)
-        settings.ema = o.emaDecay
-        let trainingStep = TrainingStep(model: model, settings: settings)
+        settings.clipNorm = nil
+        let trainingStep = try factory.step(model, world: nil, settings: settings)
         var outcome = try trainingStep.gradients(batch, step: step)
         var losses = outcome.losses
         losses["total"] = losses.removeValue(forKey: "loss")
@@ -125,19 +117,20 @@ public enum DebugStep {
         let lr = outcome.learningRate
         out += trained.map { tensor("param_after." + $0.name, $0, student) }
         if let teacher { out += teacher.views.map { tensor("teacher_after." + $0.name, $0, teacher) } }
-        let multipliers = o.multipliers ?? (o.stage == .finetune ? .downstream : .pretrain)
+        let multipliers = o.multipliers
         out.append(.init(name: "lr.base", shape: [1], floats: [lr]))
         out.append(.init(name: "lr.fusion", shape: [1], floats: [lr * multipliers.fusion]))
         out.append(.init(name: "lr.heads", shape: [1], floats: [lr * multipliers.heads]))
         let configValues: [(String, Float)] = [
             ("heads", Float(config.preset.heads)), ("dec_heads", Float(config.preset.decoderHeads)), ("alpha", o.alpha),
-            ("beta", Float(o.beta)), ("ema", o.emaDecay), ("dropout", o.configuredDropout), ("at_step", Float(step)),
-            ("total_steps", Float(o.totalSteps)), ("peak_lr", settings.peakLearningRate),
-            ("schedule", o.stage == .pretrain ? 0 : 1), ("stage", Float(o.stage.code)), ("task", Float(o.task.code)),
+            ("beta", Float(o.beta)), ("ema", o.ema), ("dropout", o.dropout), ("at_step", Float(step)),
+            ("total_steps", Float(o.steps)), ("peak_lr", settings.peakLearningRate),
+            ("schedule", o.scheduleShape == .linear ? 0 : 1), ("stage", Float(o.stage.code)), ("task", Float(o.taskKind.code)),
         ]
         out += configValues.map { .init(name: "config." + $0.0, shape: [1], floats: [$0.1]) }
         try Safetensors.write(out, metadata: ["format": "umd debug-step", "preset": config.preset.name,
-                                              "stage": o.stage.rawValue, "task": o.task.rawValue], to: o.output)
+                                              "stage": o.stage.rawValue, "task": o.taskKind.rawValue],
+                              to: URL(fileURLWithPath: o.out))
         return losses
     }
 
@@ -152,35 +145,32 @@ public enum DebugStep {
 
     /// The global batch of step `atStep` of the training split, as the sampler orders it, or
     /// (without data) a synthetic one.
-    static func inputs(_ o: DebugStepOptions) throws -> Inputs {
-        guard o.roco != nil || o.taskData != nil else {
-            let V = o.vocabularySize ?? o.preset.vocabularySize ?? 1000
-            return Inputs(batch: InMemoryBatchSource.synthetic(globalBatch: o.batchSize, imageSize: o.preset.imageSize,
-                                                               textLength: o.preset.textLength, vocabularySize: V,
-                                                               classes: o.answers, seed: o.seed),
+    static func inputs(_ o: RunConfiguration) throws -> Inputs {
+        let preset = try o.presetValue, H = o.imageSize!, L = o.textLength!
+        guard o.roco != nil || o.task != nil else {
+            let V = o.vocabularySize ?? preset.vocabularySize ?? 1000
+            return Inputs(batch: InMemoryBatchSource.synthetic(globalBatch: o.batchSize, imageSize: H, textLength: L,
+                                                               vocabularySize: V, classes: o.answers, seed: o.seed),
                           epoch: 0, classes: nil, vocabularySize: V)
         }
-        guard let tokenizerURL = o.tokenizer else {
-            throw DebugStepError(message: "real data needs --tokenizer DIR (vocab.json + merges.txt)")
+        guard let tokenizerPath = o.tokenizer else {
+            throw RunError("real data needs --tokenizer DIR (vocab.json + merges.txt)")
         }
-        let tokenizer = try ByteLevelBPE(directory: tokenizerURL)
+        let tokenizer = try ByteLevelBPE(directory: URL(fileURLWithPath: tokenizerPath))
         let table: SampleTable
         var classes: Int? = nil
-        if o.stage == .pretrain {
-            guard let roco = o.roco else { throw DebugStepError(message: "pretraining reads --roco DIR") }
-            table = try SampleTable.pretraining(roco: roco, medicat: nil, medicatHoldout: 0, seed: o.seed, options: .init())
+        if let roco = o.roco {
+            table = try SampleTable.pretraining(roco: URL(fileURLWithPath: roco), medicat: nil, medicatHoldout: 0, seed: o.seed,
+                                                options: .init())
         } else {
-            guard let (task, root) = o.taskData else { throw DebugStepError(message: "\(o.stage.rawValue) reads --data DIR") }
-            guard task.kind == o.task else {
-                throw DebugStepError(message: "--task \(o.task.rawValue) does not match the data set \(task.rawValue) (\(task.kind.rawValue))")
-            }
-            table = try SampleTable.task(task, root: root, split: .train)
+            guard let task = o.task, let root = o.data else { throw RunError("\(o.stage.rawValue) reads --task NAME --data DIR") }
+            table = try SampleTable.task(task, root: URL(fileURLWithPath: root), split: .train)
             if task.kind != .retrieval { classes = table.classes.count }
         }
         let sampler = try DistributedSampler(datasetSize: table.count, globalBatch: o.batchSize, worldSize: 1, rank: 0,
                                              seed: o.seed)
         return Inputs(batch: TableBatchSource(table: table, indices: sampler.globalIndices(step: o.atStep), tokenizer: tokenizer,
-                                              imageSize: o.preset.imageSize, textLength: o.preset.textLength),
+                                              imageSize: H, textLength: L),
                       epoch: sampler.cursor(step: o.atStep).epoch, classes: classes,
                       vocabularySize: tokenizer.vocabularySize)
     }

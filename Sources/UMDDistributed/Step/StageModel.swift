@@ -74,8 +74,6 @@ public final class StageModel {
     }
 
     public var config: ModelConfig { params.config }
-    /// The objective's own clock (forward, teacher, heads and losses, backward).
-    public var objectiveTiming: ObjectiveTiming? { pretrain?.timing ?? finetune?.timing }
     public var trainedParameterCount: Int { trainedSegments.reduce(0) { $0 + $1.count } }
 
     /// What the data pipeline must build for this stage.

@@ -64,6 +64,26 @@ extension NonFiniteAction: EnumSettingValue {}
 extension LearningRateSchedule.Shape: EnumSettingValue {}
 extension DownstreamTask: EnumSettingValue {}
 
+/// Who reads a set of settings: a training command (its stage fixed by the command), or a
+/// tool that runs a stage's step without training a run (`debug-step`, `bench step`), for
+/// which the stage is itself a setting (`--stage`). Both read the one table below.
+public enum SettingsScope: Sendable, Equatable {
+    case stage(Stage)
+    case tool(Tool)
+
+    public enum Tool: String, Sendable, Hashable {
+        case debugStep = "debug-step", benchStep = "bench step"
+    }
+
+    /// What `umd-mpirun … --help` is called with, for messages.
+    var command: String {
+        switch self {
+        case .stage(let stage): return stage.rawValue
+        case .tool(let tool): return tool.rawValue
+        }
+    }
+}
+
 /// One setting of the training stages: its flag and config-file key (the same name), its
 /// help, which stages take it, whether a resumed run must match the checkpoint in it, and
 /// how it reads and reports the value in a `RunConfiguration`.
@@ -89,29 +109,38 @@ public struct Setting: Sendable {
     let assign: @Sendable (inout RunConfiguration, String) -> String?
     /// The effective value (defaults resolved), nil when unset.
     let read: @Sendable (RunConfiguration) -> Any?
+    /// The default depends on other settings (stage, preset, task): the help text says how and
+    /// `--help` shows no single value.
+    var defaultIsComputed = false
+    /// The tools that take this setting too (`stages` empty: only they do).
+    var tools: Set<SettingsScope.Tool> = []
+    /// Other spellings accepted for the flag (kept for scripts written against older names).
+    var aliases: [String] = []
     /// The value to compare on resume (its text).
     func comparable(_ c: RunConfiguration) -> String { read(c).map { "\($0)" } ?? "none" }
 
     /// A setting stored at `key`. `effective` resolves a default that depends on other settings.
     static func option<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T> & Sendable, _ help: String,
-        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
-        allowed: Allowed<T> = .any, placeholder: String? = nil
+        stages: Set<Stage> = Set(Stage.allCases), tools: Set<SettingsScope.Tool> = [], aliases: [String] = [],
+        resume: Bool = false, hidden: Bool = false, allowed: Allowed<T> = .any, placeholder: String? = nil
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: placeholder ?? T.placeholder,
-                assign: assigner(key, allowed), read: { $0[keyPath: key].jsonValue })
+                assign: assigner(key, allowed), read: { $0[keyPath: key].jsonValue }, tools: tools, aliases: aliases)
     }
 
     /// An optional setting; `effective` gives the value used when it is unset (nil: none).
     static func optional<T: SettingValue>(
         _ name: String, _ key: WritableKeyPath<RunConfiguration, T?> & Sendable, _ help: String,
-        stages: Set<Stage> = Set(Stage.allCases), resume: Bool = false, hidden: Bool = false,
-        allowed: Allowed<T> = .any, placeholder: String? = nil, effective: (@Sendable (RunConfiguration) -> T?)? = nil
+        stages: Set<Stage> = Set(Stage.allCases), tools: Set<SettingsScope.Tool> = [], aliases: [String] = [],
+        resume: Bool = false, hidden: Bool = false, allowed: Allowed<T> = .any, placeholder: String? = nil,
+        effective: (@Sendable (RunConfiguration) -> T?)? = nil, defaultInHelp: Bool = false
     ) -> Setting {
         Setting(name: name, help: help, stages: stages, resumeMustMatch: resume, hidden: hidden,
                 form: T.self == Bool.self ? .flag : .value, placeholder: placeholder ?? T.placeholder,
-                assign: assigner(key, allowed), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) })
+                assign: assigner(key, allowed), read: { c in (c[keyPath: key] ?? effective?(c)).map(\.jsonValue) },
+                defaultIsComputed: defaultInHelp, tools: tools, aliases: aliases)
     }
 
     /// Parses the text as a `T`, checks it against `allowed` and stores it at `key`.
@@ -156,28 +185,53 @@ extension Allowed where T: Comparable & Sendable {
 public enum Settings {
     static let downstream: Set<Stage> = [.calib, .finetune]
     static let withTeacher: Set<Stage> = [.pretrain, .calib]
+    /// Tools that run one stage step: `debug-step` (one step written to a file), `bench step`.
+    static let debugStep: Set<SettingsScope.Tool> = [.debugStep]
+    static let benchStep: Set<SettingsScope.Tool> = [.benchStep]
+    static let bothTools: Set<SettingsScope.Tool> = [.debugStep, .benchStep]
 
     public static let all: [Setting] = [
         // Data and model.
-        .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], resume: true, placeholder: "DIR"),
+        Setting(name: "stage", help: "The stage whose step runs: pretrain, calib or finetune.", stages: [],
+                resumeMustMatch: false, hidden: false, form: .value, placeholder: "pretrain|calib|finetune",
+                assign: { c, text in
+                    guard let stage = Stage(rawValue: text) else { return "expected pretrain, calib or finetune" }
+                    c.stage = stage
+                    return nil
+                },
+                read: { $0.stage.rawValue }, tools: bothTools),
+        .optional("roco", \.roco, "ROCO root (training split).", stages: [.pretrain], tools: debugStep, resume: true,
+                  placeholder: "DIR"),
         .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true,
                   placeholder: "DIR"),
         .option("medicat-holdout", \.medicatHoldout, "MedICaT texts held out for validation and for test, each.",
                 stages: [.pretrain], resume: true, allowed: .atLeast(0)),
-        .optional("task", \.task, "Downstream task.", stages: downstream, resume: true),
-        .optional("data", \.data, "Root of the task's data set.", stages: downstream, resume: true, placeholder: "DIR"),
-        .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt).", placeholder: "DIR"),
+        // A data set; for the tools without data also a kind of head (vqa, classification, retrieval).
+        Setting(name: "task", help: "Downstream task: vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval (debug-step "
+                + "without data: a kind of head, vqa, classification or retrieval).",
+                stages: downstream, resumeMustMatch: true, hidden: false, form: .value,
+                placeholder: DownstreamTask.placeholder,
+                assign: { c, text in
+                    if let task = DownstreamTask(rawValue: text) { c.task = task; return nil }
+                    if let kind = TaskKind(rawValue: text), kind != .none { c.headKind = kind; return nil }
+                    return "expected \(DownstreamTask.placeholder)"
+                },
+                read: { c in c.task?.rawValue ?? c.headKind?.rawValue }, tools: debugStep, aliases: ["dataset"]),
+        .optional("data", \.data, "Root of the task's data set.", stages: downstream, tools: debugStep, resume: true,
+                  placeholder: "DIR"),
+        .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt).", tools: debugStep,
+                  placeholder: "DIR"),
         .optional("preset", \.preset, "Model preset: tiny, small or base (default: the --init weights', else tiny).",
-                  resume: true, effective: { $0.preset ?? "tiny" }),
+                  tools: bothTools, resume: true, effective: { $0.preset ?? "tiny" }, defaultInHelp: true),
         .optional("image-size", \.imageSize,
                   "Image side in pixels (default: the preset's; 384 for calib and finetune at base).",
-                  resume: true, allowed: .within(1, 4096), effective: { $0.effectiveImageSize }),
+                  resume: true, allowed: .within(1, 4096), effective: { $0.effectiveImageSize }, defaultInHelp: true),
         .optional("text-length", \.textLength,
                   "Text length L in tokens (default: the preset's; at base downstream 32 VQA, 128 classification, 40 retrieval).",
-                  resume: true, allowed: .within(3, 8192), effective: { $0.effectiveTextLength }),
+                  resume: true, allowed: .within(3, 8192), effective: { $0.effectiveTextLength }, defaultInHelp: true),
         .optional("init", \.initFrom,
                   "Start from these weights: a run or checkpoint directory, RUN/checkpoints/latest, a .safetensors file.",
-                  placeholder: "WEIGHTS"),
+                  tools: debugStep, aliases: ["init-from"], placeholder: "WEIGHTS"),
         Setting(name: "init-only", help: "Name prefixes to import from --init (e.g. vision.,text.).",
                 stages: Set(Stage.allCases), resumeMustMatch: false, hidden: false, form: .list, placeholder: "PREFIX,…",
                 assign: { c, text in
@@ -185,13 +239,13 @@ public enum Settings {
                         .filter { !$0.isEmpty }
                     return nil
                 },
-                read: { $0.initOnly }),
-        Setting(name: "objectives", help: "Losses that train: mim,mlm,feamim,feamlm (+itm in pretraining); default all.",
+                read: { $0.initOnly }, tools: debugStep),
+        Setting(name: "objectives", help: "Losses that train: mim,mlm,feamim,feamlm (+itm in pretraining).",
                 stages: withTeacher, resumeMustMatch: true, hidden: false, form: .list, placeholder: "NAME,…",
                 assign: { c, text in
                     let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                         .filter { !$0.isEmpty }
-                    let known = c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"] : ["mim", "mlm", "feamim", "feamlm"]
+                    let known = LossWeights.objectives(itm: c.stage == .pretrain)
                     if let bad = names.first(where: { !known.contains($0) }) {
                         return "\(bad) is not a \(c.stage.rawValue) objective (\(known.joined(separator: ", ")))"
                     }
@@ -199,42 +253,43 @@ public enum Settings {
                     c.objectives = known.filter(names.contains)
                     return nil
                 },
-                read: { c in c.objectives ?? (c.stage == .pretrain ? ["mim", "mlm", "feamim", "feamlm", "itm"]
-                                                                    : ["mim", "mlm", "feamim", "feamlm"]) }),
-        .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors.",
-                allowed: .nonEmpty, placeholder: "DIR"),
+                read: { c in c.objectives ?? LossWeights.objectives(itm: c.stage == .pretrain) }),
+        .option("out", \.out, "Run directory: config.json, metrics.jsonl, checkpoints/, final.safetensors (debug-step: "
+                + "the file it writes).", tools: debugStep, allowed: .nonEmpty, placeholder: "DIR"),
         .option("overwrite", \.overwrite,
                 "An --out that holds another run is moved aside to OUT.old-<time> (without it, such an --out is refused)."),
         // Optimisation.
-        .option("steps", \.steps, "Optimizer steps (the schedule's length).", allowed: .atLeast(1)),
-        .option("batch-size", \.batchSize, "Global batch size G (a multiple of the rank count).", resume: true,
-                allowed: .atLeast(1)),
+        .option("steps", \.steps, "Optimizer steps (the schedule's length; bench step: the timed steps).", tools: bothTools,
+                aliases: ["total-steps"], allowed: .atLeast(1)),
+        .option("batch-size", \.batchSize, "Global batch size G (a multiple of the rank count).", tools: debugStep,
+                resume: true, allowed: .atLeast(1)),
         .optional("accumulate", \.accumulateSteps,
                   "Micro-batches of --batch-size per step (gradient accumulation): the step's batch is batch-size x accumulate.",
                   resume: true, allowed: .atLeast(1), effective: { $0.accumulate }),
         .optional("lr", \.lr, "Peak learning rate of the base group (default at base: the paper's, 1e-5, 5e-6 for VQA fine-tuning; "
                   + "tiny/small: 5e-4 pretrain, 2e-4 calib, 3e-4 finetune).",
-                  resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }),
+                  tools: debugStep, resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }, defaultInHelp: true),
         .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream).",
-                  resume: true, effective: { $0.scheduleShape }),
+                  resume: true, effective: { $0.scheduleShape }, defaultInHelp: true),
         .optional("warmup", \.warmup, "Warm-up: a fraction of --steps below 1, else a number of steps (default 0.1).",
-                  resume: true, allowed: .within(0, 1e9), effective: { $0.warmup ?? 0.1 }),
-        .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", resume: true,
+                  resume: true, allowed: .within(0, 1e9), effective: { $0.warmup ?? 0.1 }, defaultInHelp: true),
+        .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", tools: debugStep, resume: true,
                 allowed: .atLeast(0, strictly: true)),
         .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",
-                  resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.multipliers.heads }),
+                  tools: debugStep, resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.multipliers.heads }, defaultInHelp: true),
         .option("weight-decay", \.weightDecay, "AdamW weight decay (not on biases and LayerNorms).", resume: true,
                 allowed: .within(0, 1)),
         .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true,
                   allowed: .atLeast(0, strictly: true)),
-        .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", resume: true),
-        .option("dropout", \.dropout, "Dropout in the text encoder and fusion (0 = off).", resume: true,
-                allowed: .within(0, 1, upperOpen: true)),
+        .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", tools: debugStep,
+                resume: true),
+        .option("dropout", \.dropout, "Dropout in the text encoder and fusion (0 = off; debug-step records it, runs without).",
+                tools: debugStep, resume: true, allowed: .within(0, 1, upperOpen: true)),
         .option("alpha", \.alpha, "MR-Pretrain / TD-Calib mix: (1-alpha)(MIM+MLM) + alpha(FeaMIM+FeaMLM).",
-                stages: withTeacher, resume: true, allowed: .within(0, 1)),
-        .option("ema", \.ema, "EMA decay of the teacher.", stages: withTeacher, resume: true,
+                stages: withTeacher, tools: debugStep, resume: true, allowed: .within(0, 1)),
+        .option("ema", \.ema, "EMA decay of the teacher.", stages: withTeacher, tools: debugStep, resume: true,
                 allowed: .within(0, 1)),
-        .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], resume: true, allowed: .atLeast(0)),
+        .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], tools: debugStep, resume: true, allowed: .atLeast(0)),
         .option("gm-coord", \.gmCoord, "GM-Coord gradient modulation (on|off).", stages: [.finetune], resume: true),
         .option("gm-noise", \.gmNoise, "GM-Coord noise (on|off).", stages: [.finetune], resume: true),
         .optional("on-nonfinite", \.onNonFinite,
@@ -248,7 +303,7 @@ public enum Settings {
                 stages: [.finetune], allowed: .atLeast(0)),
         .optional("keep-best", \.keepBest,
                   "Validation metric that picks best.safetensors (default: overall for VQA, accuracy, i2t_R@1; loss is lower-better).",
-                  stages: [.finetune]),
+                  stages: [.finetune], defaultInHelp: true),
         .option("early-stop", \.earlyStop, "Stop after this many validations without improvement (0: never).",
                 stages: [.finetune], allowed: .atLeast(0)),
         // Data checks.
@@ -262,17 +317,23 @@ public enum Settings {
         .option("consistency-every", \.consistencyEvery, "Compare replica checksums every N steps.", allowed: .atLeast(1)),
         .option("stall-timeout", \.stallTimeout, "Seconds a collective may take before the job is aborted.",
                 allowed: .within(0.001, 1e8)),
-        .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", allowed: .within(0.25, 4096)),
+        .option("bucket-mb", \.bucketMB, "Gradient bucket size in MB.", tools: benchStep, allowed: .within(0.25, 4096)),
         .option("sync-precision", \.syncPrecision,
                 "What the gradient sum sends between ranks: fp32, or bf16 (half the bytes, each addition rounded to "
-                + "bf16: for slow links; weights, optimizer and losses stay fp32)."),
+                + "bf16: for slow links; weights, optimizer and losses stay fp32).",
+                tools: benchStep),
         .option("matmul", \.matmul,
                 "Matrix products: openblas (the reference), onednn (fp32 at the CPU's full vector width: AVX-512 where "
                 + "present), or bf16 (oneDNN, inputs rounded to bfloat16, fp32 accumulation; needs AVX512-BF16 or AMX).",
-                resume: true),
+                tools: bothTools, resume: true),
+        .option("profile", \.profile,
+                "Time the step's phases (student and teacher forward, losses, backward, sync wait, GM-Coord, AdamW, EMA): "
+                + "a table in the run log at the end (bench step: --phases, with kernels and utilisation).",
+                tools: benchStep, aliases: ["phases"]),
         .option("shard-optimizer", \.shardOptimizer,
                 "ZeRO stage 1: each rank updates 1/R of the parameters and holds only their AdamW moments; the shares "
-                + "are gathered after every step (same results; less memory and optimizer time, one more allgather)."),
+                + "are gathered after every step (same results; less memory and optimizer time, one more allgather).",
+                tools: benchStep),
         // Checkpoints.
         .option("checkpoint-every", \.checkpointEvery, "Save a checkpoint every N steps (0: at the end and on SIGTERM/SIGINT).",
                 allowed: .atLeast(0)),
@@ -282,6 +343,16 @@ public enum Settings {
         .option("allow-schedule-change", \.allowScheduleChange,
                 "Accept resuming with another --steps (the learning-rate schedule changes; both rates are logged)."),
         .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory."),
+        // The tools' own (no training command takes them).
+        .option("at-step", \.atStep, "debug-step: the step s whose learning rate and batch are used (0 = first).",
+                stages: [], tools: debugStep, allowed: .atLeast(0)),
+        .option("answers", \.answers, "debug-step without data: outputs of a VQA or classification head.", stages: [],
+                tools: debugStep, allowed: .atLeast(1)),
+        .optional("vocabulary-size", \.vocabularySize,
+                  "debug-step without data: vocabulary size (default: the preset's, else 1000).", stages: [],
+                  tools: debugStep, allowed: .atLeast(2), defaultInHelp: true),
+        .option("local-batch", \.localBatch, "bench step: samples per rank per step.", stages: [], tools: benchStep,
+                allowed: .atLeast(1)),
         // Testing aids (hidden).
         .optional("debug-stall-rank", \.debugStallRank, "This rank hangs at --debug-stall-step.", hidden: true),
         .option("debug-stall-step", \.debugStallStep, "The step it hangs in.", hidden: true),
@@ -293,19 +364,43 @@ public enum Settings {
         .optional("debug-diverge-rank", \.debugDivergeRank, "This rank's weights drift after step 1.", hidden: true),
     ]
 
-    public static func named(_ name: String) -> Setting? { all.first { $0.name == name } }
+    /// The setting called `name` or spelled so by one of its aliases.
+    public static func named(_ name: String) -> Setting? { all.first { $0.name == name || $0.aliases.contains(name) } }
 
     public static func of(_ stage: Stage) -> [Setting] { all.filter { $0.stages.contains(stage) } }
+
+    /// The settings a scope takes: a stage's, or a tool's for the stage it runs.
+    public static func of(_ scope: SettingsScope, stage: Stage) -> [Setting] { all.filter { takes($0, scope, stage) } }
+
+    static func takes(_ setting: Setting, _ scope: SettingsScope, _ stage: Stage) -> Bool {
+        switch scope {
+        case .stage(let s): return setting.stages.contains(s)
+        case .tool(let tool):
+            return setting.tools.contains(tool) && (setting.stages.isEmpty || setting.stages.contains(stage))
+        }
+    }
 
     /// `--help` text of a stage: every visible setting with its default.
     public static func help(_ stage: Stage) -> String {
         var defaults = RunConfiguration()
         defaults.stage = stage
+        return help(of(stage), defaults: defaults)
+    }
+
+    /// `--help` text of a tool: every setting it takes in any stage, with its defaults.
+    public static func help(_ tool: SettingsScope.Tool, defaults: RunConfiguration) -> String {
+        help(all.filter { $0.tools.contains(tool) }, defaults: defaults)
+    }
+
+    /// One line per setting: its flag, help and default value — unless the default depends on
+    /// other settings, in which case the help text says how.
+    static func help(_ settings: [Setting], defaults: RunConfiguration) -> String {
         var lines = ["Settings (flags, or the same names as keys of a --config YAML/JSON file; flags win):"]
-        for s in of(stage) where !s.hidden {
+        for s in settings where !s.hidden {
             let value = s.form == .flag ? " [on|off]" : " <\(s.placeholder)>"
-            let current = s.help.contains("default") ? "" : s.read(defaults).map { " (default: \(describe($0)))" } ?? ""
-            lines.append("  --\(s.name)\(value)")
+            let current = s.defaultIsComputed ? "" : s.read(defaults).map { " (default: \(describe($0)))" } ?? ""
+            let aliases = s.aliases.isEmpty ? "" : " (also --" + s.aliases.joined(separator: ", --") + ")"
+            lines.append("  --\(s.name)\(value)\(aliases)")
             lines.append("        \(s.help)\(current)")
         }
         lines.append("  --config <FILE>")

@@ -30,7 +30,7 @@ enum Resume {
                     + (manifest.classesHash == plan.classesHash ? [] : ["the answer/class list differs"])
                     + scheduleProblems(saved: manifest, now: plan.config, log: log)
                 if !problems.isEmpty {
-                    throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): saved for another "
+                    throw RunError.checkpoint("\(dir.appendingPathComponent("manifest.json").path): saved for another "
                                           + "configuration: " + problems.joined(separator: ", "))
                 }
                 try Checkpoints.load(dir, manifest: manifest, into: state)

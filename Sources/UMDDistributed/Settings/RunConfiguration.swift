@@ -76,14 +76,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// The pretraining / calibration losses that train (nil: all of the stage's). One left out
     /// contributes neither gradient nor its term of the total (ablations).
     public var objectives: [String]? = nil
-    public var lossWeights: LossWeights {
-        var w = LossWeights()
-        guard let objectives else { return w }
-        w.mim = objectives.contains("mim") ? 1 : 0; w.mlm = objectives.contains("mlm") ? 1 : 0
-        w.feaMIM = objectives.contains("feamim") ? 1 : 0; w.feaMLM = objectives.contains("feamlm") ? 1 : 0
-        w.itm = objectives.contains("itm") ? 1 : 0
-        return w
-    }
+    public var lossWeights: LossWeights { objectives.map { LossWeights.only($0) } ?? LossWeights() }
     /// Validate on the task's validation split every N steps (0: off; fine-tuning).
     /// `--on-nonfinite skip-step` gives up after more than this many consecutive skips.
     public var maxSkippedSteps = 10
@@ -111,7 +104,23 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// Testing aid: this rank nudges one weight after step 1, so the replica check fires.
     public var debugDivergeRank: Int? = nil
 
+    // The tools' own settings (`debug-step`, `bench step`; see `SettingsScope`).
+    /// Without data, the kind of head a tool's step builds (`--task vqa|classification|retrieval`).
+    public var headKind: TaskKind? = nil
+    /// debug-step: the step whose learning rate and batch are used; outputs of a synthetic
+    /// VQA/classification head; vocabulary size without a tokenizer.
+    public var atStep = 0
+    public var answers = 5
+    public var vocabularySize: Int? = nil
+    /// bench step: samples per rank per step.
+    public var localBatch = 8
+    /// Time the step's phases with the profiler's named spans (`Profiler`).
+    public var profile = false
+
     public init() {}
+
+    /// The kind of task the stage trains: the data set's, else a tool's head kind.
+    public var taskKind: TaskKind { task?.kind ?? headKind ?? .none }
 
     public var presetValue: ModelPreset {
         get throws {
@@ -130,7 +139,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     /// The text length this run trains at: the flag, else the stage's and task's default.
     public var effectiveTextLength: Int? {
-        (try? presetValue).map { textLength ?? StageDefaults.textLength(stage: stage, task: task?.kind ?? .none, preset: $0) }
+        (try? presetValue).map { textLength ?? StageDefaults.textLength(stage: stage, task: taskKind, preset: $0) }
     }
 
     /// The configuration with every default that depends on something else made concrete:
@@ -155,6 +164,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             c.textLength = c.textLength ?? saved.textLength
         }
         if c.preset == nil { c.preset = "tiny" }
+        _ = try c.presetValue
+        return try c.checkingSizes()
+    }
+
+    /// Image size and text length made concrete (the stage's defaults) and checked against
+    /// the preset.
+    func checkingSizes() throws -> RunConfiguration {
+        var c = self
         let p = try c.presetValue
         c.imageSize = c.effectiveImageSize
         c.textLength = c.effectiveTextLength
@@ -168,8 +185,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         return c
     }
 
+    /// Resolved as the tools run a step (`debug-step`, `bench step`): at the preset's image
+    /// size and text length at every stage unless given (not the 384 px of base fine-tuning).
+    public func atPresetSizes() throws -> RunConfiguration {
+        var c = try resolved()
+        let preset = try c.presetValue
+        c.imageSize = imageSize ?? preset.imageSize
+        c.textLength = textLength ?? preset.textLength
+        return c
+    }
+
     public var peakLearningRate: Float {
-        lr ?? StageDefaults.learningRate(stage: stage, task: task?.kind ?? .none, preset: (try? presetValue) ?? .tiny)
+        lr ?? StageDefaults.learningRate(stage: stage, task: taskKind, preset: (try? presetValue) ?? .tiny)
     }
 
     /// How this run's steps are run.
@@ -223,15 +250,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         return dir.flatMap { try? Checkpoints.readManifest($0).config }
     }
 
+    /// What a training run needs besides what each setting allows on its own (the table
+    /// checks ranges when a value is read).
     public func validate() throws {
         _ = try presetValue
-        if steps < 1 { throw RunError("--steps must be at least 1") }
-        if batchSize < 1 { throw RunError("--batch-size must be at least 1") }
         if stage == .pretrain && batchSize < 2 { throw RunError("pretraining needs --batch-size of at least 2 (ITM pairs)") }
         if stage == .pretrain && roco == nil { throw RunError("pretrain needs --roco DIR") }
+        if let headKind, stage != .pretrain {
+            throw RunError("--task \(headKind.rawValue) names a kind of head, not a data set; \(stage.rawValue) trains on "
+                           + "one: --task vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval with --data DIR")
+        }
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
-        if !(0..<1).contains(dropout) { throw RunError("--dropout must be in [0, 1)") }
         if stage == .finetune, let task {
             // Checked now, not at the first validation after hours of training.
             if let metric = keepBest {
@@ -292,11 +322,7 @@ public enum PaperDefaults {
     }
 }
 
-public struct RunError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
+
 
 extension RunConfiguration {
     /// A manifest saved by an older build lacks the settings added since (synthesized

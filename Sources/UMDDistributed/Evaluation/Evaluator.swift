@@ -75,12 +75,9 @@ public enum Evaluator {
         }
         let classes = savedClasses ?? []
         let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
-        let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H,
-                                               head: head))
-        let student = ParameterStore(layout: params.layout, withGradients: true)
-        params.initialize(student, seed: 0)
-        let loaded = try ModelIO.load(into: student, from: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
-        try student.requireFinite("the weights in \(o.checkpoint.path)")
+        let (params, student, loaded) = try RunFactory.inferenceModel(
+            ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head),
+            weights: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
         if rank == 0 {
             print("eval: \(o.checkpoint.path): preset \(preset.name), \(H) px, L = \(L), \(loaded.loaded.count) tensors"
                   + (loaded.resizeNotes.isEmpty ? "" : ", resized " + loaded.resizeNotes.joined(separator: ", ")))

@@ -27,29 +27,12 @@ public struct StepSettings: Sendable {
     public func learningRate(step: Int) -> Float { peakLearningRate * Float(schedule.factor(afterSteps: step)) }
 }
 
-/// Seconds spent in each phase of the steps run since the last `reset` (for `bench step
-/// --phases`; the clock is read a handful of times per step). The objective's four parts
-/// come from its `ObjectiveTiming`.
-public struct StepPhases: Sendable {
-    public static let names = ["zero gradients (first writers overwrite)", "student forward", "teacher forward (no gradients)",
-                               "heads + losses (forward)", "backward", "gradient sync wait", "GM-Coord",
-                               "gradient norm (guard, clip factor)", "AdamW (+ clip, EMA fused)",
-                               "parameter allgather (sharded optimizer)", "EMA (what AdamW did not fuse)"]
-    static let zero = 0, objective = 1, syncWait = 5, gmCoord = 6, norm = 7, adamW = 8, gather = 9, ema = 10
-    public var seconds = [Double](repeating: 0, count: names.count)
-    public mutating func reset() { seconds = [Double](repeating: 0, count: Self.names.count) }
-    mutating func add(_ phase: Int, since start: inout Date) {
-        let now = Date()
-        seconds[phase] += now.timeIntervalSince(start)
-        start = now
-    }
-    /// Moves an objective's timing into the four objective phases.
-    mutating func take(_ timing: ObjectiveTiming?, since start: inout Date) {
-        guard let timing else { add(Self.objective, since: &start); return }
-        for part in ObjectiveTiming.Part.allCases { seconds[Self.objective + part.rawValue] += timing.seconds[part.rawValue] }
-        timing.reset()
-        start = Date()
-    }
+/// The names of a step's profiler spans (`Profiler`), for `bench step --phases` and
+/// `--profile`; the objectives name theirs (student forward, teacher forward, heads + losses,
+/// backward) and the optimizer its own (AdamW, parameter allgather, EMA) where they run.
+public enum StepSpan {
+    public static let zero = "zero gradients (first writers overwrite)", syncWait = "gradient sync wait"
+    public static let gmCoord = "GM-Coord", norm = "gradient norm (guard, clip factor)"
 }
 
 /// What to do when a step's loss or gradient is not finite.
@@ -109,8 +92,6 @@ public final class TrainingStep {
     public let settings: StepSettings
     let sync: GradientSynchronizer?
     let reduction: GlobalReduction
-    /// Where the time of the steps went (see `StepPhases`).
-    public var phases = StepPhases()
 
     /// `sync` and `reduction` combine ranks (nil / `.local` in one process).
     public init(model: StageModel, settings: StepSettings, sync: GradientSynchronizer? = nil,
@@ -130,9 +111,7 @@ public final class TrainingStep {
     @discardableResult
     public func run(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         var outcome = try gradients(micro, step: step)
-        var clock = Date()
-        let norm = gradientNorm(of: model.student.grads, segments: model.trainedSegments)
-        phases.add(StepPhases.norm, since: &clock)
+        let norm = Profiler.span(StepSpan.norm) { gradientNorm(of: model.student.grads, segments: model.trainedSegments) }
         outcome.gradientNorm = norm
         outcome.nonFinite = outcome.losses.filter { !$0.value.isFinite }.map { "\($0.key) = \($0.value)" }.sorted()
             + (norm.isFinite ? [] : ["gradient norm = \(norm)"])
@@ -158,12 +137,9 @@ public final class TrainingStep {
     /// micro-batch's backward — the result is that of one K-times larger batch.
     public func gradients(_ micro: [StepBatch], step: Int) throws -> StepOutcome {
         let student = model.student
-        var clock = Date()
         // Nothing is written: each tensor's first gradient writer overwrites it, and the
         // tensors backward did not reach are zeroed as its reports pass them (`settle`).
-        student.discardGradients()
-        phases.add(StepPhases.zero, since: &clock)
-        model.objectiveTiming?.reset()
+        Profiler.span(StepSpan.zero) { student.discardGradients() }
         sync?.beginStep(step)
         let passKey = CounterRandom.key(CounterRandom.key(settings.seed, CounterRandom.hash("dropout")), UInt64(step))
         let local = micro.map { localCounts($0) }.reduce(into: [Double]()) { total, counts in
@@ -211,14 +187,15 @@ public final class TrainingStep {
         if let sums, let objective = model.finetune {
             outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)
         }
-        phases.take(model.objectiveTiming, since: &clock)
-        student.settleGradients()
-        try sync?.finish()
-        phases.add(StepPhases.syncWait, since: &clock)
-        defer { phases.add(StepPhases.gmCoord, since: &clock) }
+        try Profiler.span(StepSpan.syncWait) {
+            student.settleGradients()
+            try sync?.finish()
+        }
         if let c = outcome.coefficients, settings.gmCoord {
-            GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: settings.gmNoise,
-                             seed: settings.seed, step: step)
+            Profiler.span(StepSpan.gmCoord) {
+                GMCoord.modulate(student, kText: Float(c.kText), kImage: Float(c.kImage), noise: settings.gmNoise,
+                                 seed: settings.seed, step: step)
+            }
         }
         return outcome
     }
@@ -230,32 +207,19 @@ public final class TrainingStep {
     /// With a sharded optimizer: AdamW on this rank's share → gather the shares → EMA over
     /// the whole teacher (replicated, so not fused).
     public func update(step: Int, measureNorm: Bool, into outcome: inout StepOutcome) throws {
-        var clock = Date()
         var scale: Float = 1
         if measureNorm || settings.clipNorm != nil {
             // `run` has measured the norm already (the non-finite guard): no second pass.
-            let norm = outcome.gradientNorm ?? gradientNorm(of: model.student.grads, segments: model.trainedSegments)
+            let norm = outcome.gradientNorm
+                ?? Profiler.span(StepSpan.norm) { gradientNorm(of: model.student.grads, segments: model.trainedSegments) }
             outcome.gradientNorm = norm
             scale = clipScale(norm: norm, maxNorm: settings.clipNorm)
         }
-        phases.add(StepPhases.norm, since: &clock)
         outcome.learningRate = settings.learningRate(step: step)
-        if let sharding = model.sharding {
-            _ = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale, teacher: nil, lambda: 0)
-            phases.add(StepPhases.adamW, since: &clock)
-            try sharding.gatherParameters(model.student.values)
-            phases.add(StepPhases.gather, since: &clock)
-            if let teacher = model.teacher { EMA.update(teacher: teacher, student: model.student, lambda: settings.ema) }
-            phases.add(StepPhases.ema, since: &clock)
-            return
+        try model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale, teacher: model.teacher,
+                                 lambda: settings.ema) {
+            try model.sharding?.gatherParameters(model.student.values)
         }
-        let unreached = model.optimizer.step(baseLearningRate: outcome.learningRate, gradientScale: scale,
-                                             teacher: model.teacher, lambda: settings.ema)
-        phases.add(StepPhases.adamW, since: &clock)
-        if let teacher = model.teacher, !unreached.isEmpty {
-            EMA.update(teacher: teacher, student: model.student, lambda: settings.ema, views: unreached)
-        }
-        phases.add(StepPhases.ema, since: &clock)
     }
 
     /// What a micro-batch adds to the losses' divisors (known before its forward pass).
@@ -271,4 +235,13 @@ public final class TrainingStep {
 
     /// Seconds the last step waited for gradient communication not hidden behind backward.
     public var communicationWaitSeconds: Double { sync?.waitSeconds ?? 0 }
+
+    /// The gradient synchronizer's figures of the last step (bench step): seconds in
+    /// reductions, bytes reduced; and its bucket count.
+    public var reduceSeconds: Double { sync?.reduceSeconds ?? 0 }
+    public var reducedBytes: Int { sync?.reducedBytes ?? 0 }
+    public var bucketCount: Int { sync?.buckets.count ?? 0 }
+
+    /// Stops the communication thread (when the step has one).
+    public func stop() { sync?.stop() }
 }

@@ -106,11 +106,6 @@ public struct CheckpointPlan: Sendable {
     }
 }
 
-public struct CheckpointError: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
-}
-
 /// The arenas a checkpoint covers.
 public struct TrainingState {
     public let student: ParameterStore
@@ -309,19 +304,19 @@ public enum Checkpoints {
     public static func readManifest(_ dir: URL) throws -> CheckpointManifest {
         let url = dir.appendingPathComponent("manifest.json")
         guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw CheckpointError(message: "\(dir.path): no manifest.json — an incomplete checkpoint (the save was interrupted)")
+            throw RunError.checkpoint("\(dir.path): no manifest.json — an incomplete checkpoint (the save was interrupted)")
         }
         let manifest: CheckpointManifest
         do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: RunConfiguration.fillingNewSettings(manifest: data)) } catch {
-            throw CheckpointError(message: "\(url.path): not a umd checkpoint manifest (\(error))")
+            throw RunError.checkpoint("\(url.path): not a umd checkpoint manifest (\(error))")
         }
         if let problem = ManifestChecksum.problem(data, manifest: manifest) {
-            throw CheckpointError(message: "\(url.path): \(problem); the manifest was edited or damaged after it was saved — "
+            throw RunError.checkpoint("\(url.path): \(problem); the manifest was edited or damaged after it was saved — "
                                   + "resume from another checkpoint (the run directory's older ones are tried in turn)")
         }
         let problems = manifest.consistencyProblems()
         guard problems.isEmpty else {
-            throw CheckpointError(message: "\(url.path): inconsistent manifest: " + problems.joined(separator: "; "))
+            throw RunError.checkpoint("\(url.path): inconsistent manifest: " + problems.joined(separator: "; "))
         }
         return manifest
     }
@@ -330,7 +325,7 @@ public enum Checkpoints {
     public static func load(_ dir: URL, manifest m: CheckpointManifest, into state: TrainingState) throws {
         guard m.studentCount == state.student.count, m.teacherCount == state.teacherCount,
               m.student == state.student.views.map({ .init(name: $0.name, offset: $0.offset, shape: $0.shape) }) else {
-            throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): the arena layout differs from "
+            throw RunError.checkpoint("\(dir.appendingPathComponent("manifest.json").path): the arena layout differs from "
                                   + "this model's (another preset, vocabulary or task head?)")
         }
         // A sharded optimizer keeps only its own moments: the rest is read through a scratch.
@@ -339,7 +334,7 @@ public enum Checkpoints {
         var covered = 0
         for shard in m.shards.sorted(by: { $0.lower < $1.lower }) {
             guard shard.lower == covered, shard.upper >= shard.lower, (shard.upper - shard.lower) * 4 == shard.uncompressedBytes else {
-                throw CheckpointError(message: "\(dir.appendingPathComponent("manifest.json").path): shard \(shard.file) "
+                throw RunError.checkpoint("\(dir.appendingPathComponent("manifest.json").path): shard \(shard.file) "
                                       + "does not continue the state at \(covered)")
             }
             try ShardIO.read(dir.appendingPathComponent(shard.file), into: state.pieces(shard.lower, shard.upper, discard: discard),
@@ -347,7 +342,7 @@ public enum Checkpoints {
             covered = shard.upper
         }
         guard covered == m.stateCount else {
-            throw CheckpointError(message: "\(dir.path): the shards cover \(covered) of \(m.stateCount) state elements")
+            throw RunError.checkpoint("\(dir.path): the shards cover \(covered) of \(m.stateCount) state elements")
         }
         state.optimizer.stepsTaken = m.optimizerSteps
     }
