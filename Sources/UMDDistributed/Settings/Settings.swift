@@ -267,7 +267,7 @@ public enum Settings {
                   "Micro-batches of --batch-size per step (gradient accumulation): the step's batch is batch-size x accumulate.",
                   resume: true, allowed: .atLeast(1), effective: { $0.accumulate }),
         .optional("lr", \.lr, "Peak learning rate of the base group (default at base: the paper's, 1e-5, 5e-6 for VQA fine-tuning; "
-                  + "tiny/small: 5e-4 pretrain, 2e-4 calib, 3e-4 finetune).",
+                  + "tiny/small: 5e-4 pretrain, 2e-4 calib, 3e-4 finetune; debug-step: the paper's at every preset).",
                   tools: debugStep, resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }, defaultInHelp: true),
         .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream).",
                   resume: true, effective: { $0.scheduleShape }, defaultInHelp: true),
@@ -397,10 +397,11 @@ public enum Settings {
     static func help(_ settings: [Setting], defaults: RunConfiguration) -> String {
         var lines = ["Settings (flags, or the same names as keys of a --config YAML/JSON file; flags win):"]
         for s in settings where !s.hidden {
-            let value = s.form == .flag ? " [on|off]" : " <\(s.placeholder)>"
-            let current = s.defaultIsComputed ? "" : s.read(defaults).map { " (default: \(describe($0)))" } ?? ""
+            let form = s.form == .flag ? " [on|off]" : " <\(s.placeholder)>"
+            let value = s.defaultIsComputed ? nil : s.read(defaults).map(describe)
+            let current = value.map { $0.isEmpty ? "" : " (default: \($0))" } ?? ""
             let aliases = s.aliases.isEmpty ? "" : " (also --" + s.aliases.joined(separator: ", --") + ")"
-            lines.append("  --\(s.name)\(value)\(aliases)")
+            lines.append("  --\(s.name)\(form)\(aliases)")
             lines.append("        \(s.help)\(current)")
         }
         lines.append("  --config <FILE>")
