@@ -137,6 +137,7 @@ public enum StepBenchmark {
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
         var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
+        var shapeRates: [(choice: MatmulChoice, rate: Double)] = []
         let profiledSteps = 2
         if showPhases {
             try world.barrier()
@@ -146,6 +147,13 @@ public enum StepBenchmark {
             KernelProfile.enabled = false
             kernelSeconds = KernelProfile.seconds.map { $0 / Double(profiledSteps + 1) } + [profiled.seconds / Double(profiledSteps)]
             shapes = KernelProfile.gemmShapes.map { ($0.key, $0.value) }
+            // Every backend on this step's own products (per step: the profiled calls / steps),
+            // all ranks at once.
+            let perStep = shapes.map { ($0.0, max(1, $0.1.calls / (profiledSteps + 1))) }
+            for choice in MatmulChoice.allCases where choice != .bf16 || OneDNNBackend.hasBFloat16 {
+                try world.barrier()
+                shapeRates.append((choice, try world.allreduce(StepShapeRates.rate(choice, shapes: perStep), op: .min)))
+            }
         }
         let waitShare = try world.allreduce(together.wait, op: .max) / togetherSeconds
 
@@ -206,6 +214,14 @@ public enum StepBenchmark {
                              sgemmBefore, sgemmAfter))
                 print(String(format: "  against the fastest backend on this CPU (%@, %.2f GFLOP/s on the same square): %.1f %%",
                              fastest.choice.rawValue, fastest.rate, 100 * achieved / fastest.rate))
+                if let best = shapeRates.max(by: { $0.rate < $1.rate }) {
+                    print("matmul rate on this step's own products (each shape alone, as often as a step makes it): "
+                          + shapeRates.map { String(format: "%@ %.2f", $0.choice.rawValue, $0.rate) }.joined(separator: ", ")
+                          + " GFLOP/s")
+                    print(String(format: "matmul utilisation against the fastest backend on the step's products (%@, "
+                                 + "%.2f GFLOP/s): %.1f %% (target >= 85 %%)", best.choice.rawValue, best.rate,
+                                 100 * achieved / best.rate))
+                }
                 if baselineDrift > 0.05 {
                     print(String(format: "warning: the sgemm baseline moved %.0f %% during the run (a busy or shared "
                                  + "host): the utilisation is unreliable, run again", 100 * baselineDrift))

@@ -1,0 +1,48 @@
+import Foundation
+import UMDModel
+
+/// The rate each matrix-product backend reaches on a step's own products: every shape the
+/// step made (kind, m, n, k, calls per step), each run alone as many times as a step runs
+/// it, through the same API the step calls (`Matmul`, or `HeadMatmul` for attention heads,
+/// which routes to the backend where its register kernels do not apply). The step's shape
+/// mix, not a large square, is what a step's products could reach at best on a backend:
+/// `bench step --phases` measures its utilisation against the fastest one.
+enum StepShapeRates {
+    /// GFLOP/s of `choice` over `shapes` (calls per step), operands compact in memory.
+    static func rate(_ choice: MatmulChoice, shapes: [(KernelProfile.GemmShape, Int)], minimumSeconds: Double = 0.02)
+        throws -> Double {
+        let chosen = Matmul.backend
+        defer { Matmul.backend = chosen }
+        Matmul.backend = try choice.makeBackend()
+        var flops = 0.0, seconds = 0.0
+        let packed = FloatBuffer()
+        for (shape, calls) in shapes {
+            let (m, n, k) = (shape.m, shape.n, shape.k)
+            let a = BlockBench.randomBuffer(m * k), b = BlockBench.randomBuffer(n * k)
+            let c = BlockBench.randomBuffer(m * n)
+            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            let product: () -> Void
+            switch shape.kind {
+            case "nt": product = { Matmul.nt(m: m, n: n, k: k, a, lda: k, b, ldb: k, c, ldc: n, accumulate: false) }
+            case "nn": product = { Matmul.nn(m: m, n: n, k: k, a, lda: k, b, ldb: n, c, ldc: n, accumulate: false) }
+            case "tn": product = { Matmul.tn(m: m, n: n, k: k, a, lda: m, b, ldb: n, c, ldc: n, accumulate: false) }
+            case "nt head": product = { HeadMatmul.nt(m: m, n: n, k: k, alpha: 1, a, lda: k, b, ldb: k, c, ldc: n, packed: packed) }
+            case "nn head": product = { HeadMatmul.nn(m: m, n: n, k: k, a, lda: k, b, ldb: n, c, ldc: n, packed: packed) }
+            case "tn head": product = { HeadMatmul.tn(m: m, n: n, k: k, a, lda: m, b, ldb: n, c, ldc: n, packed: packed) }
+            default: continue
+            }
+            product()                                             // primitives created, caches warm
+            var repeats = 0
+            let start = Profiler.now()
+            var elapsed = 0.0
+            while repeats < 3 || elapsed < minimumSeconds {
+                for _ in 0..<calls { product() }
+                repeats += 1
+                elapsed = Profiler.now() - start
+            }
+            flops += shape.flops * Double(calls)
+            seconds += elapsed / Double(repeats)
+        }
+        return seconds > 0 ? flops / seconds / 1e9 : 0
+    }
+}
