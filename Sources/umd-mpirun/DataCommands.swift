@@ -4,6 +4,7 @@ import UMDCore
 import UMDData
 
 extension SyntheticDataset.Kind: ExpressibleByArgument {}
+extension SyntheticDataset.Layout: ExpressibleByArgument {}
 
 /// `umd-mpirun synth`: a data set in a real on-disk format with generated images.
 struct SynthCommand: ParsableCommand {
@@ -20,6 +21,8 @@ struct SynthCommand: ParsableCommand {
     var shortcut = 0.0
     @Option(help: "Contrast/brightness shift of the images (a domain shift between data sets made with different values).")
     var intensityShift = 0.0
+    @Option(help: "official (as the download unpacks: VQA-RAD's OSF json, the ImageCLEF VQA-Med-2019 folders, ROCO under data/, SLAKE under Slake1.0/) or m3ae (the rearranged files the papers' code reads).")
+    var layout: SyntheticDataset.Layout = .m3ae
 
     func validate() throws {
         if !(0...1).contains(shortcut) { throw ValidationError("--shortcut must be in [0, 1]") }
@@ -30,7 +33,8 @@ struct SynthCommand: ParsableCommand {
         do {
             let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count, seed: seed,
                                                      imageSize: imageSize,
-                                                     difficulty: .init(shortcut: shortcut, intensityShift: intensityShift))
+                                                     difficulty: .init(shortcut: shortcut, intensityShift: intensityShift),
+                                                     layout: layout)
             print("synth: wrote \(summary) to \(out)")
         } catch {
             printError("\(error)")

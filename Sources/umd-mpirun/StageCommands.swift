@@ -82,6 +82,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Split: train, validation or test.") var split: Split = .test
     @Option(help: "Directory for eval-<task>-<split>.json (default: the checkpoint's).") var out: String?
     @Option(help: "At most this many retrieval pairs.") var retrievalCap = 2000
+    @Option(help: "As the run trained: the validation fraction held out where the data set has none.")
+    var validationHoldout = 0.1
+    @Option(help: "As the run trained: MELINDA's label column, p_meth_label or i_meth_label.") var labelColumn = "p_meth_label"
 
     func run() throws {
         guard let task = downstream.task, let data = downstream.data else { throw ValidationError("eval needs --task and --data") }
@@ -96,6 +99,8 @@ struct EvalCommand: ParsableCommand {
         o.textLength = textLength
         o.split = split
         o.retrievalCap = retrievalCap
+        o.validationHoldout = validationHoldout
+        o.labelColumn = labelColumn
         o.out = out.map { URL(fileURLWithPath: $0) }
         try runOnWorld { world in _ = try Evaluator.run(o, world: world) }
     }

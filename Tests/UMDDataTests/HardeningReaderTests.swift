@@ -24,31 +24,40 @@ struct HardeningReaderTests {
         return data
     }
 
-    @Test func pathsLeadingOutsideTheDataRootAreRefusedEvenWithoutImageChecks() throws {
+    @Test func recordPathsLeavingTheDataRootAreRefusedEvenWithoutImageChecks() throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
         let outside = root.appendingPathComponent("outside")
         try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
         try Data([0xFF, 0xD8, 0xFF, 0xE0]).write(to: outside.appendingPathComponent("secret.jpg"))
-        // ("/etc/passwd" as an image name is joined under images/, so it stays inside the root.)
-        let data = try vqaRad(root, imageNames: ["../../outside/secret.jpg"])
-        // A symlink inside images/ pointing out of the root is outside too.
-        try FileManager.default.createSymbolicLink(atPath: data.appendingPathComponent("images/link.jpg").path,
-                                                   withDestinationPath: outside.appendingPathComponent("secret.jpg").path)
-        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: data.appendingPathComponent("trainset.json"))) as! [[String: Any]]
-        var withLink = rows
-        withLink.append(["qid": 99, "image_name": "link.jpg", "question": "q?", "answer": "yes", "answer_type": "CLOSED"])
-        try JSONSerialization.data(withJSONObject: withLink).write(to: data.appendingPathComponent("trainset.json"))
+        // A record's own path may not leave the root: `..` or absolute, judged on its text.
+        let data = try vqaRad(root, imageNames: ["../../outside/secret.jpg", "/etc/passwd", "a/../../outside/secret.jpg"])
         for check in [true, false] {
             let (samples, report) = try VQADataset.load(kind: .vqaRad, root: data, split: .train,
                                                         options: ReaderOptions(checkImages: check))
             #expect(samples.count == 1, "only the good record is kept (checkImages \(check))")
-            #expect(report.skipped.count == 2)
-            #expect(report.skipped.allSatisfy { $0.reason.contains("leads outside the data set root") }, "\(report.warnings)")
+            #expect(report.skipped.count == 3)
+            #expect(report.skipped.allSatisfy { $0.reason.contains("leaves the data set root") }, "\(report.warnings)")
         }
         #expect(throws: DataError.self) {
             try VQADataset.load(kind: .vqaRad, root: data, split: .train, options: ReaderOptions(strict: true))
         }
+    }
+
+    /// Issue 27: a user who links the image folder they downloaded into the data set's folder
+    /// (`ln -s ../downloads/VQA_RAD\ Image\ Folder images`) trains on it: links inside the
+    /// root are the user's to make.
+    @Test func aLinkedImageFolderIsRead() throws {
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = try vqaRad(root, imageNames: [])
+        let downloads = root.appendingPathComponent("downloads/VQA_RAD Image Folder")
+        try FileManager.default.createDirectory(at: downloads.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.moveItem(at: data.appendingPathComponent("images"), to: downloads)
+        try FileManager.default.createSymbolicLink(atPath: data.appendingPathComponent("images").path,
+                                                   withDestinationPath: "../downloads/VQA_RAD Image Folder")
+        let (samples, report) = try VQADataset.load(kind: .vqaRad, root: data, split: .train)
+        #expect(samples.count == 1 && report.skipped.isEmpty, "\(report.warnings)")
     }
 
     @Test func aFIFOADirectoryAndASymlinkLoopAreNamedNotOpened() throws {
@@ -136,9 +145,18 @@ struct HardeningReaderTests {
         let before = rows.count - 1
         rows[2] = rows[2].replacingOccurrences(of: ",", with: ",\"", options: [], range: rows[2].range(of: ","))
         try (rows.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+        // The quote runs on to the next quote in the file: the merged record has the wrong
+        // number of fields and is reported, not silently kept.
         let m = try MELINDADataset.load(root: melinda, split: .train)
         #expect(m.samples.count + m.report.skipped.count >= before - 1 && !m.report.skipped.isEmpty,
                 "the damaged row is reported, not silently merged: \(m.report.warnings)")
+        // With no quote after it, the field never closes: an error naming the line (pandas: "EOF inside string").
+        var unclosed = rows
+        unclosed = unclosed.map { $0.replacingOccurrences(of: "\"", with: "") }
+        unclosed[2] = unclosed[2].replacingOccurrences(of: ",", with: ",\"", options: [], range: unclosed[2].range(of: ","))
+        try (unclosed.joined(separator: "\n") + "\n").write(to: csv, atomically: true, encoding: .utf8)
+        #expect { try MELINDADataset.load(root: melinda, split: .train) }
+            throws: { "\($0)".contains("train.csv:3: a quoted field is never closed") }
         // VQA-Med: a missing category file.
         let med = root.appendingPathComponent("vqa-med-2019")
         try FileManager.default.removeItem(at: med.appendingPathComponent("train/QA/Plane.csv"))

@@ -26,17 +26,24 @@ struct ReaderTests {
         #expect(!test.samples[0].text.hasPrefix(" "), "the caption's leading space is stripped")
         #expect(test.samples[0].image.lastPathComponent == "ROCO_00046.jpg")
 
-        // MedICaT: 45 radiology rows (every 10th is not), captions + references when asked,
-        // last 2·k held out.
+        // MedICaT: 45 radiology rows (every 10th is not), captions + references (unless asked
+        // not to), last 2·k held out.
         let medicat = root.appendingPathComponent("medicat")
-        let captionsOnly = try MedICaTDataset.load(root: medicat, split: .train, seed: 1, validationCount: 5, testCount: 5)
-        #expect(captionsOnly.samples.count == 35)
-        #expect(try MedICaTDataset.load(root: medicat, split: .test, seed: 1, validationCount: 5, testCount: 5).samples.count == 5)
+        let captionsOnly = try MedICaTDataset.load(root: medicat, split: .train, includeReferences: false, seed: 1,
+                                                   validationCount: 5, testCount: 5)
+        #expect(captionsOnly.samples.count == 37, "5 asked, a tenth of 45 (4) held out each")
+        #expect(try MedICaTDataset.load(root: medicat, split: .test, includeReferences: false, seed: 1, validationCount: 5,
+                                        testCount: 3).samples.count == 3)
+        // A hold-out larger than a tenth of the texts shrinks to a tenth each (the public sample trains).
+        let small = try MedICaTDataset.load(root: medicat, split: .train, includeReferences: false, seed: 1,
+                                            validationCount: 1000, testCount: 1000)
+        #expect(small.samples.count == 37 && small.report.description.contains("a tenth each at most"))
         // With references: rows with i % 3 != 0 add one ≥3-word reference ("See text." is dropped).
         let withReferences = try MedICaTDataset.load(root: medicat, split: .train, includeReferences: true, seed: 1,
                                                      validationCount: 5, testCount: 5)
         let radiologyWithReference = (0..<50).filter { $0 % 10 != 9 && $0 % 3 != 0 }.count
-        #expect(withReferences.samples.count == 45 + radiologyWithReference - 10)
+        let texts = 45 + radiologyWithReference
+        #expect(withReferences.samples.count == texts - 2 * min(5, texts / 10))
 
         let rad = try VQADataset.load(kind: .vqaRad, root: root.appendingPathComponent("vqa-rad"), split: .train)
         #expect(rad.samples.count == 120 && rad.report.skipped.isEmpty)
@@ -48,7 +55,9 @@ struct ReaderTests {
         let melinda = try MELINDADataset.load(root: root.appendingPathComponent("melinda"), split: .train)
         #expect(melinda.samples.count == 40)
         #expect(melinda.labels == melinda.labels.sorted() && melinda.labels.count == 6)
-        let coarse = try MELINDADataset.load(root: root.appendingPathComponent("melinda"), split: .test, labelColumn: "i_meth_label")
+        var coarseOptions = ReaderOptions()
+        coarseOptions.labelColumn = "i_meth_label"
+        let coarse = try MELINDADataset.load(root: root.appendingPathComponent("melinda"), split: .test, options: coarseOptions)
         #expect(coarse.labels == ["ct", "mri", "x-ray"])
     }
 
@@ -89,8 +98,12 @@ struct ReaderTests {
         #expect { try ROCODataset.load(root: root, split: .validation) } throws: {
             "\($0)".contains("validation/radiology/captions.txt") && "\($0)".contains("val/radiology/captions.txt")
         }
-        #expect { try VQADataset.load(kind: .vqaRad, root: root, split: .test) } throws: { "\($0)".contains("testset.json") }
-        #expect { try VQADataset.load(kind: .vqaMed2019, root: root, split: .train) } throws: { "\($0)".contains("QA/Modality.csv") }
+        #expect { try VQADataset.load(kind: .vqaRad, root: root, split: .test) } throws: {
+            "\($0)".contains("trainset.json") && "\($0)".contains("VQA_RAD Dataset Public.json")
+        }
+        #expect { try VQADataset.load(kind: .vqaMed2019, root: root, split: .train) } throws: {
+            "\($0)".contains("ImageClef-2019-VQA-Med-Training") && "\($0)".contains("train/QA")
+        }
         #expect { try MELINDADataset.load(root: root, split: .train) } throws: { "\($0)".contains("dev.csv") }
         #expect { try MedICaTDataset.load(root: root, split: .train) } throws: { "\($0)".contains(MedICaTDataset.jsonlName) }
     }
@@ -126,10 +139,36 @@ struct ReaderTests {
         #expect(melinda.report.warnings.first?.contains("train.csv:3: 2 fields, the header has 6") == true)
     }
 
+    /// Issue 27: MELINDA's CSV as pandas reads it — a quoted caption over several lines, a
+    /// byte-order mark, an unnamed index column (pandas' `to_csv` default) — and the folder
+    /// above the data set's.
+    @Test func melindaCSVAsPandasReadsIt() throws {
+        let top = FileManager.default.temporaryDirectory.appendingPathComponent("umd-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: top) }
+        let root = top.appendingPathComponent("melinda")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("melinda_images"), withIntermediateDirectories: true)
+        try ImageCodec.encode([UInt8](repeating: 50, count: 48), width: 4, height: 4, channels: 3, as: .png)
+            .write(to: root.appendingPathComponent("melinda_images/f.png"))
+        let csv = "\u{FEFF},figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label\r\n"
+            + "0,f.png,\"First line of the caption,\r\nsecond line, with \"\"quotes\"\"\",mi,mp,ct,ct plain\r\n"
+            + "1,f.png,One line,mi,mp,mri,mri t1\r\n"
+        try Data(csv.utf8).write(to: root.appendingPathComponent("train.csv"))
+        let melinda = try MELINDADataset.load(root: top, split: .train)
+        #expect(melinda.samples.map(\.caption) == ["First line of the caption,\r\nsecond line, with \"quotes\"", "One line"],
+                "\(melinda.report.warnings)")
+        #expect(melinda.samples.map(\.source.line) == [2, 4] && melinda.labels == ["ct plain", "mri t1"])
+        var options = ReaderOptions()
+        options.labelColumn = "i_meth_label"
+        #expect(try MELINDADataset.load(root: root, split: .train, options: options).labels == ["ct", "mri"])
+    }
+
     @Test func answersAreNormalised() {
         #expect(AnswerVocabulary.normalize("  The Left Lung. ") == "left lung")
         #expect(AnswerVocabulary.normalize("Yes!") == "yes")
         #expect(AnswerVocabulary.normalize("2.5 cm") == "2.5 cm")
+        // Number words as digits and "none" as 0: the VQA evaluation's map, which M3AE applies.
+        #expect(AnswerVocabulary.normalize("Two") == "2" && AnswerVocabulary.normalize("none") == "0"
+                && AnswerVocabulary.normalize("one lesion") == "1 lesion")
         #expect(AnswerVocabulary.normalize("an MRI, T2-weighted") == "mri t2 weighted")
         #expect(AnswerVocabulary.text(of: NSNumber(value: 3)) == "3" && AnswerVocabulary.text(of: NSNumber(value: 2.5)) == "2.5")
         var vocab = AnswerVocabulary()

@@ -27,9 +27,13 @@ public struct AnswerVocabulary: Sendable, Equatable, Codable {
     }
 
     static let articles: Set<String> = ["a", "an", "the"]
+    /// The VQA evaluation's word map, which M3AE's answer preprocessing applies (so the
+    /// papers' answer classes): number words become digits, "none" becomes "0".
+    static let numbers: [String: String] = ["none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+                                            "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"]
 
     /// Lower-case, trimmed, punctuation removed (a decimal point between digits kept),
-    /// articles dropped, whitespace collapsed.
+    /// articles dropped, number words as digits (the VQA evaluation's map), whitespace collapsed.
     public static func normalize(_ answer: String) -> String {
         let lower = answer.lowercased()
         var cleaned = ""
@@ -44,7 +48,7 @@ public struct AnswerVocabulary: Sendable, Equatable, Codable {
             }
         }
         return cleaned.split(whereSeparator: \.isWhitespace).map(String.init)
-            .filter { !articles.contains($0) }.joined(separator: " ")
+            .filter { !articles.contains($0) }.map { numbers[$0] ?? $0 }.joined(separator: " ")
     }
 
     /// An answer as text: strings as they are, numbers as their shortest text (2, 2.5).

@@ -1,13 +1,19 @@
 import Foundation
 
 /// MELINDA: `{train,dev,test}.csv` with a header naming figure_file, caption, i_meth,
-/// p_meth, i_meth_label, p_meth_label; images under `melinda_images/`. Labels are indexed
-/// by the sorted unique values of the chosen column over all splits.
+/// p_meth, i_meth_label, p_meth_label (read as pandas reads them: quoted fields may hold
+/// commas, doubled quotes and newlines; a BOM and an unnamed index column are fine); images
+/// under `melinda_images/`. Labels are indexed by the sorted unique values of the chosen
+/// column (`ReaderOptions.labelColumn`: `p_meth_label`, the default, or `i_meth_label`) over
+/// all splits. `root` may be the folder above the data set's.
 public enum MELINDADataset {
-    public static func load(root: URL, split: Split, labelColumn: String = "p_meth_label",
-                            options: ReaderOptions = .init())
+    public static let labelColumns = ["p_meth_label", "i_meth_label"]
+
+    public static func load(root given: URL, split: Split, options: ReaderOptions = .init())
         throws -> (samples: [ClassificationSample], labels: [String], report: DataReport) {
+        let labelColumn = options.labelColumn
         let names: [Split: String] = [.train: "train.csv", .validation: "dev.csv", .test: "test.csv"]
+        let root = DataRoot.locate(given, holding: [["train.csv"], ["dev.csv"], ["test.csv"]])?.0 ?? given
         var checker = RecordChecker(report: DataReport(dataset: "MELINDA \(split.rawValue)"), options: options, root: root)
         // The label set comes from every split present, so indices agree across splits.
         var labelValues = Set<String>()
@@ -39,10 +45,11 @@ public enum MELINDADataset {
                 try checker.skip(location, "empty caption"); continue
             }
             guard let value = row[labelColumn], let label = labelIndex[value] else {
-                try checker.skip(location, "no \(labelColumn) value"); continue
+                try checker.skip(location, row[labelColumn] == nil ? "no \(labelColumn) column (--label-column)"
+                                                                  : "no \(labelColumn) value"); continue
             }
             let image = root.appendingPathComponent("melinda_images").appendingPathComponent(figure)
-            if let problem = checker.imageProblem(image) { try checker.skip(location, problem); continue }
+            if let problem = checker.imageProblem(image, recordPath: figure) { try checker.skip(location, problem); continue }
             samples.append(ClassificationSample(image: image, caption: caption, label: label, source: location))
         }
         return (samples, labels, try checker.finish(accepted: samples.count))
@@ -55,11 +62,11 @@ enum CSV {
         guard let data = FileManager.default.contents(atPath: file.path) else {
             throw DataError.dataset("\(file.path): cannot read the file")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard var text = String(data: data, encoding: .utf8) else {
             throw DataError.dataset("\(file.path): not valid UTF-8")
         }
+        if text.first == "\u{FEFF}" { text.removeFirst() }            // a byte-order mark (Excel, pandas utf-8-sig)
         var records: [(Int, [String])] = []
-        var spanning: [Int: Int] = [:]       // first line of a record that runs over several lines -> its last
         var field = "", record: [String] = [], inQuotes = false, line = 1, recordLine = 1
         var iterator = Array(text).makeIterator()
         var pending: Character? = nil
@@ -72,7 +79,7 @@ enum CSV {
                 if c == "\"" {
                     if let d = next() { if d == "\"" { field.append("\"") } else { inQuotes = false; pending = d } } else { inQuotes = false }
                 } else {
-                    if c == "\n" { line += 1 }
+                    if c == "\n" || c == "\r\n" || c == "\r" { line += 1 }
                     field.append(c)
                 }
             } else if c == "\"" && field.isEmpty {
@@ -82,13 +89,17 @@ enum CSV {
             } else if c == "\n" || c == "\r\n" || c == "\r" {
                 record.append(field); field = ""
                 if !(record.count == 1 && record[0].isEmpty) { records.append((recordLine, record)) }
-                if line > recordLine { spanning[recordLine] = line }
                 record = []
                 line += 1
                 recordLine = line
             } else {
                 field.append(c)
             }
+        }
+        if inQuotes {
+            // A quote opened and never closed: everything after it would be one field.
+            throw DataError.dataset("\(file.path):\(recordLine): a quoted field is never closed (an unbalanced quote "
+                                    + "swallows the rest of the file); fix the quote or remove the row")
         }
         if !field.isEmpty || !record.isEmpty { record.append(field); records.append((recordLine, record)) }
         guard let header = records.first?.1 else { throw DataError.dataset("\(file.path): empty file (a header row is needed)") }
@@ -99,13 +110,6 @@ enum CSV {
         var out: [(RecordLocation, [String: String])] = []
         for (number, values) in records.dropFirst() {
             let location = RecordLocation(file: file.path, line: number)
-            // MELINDA's rows are single lines: a quoted field running over lines is an
-            // unbalanced quote that swallowed the rows after it.
-            if let last = spanning[number] {
-                try checker.skip(location, "a quoted field runs from line \(number) to line \(last) (an unbalanced quote?); "
-                                 + "the rows in between are part of it")
-                continue
-            }
             guard values.count == columns.count else {
                 try checker.skip(location, "\(values.count) fields, the header has \(columns.count)"); continue
             }

@@ -54,7 +54,8 @@ public struct SampleTable: Sendable {
         out.reports.append(rocoReport)
         for s in rocoSamples { out.append(image: s.image, text: s.text) }
         if let medicat {
-            let (samples, report) = try MedICaTDataset.load(root: medicat, split: .train, seed: seed,
+            let (samples, report) = try MedICaTDataset.load(root: medicat, split: .train,
+                                                            includeReferences: options.medicatReferences, seed: seed,
                                                             validationCount: medicatHoldout, testCount: medicatHoldout,
                                                             options: options)
             out.reports.append(report)
@@ -98,7 +99,15 @@ public struct SampleTable: Sendable {
             out.classes = labels
             for s in samples { out.append(image: s.image, text: s.caption, label: s.label) }
         case .rocoRetrieval:
-            let (samples, report) = try ROCODataset.load(root: root, split: split, limit: retrievalCap, options: options)
+            var (all, report) = try ROCODataset.load(root: root, split: split, options: options)
+            let (samples, short) = ROCORetrieval.select(all, cap: retrievalCap)
+            if short > 0 || samples.count < all.count - short {
+                report.notes.append("retrieval uses \(samples.count): captions of at least 3 words (\(short) shorter left out)"
+                                    + (samples.count < all.count - short ? ", \(samples.count) of them chosen by a seeded "
+                                       + "shuffle (M3AE's subset; the cap is --retrieval-cap)" : ""))
+            }
+            report.accepted = samples.count
+            all = []
             out.reports = [report]
             for s in samples { out.append(image: s.image, text: s.text) }
         }

@@ -41,11 +41,13 @@ public struct DataReport: Sendable, CustomStringConvertible {
     public var dataset: String
     public var accepted = 0
     public var skipped: [(location: RecordLocation, reason: String)] = []
+    /// What the reader chose where the release leaves a choice (a held-out validation split, …).
+    public var notes: [String] = []
 
     public init(dataset: String) { self.dataset = dataset }
 
     public var description: String {
-        "\(dataset): \(accepted) samples accepted, \(skipped.count) skipped"
+        "\(dataset): \(accepted) samples accepted, \(skipped.count) skipped" + notes.map { "; " + $0 }.joined()
     }
 
     /// One warning line per skipped record.
@@ -90,6 +92,13 @@ public struct ReaderOptions: Sendable {
     public var decodeImages = false
     /// Largest image (pixels) decoded; a larger header is a bad record, not an allocation.
     public var maxImagePixels = ImageCodec.defaultMaxPixels
+    /// Where a release has no validation split (VQA-RAD): this fraction of the training
+    /// split, seeded and stratified, is held out as one (`--validation-holdout`).
+    public var validationHoldout = 0.1
+    /// MELINDA's label column (`--label-column`): `p_meth_label` or `i_meth_label`.
+    public var labelColumn = "p_meth_label"
+    /// MedICaT: the inline references are texts too, as M3AE reads them (`--medicat-references`).
+    public var medicatReferences = true
     public init(strict: Bool = false, checkImages: Bool = true, decodeImages: Bool = false,
                 maxImagePixels: Int = ImageCodec.defaultMaxPixels) {
         self.strict = strict; self.checkImages = checkImages; self.decodeImages = decodeImages
@@ -101,13 +110,13 @@ public struct ReaderOptions: Sendable {
 struct RecordChecker {
     var report: DataReport
     let options: ReaderOptions
-    /// The data set's root with symlinks resolved: every image a record names must lie under it.
+    /// The data set's root (for messages).
     let root: String
 
     init(report: DataReport, options: ReaderOptions, root: URL) {
         self.report = report
         self.options = options
-        self.root = resolvedPath(root)
+        self.root = root.path
     }
 
     /// The reason `imageProblem` gives when the image's folder is missing. One record naming
@@ -134,13 +143,16 @@ struct RecordChecker {
         return report
     }
 
-    /// nil when the image is fine, else the reason to skip. A path that leads outside the
-    /// data set's root (`..`, an absolute path, a symlink) is refused even when images are
-    /// not checked; only regular files are opened (a FIFO would block, a directory is no image).
-    func imageProblem(_ url: URL) -> String? {
-        let resolved = resolvedPath(url)
-        guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
-            return "image path \(url.path) leads outside the data set root \(root) (to \(resolved))"
+    /// nil when the image is fine, else the reason to skip. `recordPath` is the part of the
+    /// path the record itself wrote (an image name, an id + ".jpg"): it may not leave the
+    /// data set's root — no `..` component, not absolute — checked on its text, so even when
+    /// images are not checked. Folders (and files) inside the root may be links the user made
+    /// to elsewhere (`ln -s ../downloads/VQA_RAD\ Image\ Folder images`). Only regular files
+    /// are opened (a FIFO would block, a directory is no image).
+    func imageProblem(_ url: URL, recordPath: String) -> String? {
+        if recordPath.hasPrefix("/") || recordPath.split(separator: "/").contains("..") || recordPath.contains("\0") {
+            return "image path \(recordPath) leaves the data set root (absolute or through ..); a record names an image "
+                + "below its folder"
         }
         guard options.checkImages else { return nil }
         if let problem = ImageCodec.regularFileProblem(url) {
@@ -164,22 +176,6 @@ struct RecordChecker {
         }
         return nil
     }
-}
-
-/// `url`'s path with `.`/`..` removed and symlinks resolved as far as the file system
-/// allows (a missing file keeps its lexical path, under its resolved parent).
-func resolvedPath(_ url: URL) -> String {
-    let path = url.standardizedFileURL.path
-    if let real = realpath(path, nil) {
-        defer { free(real) }
-        return String(cString: real)
-    }
-    let parent = url.standardizedFileURL.deletingLastPathComponent()
-    if parent.path != path, let real = realpath(parent.path, nil) {
-        defer { free(real) }
-        return String(cString: real) + "/" + url.lastPathComponent
-    }
-    return path
 }
 
 /// Reads a text file as UTF-8 lines with their 1-based numbers; invalid UTF-8 lines are

@@ -8,6 +8,11 @@ public enum SyntheticDataset {
         case roco, medicat, vqaRad = "vqa-rad", slake, vqaMed2019 = "vqa-med-2019", melinda
     }
 
+    /// How the files are laid out: as the official download unpacks (`official`), or as the
+    /// papers' code rearranged them (`m3ae`: MEVF's VQA-RAD split files, M3AE's VQA-Med-2019
+    /// CSVs), which earlier umd versions read only.
+    public enum Layout: String, CaseIterable, Sendable { case official, m3ae }
+
     public struct Summary: Sendable, CustomStringConvertible {
         public var kind: Kind
         public var images = 0
@@ -34,7 +39,8 @@ public enum SyntheticDataset {
     /// Writes `count` images (and their records) under `directory`.
     @discardableResult
     public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64,
-                             difficulty: Difficulty = .init()) throws -> Summary {
+                             difficulty: Difficulty = .init(), layout: Layout = .m3ae) throws -> Summary {
+        let official = layout == .official
         guard count >= 3 else { throw DataError.dataset("synth: --count must be at least 3 (one sample per split)") }
         guard imageSize >= 16 else { throw DataError.dataset("synth: --image-size must be at least 16 pixels") }
         let fm = FileManager.default
@@ -61,17 +67,19 @@ public enum SyntheticDataset {
 
         switch kind {
         case .roco:
+            // The repository as cloned keeps the splits under data/.
+            let base = official ? directory.appendingPathComponent("data") : directory
             var lines: [Split: [String]] = [:]
             for i in 0..<count {
                 let f = SyntheticFinding.draw(seed: seed, index: i)
                 let s = split(i)
                 let id = String(format: "ROCO_%05d", i + 1)
-                let dir = directory.appendingPathComponent("\(s.rawValue)/radiology")
+                let dir = base.appendingPathComponent("\(s.rawValue)/radiology")
                 try image(i, f, as: .jpeg, to: dir.appendingPathComponent("images/\(id).jpg"))
                 lines[s, default: []].append("\(id)\t \(f.caption(variant: variant(i)))")
             }
             for (s, rows) in lines {
-                let dir = directory.appendingPathComponent("\(s.rawValue)/radiology")
+                let dir = base.appendingPathComponent("\(s.rawValue)/radiology")
                 try AtomicFileWriter.write(rows.joined(separator: "\n") + "\n", to: dir.appendingPathComponent("captions.txt"))
                 summary.records += rows.count
             }
@@ -97,10 +105,14 @@ public enum SyntheticDataset {
         case .vqaRad, .slake:
             var splits: [Split: [[String: Any]]] = [:]
             var qid = 0
+            // Official: VQA-RAD's OSF release (one JSON, its own image folder, the split in
+            // phrase_type, no validation split); SLAKE's zip unpacks to Slake1.0/.
+            let base = official && kind == .slake ? directory.appendingPathComponent("Slake1.0") : directory
+            let imageFolder = kind == .slake ? "imgs/" : (official ? VQADataset.vqaRadReleaseImages + "/" : "images/")
             for i in 0..<count {
                 let f = SyntheticFinding.draw(seed: seed, index: i)
                 let imageName = kind == .vqaRad ? "synpic\(10000 + i).jpg" : "xmlab\(i)/source.jpg"
-                try image(i, f, as: .jpeg, to: directory.appendingPathComponent((kind == .vqaRad ? "images/" : "imgs/") + imageName))
+                try image(i, f, as: .jpeg, to: base.appendingPathComponent(imageFolder + imageName))
                 // A few questions per image, chosen by a seeded rotation through the templates.
                 let all = f.questions()
                 for k in 0..<3 {
@@ -119,6 +131,10 @@ public enum SyntheticDataset {
                                               "answer_type": (closed ? "CLOSED" : "OPEN") + (kind == .vqaRad && qid % 5 == 0 ? " " : "")]
                     if kind == .vqaRad {
                         row["image_name"] = imageName
+                        if official {
+                            row["phrase_type"] = (split(i) == .test ? "test_" : "") + (k == 2 ? "para" : "freeform")
+                            row["image_organ"] = f.organ.rawValue
+                        }
                     } else {
                         row["img_name"] = imageName; row["img_id"] = i; row["q_lang"] = "en"
                     }
@@ -130,12 +146,57 @@ public enum SyntheticDataset {
                                                           "answer_type": "OPEN", "q_lang": "zh"])
                 }
             }
+            if official && kind == .vqaRad {
+                let all = [Split.train, .validation, .test].flatMap { splits[$0] ?? [] }
+                try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: all, options: [.prettyPrinted, .sortedKeys]),
+                                           to: directory.appendingPathComponent(VQADataset.vqaRadRelease))
+                summary.records = all.count
+                return summary
+            }
             let names: [Split: String] = kind == .vqaRad
                 ? [.train: "trainset.json", .validation: "valset.json", .test: "testset.json"]
                 : [.train: "train.json", .validation: "validate.json", .test: "test.json"]
             for (s, rows) in splits {
                 try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]),
-                                           to: directory.appendingPathComponent(names[s]!))
+                                           to: base.appendingPathComponent(names[s]!))
+                summary.records += rows.count
+            }
+        case .vqaMed2019 where official:
+            // The ImageCLEF 2019 folders: per-category training/validation files, the
+            // 4-field test file with `#` alternatives and no final newline.
+            var files: [String: [String]] = [:]
+            for i in 0..<count {
+                let f = SyntheticFinding.draw(seed: seed, index: i)
+                let id = "synpic\(20000 + i)"
+                let questions = [("C1_Modality", "modality", "what modality is shown?", f.modality.rawValue),
+                                 ("C2_Plane", "plane", "in what plane is this image taken?", f.plane.rawValue),
+                                 ("C3_Organ", "organ", "what organ system is shown in this image?", f.organ.rawValue),
+                                 ("C4_Abnormality", "abnormality", "what is abnormal in this image?",
+                                  f.lesion ? "lesion" : "normal")]
+                switch split(i) {
+                case .test:
+                    try image(i, f, as: .jpeg, to: directory.appendingPathComponent(
+                        "\(VQADataset.medTest)/VQAMed2019_Test_Images/\(id).jpg"))
+                    for (n, (_, category, question, answer)) in questions.enumerated() {
+                        // Some reference answers list alternatives ("ct#ct scan").
+                        let reference = category == "modality" && (i + n) % 2 == 0 ? answer + "#" + answer + " scan" : answer
+                        files["\(VQADataset.medTest)/\(VQADataset.medTestFile)", default: []]
+                            .append("\(id)|\(category)|\(question)|\(reference)")
+                    }
+                case let s:
+                    let (folder, suffix, images) = s == .train
+                        ? (VQADataset.medTraining, "train", "Train_images") : (VQADataset.medValidation, "val", "Val_images")
+                    try image(i, f, as: .jpeg, to: directory.appendingPathComponent("\(folder)/\(images)/\(id).jpg"))
+                    for (file, _, question, answer) in questions {
+                        files["\(folder)/QAPairsByCategory/\(file)_\(suffix).txt", default: []].append("\(id)|\(question)|\(answer)")
+                    }
+                }
+            }
+            for (path, rows) in files {
+                let url = directory.appendingPathComponent(path)
+                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try AtomicFileWriter.write(rows.joined(separator: "\r\n") + (path.hasSuffix(VQADataset.medTestFile) ? "" : "\r\n"),
+                                           to: url)
                 summary.records += rows.count
             }
         case .vqaMed2019:
@@ -157,8 +218,10 @@ public enum SyntheticDataset {
                 summary.records += rows.count
             }
         case .melinda:
+            // MELINDA is sent by its authors, not downloaded; `official` writes what pandas'
+            // to_csv writes (an unnamed index column) with one caption over two lines.
             var files: [Split: [String]] = [:]
-            let header = "figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label"
+            let header = (official ? "," : "") + "figure_file,caption,i_meth,p_meth,i_meth_label,p_meth_label"
             for i in 0..<count {
                 let f = SyntheticFinding.draw(seed: seed, index: i)
                 let figure = "PMC\(300000 + i)_fig\(1 + i % 4).jpg"
@@ -166,8 +229,10 @@ public enum SyntheticDataset {
                 // The fine label needs the image (modality) and the caption (contrast or not).
                 let coarse = f.modality.rawValue
                 let fine = "\(coarse) \(f.contrast ? "contrast" : "plain")"
-                let caption = f.captionWithoutModality(variant: variant(i)).replacingOccurrences(of: "\"", with: "\"\"")
-                files[split(i), default: []].append("\(figure),\"\(caption)\",\(coarse),\(fine),\(coarse),\(fine)")
+                var caption = f.captionWithoutModality(variant: variant(i)).replacingOccurrences(of: "\"", with: "\"\"")
+                if official && i % 7 == 3 { caption = caption.replacingOccurrences(of: ": ", with: ":\n") }
+                let index = official ? "\(files[split(i)]?.count ?? 0)," : ""
+                files[split(i), default: []].append("\(index)\(figure),\"\(caption)\",\(coarse),\(fine),\(coarse),\(fine)")
             }
             let names: [Split: String] = [.train: "train.csv", .validation: "dev.csv", .test: "test.csv"]
             for (s, rows) in files {

@@ -28,6 +28,9 @@ public enum Evaluator {
         public var split: Split = .test
         public var batchSize = 16
         public var retrievalCap = 2000
+        /// As the training run read the data set (`--validation-holdout`, `--label-column`).
+        public var validationHoldout = 0.1
+        public var labelColumn = "p_meth_label"
         public var out: URL? = nil
         public init(task: DownstreamTask, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset?) {
             self.task = task; self.data = data; self.checkpoint = checkpoint; self.tokenizer = tokenizer; self.preset = preset
@@ -62,10 +65,21 @@ public enum Evaluator {
         let savedClasses = described.classes
             ?? (try? readWholeFile(classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
         let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
+        var options = ReaderOptions()
+        options.validationHoldout = o.validationHoldout
+        options.labelColumn = o.labelColumn
         let samples = try SampleTable.task(o.task, root: o.data, split: o.split, answers: answers,
-                                        retrievalCap: o.retrievalCap)
+                                           retrievalCap: o.retrievalCap, options: options)
+        options.checkImages = false
         let train = o.task.kind == .retrieval ? nil
-            : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: ReaderOptions(checkImages: false))
+            : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: options)
+        // MELINDA's classes come from the label column: another column than training's would
+        // give the classifier's rows other meanings.
+        if o.task.kind == .classification, let saved = savedClasses, samples.classes != saved {
+            throw RunError("\(o.checkpoint.path) was trained on \(saved.count) classes (\(saved.prefix(4).joined(separator: ", "))…), "
+                           + "but --label-column \(o.labelColumn) of \(o.data.path) gives \(samples.classes.count) "
+                           + "(\(samples.classes.prefix(4).joined(separator: ", "))…); pass the label column the run trained with")
+        }
         // A classifier's rows stand for the training run's classes in its order: rebuilt from
         // the evaluated data they could name other answers (a silently wrong score).
         guard o.task.kind == .retrieval || savedClasses != nil else {

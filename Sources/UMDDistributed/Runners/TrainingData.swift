@@ -25,8 +25,7 @@ final class TrainingData: @unchecked Sendable {
          log: RunLog) throws {
         let tokenizerDirectory = URL(fileURLWithPath: config.tokenizer!)
         tokenizer = try ByteLevelBPE(directory: tokenizerDirectory)
-        let options = ReaderOptions(strict: config.strict, decodeImages: config.checkImages,
-                                    maxImagePixels: config.maxImagePixels)
+        let options = config.readerOptions
         maxImagePixels = config.maxImagePixels
         if config.stage == .pretrain {
             table = try SampleTable.pretraining(roco: URL(fileURLWithPath: config.roco!),

@@ -34,6 +34,13 @@ final class Validation {
         stoppedEarly = saved.stoppedEarly
     }
 
+    /// The run's reader options; images are decoded as scored (no up-front decode pass).
+    static func validationOptions(_ config: RunConfiguration) -> ReaderOptions {
+        var options = config.readerOptions
+        options.decodeImages = false
+        return options
+    }
+
     /// nil when the run does not validate.
     init?(_ config: RunConfiguration, data: TrainingData) throws {
         guard config.stage == .finetune, config.evalEvery > 0, let task = config.task else { return nil }
@@ -42,7 +49,7 @@ final class Validation {
         do {
             samples = try SampleTable.task(task, root: URL(fileURLWithPath: config.data!), split: .validation,
                                            answers: answers, retrievalCap: 2000,
-                                           options: ReaderOptions(strict: config.strict, maxImagePixels: config.maxImagePixels))
+                                           options: Self.validationOptions(config))
         } catch {
             throw RunError("--eval-every needs the task's validation split: \(error)")
         }

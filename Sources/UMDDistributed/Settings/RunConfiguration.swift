@@ -58,6 +58,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var strict = false
     /// Decode every image while reading the data set (skips damaged bodies up front).
     public var checkImages = false
+    /// Where a data set's release has no validation split (VQA-RAD): the fraction of its
+    /// training split held out as one. Optional so manifests written before it still decode.
+    public var validationHoldout: Double? = nil
+    /// MELINDA's label column (nil: p_meth_label).
+    public var labelColumn: String? = nil
+    /// MedICaT's inline references as texts (nil: on, as M3AE).
+    public var medicatReferences: Bool? = nil
     /// Largest image decoded, in megapixels (a header claiming more is a bad record).
     public var maxImageMegapixels: Double? = nil
     public var maxImagePixels: Int { Int((maxImageMegapixels ?? Double(ImageCodec.defaultMaxPixels) / 1e6) * 1e6) }
@@ -193,6 +200,16 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         c.imageSize = imageSize ?? preset.imageSize
         c.textLength = textLength ?? preset.textLength
         return c
+    }
+
+    /// How the data readers read this run's data sets: the one place the data settings meet
+    /// `ReaderOptions` (training split, validation, debug-step). `decodeImages` with --check-images.
+    public var readerOptions: ReaderOptions {
+        var o = ReaderOptions(strict: strict, decodeImages: checkImages, maxImagePixels: maxImagePixels)
+        o.validationHoldout = validationHoldout ?? o.validationHoldout
+        o.labelColumn = labelColumn ?? o.labelColumn
+        o.medicatReferences = medicatReferences ?? o.medicatReferences
+        return o
     }
 
     public var peakLearningRate: Float {

@@ -204,8 +204,12 @@ public enum Settings {
                   placeholder: "DIR"),
         .optional("medicat", \.medicat, "MedICaT root (optional; added to ROCO).", stages: [.pretrain], resume: true,
                   placeholder: "DIR"),
-        .option("medicat-holdout", \.medicatHoldout, "MedICaT texts held out for validation and for test, each.",
+        .option("medicat-holdout", \.medicatHoldout,
+                "MedICaT texts held out for validation and for test, each (at most a tenth of the texts each).",
                 stages: [.pretrain], resume: true, allowed: .atLeast(0)),
+        .optional("medicat-references", \.medicatReferences,
+                  "MedICaT's inline references (s2orc_references) are pretraining texts too, as M3AE reads them.",
+                  stages: [.pretrain], resume: true, effective: { $0.medicatReferences ?? true }),
         // A data set; for the tools without data also a kind of head (vqa, classification, retrieval).
         Setting(name: "task", help: "Downstream task: vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval (debug-step "
                 + "without data: a kind of head, vqa, classification or retrieval).",
@@ -306,6 +310,17 @@ public enum Settings {
                   stages: [.finetune], defaultInHelp: true),
         .option("early-stop", \.earlyStop, "Stop after this many validations without improvement (0: never).",
                 stages: [.finetune], allowed: .atLeast(0)),
+        // Data choices the releases leave open (README "Data").
+        .optional("validation-holdout", \.validationHoldout,
+                  "Where a data set has no validation split (VQA-RAD): this fraction of its training questions, seeded "
+                  + "and stratified by answer type, is the validation split (never the test set).",
+                  stages: downstream, tools: debugStep, resume: true, allowed: .within(0, 0.5),
+                  effective: { $0.validationHoldout ?? 0.1 }),
+        .optional("label-column", \.labelColumn, "MELINDA's label column: p_meth_label or i_meth_label.",
+                  stages: downstream, tools: debugStep, resume: true,
+                  allowed: Allowed { MELINDADataset.labelColumns.contains($0) ? nil
+                                     : "must be " + MELINDADataset.labelColumns.joined(separator: " or ") },
+                  effective: { $0.labelColumn ?? "p_meth_label" }),
         // Data checks.
         .option("strict", \.strict, "Stop at the first bad data record instead of skipping it."),
         .option("check-images", \.checkImages, "Decode every image while reading (damaged files skipped up front)."),

@@ -161,10 +161,10 @@ public enum DebugStep {
         var classes: Int? = nil
         if let roco = o.roco {
             table = try SampleTable.pretraining(roco: URL(fileURLWithPath: roco), medicat: nil, medicatHoldout: 0, seed: o.seed,
-                                                options: .init())
+                                                options: o.readerOptions)
         } else {
             guard let task = o.task, let root = o.data else { throw RunError("\(o.stage.rawValue) reads --task NAME --data DIR") }
-            table = try SampleTable.task(task, root: URL(fileURLWithPath: root), split: .train)
+            table = try SampleTable.task(task, root: URL(fileURLWithPath: root), split: .train, options: o.readerOptions)
             if task.kind != .retrieval { classes = table.classes.count }
         }
         let sampler = try DistributedSampler(datasetSize: table.count, globalBatch: o.batchSize, worldSize: 1, rank: 0,
