@@ -81,6 +81,10 @@ struct OfficialLayoutTests {
         #expect(read.samples.count == 32 && read.report.skipped.isEmpty, "\(read.report.warnings)")
         #expect(read.samples.contains { $0.caption.contains("\n") }, "a caption over two lines is kept whole")
         #expect(read.labels.count == 6)
+        // MedICaT's release/ folder, found from the folder it was unpacked into.
+        let medicat = try write(.medicat, .official, in: top.appendingPathComponent("unpacked"))
+        #expect(try MedICaTDataset.load(root: top.appendingPathComponent("unpacked"), split: .train).samples.count
+                == (try MedICaTDataset.load(root: medicat, split: .train).samples.count))
     }
 
     /// ROCO retrieval's evaluation subset as M3AE builds it: ≥ 3-word captions, a seeded

@@ -77,6 +77,8 @@ public enum MedICaTDataset {
     public static func load(root: URL, split: Split, includeReferences: Bool = true, radiologyOnly: Bool = true,
                             seed: UInt64 = 0, validationCount: Int = 1000, testCount: Int = 1000,
                             options: ReaderOptions = .init()) throws -> (samples: [ImageTextSample], report: DataReport) {
+        // The folder holding release/, or the folder it was unpacked into.
+        let root = DataRoot.locate(root, holding: [["release/" + jsonlName]])?.0 ?? root
         let release = root.appendingPathComponent("release")
         let file = release.appendingPathComponent(jsonlName)
         guard FileManager.default.fileExists(atPath: file.path) else {
