@@ -12,7 +12,7 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         do {
-            guard case .checkpoint(let dir) = try WeightsPath.resolve(path) else {
+            guard case .checkpoint(let dir) = try WeightsPath.resolve(path, checkpointOnly: true) else {
                 throw RunError("\(path): a safetensors file; inspect describes checkpoints (a run or checkpoint directory)")
             }
             let m = try Checkpoints.readManifest(dir)

@@ -5,6 +5,7 @@ import Collective
 import UMDData
 import UMDDistributed
 import UMDModel
+import UMDTools
 
 extension Split: ExpressibleByArgument {}
 
@@ -64,36 +65,39 @@ struct FinetuneCommand: StageCommand {
     @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
 }
 
-/// `eval`'s task and data options.
-struct DownstreamFlags: ParsableArguments {
-    @Option(help: "vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval.") var task: DownstreamTask?
-    @Option(help: "Root of the task's data set.") var data: String?
-}
-
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Evaluate fine-tuned weights; every rank scores part of the split.")
-    @OptionGroup var downstream: DownstreamFlags
-    @Option(help: "Weights to evaluate (a finetune run's final.safetensors).") var checkpoint: String
+        commandName: "eval",
+        abstract: "Evaluate fine-tuned weights; every rank scores part of the split.",
+        discussion: "The task, classes, preset and sizes come from the weights; --task and the size flags only override "
+            + "(and must agree). --weights takes a .safetensors file, a run directory (its final.safetensors), a "
+            + "checkpoint directory or RUN/checkpoints/latest; eval says which weights it scores.")
+    @Option(help: "vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval (default: the weights' task).")
+    var task: DownstreamTask?
+    @Option(help: "Root of the task's data set.") var data: String
+    @Option(name: [.customLong("weights"), .customLong("checkpoint")],
+            help: "Weights to evaluate (a fine-tuning run's final.safetensors, best.safetensors, the run or a checkpoint).")
+    var weights: String
     @Option(help: "Tokenizer directory.") var tokenizer: String
     @Option(help: "Model preset (default: the weights' own).") var preset: String?
     @Option(help: "Image size (default: the weights' own).") var imageSize: Int?
     @Option(help: "Text length (default: the weights' own).") var textLength: Int?
     @Option(help: "Split: train, validation or test.") var split: Split = .test
-    @Option(help: "Directory for eval-<task>-<split>.json (default: the checkpoint's).") var out: String?
+    @Option(help: "Directory for eval-<weights>-<task>-<split>.json (default: the weights' run).") var out: String?
+    @Option(help: "Also write every sample's prediction to this JSON-lines file (id, text, answer, probability, truth, correct).")
+    var predictions: String?
     @Option(help: "At most this many retrieval pairs.") var retrievalCap = 2000
     @Option(help: "As the run trained: the validation fraction held out where the data set has none.")
     var validationHoldout = 0.1
     @Option(help: "As the run trained: MELINDA's label column, p_meth_label or i_meth_label.") var labelColumn = "p_meth_label"
 
     func run() throws {
-        guard let task = downstream.task, let data = downstream.data else { throw ValidationError("eval needs --task and --data") }
         var p: ModelPreset? = nil
         if let preset {
             guard let named = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
             p = named
         }
-        var o = Evaluator.Options(task: task, data: URL(fileURLWithPath: data), checkpoint: URL(fileURLWithPath: checkpoint),
+        var o = Evaluator.Options(task: task, data: URL(fileURLWithPath: data), checkpoint: URL(fileURLWithPath: weights),
                                   tokenizer: URL(fileURLWithPath: tokenizer), preset: p)
         o.imageSize = imageSize
         o.textLength = textLength
@@ -102,6 +106,47 @@ struct EvalCommand: ParsableCommand {
         o.validationHoldout = validationHoldout
         o.labelColumn = labelColumn
         o.out = out.map { URL(fileURLWithPath: $0) }
+        o.predictions = predictions.map { URL(fileURLWithPath: $0) }
         try runOnWorld { world in _ = try Evaluator.run(o, world: world) }
+    }
+}
+
+/// `umd-mpirun predict`: the model's answers to images with questions (or captions), or to
+/// a whole split; everything about the model comes from its weights.
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "A fine-tuned model's answers: top answers for an image and a question, or every sample of a split.",
+        discussion: """
+            Examples:
+              umd-mpirun predict --weights runs/ft --tokenizer tok --image scan.png --question "is there a fracture?"
+              umd-mpirun predict --weights runs/ft --tokenizer tok --data data/vqa-rad --split test --out preds.jsonl
+            The task, answers or classes, preset, image size and text length come from the weights.
+            """)
+    @Option(name: [.customLong("weights"), .customLong("checkpoint")],
+            help: "Fine-tuned weights: a .safetensors file, a run directory, a checkpoint directory.") var weights: String
+    @Option(help: "Tokenizer directory (the one the weights were trained with).") var tokenizer: String
+    @Option(help: "An image (repeat with --question/--text for several pairs).") var image: [String] = []
+    @Option(help: "A question about the image (VQA).") var question: [String] = []
+    @Option(help: "A caption (classification, retrieval).") var text: [String] = []
+    @Option(help: "Check the weights' task (default: theirs).") var task: DownstreamTask?
+    @Option(help: "A data set: predict every sample of --split.") var data: String?
+    @Option(help: "Split: train, validation or test.") var split: Split = .test
+    @Option(help: "As the run trained: the validation fraction held out where the data set has none.")
+    var validationHoldout = 0.1
+    @Option(help: "As the run trained: MELINDA's label column.") var labelColumn = "p_meth_label"
+    @Option(help: "Also write the predictions as JSON lines (eval --predictions' format).") var out: String?
+
+    func run() throws {
+        var o = Predictor.Options(weights: weights, tokenizer: URL(fileURLWithPath: tokenizer))
+        o.task = task
+        o.data = data.map { URL(fileURLWithPath: $0) }
+        o.split = split
+        o.validationHoldout = validationHoldout
+        o.labelColumn = labelColumn
+        o.images = image.map { URL(fileURLWithPath: $0) }
+        o.texts = question + text
+        o.out = out.map { URL(fileURLWithPath: $0) }
+        try runOnWorld { world in _ = try Predictor.run(o, world: world) }
     }
 }

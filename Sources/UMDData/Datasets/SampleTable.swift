@@ -41,6 +41,13 @@ public struct SampleTable: Sendable {
 
     public init() {}
 
+    /// Samples without a truth (images with their questions or captions), as `predict` scores them.
+    public static func unlabelled(images: [URL], texts: [String]) -> SampleTable {
+        var table = SampleTable()
+        for (image, text) in zip(images, texts) { table.append(image: image, text: text) }
+        return table
+    }
+
     mutating func append(image: URL, text: String, label: Int = -1, closed: Bool = false) {
         images.append(image); texts.append(text); labels.append(label); self.closed.append(closed)
     }

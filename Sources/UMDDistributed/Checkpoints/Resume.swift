@@ -10,7 +10,7 @@ enum Resume {
         let run = plan.run
         var candidates = Checkpoints.complete(run: run)
         if resume != "latest" {
-            guard case .checkpoint(let dir) = try WeightsPath.resolve(resume) else {
+            guard case .checkpoint(let dir) = try WeightsPath.resolve(resume, checkpointOnly: true) else {
                 throw RunError("--resume \(resume): a weights file holds no optimizer state or step; resume from a "
                                + "checkpoint or run directory, or start from the weights with --init")
             }

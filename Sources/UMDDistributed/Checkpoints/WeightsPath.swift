@@ -2,8 +2,9 @@ import Foundation
 import UMDCore
 import UMDModel
 
-/// The one way every command names weights (`--init`, `--resume DIR`, `eval --checkpoint`,
-/// `export`, `inspect`, `encode`): a run directory (its newest complete checkpoint), a
+/// The one way every command names weights (`--init`, `--resume DIR`, `eval --weights`,
+/// `predict`, `export`, `inspect`, `encode`): a run directory (its latest weights: final.safetensors
+/// of a finished run, else its newest complete checkpoint), a
 /// checkpoint directory, a run's `checkpoints/latest`, or a `.safetensors` file. Anything
 /// else is an error that says what the path is and what was expected.
 public enum WeightsPath {
@@ -19,7 +20,8 @@ public enum WeightsPath {
     static let expected = "expected a run directory, a checkpoint directory (RUN/checkpoints/step-NNNNNNNN), "
         + "RUN/checkpoints/latest or a .safetensors file"
 
-    public static func resolve(_ path: String) throws -> Resolved {
+    /// `checkpointOnly`: a run directory means its newest complete checkpoint (resume, inspect).
+    public static func resolve(_ path: String, checkpointOnly: Bool = false) throws -> Resolved {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -35,7 +37,14 @@ public enum WeightsPath {
                                + (older.map { "; the newest complete one before it is \($0.path)" } ?? ""))
             }
             if fm.fileExists(atPath: url.appendingPathComponent("checkpoints").path) {
-                if let newest = Checkpoints.complete(run: url).first { return .checkpoint(newest) }
+                // A finished run's final.safetensors, unless a checkpoint is newer (a resumed
+                // run going on past it): the run's latest weights either way, named as such.
+                let final = url.appendingPathComponent("final.safetensors")
+                if let newest = Checkpoints.complete(run: url).first {
+                    guard !checkpointOnly, let finalSteps = steps(of: final), let step = Int(newest.lastPathComponent.dropFirst(5)),
+                          finalSteps >= step else { return .checkpoint(newest) }
+                    return .file(final)
+                }
                 if fm.fileExists(atPath: url.appendingPathComponent("final.safetensors").path) {
                     return .file(url.appendingPathComponent("final.safetensors"))
                 }
@@ -64,6 +73,14 @@ public enum WeightsPath {
             throw RunError("\(path): not a safetensors file (\(error)); \(expected)")
         }
         return .file(url)
+    }
+
+    /// The steps a final.safetensors was written after (its metadata), nil when unreadable.
+    static func steps(of url: URL) -> Int? {
+        guard FileManager.default.fileExists(atPath: url.path),
+              let header = try? Safetensors.readHeader(url).header,
+              let metadata = header["__metadata__"] as? [String: String] else { return nil }
+        return metadata["steps"].flatMap { Int($0) }
     }
 
     /// The weights at `path` as one safetensors file in memory (a checkpoint's student and

@@ -17,7 +17,8 @@ public enum Evaluator {
     }
 
     public struct Options: Sendable {
-        public var task: DownstreamTask
+        /// nil: the task the weights were fine-tuned for (their metadata); given, it must agree.
+        public var task: DownstreamTask?
         public var data: URL
         public var checkpoint: URL
         public var tokenizer: URL
@@ -32,7 +33,10 @@ public enum Evaluator {
         public var validationHoldout = 0.1
         public var labelColumn = "p_meth_label"
         public var out: URL? = nil
-        public init(task: DownstreamTask, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset?) {
+        /// `--predictions FILE.jsonl`: one line per sample (what the model answered, the truth,
+        /// its probability, right or wrong).
+        public var predictions: URL? = nil
+        public init(task: DownstreamTask?, data: URL, checkpoint: URL, tokenizer: URL, preset: ModelPreset?) {
             self.task = task; self.data = data; self.checkpoint = checkpoint; self.tokenizer = tokenizer; self.preset = preset
         }
     }
@@ -40,68 +44,18 @@ public enum Evaluator {
     /// Returns the metrics (rank 0; other ranks return an empty dictionary).
     @discardableResult
     public static func run(_ o: Options, world: Communicator) throws -> [String: Double] {
-        let rank = world.rank, R = world.size
-        let tokenizer = try ByteLevelBPE(directory: o.tokenizer)
-        let (file, resolved) = try WeightsPath.load(o.checkpoint.path, includeTeacher: false)
-        // The run the weights belong to: the file's folder, or the checkpoint's run.
-        let home: URL
-        switch resolved {
-        case .file(let url): home = url.deletingLastPathComponent()
-        case .checkpoint(let dir): home = dir.deletingLastPathComponent().deletingLastPathComponent()
-        }
-        let described = try WeightsDescription(file: file, path: o.checkpoint.path)
-        try described.requireTokenizer(o.tokenizer, weights: o.checkpoint.path)
-        let preset = try Self.agree("preset", o.preset, described.preset, o.checkpoint.path) ?? .tiny
-        if let task = described.task, task != o.task.rawValue {
-            throw RunError("\(o.checkpoint.path) was fine-tuned for \(task), not for \(o.task.rawValue): its "
-                           + "answers or classes belong to \(task); evaluate it with --task \(task)")
-        }
-        let H = o.imageSize ?? described.imageSize ?? StageDefaults.imageSize(stage: .finetune, preset: preset)
-        let L = o.textLength ?? described.textLength
-            ?? StageDefaults.textLength(stage: .finetune, task: o.task.kind, preset: preset)
-        // Classes: the run's list (in the weights' metadata, or classes.json beside them) so
-        // indices match training.
-        let classesURL = home.appendingPathComponent("classes.json")
-        let savedClasses = described.classes
-            ?? (try? readWholeFile(classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
-        let answers = o.task.kind == .vqa ? savedClasses.map { AnswerVocabulary(answers: $0) } : nil
-        var options = ReaderOptions()
-        options.validationHoldout = o.validationHoldout
-        options.labelColumn = o.labelColumn
-        let samples = try SampleTable.task(o.task, root: o.data, split: o.split, answers: answers,
-                                           retrievalCap: o.retrievalCap, options: options)
-        options.checkImages = false
-        let train = o.task.kind == .retrieval ? nil
-            : try SampleTable.task(o.task, root: o.data, split: .train, answers: answers, options: options)
-        // MELINDA's classes come from the label column: another column than training's would
-        // give the classifier's rows other meanings.
-        if o.task.kind == .classification, let saved = savedClasses, samples.classes != saved {
-            throw RunError("\(o.checkpoint.path) was trained on \(saved.count) classes (\(saved.prefix(4).joined(separator: ", "))…), "
-                           + "but --label-column \(o.labelColumn) of \(o.data.path) gives \(samples.classes.count) "
-                           + "(\(samples.classes.prefix(4).joined(separator: ", "))…); pass the label column the run trained with")
-        }
-        // A classifier's rows stand for the training run's classes in its order: rebuilt from
-        // the evaluated data they could name other answers (a silently wrong score).
-        guard o.task.kind == .retrieval || savedClasses != nil else {
-            throw RunError("\(o.checkpoint.path) carries no answer/class list (neither in its metadata nor as "
-                           + "\(classesURL.path)); evaluate a fine-tuning run's final.safetensors or best.safetensors, "
-                           + "or an export of its checkpoint")
-        }
-        let classes = savedClasses ?? []
-        let head: TaskHead = o.task.kind == .retrieval ? .retrieval : .classifier(outputs: classes.count)
-        let (params, student, loaded) = try RunFactory.inferenceModel(
-            ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head),
-            weights: file, path: o.checkpoint.path) { !$0.hasPrefix("teacher.") }
+        let rank = world.rank
+        let model = try TrainedModel.load(weights: o.checkpoint.path, tokenizer: o.tokenizer, task: o.task, preset: o.preset,
+                                          imageSize: o.imageSize, textLength: o.textLength)
+        let task = model.task
+        let scorer = try model.scorer(data: o.data, split: o.split, validationHoldout: o.validationHoldout,
+                                      labelColumn: o.labelColumn, retrievalCap: o.retrievalCap, batchSize: o.batchSize)
         if rank == 0 {
-            print("eval: \(o.checkpoint.path): preset \(preset.name), \(H) px, L = \(L), \(loaded.loaded.count) tensors"
-                  + (loaded.resizeNotes.isEmpty ? "" : ", resized " + loaded.resizeNotes.joined(separator: ", ")))
+            print("eval: \(model.describe)")
         }
-        let n = samples.count
-        guard n > 0 else { throw RunError("the \(o.split.rawValue) split of \(o.task.rawValue) is empty") }
-        let out = o.out ?? home
-        let scorer = Scorer(task: o.task, samples: samples, trainLabels: train?.labels ?? [], classes: classes,
-                            tokenizer: tokenizer, imageSize: H, textLength: L, batchSize: o.batchSize, retrievalCap: o.retrievalCap)
-        let metrics = try scorer.score(params: params, student: student, world: world)
+        let scored = try scorer.score(params: model.params, student: model.student, world: world,
+                                      keepPredictions: o.predictions != nil)
+        let metrics = scored.metrics
         if rank == 0 {
             // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
             let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
@@ -110,27 +64,185 @@ public enum Evaluator {
             }
             let text = metrics.sorted { (rank($0.key), $0.key) < (rank($1.key), $1.key) }.map { "\($0.key) \(String(format: $0.value < 2 ? "%.4f" : "%.0f", $0.value))" }
             // Printed before the file is written: a score is never lost to an unwritable folder.
-            print("eval \(o.task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
+            print("eval \(task.rawValue) \(o.split.rawValue): " + text.joined(separator: ", "))
             fflush(nil)
+            let out = o.out ?? model.home
             // Named by the weights too, so evaluating several files in one folder keeps every result.
-            let url = out.appendingPathComponent("eval-\(resolved.url.deletingPathExtension().lastPathComponent)-\(o.task.rawValue)-\(o.split.rawValue).json")
-            do {
-                try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-                try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: url)
-            } catch {
-                throw RunError("cannot write \(url.path) (\(FileError.describe(error, at: url))); the scores are printed above. "
-                               + "Pass --out DIR to write the result file elsewhere")
+            let url = out.appendingPathComponent("eval-\(model.weightsName)-\(task.rawValue)-\(o.split.rawValue).json")
+            var document: [String: Any] = metrics
+            if let confusion = scored.confusion {
+                document["confusion"] = ["classes": model.classes, "rows_are": "truth", "columns_are": "prediction",
+                                         "counts": confusion] as [String: Any]
             }
+            try write(JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]), to: url,
+                      what: "the scores are printed above")
             print("wrote \(url.path)")
+            if let predictions = o.predictions {
+                try write(Prediction.jsonLines(scored.predictions), to: predictions, what: "the scores are printed above")
+                print("wrote \(scored.predictions.count) predictions to \(predictions.path)")
+            }
         }
         return metrics
+    }
+
+    /// Writes `data` atomically, creating the folder; a failure names the file and what is not lost.
+    static func write(_ data: Data, to url: URL, what: String) throws {
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try AtomicFileWriter.write(data, to: url)
+        } catch {
+            throw RunError("cannot write \(url.path) (\(FileError.describe(error, at: url))); \(what). "
+                           + "Pass --out DIR (or another file name) to write it elsewhere")
+        }
+    }
+}
+
+/// Fine-tuned weights loaded to be run (eval, predict): the model, and what the weights say
+/// about themselves — task, classes, preset, image size, text length, tokenizer — each of
+/// which a flag may override only to agree.
+public struct TrainedModel {
+    public let params: UMDParameters
+    public let student: ParameterStore
+    public let task: DownstreamTask
+    /// Answers (VQA) or class names (classification), in the classifier's row order; empty for retrieval.
+    public let classes: [String]
+    public let preset: ModelPreset
+    public let imageSize: Int, textLength: Int
+    public let tokenizer: ByteLevelBPE
+    /// The run the weights belong to (the file's folder, or the checkpoint's run).
+    public let home: URL
+    /// `final`, `best`, `step-00000040`, … — which weights are scored.
+    public let weightsName: String
+    let path: String
+    let report: ModelIO.ImportReport
+
+    public var describe: String {
+        "\(path) (\(weightsName)): \(task.rawValue), preset \(preset.name), \(imageSize) px, L = \(textLength), "
+            + "\(report.loaded.count) tensors" + (report.resizeNotes.isEmpty ? "" : ", resized " + report.resizeNotes.joined(separator: ", "))
+    }
+
+    public static func load(weights path: String, tokenizer directory: URL, task given: DownstreamTask?, preset flag: ModelPreset?,
+                            imageSize: Int?, textLength: Int?) throws -> TrainedModel {
+        let tokenizer = try ByteLevelBPE(directory: directory)
+        let (file, resolved) = try WeightsPath.load(path, includeTeacher: false)
+        let home: URL
+        switch resolved {
+        case .file(let url): home = url.deletingLastPathComponent()
+        case .checkpoint(let dir): home = dir.deletingLastPathComponent().deletingLastPathComponent()
+        }
+        let described = try WeightsDescription(file: file, path: path)
+        try described.requireTokenizer(directory, weights: path)
+        let preset = try Evaluator.agree("preset", flag, described.preset, path) ?? .tiny
+        let saved = described.task.flatMap(DownstreamTask.init(rawValue:))
+        if let saved, let given, saved != given {
+            throw RunError("\(path) was fine-tuned for \(saved.rawValue), not for \(given.rawValue): its answers or classes "
+                           + "belong to \(saved.rawValue); drop --task or pass --task \(saved.rawValue)")
+        }
+        guard let task = given ?? saved else {
+            throw RunError("\(path) does not name the task it was fine-tuned for (weights from before that was recorded); "
+                           + "pass --task")
+        }
+        let H = imageSize ?? described.imageSize ?? StageDefaults.imageSize(stage: .finetune, preset: preset)
+        let L = textLength ?? described.textLength ?? StageDefaults.textLength(stage: .finetune, task: task.kind, preset: preset)
+        // Classes: the run's list (in the weights' metadata, or classes.json beside them) so
+        // indices match training; rebuilt from the evaluated data they could name other answers.
+        let classesURL = home.appendingPathComponent("classes.json")
+        let classes = described.classes
+            ?? (try? readWholeFile(classesURL)).flatMap { try? JSONDecoder().decode([String].self, from: $0) }
+        guard task.kind == .retrieval || classes != nil else {
+            throw RunError("\(path) carries no answer/class list (neither in its metadata nor as \(classesURL.path)); use a "
+                           + "fine-tuning run's final.safetensors or best.safetensors, or an export of its checkpoint")
+        }
+        let head: TaskHead = task.kind == .retrieval ? .retrieval : .classifier(outputs: classes?.count ?? 0)
+        let (params, student, report) = try RunFactory.inferenceModel(
+            ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head),
+            weights: file, path: path) { !$0.hasPrefix("teacher.") }
+        let name: String
+        switch resolved {
+        case .file(let url): name = url.deletingPathExtension().lastPathComponent
+        case .checkpoint(let dir): name = dir.lastPathComponent
+        }
+        return TrainedModel(params: params, student: student, task: task, classes: classes ?? [], preset: preset,
+                            imageSize: H, textLength: L, tokenizer: tokenizer, home: home, weightsName: name, path: path,
+                            report: report)
+    }
+
+    /// The scorer of images with their questions or captions, no truth known (`predict`).
+    public func scorer(images: [URL], texts: [String]) throws -> Scorer {
+        var scorer = Scorer(task: task, samples: SampleTable.unlabelled(images: images, texts: texts), trainLabels: [],
+                            classes: classes, tokenizer: tokenizer, imageSize: imageSize, textLength: textLength)
+        scorer.labelled = false
+        return scorer
+    }
+
+    /// The scorer of `split` of the data set at `data`, read as the training run read it.
+    public func scorer(data: URL, split: Split, validationHoldout: Double = 0.1, labelColumn: String = "p_meth_label",
+                       retrievalCap: Int = 2000, batchSize: Int = 16) throws -> Scorer {
+        let answers = task.kind == .vqa ? AnswerVocabulary(answers: classes) : nil
+        var options = ReaderOptions()
+        options.validationHoldout = validationHoldout
+        options.labelColumn = labelColumn
+        let samples = try SampleTable.task(task, root: data, split: split, answers: answers, retrievalCap: retrievalCap,
+                                           options: options)
+        options.checkImages = false
+        let train = task.kind == .retrieval ? nil
+            : try SampleTable.task(task, root: data, split: .train, answers: answers, options: options)
+        // MELINDA's classes come from the label column: another column than training's would
+        // give the classifier's rows other meanings.
+        if task.kind == .classification, samples.classes != classes {
+            throw RunError("\(path) was trained on \(classes.count) classes (\(classes.prefix(4).joined(separator: ", "))…), "
+                           + "but --label-column \(labelColumn) of \(data.path) gives \(samples.classes.count) "
+                           + "(\(samples.classes.prefix(4).joined(separator: ", "))…); pass the label column the run trained with")
+        }
+        guard samples.count > 0 else { throw RunError("the \(split.rawValue) split of \(task.rawValue) is empty") }
+        return Scorer(task: task, samples: samples, trainLabels: train?.labels ?? [], classes: classes, tokenizer: tokenizer,
+                      imageSize: imageSize, textLength: textLength, batchSize: batchSize, retrievalCap: retrievalCap)
+    }
+}
+
+/// One sample's result: what the model answered, with what probability, against the truth.
+public struct Prediction: Sendable, Equatable {
+    /// The sample's index in its split (the file order the reader kept).
+    public var index: Int
+    public var image: String
+    /// The question (VQA) or caption (classification, retrieval).
+    public var text: String
+    /// The predicted answer or class (retrieval: the best-matching caption).
+    public var predicted: String
+    /// Softmax probability of the prediction (retrieval: the match score's sigmoid).
+    public var probability: Double
+    /// The true answer or class (nil when it is not one the model knows).
+    public var truth: String?
+    public var correct: Bool
+    /// VQA: a closed question.
+    public var closed: Bool?
+    /// The best `k` answers with their probabilities (classification and VQA).
+    public var top: [(answer: String, probability: Double)] = []
+
+    public static func == (a: Prediction, b: Prediction) -> Bool {
+        a.index == b.index && a.predicted == b.predicted && a.probability == b.probability && a.truth == b.truth
+            && a.correct == b.correct
+    }
+
+    /// JSON lines, one object per prediction, keys sorted.
+    public static func jsonLines(_ predictions: [Prediction]) throws -> Data {
+        var out = Data()
+        for p in predictions {
+            var object: [String: Any] = ["id": p.index, "image": p.image, "text": p.text, "answer": p.predicted,
+                                         "probability": p.probability, "correct": p.correct, "truth": p.truth ?? NSNull()]
+            if let closed = p.closed { object["closed"] = closed }
+            if !p.top.isEmpty { object["top"] = p.top.map { ["answer": $0.answer, "probability": $0.probability] } }
+            out += try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            out.append(0x0A)
+        }
+        return out
     }
 }
 
 /// Scores a model on one split, every rank a share, rank 0 with the metrics (other ranks
 /// get an empty dictionary): what `eval` runs on a weights file and what validation during
 /// training runs on the live weights.
-struct Scorer {
+public struct Scorer {
     let task: DownstreamTask
     let samples: SampleTable
     /// Training labels, for the majority baseline.
@@ -140,6 +252,9 @@ struct Scorer {
     let imageSize: Int, textLength: Int
     var batchSize = 16
     var retrievalCap = 2000
+    /// False for samples without a truth (`predict` on an image and a question): no warning
+    /// about answers outside the vocabulary.
+    public var labelled = true
 
     init(task: DownstreamTask, samples: SampleTable, trainLabels: [Int], classes: [String], tokenizer: ByteLevelBPE,
          imageSize: Int, textLength: Int, batchSize: Int = 16, retrievalCap: Int = 2000) {
@@ -148,10 +263,28 @@ struct Scorer {
         self.batchSize = batchSize; self.retrievalCap = retrievalCap
     }
 
+    /// What scoring a split gives rank 0 (other ranks: empty): the metrics, the confusion
+    /// counts (truth × prediction; VQA and classification) and, when kept, every sample's prediction.
+    public struct Scored {
+        public var metrics: [String: Double] = [:]
+        public var confusion: [[Int]]? = nil
+        public var predictions: [Prediction] = []
+    }
+
+    /// The metrics only (validation during training).
     func score(params: UMDParameters, student: ParameterStore, world: Communicator) throws -> [String: Double] {
+        try score(params: params, student: student, world: world, keepPredictions: false).metrics
+    }
+
+    /// How many answers a prediction lists with their probabilities.
+    static let topCount = 5
+
+    public func score(params: UMDParameters, student: ParameterStore, world: Communicator,
+                      keepPredictions: Bool) throws -> Scored {
         let rank = world.rank, R = world.size
         let (H, L) = (imageSize, textLength)
         let n = samples.count
+        var scored = Scored()
         var metrics: [String: Double] = [:]
         let objective = FinetuneObjective(params: params)
 
@@ -173,6 +306,16 @@ struct Scorer {
                     }
                 }
                 let result = Metrics.retrieval(scores: scores, count: n)
+                if keepPredictions {
+                    // Image i's best caption (image-to-text), right when it is its own.
+                    scored.predictions = (0..<n).map { i in
+                        var best = 0
+                        for j in 1..<n where scores[i * n + j] > scores[i * n + best] { best = j }
+                        return Prediction(index: i, image: samples.images[i].path, text: samples.texts[i],
+                                          predicted: samples.texts[best], probability: 1 / (1 + exp(-Double(scores[i * n + best]))),
+                                          truth: samples.texts[i], correct: best == i)
+                    }
+                }
                 for k in [1, 5, 10] {
                     metrics["i2t_R@\(k)"] = result.imageToText[k]; metrics["t2i_R@\(k)"] = result.textToImage[k]
                     metrics["chance_R@\(k)"] = min(1, Double(k) / Double(n))
@@ -210,12 +353,27 @@ struct Scorer {
                     for a in 1..<A where all[i * A + a] > all[i * A + best] { best = a }
                     return best
                 }
+                var confusion = [[Int]](repeating: [Int](repeating: 0, count: A), count: A)
+                for i in 0..<n where samples.labels[i] >= 0 { confusion[samples.labels[i]][predictions[i]] += 1 }
+                scored.confusion = confusion
+                if keepPredictions {
+                    scored.predictions = (0..<n).map { i in
+                        let probabilities = Self.softmax(all[(i * A)..<((i + 1) * A)])
+                        let top = probabilities.indices.sorted { (probabilities[$0], -$0) > (probabilities[$1], -$1) }
+                            .prefix(Self.topCount).map { (answer: classes[$0], probability: probabilities[$0]) }
+                        let truth = samples.labels[i]
+                        return Prediction(index: i, image: samples.images[i].path, text: samples.texts[i],
+                                          predicted: classes[predictions[i]], probability: probabilities[predictions[i]],
+                                          truth: truth >= 0 ? classes[truth] : nil, correct: truth == predictions[i],
+                                          closed: task.kind == .vqa ? samples.closed[i] : nil, top: Array(top))
+                    }
+                }
                 // Majority baseline: the most frequent training label, predicted for every sample.
                 var counts = [Int](repeating: 0, count: A)
                 for l in trainLabels where l >= 0 { counts[l] += 1 }
                 let majority = counts.indices.max { counts[$0] < counts[$1] } ?? 0
                 let unknown = samples.labels.filter { $0 < 0 }.count
-                if unknown > 0 {
+                if unknown > 0 && labelled {
                     FileHandle.standardError.write(Data(("umd-mpirun: warning: \(unknown) answer(s) of the evaluated split are not in "
                         + "the training answer vocabulary; they count as wrong\n").utf8))
                 }
@@ -235,6 +393,15 @@ struct Scorer {
                 metrics["samples"] = Double(n)
             }
         }
-        return metrics
+        scored.metrics = metrics
+        return scored
+    }
+
+    /// Probabilities of one row of logits (in Double, max subtracted).
+    static func softmax(_ logits: ArraySlice<Float>) -> [Double] {
+        let m = Double(logits.max() ?? 0)
+        let e = logits.map { exp(Double($0) - m) }
+        let sum = e.reduce(0, +)
+        return e.map { $0 / sum }
     }
 }

@@ -263,7 +263,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     static func savedConfiguration(_ resume: String, run: URL) -> RunConfiguration? {
         let dir: URL?
         if resume == "latest" { dir = Checkpoints.complete(run: run).first }
-        else if case .checkpoint(let d)? = try? WeightsPath.resolve(resume) { dir = d } else { dir = nil }
+        else if case .checkpoint(let d)? = try? WeightsPath.resolve(resume, checkpointOnly: true) { dir = d } else { dir = nil }
         return dir.flatMap { try? Checkpoints.readManifest($0).config }
     }
 

@@ -53,6 +53,9 @@ public final class FinetuneObjective {
         var total = 0.0
         var logits = [Double](repeating: 0, count: max(classes, groupSize))
         for g in 0..<groups {
+            // A sample without a known answer (eval's answers outside the vocabulary, predict's
+            // questions) has no true-class probability: it contributes nothing.
+            if groupSize == 1 && (labels[g] < 0 || Int(labels[g]) >= classes) { continue }
             var count = 0
             for m in 0..<groupSize {
                 let row = z + (g * groupSize + m) * featureStride + featureOffset

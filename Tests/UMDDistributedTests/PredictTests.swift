@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 25: using a trained model. `predict` on a split gives exactly eval's per-sample
+/// predictions (and so its accuracy); `predict` on one image and question needs nothing but
+/// the weights and the tokenizer; eval takes the task from the weights, says which weights it
+/// scores and writes the confusion counts.
+@Suite("predict", .serialized)
+struct PredictTests {
+    static let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-predict-\(UUID().uuidString)")
+
+    @Test func predictOnASplitIsEvalsPerSamplePredictions() throws {
+        defer { try? FileManager.default.removeItem(at: Self.root) }
+        try SyntheticFixture.make(in: Self.root, datasets: [("vqa-rad", "vqa")], count: 30)
+        let (data, tok, run) = (Self.root.appendingPathComponent("vqa").path, Self.root.appendingPathComponent("tok").path,
+                                Self.root.appendingPathComponent("ft"))
+        let ft = try MPIJob.run(ranks: 2, ["finetune", "--task", "vqa-rad", "--data", data, "--tokenizer", tok,
+                                           "--steps", "4", "--batch-size", "4", "--out", run.path])
+        #expect(ft.exitCode == 0, "\(ft)")
+        let evalLines = Self.root.appendingPathComponent("eval.jsonl"), predictLines = Self.root.appendingPathComponent("p.jsonl")
+        // No --task: the weights name theirs. The run directory means its final weights, and eval says so.
+        let ev = try MPIJob.run(ranks: 2, ["eval", "--weights", run.path, "--tokenizer", tok, "--data", data,
+                                           "--predictions", evalLines.path])
+        #expect(ev.exitCode == 0 && ev.stdout.contains("(final): vqa-rad"), "\(ev)")
+        let pr = try MPIJob.run(ranks: 2, ["predict", "--weights", run.appendingPathComponent("final.safetensors").path,
+                                           "--tokenizer", tok, "--data", data, "--out", predictLines.path])
+        #expect(pr.exitCode == 0, "\(pr)")
+        let (e, p) = (try Data(contentsOf: evalLines), try Data(contentsOf: predictLines))
+        #expect(!e.isEmpty && e == p, "predict's lines are eval's")
+        // Both give the accuracy eval reports.
+        let rows = try String(decoding: e, as: UTF8.self).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let right = rows.filter { $0["correct"] as? Bool == true }.count
+        let result = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("eval-final-vqa-rad-test.json")))
+            as! [String: Any]
+        #expect(abs(Double(right) / Double(rows.count) - (result["overall"] as! Double)) < 1e-9)
+        #expect(pr.stdout.contains("\(right) of \(rows.count) right"), "\(pr)")
+        // The confusion counts: one per sample with a known answer, rows the truth.
+        let confusion = try #require(result["confusion"] as? [String: Any])
+        let counts = try #require(confusion["counts"] as? [[Int]])
+        #expect(counts.flatMap { $0 }.reduce(0, +) == rows.filter { !($0["truth"] is NSNull) }.count)
+        #expect(counts.indices.map { counts[$0][$0] }.reduce(0, +) == right)
+        // One image and one question, nothing else: the top answers with their probabilities.
+        let image = try #require(rows.first?["image"] as? String)
+        let one = try MPIJob.runDirect(["predict", "--weights", run.path, "--tokenizer", tok, "--image", image,
+                                        "--question", "is there a lesion?"])
+        #expect(one.exitCode == 0 && one.stdout.contains("question: is there a lesion?") && one.stdout.contains("  1. "),
+                "\(one)")
+        // The wrong task is refused by name.
+        let wrong = try MPIJob.runDirect(["eval", "--task", "slake", "--weights", run.path, "--tokenizer", tok, "--data", data])
+        #expect(wrong.exitCode != 0 && wrong.stderr.contains("was fine-tuned for vqa-rad, not for slake"), "\(wrong)")
+    }
+}
