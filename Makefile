@@ -20,8 +20,14 @@ deps:             ## install the system packages (apt-get; sudo when not root)
 # allocation test, cannot read clang's default DWARF 5.
 CFLAGS_DWARF := -Xcc -gdwarf-4
 
+# The commit a binary is built from, beside it (umd-build-info; BuildInfo reads it): a file
+# rather than a compile flag, so that a new commit does not rebuild every module.
+BUILD_INFO = (git rev-parse HEAD 2>/dev/null || echo unknown) | tr -d '\n' > $(1)/umd-build-info; \
+	git diff --quiet HEAD 2>/dev/null || printf -- '-dirty' >> $(1)/umd-build-info
+
 build:            ## debug build of everything, tests included
 	$(SWIFT) build --build-tests $(CFLAGS_DWARF)
+	@$(call BUILD_INFO,$(shell $(SWIFT) build --show-bin-path))
 
 # The release build targets this machine's CPU (what clang's -march=native picks, e.g.
 # znver3, sapphirerapids): the element-wise SIMD kernels then use AVX2/AVX-512. Building on
@@ -33,6 +39,7 @@ CPU_FLAGS  := $(if $(TARGET_CPU),-Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xc
 
 release:          ## optimised build for real runs and benchmarks
 	$(SWIFT) build -c release --product umd-mpirun $(CPU_FLAGS)
+	@$(call BUILD_INFO,$(shell $(SWIFT) build -c release --show-bin-path))
 
 test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves)
 	$(SWIFT) test --skip-build

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bitwise evidence for a restructuring that must not change a number: runs the same
-# training runs and debug-step variants with two builds and compares the outputs byte for
-# byte. Usage: scripts/compare-builds.sh OLD_BINARY NEW_BINARY [DIR]
+# training runs and debug-step variants with two builds and compares the tensors' bytes
+# (the files' headers name the build that wrote them). Usage: scripts/compare-builds.sh OLD_BINARY NEW_BINARY [DIR]
 # Compares: final weights of 2-rank pretrain, calib, GM-Coord finetune, a sharded +
 # accumulated pretrain, and every debug-step variant (synthetic and real data, each task
 # kind, --init-from, --at-step, --matmul onednn). Exit status 1 when any output differs.
@@ -41,9 +41,12 @@ for which in old new; do
     $ds $o/d-ft-onednn.st --stage finetune --task vqa --matmul onednn >/dev/null
     $ds $o/d-pretrain-lr.st --lr 3e-4 --preset small --batch-size 2 >/dev/null
 done
+# The tensors' bytes: a safetensors file is an 8-byte header length N, N bytes of JSON
+# header (whose metadata names the build that wrote it), then the data.
+data() { local n; n=$(od -An -t u8 -N 8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
 status=0
 for f in $(cd $DIR/old && ls *.st */final.safetensors); do
-    if cmp -s $DIR/old/$f $DIR/new/$f; then echo "same      $f  $(sha256sum < $DIR/new/$f | cut -c1-16)"
+    if cmp -s <(data $DIR/old/$f) <(data $DIR/new/$f); then echo "same      $f  $(data $DIR/new/$f | sha256sum | cut -c1-16)"
     else echo "DIFFERENT $f"; status=1; fi
 done
 exit $status

@@ -15,7 +15,8 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "roco, medicat, vqa-rad, slake, vqa-med-2019 or melinda.") var kind: SyntheticDataset.Kind
     @Option(help: "Directory to write (created).") var out: String
     @Option(help: "Number of images (80% train, 10% validation, 10% test).") var count = 200
-    @Option(help: "Seed of the generator.") var seed: UInt64 = 0
+    @Option(help: "Seed of the generator (default: one per kind, so two kinds made with defaults hold different images and questions).")
+    var seed: UInt64?
     @Option(help: "Image side in pixels.") var imageSize = 64
     @Option(help: "VQA: share of closed questions with a text cue giving the answer away (random in the test split).")
     var shortcut = 0.0
@@ -31,7 +32,8 @@ struct SynthCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count, seed: seed,
+            let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count,
+                                                     seed: seed ?? kind.defaultSeed,
                                                      imageSize: imageSize,
                                                      difficulty: .init(shortcut: shortcut, intensityShift: intensityShift),
                                                      layout: layout)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import UMDCore
 
 /// `umd-mpirun`: the program every MPI rank runs. One subcommand per job.
 @main
@@ -11,6 +12,7 @@ struct UMDMpirun: ParsableCommand {
               mpirun -np 2 umd-mpirun selftest
             Running the binary without mpirun gives a single rank (rank 0 of 1).
             """,
+        version: BuildInfo.description,
         subcommands: [PretrainCommand.self, InspectCommand.self, ExportCommand.self, CalibCommand.self, FinetuneCommand.self, EvalCommand.self, PredictCommand.self,
                       SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
                       LaunchCommand.self, PlotCommand.self, BenchCommand.self, ConvertCommand.self, EncodeCommand.self])

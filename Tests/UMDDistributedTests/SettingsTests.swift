@@ -159,6 +159,32 @@ struct SettingsTests {
         let base = try Settings.configuration(stage: .finetune, arguments: ["--preset", "base", "--task", "vqa-rad"])
         #expect(base.peakLearningRate == 5e-6, "the paper's VQA fine-tuning rate at base")
     }
+
+    /// Issue 25's small items: a warm-up longer than the run is refused; `--resume auto`
+    /// resumes only when there is a checkpoint; config.json holds absolute paths.
+    @Test func warmupResumeAutoAndAbsolutePaths() throws {
+        let long = try Settings.configuration(stage: .pretrain, arguments: ["--roco", "r", "--tokenizer", "t", "--warmup", "50",
+                                                                            "--steps", "5"])
+        #expect(Self.error { try long.validate() }.contains("--warmup 50 steps is longer than the run (--steps 5)"))
+        let fraction = try Settings.configuration(stage: .pretrain, arguments: ["--roco", "r", "--tokenizer", "t",
+                                                                                "--warmup", "0.5", "--steps", "5"])
+        try fraction.validate()
+
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("umd-auto-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        var auto = try Settings.configuration(stage: .pretrain, arguments: ["--roco", "r", "--tokenizer", "t", "--out", out.path,
+                                                                            "--resume", "auto"])
+        #expect(try auto.resolved().resume == nil, "nothing to resume: a fresh start")
+        let checkpoint = out.appendingPathComponent("checkpoints/step-00000003")
+        try FileManager.default.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: checkpoint.appendingPathComponent("manifest.json"))
+        auto.preset = "tiny"
+        #expect(try auto.resolved().resume == "latest")
+
+        let values = Settings.effectiveValues(long)
+        let cwd = FileManager.default.currentDirectoryPath
+        #expect(values["roco"] as? String == cwd + "/r" && values["tokenizer"] as? String == cwd + "/t", "\(values)")
+    }
 }
 
 /// Per-stage input sizes and weights that describe themselves.

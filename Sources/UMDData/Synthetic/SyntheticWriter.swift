@@ -6,6 +6,10 @@ import UMDCore
 public enum SyntheticDataset {
     public enum Kind: String, CaseIterable, Sendable {
         case roco, medicat, vqaRad = "vqa-rad", slake, vqaMed2019 = "vqa-med-2019", melinda
+
+        /// `synth`'s seed when none is given: one per kind (with one seed for all, SLAKE made
+        /// with defaults held VQA-RAD's images and questions).
+        public var defaultSeed: UInt64 { UInt64(Self.allCases.firstIndex(of: self)! + 1) }
     }
 
     /// How the files are laid out: as the official download unpacks (`official`), or as the

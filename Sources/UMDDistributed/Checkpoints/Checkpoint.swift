@@ -59,6 +59,8 @@ public struct CheckpointManifest: Codable, Sendable {
     /// XXH64 of the manifest's own text with this value written as 16 zeros (format 4 on):
     /// an edited manifest (another step, optimizer count, configuration) fails to load.
     public var manifestXXH64: String? = nil
+    /// Which umd wrote it (`BuildInfo.description`; nil in manifests from before it was recorded).
+    public var writtenBy: String? = BuildInfo.description
 
     public var stage: String { config.stage.rawValue }
     public var preset: String { config.preset ?? "tiny" }

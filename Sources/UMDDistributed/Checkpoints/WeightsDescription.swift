@@ -96,6 +96,7 @@ public struct WeightsDescription {
         m["stage"] = stage; m["preset"] = preset; m["vocabulary_size"] = String(vocabularySize)
         if !tokenizerHash.isEmpty { m[tokenizerKey] = tokenizerHash }
         m["image_size"] = String(imageSize); m["text_length"] = String(textLength); m["task"] = task
+        m["umd_version"] = BuildInfo.version; m["umd_commit"] = BuildInfo.commit
         if !classes.isEmpty {
             m["classes"] = String(decoding: (try? JSONEncoder().encode(classes)) ?? Data(), as: UTF8.self)
         }

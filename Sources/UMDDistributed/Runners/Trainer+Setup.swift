@@ -38,7 +38,7 @@ extension Trainer {
         let verdicts = try watchdog.guarding("start-up, run directory check") { try world.allgatherData(Data(refusal.utf8)) }
         if let first = verdicts.first, !first.isEmpty { throw RunError(String(decoding: first, as: UTF8.self)) }
         if world.rank == 0 {
-            try AtomicFileWriter.write(config.effectiveJSON(), to: out.appendingPathComponent("config.json"))
+            try AtomicFileWriter.write(config.configFileJSON(), to: out.appendingPathComponent("config.json"))
         }
         return lock
     }

@@ -96,7 +96,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var overwrite = false
     /// Resuming with another `--steps` (so another learning-rate schedule) is accepted.
     public var allowScheduleChange = false
-    /// Resume from the newest complete checkpoint of `out` ("latest") or from this checkpoint directory.
+    /// Resume from the newest complete checkpoint of `out` ("latest"), from this checkpoint
+    /// directory, or ("auto") from the newest one when there is one, else start fresh.
     public var resume: String? = nil
     /// Testing aid: this rank SIGKILLs itself half-way through writing its shard at the
     /// checkpoint after `debugCrashCheckpointStep` steps.
@@ -170,6 +171,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             c.imageSize = c.imageSize ?? saved.imageSize
             c.textLength = c.textLength ?? saved.textLength
         }
+        // `--resume auto`: continue when --out holds a complete checkpoint, else start (one
+        // sbatch line for the first and every later submission).
+        if c.resume == "auto" { c.resume = Checkpoints.complete(run: URL(fileURLWithPath: out)).isEmpty ? nil : "latest" }
         if c.preset == nil { c.preset = "tiny" }
         _ = try c.presetValue
         return try c.checkingSizes()
@@ -234,6 +238,14 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         try JSONSerialization.data(withJSONObject: Settings.effectiveValues(self), options: [.prettyPrinted, .sortedKeys])
     }
 
+    /// config.json: the effective values and which umd wrote them (`umd`, not a setting: a
+    /// config file read back with `--config` ignores it).
+    func configFileJSON() throws -> Data {
+        var values = Settings.effectiveValues(self)
+        values["umd"] = BuildInfo.description
+        return try JSONSerialization.data(withJSONObject: values, options: [.prettyPrinted, .sortedKeys])
+    }
+
     public var multipliers: LearningRateMultipliers {
         LearningRateMultipliers(fusion: lrFusion, heads: lrHeads ?? (stage == .finetune ? 50 : 5))
     }
@@ -279,6 +291,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         }
         if stage != .pretrain && (task == nil || data == nil) { throw RunError("\(stage.rawValue) needs --task and --data") }
         if tokenizer == nil { throw RunError("--tokenizer DIR is needed (vocab.json + merges.txt)") }
+        if let w = warmup, w >= 1, Int(w) > steps {
+            throw RunError("--warmup \(Int(w)) steps is longer than the run (--steps \(steps)): the learning rate would never "
+                           + "reach its peak; give fewer warm-up steps or a fraction of the run (e.g. --warmup 0.1)")
+        }
         if stage == .finetune, let task {
             // Checked now, not at the first validation after hours of training.
             if let metric = keepBest {

@@ -144,6 +144,7 @@ enum ConfigFile {
             guard let key = keyNode.string else { throw RunError("\(file):\(line(keyNode)): a key must be text") }
             let path = prefix + key
             let place = "\(file):\(line(keyNode)): \(path)"
+            if key == "umd" && prefix.isEmpty { continue }            // which umd wrote a config.json
             if key == "stage" {
                 if case .tool = scope { continue }          // applied first (above)
                 guard value.string == c.stage.rawValue else {

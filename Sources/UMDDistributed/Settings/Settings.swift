@@ -357,7 +357,8 @@ public enum Settings {
         .option("async-checkpoint", \.asyncCheckpoint, "Write periodic checkpoints in the background from a staged copy."),
         .option("allow-schedule-change", \.allowScheduleChange,
                 "Accept resuming with another --steps (the learning-rate schedule changes; both rates are logged)."),
-        .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone) or from this checkpoint directory."),
+        .optional("resume", \.resume, "Resume from the newest complete checkpoint of --out (`--resume` alone), from this "
+                  + "checkpoint directory, or `--resume auto`: resume when --out holds a checkpoint, else start."),
         // The tools' own (no training command takes them).
         .option("at-step", \.atStep, "debug-step: the step s whose learning rate and batch are used (0 = first).",
                 stages: [], tools: debugStep, allowed: .atLeast(0)),
@@ -431,9 +432,16 @@ public enum Settings {
     }
 
     /// Every effective value of `c` for its stage, keyed by setting name (what config.json holds).
+    /// Paths are written absolute, so `--config RUN/config.json` works from any folder.
     public static func effectiveValues(_ c: RunConfiguration) -> [String: Any] {
         var out: [String: Any] = ["stage": c.stage.rawValue]
-        for s in of(c.stage) where !s.hidden { out[s.name] = s.read(c) ?? NSNull() }
+        for s in of(c.stage) where !s.hidden {
+            var value = s.read(c)
+            if ["DIR", "WEIGHTS"].contains(s.placeholder), let path = value as? String, !path.isEmpty {
+                value = URL(fileURLWithPath: path).standardizedFileURL.path
+            }
+            out[s.name] = value ?? NSNull()
+        }
         return out
     }
 }
