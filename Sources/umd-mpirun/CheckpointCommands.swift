@@ -47,21 +47,33 @@ struct InspectCommand: ParsableCommand {
     }
 }
 
-/// `umd-mpirun export --checkpoint CKPT --out FILE.safetensors [--teacher]`.
+/// `umd-mpirun export --weights W --out FILE.safetensors [--teacher]`, or `--bundle DIR`.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write a checkpoint's weights as safetensors under the MODEL_SPEC names.")
-    @Option(help: "Weights: a run directory, a checkpoint directory, checkpoints/latest or a .safetensors file.")
-    var checkpoint: String
-    @Option(help: "Output .safetensors file.") var out: String
+        commandName: "export",
+        abstract: "Write weights as safetensors under the MODEL_SPEC names, or as a model bundle (weights + tokenizer + classes).")
+    @Option(name: [.customLong("weights"), .customLong("checkpoint")],
+            help: "Weights: a run directory, a checkpoint directory, checkpoints/latest, a .safetensors file or a bundle.")
+    var weights: String
+    @Option(help: "Output .safetensors file.") var out: String?
+    @Option(help: "Write a model bundle into this folder (model.safetensors, vocab.json, merges.txt, classes.json, config.json): every command that takes weights takes it, without --tokenizer.")
+    var bundle: String?
+    @Option(help: "The tokenizer the weights were trained with (default: the one beside them, e.g. RUN/tokenizer).")
+    var tokenizer: String?
     @Flag(help: "Also write the EMA teacher, under teacher.<name>.") var teacher = false
 
     func run() throws {
         do {
-            let (file, _) = try WeightsPath.load(checkpoint, includeTeacher: teacher)
-            try Safetensors.write(file.tensors, metadata: file.metadata, to: URL(fileURLWithPath: out))
-            let all = file.tensors
-            print("export: wrote \(all.count) tensors to \(out)")
+            guard (out == nil) != (bundle == nil) else { throw RunError("export writes --out FILE.safetensors or --bundle DIR (one of them)") }
+            if let bundle {
+                let tokenizer = try ModelBundle.tokenizer(for: weights, given: tokenizer)
+                try ModelBundle.write(weights: weights, tokenizer: tokenizer, to: URL(fileURLWithPath: bundle), includeTeacher: teacher)
+                print("export: wrote the bundle \(bundle) (weights, tokenizer from \(tokenizer.path), classes, config.json)")
+                return
+            }
+            let (file, _) = try WeightsPath.load(weights, includeTeacher: teacher)
+            try Safetensors.write(file.tensors, metadata: file.metadata, to: URL(fileURLWithPath: out!))
+            print("export: wrote \(file.tensors.count) tensors to \(out!)")
         } catch {
             printError("\(error)")
             throw ExitCode.failure

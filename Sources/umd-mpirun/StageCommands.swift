@@ -78,7 +78,8 @@ struct EvalCommand: ParsableCommand {
     @Option(name: [.customLong("weights"), .customLong("checkpoint")],
             help: "Weights to evaluate (a fine-tuning run's final.safetensors, best.safetensors, the run or a checkpoint).")
     var weights: String
-    @Option(help: "Tokenizer directory.") var tokenizer: String
+    @Option(help: "Tokenizer directory (default: the one beside the weights: a bundle's, or RUN/tokenizer).")
+    var tokenizer: String?
     @Option(help: "Model preset (default: the weights' own).") var preset: String?
     @Option(help: "Image size (default: the weights' own).") var imageSize: Int?
     @Option(help: "Text length (default: the weights' own).") var textLength: Int?
@@ -97,8 +98,9 @@ struct EvalCommand: ParsableCommand {
             guard let named = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
             p = named
         }
+        let tokenizer = try ModelBundle.tokenizer(for: weights, given: tokenizer)
         var o = Evaluator.Options(task: task, data: URL(fileURLWithPath: data), checkpoint: URL(fileURLWithPath: weights),
-                                  tokenizer: URL(fileURLWithPath: tokenizer), preset: p)
+                                  tokenizer: tokenizer, preset: p)
         o.imageSize = imageSize
         o.textLength = textLength
         o.split = split
@@ -125,7 +127,8 @@ struct PredictCommand: ParsableCommand {
             """)
     @Option(name: [.customLong("weights"), .customLong("checkpoint")],
             help: "Fine-tuned weights: a .safetensors file, a run directory, a checkpoint directory.") var weights: String
-    @Option(help: "Tokenizer directory (the one the weights were trained with).") var tokenizer: String
+    @Option(help: "Tokenizer directory (default: the one beside the weights: a bundle's, or RUN/tokenizer).")
+    var tokenizer: String?
     @Option(help: "An image (repeat with --question/--text for several pairs).") var image: [String] = []
     @Option(help: "A question about the image (VQA).") var question: [String] = []
     @Option(help: "A caption (classification, retrieval).") var text: [String] = []
@@ -138,7 +141,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Also write the predictions as JSON lines (eval --predictions' format).") var out: String?
 
     func run() throws {
-        var o = Predictor.Options(weights: weights, tokenizer: URL(fileURLWithPath: tokenizer))
+        var o = Predictor.Options(weights: weights, tokenizer: try ModelBundle.tokenizer(for: weights, given: tokenizer))
         o.task = task
         o.data = data.map { URL(fileURLWithPath: $0) }
         o.split = split

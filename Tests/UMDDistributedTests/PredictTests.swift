@@ -48,6 +48,20 @@ struct PredictTests {
                                         "--question", "is there a lesion?"])
         #expect(one.exitCode == 0 && one.stdout.contains("question: is there a lesion?") && one.stdout.contains("  1. "),
                 "\(one)")
+        // A bundle: weights, tokenizer, classes and config in one folder; predict needs nothing else,
+        // and answers as the run directory (whose tokenizer copy eval finds without --tokenizer).
+        let bundle = Self.root.appendingPathComponent("bundle")
+        let ex = try MPIJob.runDirect(["export", "--weights", run.path, "--bundle", bundle.path])
+        #expect(ex.exitCode == 0, "\(ex)")
+        for file in ["model.safetensors", "vocab.json", "merges.txt", "classes.json", "config.json"] {
+            #expect(FileManager.default.fileExists(atPath: bundle.appendingPathComponent(file).path), "\(file)")
+        }
+        let fromBundle = try MPIJob.runDirect(["predict", "--weights", bundle.path, "--image", image, "--question", "is there a lesion?"])
+        #expect(fromBundle.exitCode == 0, "\(fromBundle)")
+        func answers(_ r: MPIJob.Result) -> [Substring] { r.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") } }
+        #expect(answers(fromBundle) == answers(one) && !answers(one).isEmpty, "\(fromBundle)\n\(one)")
+        let noTokenizer = try MPIJob.runDirect(["eval", "--weights", run.path, "--data", data])
+        #expect(noTokenizer.exitCode == 0 && noTokenizer.stdout.contains("overall"), "\(noTokenizer)")
         // The wrong task is refused by name.
         let wrong = try MPIJob.runDirect(["eval", "--task", "slake", "--weights", run.path, "--tokenizer", tok, "--data", data])
         #expect(wrong.exitCode != 0 && wrong.stderr.contains("was fine-tuned for vqa-rad, not for slake"), "\(wrong)")

@@ -3,8 +3,9 @@ import UMDCore
 import UMDModel
 
 /// The one way every command names weights (`--init`, `--resume DIR`, `eval --weights`,
-/// `predict`, `export`, `inspect`, `encode`): a run directory (its latest weights: final.safetensors
-/// of a finished run, else its newest complete checkpoint), a
+/// `predict`, `export`, `inspect`, `encode`): a model bundle (`export --bundle`), a run
+/// directory (its latest weights: final.safetensors of a finished run, else its newest
+/// complete checkpoint), a
 /// checkpoint directory, a run's `checkpoints/latest`, or a `.safetensors` file. Anything
 /// else is an error that says what the path is and what was expected.
 public enum WeightsPath {
@@ -17,7 +18,7 @@ public enum WeightsPath {
         }
     }
 
-    static let expected = "expected a run directory, a checkpoint directory (RUN/checkpoints/step-NNNNNNNN), "
+    static let expected = "expected a model bundle, a run directory, a checkpoint directory (RUN/checkpoints/step-NNNNNNNN), "
         + "RUN/checkpoints/latest or a .safetensors file"
 
     /// `checkpointOnly`: a run directory means its newest complete checkpoint (resume, inspect).
@@ -53,6 +54,7 @@ public enum WeightsPath {
             if fm.fileExists(atPath: url.appendingPathComponent("final.safetensors").path) {
                 return .file(url.appendingPathComponent("final.safetensors"))
             }
+            if ModelBundle.isBundle(url) { return .file(url.appendingPathComponent(ModelBundle.weightsName)) }
             if fm.fileExists(atPath: url.appendingPathComponent("config.json").path)
                 && fm.fileExists(atPath: url.appendingPathComponent("model.safetensors").path) {
                 throw RunError("\(path): a Hugging Face model folder; convert it first with "
@@ -94,5 +96,69 @@ public enum WeightsPath {
             if !includeTeacher { file.tensors.removeAll { $0.name.hasPrefix("teacher.") } }
             return (file, resolved)
         }
+    }
+}
+
+/// A model bundle (`export --bundle DIR`): everything needed to run a trained model in one
+/// folder — `model.safetensors` (its metadata: preset, sizes, task, classes, tokenizer hash,
+/// umd version), the tokenizer (`vocab.json`, `merges.txt`), `classes.json` and a
+/// `config.json` saying what the model is. Every command that takes weights takes a bundle,
+/// and then needs no `--tokenizer`.
+public enum ModelBundle {
+    public static let weightsName = "model.safetensors", format = "umd bundle"
+
+    public static func isBundle(_ dir: URL) -> Bool {
+        guard let data = try? readWholeFile(dir.appendingPathComponent("config.json")),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+        return object["format"] as? String == format
+            && FileManager.default.fileExists(atPath: dir.appendingPathComponent(weightsName).path)
+    }
+
+    /// Writes the bundle: the student weights of `weights` (plus the teacher when asked),
+    /// the tokenizer it was trained with (checked by hash), the classes and config.json.
+    public static func write(weights path: String, tokenizer: URL, to dir: URL, includeTeacher: Bool = false) throws {
+        let (file, _) = try WeightsPath.load(path, includeTeacher: includeTeacher)
+        let described = try WeightsDescription(file: file, path: path)
+        try described.requireTokenizer(tokenizer, weights: path)
+        let fm = FileManager.default
+        do { try fm.createDirectory(at: dir, withIntermediateDirectories: true) } catch {
+            throw RunError("cannot create \(dir.path) (\(FileError.describe(error, at: dir)))")
+        }
+        var metadata = file.metadata
+        metadata["umd_version"] = BuildInfo.version; metadata["umd_commit"] = BuildInfo.commit
+        try Safetensors.write(file.tensors, metadata: metadata, to: dir.appendingPathComponent(weightsName))
+        for name in ["vocab.json", "merges.txt"] {
+            try AtomicFileWriter.write(readWholeFile(tokenizer.appendingPathComponent(name)), to: dir.appendingPathComponent(name))
+        }
+        if let classes = described.classes {
+            try AtomicFileWriter.write(JSONEncoder().encode(classes), to: dir.appendingPathComponent("classes.json"))
+        }
+        var config: [String: Any] = ["format": format, "umd": BuildInfo.description, "weights": weightsName,
+                                     "tokenizer_xxh64": TokenizerIdentity.hash(tokenizer)]
+        for key in ["stage", "preset", "task", "image_size", "text_length", "vocabulary_size"] {
+            if let value = metadata[key], !value.isEmpty { config[key] = Int(value).map { $0 as Any } ?? value }
+        }
+        if let classes = described.classes { config["classes"] = classes.count }
+        try AtomicFileWriter.write(JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                                   to: dir.appendingPathComponent("config.json"))
+    }
+
+    /// The tokenizer of the weights at `path` when `--tokenizer` is not given: the bundle's
+    /// own, or the copy a training run keeps in RUN/tokenizer.
+    public static func tokenizer(for path: String, given: String?) throws -> URL {
+        if let given { return URL(fileURLWithPath: given) }
+        let resolved = try WeightsPath.resolve(path)
+        let folder: URL
+        switch resolved {
+        case .file(let url): folder = url.deletingLastPathComponent()
+        case .checkpoint(let dir): folder = dir.deletingLastPathComponent().deletingLastPathComponent()
+        }
+        for candidate in [folder, folder.appendingPathComponent("tokenizer")]
+        where FileManager.default.fileExists(atPath: candidate.appendingPathComponent("vocab.json").path)
+            && FileManager.default.fileExists(atPath: candidate.appendingPathComponent("merges.txt").path) {
+            return candidate
+        }
+        throw RunError("\(path): no tokenizer beside the weights (looked in \(folder.path) and \(folder.path)/tokenizer); pass "
+                       + "--tokenizer DIR, or use a bundle (`umd-mpirun export --weights \(path) --tokenizer DIR --bundle OUT`)")
     }
 }

@@ -39,6 +39,21 @@ extension Trainer {
         if let first = verdicts.first, !first.isEmpty { throw RunError(String(decoding: first, as: UTF8.self)) }
         if world.rank == 0 {
             try AtomicFileWriter.write(config.configFileJSON(), to: out.appendingPathComponent("config.json"))
+            // The tokenizer beside the weights: eval, predict and export then find it in the run.
+            if let tokenizer = config.tokenizer {
+                let source = URL(fileURLWithPath: tokenizer), copy = out.appendingPathComponent("tokenizer")
+                let complete = ["vocab.json", "merges.txt"].allSatisfy {
+                    FileManager.default.fileExists(atPath: source.appendingPathComponent($0).path)
+                }
+                // (A missing tokenizer is reported by the data loader, which names what is wrong.)
+                if complete && source.standardizedFileURL.path != copy.standardizedFileURL.path {
+                    try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+                    for name in ["vocab.json", "merges.txt"] {
+                        try AtomicFileWriter.write(readWholeFile(source.appendingPathComponent(name)),
+                                                   to: copy.appendingPathComponent(name))
+                    }
+                }
+            }
         }
         return lock
     }
