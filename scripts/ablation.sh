@@ -53,7 +53,7 @@ for seed in $(seq 1 "$SEEDS"); do
     out="$DIR/s$seed/ft-$(echo "$name" | tr -c 'A-Za-z0-9' '_')"
     run $MPIRUN "$BIN" finetune --task vqa-rad --data "$DIR/vqa-rad" $common "${init[@]}" --gm-coord "$gm" \
         --steps "$FT" --seed "$seed" --out "$out"
-    run $MPIRUN "$BIN" eval --task vqa-rad --data "$DIR/vqa-rad" --tokenizer "$DIR/tok" --checkpoint "$out/final.safetensors"
+    run $MPIRUN "$BIN" eval --task vqa-rad --data "$DIR/vqa-rad" --tokenizer "$DIR/tok" --weights "$out/final.safetensors"
     json="$out/eval-final-vqa-rad-test.json"
     field() { sed -n "s/.*\"$1\" : \([0-9.eE+-]*\).*/\1/p" "$json"; }
     # GM-Coord diagnostics: mean and smallest k of each modality over the logged steps.

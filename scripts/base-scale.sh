@@ -25,7 +25,7 @@ $MPIRUN $BIN pretrain --roco "$OUT/roco" --init "$OUT/init.safetensors" $common 
     --batch-size 2 --checkpoint-every 1 --debug-stop-after 1 || [ $? -eq 143 ]
 $MPIRUN $BIN pretrain --roco "$OUT/roco" $common --out "$OUT/pre" --steps 2 --batch-size 2 --checkpoint-every 1 --resume
 echo "== export the last checkpoint and compare with final.safetensors"
-$BIN export --checkpoint "$OUT/pre/checkpoints/step-00000002" --teacher --out "$OUT/exported.safetensors"
+$BIN export --weights "$OUT/pre/checkpoints/step-00000002" --teacher --out "$OUT/exported.safetensors"
 python3 - "$OUT" <<'PY'
 import json, struct, sys
 def tensors(path):
@@ -47,4 +47,4 @@ echo "== GM-Coord fine-tuning"
 $MPIRUN $BIN finetune --task vqa-rad --data "$OUT/vqa" --init "$OUT/calib/final.safetensors" $common --out "$OUT/ft" \
     --steps 1 --batch-size 2
 echo "== eval"
-$MPIRUN $BIN eval --task vqa-rad --data "$OUT/vqa" --checkpoint "$OUT/ft/final.safetensors" --tokenizer "$HF/tokenizer"
+$MPIRUN $BIN eval --task vqa-rad --data "$OUT/vqa" --weights "$OUT/ft/final.safetensors" --tokenizer "$HF/tokenizer"

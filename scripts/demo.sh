@@ -26,7 +26,7 @@ echo "== 5. GM-Coord fine-tuning on VQA-RAD"
 $MPIRUN $BIN finetune --task vqa-rad --data "$DIR/vqa-rad" $common --init "$DIR/calib/final.safetensors" \
     --out "$DIR/finetune" --steps 600 --batch-size 32 --lr 3e-4 --dropout 0
 echo "== 6. evaluation on the test split (accuracy next to the majority-answer baseline)"
-$MPIRUN $BIN eval --task vqa-rad --data "$DIR/vqa-rad" --checkpoint "$DIR/finetune/final.safetensors" \
+$MPIRUN $BIN eval --task vqa-rad --data "$DIR/vqa-rad" --weights "$DIR/finetune/final.safetensors" \
     --tokenizer "$DIR/tokenizer" --preset tiny
 for stage in pretrain calib finetune; do $BIN plot "$DIR/$stage" --out "$DIR/$stage-losses.png"; done
 echo "== demo done in $(( $(date +%s) - start )) s; plots: $DIR/{pretrain,calib,finetune}-losses.png"
