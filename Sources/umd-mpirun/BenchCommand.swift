@@ -52,7 +52,7 @@ struct StepBench: ParsableCommand {
             + "(--profile) also prints where a step's time goes (forward, teacher, losses, backward, sync wait, GM-Coord, "
             + "norm, AdamW, EMA, zeroing), the kernel families and the matmul utilisation.\n\n"
             + Settings.help(.benchStep, defaults: StepBenchmark.defaults))
-    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed above).") var settings: [String] = []
 
     func run() throws {
         let config: RunConfiguration

@@ -29,7 +29,7 @@ struct DebugStepCommand: ParsableCommand {
 
             """ + Settings.help(.debugStep, defaults: DebugStep.defaults))
 
-    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed above).") var settings: [String] = []
 
     func run() throws {
         do {

@@ -48,21 +48,21 @@ struct PretrainCommand: StageCommand {
     static let stage = Stage.pretrain
     static let configuration = stageConfiguration(
         name: "pretrain", abstract: "MR-Pretrain on ROCO (and MedICaT): MIM, MLM, FeaMIM, FeaMLM, ITM with the EMA teacher.")
-    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed above).") var settings: [String] = []
 }
 
 struct CalibCommand: StageCommand {
     static let stage = Stage.calib
     static let configuration = stageConfiguration(
         name: "calib", abstract: "TD-Calib on a downstream set: the four reconstruction losses, teacher continued.")
-    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed above).") var settings: [String] = []
 }
 
 struct FinetuneCommand: StageCommand {
     static let stage = Stage.finetune
     static let configuration = stageConfiguration(
         name: "finetune", abstract: "Fine-tune with gradient-guided modality coordination (GM-Coord).")
-    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed below).") var settings: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Settings: --name VALUE (listed above).") var settings: [String] = []
 }
 
 struct EvalCommand: ParsableCommand {

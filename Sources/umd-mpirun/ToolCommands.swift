@@ -64,10 +64,53 @@ struct LaunchCommand: ParsableCommand {
         return nil
     }
 
+    /// All slots of the hostfile (a host line without `slots=` counts one): the rank count
+    /// when -np is not given.
+    func totalSlots(_ hostfile: String) throws -> Int {
+        guard let text = try? String(contentsOfFile: hostfile, encoding: .utf8) else {
+            throw ValidationError("cannot read the hostfile \(hostfile)")
+        }
+        var total = 0
+        for line in text.split(separator: "\n") {
+            let host = line.prefix { $0 != "#" }.trimmingCharacters(in: .whitespaces)
+            if host.isEmpty { continue }
+            if let range = host.range(of: "slots=") {
+                total += Int(host[range.upperBound...].prefix { $0.isNumber }) ?? 1
+            } else {
+                total += 1
+            }
+        }
+        guard total > 0 else { throw ValidationError("the hostfile \(hostfile) names no host") }
+        return total
+    }
+
+    /// The subcommand is parsed here, once, before mpirun starts N copies that would each
+    /// print the same error: a misspelled subcommand or setting is one clear message.
+    func checkSubcommand() throws {
+        let names = UMDMpirun.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        if let first = command.first, !first.hasPrefix("-"), !names.contains(first) {
+            let close = names.filter { $0.prefix(3) == first.prefix(3) || Set($0).symmetricDifference(Set(first)).count <= 2 }
+            throw ValidationError("the subcommand after --: unknown subcommand `\(first)`"
+                                  + (close.isEmpty ? "" : " (did you mean \(close.map { "`\($0)`" }.joined(separator: " or "))?)")
+                                  + "; `umd-mpirun --help` lists them")
+        }
+        do {
+            let parsed = try UMDMpirun.parseAsRoot(command)
+            if let stage = parsed as? any StageCommand {
+                _ = try Settings.configuration(stage: type(of: stage).stage, arguments: stage.settings)
+            }
+        } catch let error as RunError {
+            throw ValidationError("the subcommand after --: \(error)")
+        } catch {
+            throw ValidationError("the subcommand after --: " + UMDMpirun.message(for: error))
+        }
+    }
+
     /// "4(x2),3" → 4: SLURM_TASKS_PER_NODE's first count.
     static func firstCount(_ text: String?) -> Int? { text.flatMap { Int($0.prefix { $0.isNumber }) } }
 
     func run() throws {
+        try checkSubcommand()
         let environment = ProcessInfo.processInfo.environment
         let setThreads = environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
@@ -88,7 +131,9 @@ struct LaunchCommand: ParsableCommand {
                 args = ["mpirun", "-np", String(n), "--map-by", "ppr:\(perNode):node:PE=\(cpus)", "--bind-to", "core"]
             }
         } else {
-            guard let n = ranks else { throw ValidationError("give -np (the number of ranks)") }
+            guard let n = try ranks ?? hostfile.map(totalSlots) else {
+                throw ValidationError("give -np (the number of ranks), or a --hostfile whose slots are the ranks")
+            }
             args = ["mpirun", "-np", String(n)]
             if let hostfile {
                 let perNode = min(try slotsPerNode(hostfile) ?? n, n)

@@ -111,6 +111,23 @@ struct LaunchTests {
         #expect(!unknown.stdout.contains("--oversubscribe") && unknown.stderr.contains("pass --cores-per-node"), "\(unknown)")
     }
 
+    /// Issue 25: without -np the hostfile's slots are the ranks; a misspelled subcommand or
+    /// setting is refused once, before mpirun starts (not by every rank, interleaved).
+    @Test func hostfileSlotsAreTheRanksAndTheSubcommandIsCheckedFirst() throws {
+        let hostfile = FileManager.default.temporaryDirectory.appendingPathComponent("umd-hosts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: hostfile) }
+        try "node1 slots=4\nnode2 slots=4  # a comment\n# node9 slots=64\nnode3\n".write(to: hostfile, atomically: true,
+                                                                                      encoding: .utf8)
+        let r = try MPIJob.runDirect(["launch", "--hostfile", hostfile.path, "--cores-per-node", "8", "--dry-run", "--",
+                                      "selftest"], environment: Self.noThreads)
+        #expect(r.exitCode == 0 && r.stdout.contains("mpirun -np 9 --hostfile"), "\(r)")
+        let typo = try MPIJob.runDirect(["launch", "-np", "2", "--", "pretrian", "--preset", "tiny"], environment: Self.noThreads)
+        #expect(typo.exitCode != 0 && typo.stderr.contains("unknown subcommand `pretrian` (did you mean `pretrain`"), "\(typo)")
+        let setting = try MPIJob.runDirect(["launch", "-np", "2", "--", "pretrain", "--presett", "tiny"], environment: Self.noThreads)
+        #expect(setting.exitCode != 0 && setting.stderr.contains("unknown setting `presett`")
+                && setting.stderr.components(separatedBy: "unknown setting").count == 2, "\(setting)")
+    }
+
     /// Inside a SLURM allocation the ranks and threads come from SLURM_*.
     @Test func underSlurmTheAllocationSizesTheJob() throws {
         let slurm = ["OPENBLAS_NUM_THREADS": "", "SLURM_JOB_ID": "42", "SLURM_NNODES": "2", "SLURM_NTASKS": "8",

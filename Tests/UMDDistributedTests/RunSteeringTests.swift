@@ -135,6 +135,8 @@ struct RunSteeringTests {
         let fromEvents = scalars.filter { $0.1 == "finetune/loss" }.map { ($0.0, $0.2) }
         #expect(fromEvents.map(\.0) == logged.map(\.0) && fromEvents.map(\.1) == logged.map(\.1), "\(fromEvents) vs \(logged)")
         #expect(scalars.contains { $0.1 == "validation/val_overall" })
+        // Constants of the split (its size, the majority baselines) are not drawn as curves.
+        #expect(!scalars.contains { $0.1.contains("val_majority") || $0.1 == "validation/val_samples" })
     }
 
     /// `--early-stop 1`: with a learning rate too small to change any prediction, the second

@@ -60,6 +60,12 @@ public final class RunLog: @unchecked Sendable {
             if tensorBoard == nil { tensorBoard = try TensorBoardWriter(directory: metricsURL.deletingLastPathComponent()) }
             var scalars = record
             scalars["step"] = nil
+            // Curves only for what changes during a run: the validation split's size and its
+            // majority baselines are one number each (they stay in metrics.jsonl).
+            for key in Array(scalars.keys) where key == "val_samples" || key == "val_pairs" || key.hasPrefix("val_majority")
+                || key.hasPrefix("val_chance") {
+                scalars[key] = nil
+            }
             try tensorBoard?.write(step: Int(record["step"] ?? 0),
                                    scalars: Dictionary(uniqueKeysWithValues: scalars.map { ("\(stage)/\($0.key)", $0.value) }))
         } catch {

@@ -415,7 +415,8 @@ public enum Settings {
         for s in settings where !s.hidden {
             let form = s.form == .flag ? " [on|off]" : " <\(s.placeholder)>"
             let value = s.defaultIsComputed ? nil : s.read(defaults).map(describe)
-            let current = value.map { $0.isEmpty ? "" : " (default: \($0))" } ?? ""
+            // A no-break space keeps "(default: 1000)" on one line when --help wraps the text.
+            let current = value.map { $0.isEmpty ? "" : " (default:\u{00A0}\($0))" } ?? ""
             let aliases = s.aliases.isEmpty ? "" : " (also --" + s.aliases.joined(separator: ", --") + ")"
             lines.append("  --\(s.name)\(form)\(aliases)")
             lines.append("        \(s.help)\(current)")
