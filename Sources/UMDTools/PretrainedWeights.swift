@@ -10,8 +10,19 @@ public enum PretrainedWeights {
     /// The metadata `format` of a converted file (`WeightsDescription.convertedFormat`).
     public static var convertedFormat: String { WeightsDescription.convertedFormat }
 
-    /// Reads a source file and the Hugging Face `config.json` beside it, if any.
-    static func source(_ url: URL) throws -> PretrainedConversion.Source {
+    /// Reads a source file and the Hugging Face `config.json` beside it, if any. A Hugging
+    /// Face model directory (as `save_pretrained` or a download writes it) means its
+    /// `model.safetensors`.
+    static func source(_ given: URL) throws -> PretrainedConversion.Source {
+        var isDirectory: ObjCBool = false
+        var url = given
+        if FileManager.default.fileExists(atPath: given.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            url = given.appendingPathComponent("model.safetensors")
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw ModelError.conversion("\(given.path): a directory without model.safetensors; give the Hugging Face "
+                                            + "model folder (config.json + model.safetensors) or the .safetensors file")
+            }
+        }
         let file = try Safetensors.read(url)
         let configURL = url.deletingLastPathComponent().appendingPathComponent("config.json")
         var config: [String: Any]? = nil
@@ -34,8 +45,9 @@ public enum PretrainedWeights {
         }
         let result = try PretrainedConversion.convert(clip: try clip.map(source), roberta: try roberta.map(source),
                                                       preset: preset, imageSize: imageSize)
-        let sources = [clip, roberta].compactMap { $0 }.map { url -> [String: String] in
-            ["file": url.path, "xxh64": Checkpoints.hashFiles([url])]
+        let sources = try [clip, roberta].compactMap { $0 }.map { url -> [String: String] in
+            let file = try source(url).path
+            return ["file": file, "xxh64": Checkpoints.hashFiles([URL(fileURLWithPath: file)])]
         }
         var metadata = ["format": convertedFormat, "preset": preset.name, "image_size": String(imageSize),
                         "sources": String(decoding: try JSONSerialization.data(withJSONObject: sources, options: [.sortedKeys]),

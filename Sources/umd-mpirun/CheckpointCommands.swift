@@ -6,14 +6,25 @@ import UMDModel
 /// `umd-mpirun inspect CKPT [--verify]`: the manifest in human form; --verify reads every shard.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Describe a checkpoint; with --verify, check every shard's checksum.")
-    @Argument(help: "Checkpoint directory (RUN/checkpoints/step-NNNNNNNN) or a run directory (its latest).") var path: String
+        commandName: "inspect", abstract: "Describe a checkpoint (with --verify, check every shard's checksum) or a weights file.")
+    @Argument(help: "Checkpoint directory (RUN/checkpoints/step-NNNNNNNN), a run directory (its latest checkpoint), or a weights file or bundle (its metadata).")
+    var path: String
     @Flag(help: "Decompress every shard and check its XXH64 against the manifest.") var verify = false
 
     func run() throws {
         do {
             guard case .checkpoint(let dir) = try WeightsPath.resolve(path, checkpointOnly: true) else {
-                throw RunError("\(path): a safetensors file; inspect describes checkpoints (a run or checkpoint directory)")
+                // A weights file (or bundle): what its metadata says and what it holds.
+                let (file, resolved) = try WeightsPath.load(path)
+                let student = file.tensors.filter { !$0.name.hasPrefix("teacher.") }
+                print("weights \(resolved.url.path)")
+                print("  \(student.count) tensors, \(student.reduce(0) { $0 + $1.count }) parameters"
+                      + (student.count < file.tensors.count ? ", teacher \(file.tensors.count - student.count) tensors" : ""))
+                for (key, value) in file.metadata.sorted(by: { $0.key < $1.key }) {
+                    print("  \(key): \(value.count > 120 ? String(value.prefix(117)) + "..." : value)")
+                }
+                if verify { print("verify: the file's header and sizes were read in full (safetensors has no checksums)") }
+                return
             }
             let m = try Checkpoints.readManifest(dir)
             let raw = m.shards.reduce(0) { $0 + $1.uncompressedBytes }, packed = m.shards.reduce(0) { $0 + $1.compressedBytes }

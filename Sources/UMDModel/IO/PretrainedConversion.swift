@@ -75,14 +75,13 @@ public enum PretrainedConversion {
         let D = preset.width, P = preset.patchSize
         if let c = s.config {
             let vc = (c["vision_config"] as? [String: Any]) ?? c
-            try check(s.path, vc, "hidden_size", D)
-            try check(s.path, vc, "patch_size", P)
-            try check(s.path, vc, "num_attention_heads", preset.heads)
-            try check(s.path, vc, "intermediate_size", 4 * D)
-            try check(s.path, vc, "num_hidden_layers", preset.visionLayers, atLeast: true)
+            var problems = [("hidden_size", D, false), ("patch_size", P, false), ("num_attention_heads", preset.heads, false),
+                            ("intermediate_size", 4 * D, false), ("num_hidden_layers", preset.visionLayers, true)]
+                .compactMap { mismatch(vc, $0.0, $0.1, atLeast: $0.2) }
             if let act = vc["hidden_act"] as? String, act != "quick_gelu" {
-                throw ModelError.conversion("\(s.path): config.json says hidden_act \(act); umd's vision encoder uses quick_gelu")
+                problems.append("hidden_act = \(act) (umd's vision encoder uses quick_gelu)")
             }
+            try refuse(s.path, problems, preset: preset)
         }
         var m = Mapper(source: s, report: report)
         let blocks: Int
@@ -153,15 +152,13 @@ public enum PretrainedConversion {
         }
         let V = words.shape[0]
         if let c = s.config {
-            try check(s.path, c, "hidden_size", D)
-            try check(s.path, c, "num_attention_heads", preset.heads)
-            try check(s.path, c, "intermediate_size", 4 * D)
-            try check(s.path, c, "num_hidden_layers", preset.textLayers)
-            try check(s.path, c, "max_position_embeddings", preset.maxTextLength + 2)
-            try check(s.path, c, "vocab_size", V)
+            var problems = [("hidden_size", D), ("num_attention_heads", preset.heads), ("intermediate_size", 4 * D),
+                            ("num_hidden_layers", preset.textLayers), ("max_position_embeddings", preset.maxTextLength + 2),
+                            ("vocab_size", V)].compactMap { mismatch(c, $0.0, $0.1) }
             if let act = c["hidden_act"] as? String, act != "gelu" {
-                throw ModelError.conversion("\(s.path): config.json says hidden_act \(act); umd's text encoder uses gelu (erf)")
+                problems.append("hidden_act = \(act) (umd's text encoder uses gelu, the erf form)")
             }
+            try refuse(s.path, problems, preset: preset)
         }
         var m = Mapper(source: s, report: report)
         let e = prefix + "embeddings."
@@ -210,13 +207,20 @@ public enum PretrainedConversion {
 
     // MARK: - Helpers
 
-    /// A dimension in config.json must equal (or, `atLeast`, reach) what the preset needs.
-    static func check(_ path: String, _ config: [String: Any], _ key: String, _ expected: Int, atLeast: Bool = false) throws {
-        guard let value = (config[key] as? NSNumber)?.intValue else { return }
-        if atLeast ? value < expected : value != expected {
-            throw ModelError.conversion("\(path): config.json has \(key) = \(value), but the preset needs "
-                                  + (atLeast ? "at least " : "") + "\(expected)")
-        }
+    /// A dimension in config.json that differs from (or, `atLeast`, falls short of) what the
+    /// preset needs, as text; nil when it fits or is absent.
+    static func mismatch(_ config: [String: Any], _ key: String, _ expected: Int, atLeast: Bool = false) -> String? {
+        guard let value = (config[key] as? NSNumber)?.intValue else { return nil }
+        guard atLeast ? value < expected : value != expected else { return nil }
+        return "\(key) = \(value), the preset needs " + (atLeast ? "at least " : "") + "\(expected)"
+    }
+
+    /// Every mismatch of a config.json at once, naming the preset compared against.
+    static func refuse(_ path: String, _ problems: [String], preset: ModelPreset) throws {
+        guard !problems.isEmpty else { return }
+        throw ModelError.conversion("\(path): config.json does not fit preset \(preset.name) (width \(preset.width), "
+                                    + "\(preset.heads) heads): " + problems.joined(separator: "; ")
+                                    + ". Choose the preset of this model's size (--preset)")
     }
 
     /// Collects converted tensors and what happened to every source tensor.
