@@ -3,6 +3,9 @@
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 packages=(libopenmpi-dev openmpi-bin libopenblas-dev libdnnl-dev libzstd-dev libpng-dev libjpeg62-turbo-dev pkg-config)
+# --test-tools: also what some tests use when present (headless chromium opens eval's HTML
+# report); CI passes it, a user's machine does not need it.
+if [ "${1:-}" = "--test-tools" ]; then packages+=(chromium); fi
 
 missing=()
 for p in "${packages[@]}"; do

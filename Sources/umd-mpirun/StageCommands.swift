@@ -87,6 +87,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Directory for eval-<weights>-<task>-<split>.json (default: the weights' run).") var out: String?
     @Option(help: "Also write every sample's prediction to this JSON-lines file (id, text, answer, probability, truth, correct).")
     var predictions: String?
+    @Option(help: "Also write a self-contained HTML report (metrics vs baselines, confusion matrix, accuracy by answer type or class, the most confident mistakes with their images).")
+    var report: String?
     @Option(help: "At most this many retrieval pairs.") var retrievalCap = 2000
     @Option(help: "As the run trained: the validation fraction held out where the data set has none.")
     var validationHoldout = 0.1
@@ -109,7 +111,14 @@ struct EvalCommand: ParsableCommand {
         o.labelColumn = labelColumn
         o.out = out.map { URL(fileURLWithPath: $0) }
         o.predictions = predictions.map { URL(fileURLWithPath: $0) }
-        try runOnWorld { world in _ = try Evaluator.run(o, world: world) }
+        let report = self.report.map { URL(fileURLWithPath: $0) }
+        try runOnWorld { world in
+            let result = try Evaluator.evaluate(o, world: world, keepPredictions: report != nil)
+            if let report, world.rank == 0 {
+                try EvaluationReport.write(result, to: report)
+                print("wrote the report \(report.path)")
+            }
+        }
     }
 }
 

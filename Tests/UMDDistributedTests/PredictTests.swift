@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import UMDData
 
 /// Issue 25: using a trained model. `predict` on a split gives exactly eval's per-sample
 /// predictions (and so its accuracy); `predict` on one image and question needs nothing but
@@ -9,6 +10,44 @@ import TestSupport
 @Suite("predict", .serialized)
 struct PredictTests {
     static let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-predict-\(UUID().uuidString)")
+
+    /// A headless browser to open reports in (Debian's `chromium`), nil where none is installed.
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// The report opened in headless Chromium: no console error, and its screenshot shows the
+    /// confusion matrix's green diagonal and the mistakes' grey images.
+    @Test(.enabled(if: chromium != nil, "no chromium here (apt-get install chromium): the report is not opened in a browser"))
+    func theReportRendersInABrowser() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try SyntheticFixture.make(in: root, datasets: [("vqa-rad", "vqa")], count: 30)
+        let (data, tok, run) = (root.appendingPathComponent("vqa").path, root.appendingPathComponent("tok").path,
+                                root.appendingPathComponent("ft"))
+        let ft = try MPIJob.runDirect(["finetune", "--task", "vqa-rad", "--data", data, "--tokenizer", tok, "--steps", "4",
+                                       "--batch-size", "4", "--out", run.path])
+        #expect(ft.exitCode == 0, "\(ft)")
+        let report = root.appendingPathComponent("report.html")
+        let ev = try MPIJob.runDirect(["eval", "--weights", run.path, "--data", data, "--report", report.path])
+        #expect(ev.exitCode == 0, "\(ev)")
+        let chromium = try #require(Self.chromium)
+        let shot = root.appendingPathComponent("report.png"), profile = root.appendingPathComponent("chromium-profile")
+        let r = try MPIJob.runProgram(chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                                 "--user-data-dir=\(profile.path)", "--window-size=1100,1600",
+                                                 "--enable-logging=stderr", "--v=0", "--screenshot=\(shot.path)",
+                                                 report.absoluteString], timeout: 90)
+        #expect(r.exitCode == 0, "\(r)")
+        let consoleErrors = r.stderr.split(separator: "\n").filter { $0.contains("CONSOLE") }
+        #expect(consoleErrors.isEmpty, "\(consoleErrors)")
+        let image = try ImageCodec.decode(file: shot)
+        var green = 0, grey = 0
+        for i in stride(from: 0, to: image.pixels.count, by: 3) {
+            let (red, g, b) = (Int(image.pixels[i]), Int(image.pixels[i + 1]), Int(image.pixels[i + 2]))
+            if g - red > 50 && red == b { green += 1 }                       // a right answer's cell
+            if red == g && g == b && (30...220).contains(red) { grey += 1 }  // thumbnails (and some text)
+        }
+        #expect(image.width == 1100 && green > 200 && grey > 5000, "green \(green), grey \(grey) pixels")
+    }
 
     @Test func predictOnASplitIsEvalsPerSamplePredictions() throws {
         defer { try? FileManager.default.removeItem(at: Self.root) }
@@ -62,6 +101,14 @@ struct PredictTests {
         #expect(answers(fromBundle) == answers(one) && !answers(one).isEmpty, "\(fromBundle)\n\(one)")
         let noTokenizer = try MPIJob.runDirect(["eval", "--weights", run.path, "--data", data])
         #expect(noTokenizer.exitCode == 0 && noTokenizer.stdout.contains("overall"), "\(noTokenizer)")
+        // The HTML report, checked in a real browser when one is installed (CI installs chromium).
+        let report = Self.root.appendingPathComponent("report.html")
+        let rep = try MPIJob.run(ranks: 2, ["eval", "--weights", run.path, "--data", data, "--report", report.path])
+        #expect(rep.exitCode == 0, "\(rep)")
+        let html = try String(contentsOf: report, encoding: .utf8)
+        #expect(html.contains("<table id=\"metrics\">") && html.contains("<svg id=\"confusion\"")
+                && html.contains("data:image/png;base64,") && !html.contains("<script") && !html.contains("http://e")
+                && !html.contains("https://"), "self-contained, no script")
         // The wrong task is refused by name.
         let wrong = try MPIJob.runDirect(["eval", "--task", "slake", "--weights", run.path, "--tokenizer", tok, "--data", data])
         #expect(wrong.exitCode != 0 && wrong.stderr.contains("was fine-tuned for vqa-rad, not for slake"), "\(wrong)")

@@ -41,9 +41,27 @@ public enum Evaluator {
         }
     }
 
+    /// What an evaluation gave rank 0 (other ranks: empty metrics and predictions).
+    public struct Result {
+        public var task: DownstreamTask
+        public var split: Split
+        /// Which weights were scored (`TrainedModel.describe`).
+        public var model: String
+        public var classes: [String]
+        public var scored: Scorer.Scored
+        public var metrics: [String: Double] { scored.metrics }
+    }
+
     /// Returns the metrics (rank 0; other ranks return an empty dictionary).
     @discardableResult
     public static func run(_ o: Options, world: Communicator) throws -> [String: Double] {
+        try evaluate(o, world: world).metrics
+    }
+
+    /// Scores the split; rank 0 prints the metrics and writes the result file (and the
+    /// predictions when asked). `keepPredictions` also keeps every sample's prediction
+    /// in the result (a report needs them).
+    public static func evaluate(_ o: Options, world: Communicator, keepPredictions: Bool = false) throws -> Result {
         let rank = world.rank
         let model = try TrainedModel.load(weights: o.checkpoint.path, tokenizer: o.tokenizer, task: o.task, preset: o.preset,
                                           imageSize: o.imageSize, textLength: o.textLength)
@@ -54,7 +72,7 @@ public enum Evaluator {
             print("eval: \(model.describe)")
         }
         let scored = try scorer.score(params: model.params, student: model.student, world: world,
-                                      keepPredictions: o.predictions != nil)
+                                      keepPredictions: o.predictions != nil || keepPredictions)
         let metrics = scored.metrics
         if rank == 0 {
             // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
@@ -82,7 +100,7 @@ public enum Evaluator {
                 print("wrote \(scored.predictions.count) predictions to \(predictions.path)")
             }
         }
-        return metrics
+        return Result(task: task, split: o.split, model: model.describe, classes: model.classes, scored: scored)
     }
 
     /// Writes `data` atomically, creating the folder; a failure names the file and what is not lost.
