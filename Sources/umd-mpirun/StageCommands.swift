@@ -74,10 +74,12 @@ struct EvalCommand: ParsableCommand {
             + "checkpoint directory or RUN/checkpoints/latest; eval says which weights it scores.")
     @Option(help: "vqa-rad, slake, vqa-med-2019, melinda or roco-retrieval (default: the weights' task).")
     var task: DownstreamTask?
-    @Option(help: "Root of the task's data set.") var data: String
+    @Option(help: "Root of the task's data set (default: the --config run's).") var data: String?
     @Option(name: [.customLong("weights"), .customLong("checkpoint")],
-            help: "Weights to evaluate (a fine-tuning run's final.safetensors, best.safetensors, the run or a checkpoint).")
-    var weights: String
+            help: "Weights to evaluate (a fine-tuning run's final.safetensors, best.safetensors, the run or a checkpoint; default: the --config run's).")
+    var weights: String?
+    @Option(help: "A fine-tuning run's config.json (or a config file): data set, task, tokenizer, label column and hold-out as that run read them, and its weights; flags win.")
+    var config: String?
     @Option(help: "Tokenizer directory (default: the one beside the weights: a bundle's, or RUN/tokenizer).")
     var tokenizer: String?
     @Option(help: "Model preset (default: the weights' own).") var preset: String?
@@ -90,9 +92,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Also write a self-contained HTML report (metrics vs baselines, confusion matrix, accuracy by answer type or class, the most confident mistakes with their images).")
     var report: String?
     @Option(help: "At most this many retrieval pairs.") var retrievalCap = 2000
-    @Option(help: "As the run trained: the validation fraction held out where the data set has none.")
-    var validationHoldout = 0.1
-    @Option(help: "As the run trained: MELINDA's label column, p_meth_label or i_meth_label.") var labelColumn = "p_meth_label"
+    @Option(help: "As the run trained: the validation fraction held out where the data set has none (default: the --config run's, else 0.1).")
+    var validationHoldout: Double?
+    @Option(help: "As the run trained: MELINDA's label column, p_meth_label or i_meth_label (default: the --config run's, else p_meth_label).")
+    var labelColumn: String?
 
     func run() throws {
         var p: ModelPreset? = nil
@@ -100,7 +103,19 @@ struct EvalCommand: ParsableCommand {
             guard let named = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
             p = named
         }
-        let tokenizer = try ModelBundle.tokenizer(for: weights, given: tokenizer)
+        // A run's config.json gives what the flags leave out.
+        var run: RunConfiguration? = nil
+        if let config {
+            do { run = try Settings.configuration(stage: .finetune, arguments: ["--config", config]) } catch {
+                throw ValidationError("--config \(config): \(error)")
+            }
+        }
+        guard let weights = weights ?? run?.out else { throw ValidationError("eval needs --weights (or --config of a run)") }
+        guard let data = data ?? run?.data else { throw ValidationError("eval needs --data (or --config of a run)") }
+        let tokenizer = try ModelBundle.tokenizer(for: weights, given: tokenizer ?? run?.tokenizer)
+        let task = task ?? run?.task
+        let validationHoldout = self.validationHoldout ?? run?.validationHoldout ?? 0.1
+        let labelColumn = self.labelColumn ?? run?.labelColumn ?? "p_meth_label"
         var o = Evaluator.Options(task: task, data: URL(fileURLWithPath: data), checkpoint: URL(fileURLWithPath: weights),
                                   tokenizer: tokenizer, preset: p)
         o.imageSize = imageSize

@@ -101,6 +101,10 @@ struct PredictTests {
         #expect(answers(fromBundle) == answers(one) && !answers(one).isEmpty, "\(fromBundle)\n\(one)")
         let noTokenizer = try MPIJob.runDirect(["eval", "--weights", run.path, "--data", data])
         #expect(noTokenizer.exitCode == 0 && noTokenizer.stdout.contains("overall"), "\(noTokenizer)")
+        // A run's config.json alone: its weights, data set, task and tokenizer (run from another folder).
+        let fromConfig = try MPIJob.runDirect(["eval", "--config", run.appendingPathComponent("config.json").path])
+        let overall = String(format: "overall %.4f", result["overall"] as! Double)
+        #expect(fromConfig.exitCode == 0 && fromConfig.stdout.contains(overall), "\(fromConfig)")
         // The HTML report, checked in a real browser when one is installed (CI installs chromium).
         let report = Self.root.appendingPathComponent("report.html")
         let rep = try MPIJob.run(ranks: 2, ["eval", "--weights", run.path, "--data", data, "--report", report.path])

@@ -233,10 +233,11 @@ public enum Settings {
         .optional("text-length", \.textLength,
                   "Text length L in tokens (default: the preset's; at base downstream 32 VQA, 128 classification, 40 retrieval).",
                   resume: true, allowed: .within(3, 8192), effective: { $0.effectiveTextLength }, defaultInHelp: true),
-        .optional("init", \.initFrom,
-                  "Start from these weights: a run or checkpoint directory, RUN/checkpoints/latest, a .safetensors file.",
-                  tools: debugStep, aliases: ["init-from"], placeholder: "WEIGHTS"),
-        Setting(name: "init-only", help: "Name prefixes to import from --init (e.g. vision.,text.).",
+        .optional("weights", \.initFrom,
+                  "Start from these weights: a run or checkpoint directory, RUN/checkpoints/latest, a .safetensors file "
+                  + "or a bundle (the name every command gives its input model).",
+                  tools: debugStep, aliases: ["init", "init-from"], placeholder: "WEIGHTS"),
+        Setting(name: "init-only", help: "Name prefixes to import from --weights (e.g. vision.,text.).",
                 stages: Set(Stage.allCases), resumeMustMatch: false, hidden: false, form: .list, placeholder: "PREFIX,…",
                 assign: { c, text in
                     c.initOnly = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
