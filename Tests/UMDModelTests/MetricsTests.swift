@@ -19,6 +19,18 @@ struct MetricsTests {
         // AUC: class 0 perfect (0.9 vs others), class 1: pos 0.8 vs neg {0.05, 0.5, 0.2} = 1,
         // class 2: pos {0.3, 0.7} vs neg {0.05, 0.1}: 1.
         #expect(m.macroAUC == 1)
+        // Sensitivity per class: 1/1, 1/1, 1/2 → 5/6. Specificity: class 0: 3/3; class 1: of the
+        // 3 non-1 samples, 2 not predicted 1 → 2/3; class 2: 2/2 → (1 + 2/3 + 1) / 3 = 8/9.
+        #expect(abs(m.sensitivity - 5.0 / 6) < 1e-12 && abs(m.specificity - 8.0 / 9) < 1e-12)
+    }
+
+    /// Only classes present in the labels count (a class never the truth has no sensitivity).
+    @Test func sensitivityAndSpecificityAverageThePresentClasses() {
+        // 3 classes, labels 0, 0, 1 (class 2 absent); predictions 0, 2, 1.
+        let scores: [Float] = [1, 0, 0,  0, 0, 1,  0, 1, 0]
+        let m = Metrics.classification(scores: scores, labels: [0, 0, 1], classes: 3)
+        // Class 0: sens 1/2, spec 1/1; class 1: sens 1/1, spec 2/2.
+        #expect(m.sensitivity == 0.75 && m.specificity == 1)
     }
 
     @Test func rocAUCCountsTiesAsHalf() {

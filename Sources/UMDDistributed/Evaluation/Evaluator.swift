@@ -76,7 +76,7 @@ public enum Evaluator {
         let metrics = scored.metrics
         if rank == 0 {
             // The headline first (overall, accuracy, R@1 …), then the rest, baselines last.
-            let headline = ["overall", "accuracy", "macro_f1", "auc", "i2t_R@1", "t2i_R@1"]
+            let headline = ["overall", "accuracy", "macro_f1", "auc", "sensitivity", "specificity", "i2t_R@1", "t2i_R@1"]
             func rank(_ key: String) -> Int {
                 headline.firstIndex(of: key) ?? (key.hasPrefix("majority") || key.hasPrefix("chance") ? 200 : 100)
             }
@@ -406,6 +406,7 @@ public struct Scorer {
                     let labels = samples.labels.map { max($0, 0) }
                     let m = Metrics.classification(scores: all, labels: labels, classes: A)
                     metrics["accuracy"] = m.accuracy; metrics["macro_f1"] = m.macroF1; metrics["auc"] = m.macroAUC
+                    metrics["sensitivity"] = m.sensitivity; metrics["specificity"] = m.specificity
                     metrics["majority_accuracy"] = Double(labels.filter { $0 == majority }.count) / Double(n)
                 }
                 metrics["samples"] = Double(n)

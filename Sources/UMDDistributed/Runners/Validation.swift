@@ -67,7 +67,7 @@ final class Validation {
     static func selectableMetrics(_ kind: TaskKind) -> [String] {
         switch kind {
         case .vqa: return ["overall", "closed", "open", "loss"]
-        case .classification: return ["accuracy", "macro_f1", "auc", "loss"]
+        case .classification: return ["accuracy", "macro_f1", "auc", "sensitivity", "specificity", "loss"]
         case .retrieval: return ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"]
         case .none: return ["loss"]
         }

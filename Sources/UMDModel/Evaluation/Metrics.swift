@@ -27,6 +27,11 @@ public enum Metrics {
         public var macroF1: Double
         /// Mean over classes with both positives and negatives of the one-vs-rest ROC AUC.
         public var macroAUC: Double?
+        /// The paper's Table 5 (MODEL_SPEC section 11): per class present in the labels, the
+        /// one-vs-rest recall of the class (sensitivity) and of the rest (specificity),
+        /// macro-averaged over those classes.
+        public var sensitivity: Double = 0
+        public var specificity: Double = 0
     }
 
     /// scores [n, C] (any monotone score per class, e.g. logits or probabilities), labels [n].
@@ -54,8 +59,19 @@ public enum Metrics {
             let classScores = (0..<n).map { Double(scores[$0 * C + c]) }
             if let auc = rocAUC(scores: classScores, positives: labels.map { $0 == c }) { aucs.append(auc) }
         }
+        var sensitivities: [Double] = [], specificities: [Double] = []
+        for c in 0..<C {
+            let positives = (0..<n).filter { labels[$0] == c }
+            guard !positives.isEmpty else { continue }
+            sensitivities.append(Double(positives.filter { predictions[$0] == c }.count) / Double(positives.count))
+            let negatives = (0..<n).filter { labels[$0] != c }
+            specificities.append(negatives.isEmpty ? 1
+                                 : Double(negatives.filter { predictions[$0] != c }.count) / Double(negatives.count))
+        }
+        func mean(_ v: [Double]) -> Double { v.isEmpty ? 0 : v.reduce(0, +) / Double(v.count) }
         return Classification(accuracy: accuracy, macroF1: f1s.isEmpty ? 0 : f1s.reduce(0, +) / Double(f1s.count),
-                              macroAUC: aucs.isEmpty ? nil : aucs.reduce(0, +) / Double(aucs.count))
+                              macroAUC: aucs.isEmpty ? nil : aucs.reduce(0, +) / Double(aucs.count),
+                              sensitivity: mean(sensitivities), specificity: mean(specificities))
     }
 
     /// ROC AUC by the rank statistic (Mann–Whitney U), ties counted half; nil without both classes.
