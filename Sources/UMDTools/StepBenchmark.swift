@@ -228,6 +228,7 @@ public enum StepBenchmark {
                 }
                 printKernelProfile(kernelSeconds: kernelSeconds, shapes: shapes, steps: profiledSteps + 1,
                                    sgemmRate: sgemmBaseline * 1e9)
+                printMemory(model, localBatch: localBatch)
             }
             if R > 1 {
                 print(String(format: "weak-scaling efficiency 1 -> %d ranks:  %7.1f %%  (target >= 85 %%)", R,
@@ -272,6 +273,30 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
                      shape.kind, shape.m, shape.n, shape.k, cost.calls / steps, cost.seconds / Double(steps) * 1000,
                      rate / 1e9, lostSeconds * 1000))
     }
+}
+
+/// Where rank 0's memory goes (issue 28): the arenas (fixed: they do not grow with the batch)
+/// and, from `MemoryLedger`, the activation and scratch buffers of each part of the step, with
+/// their share per sample of the local batch.
+private func printMemory(_ model: StageModel, localBatch: Int) {
+    func mib(_ bytes: Int) -> String { String(format: "%9.1f MiB", Double(bytes) / 1048576) }
+    let student = model.student.count * 4
+    let fixed: [(String, Int)] = [("parameters (student)", student), ("gradients", model.student.hasGradients ? student : 0),
+                                  ("AdamW moments (this rank's share)", model.optimizer.owned.count * 8),
+                                  ("EMA teacher", (model.teacher?.count ?? 0) * 4)]
+    print("memory of rank 0 — fixed (arenas; the same at every batch size):")
+    for (name, bytes) in fixed where bytes > 0 {
+        print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0) + mib(bytes))
+    }
+    let activations = MemoryLedger.table
+    let total = activations.reduce(0) { $0 + $1.bytes }
+    print("memory of rank 0 — activations and scratch kept between steps (local batch \(localBatch); per sample):")
+    for (owner, bytes) in activations {
+        print("  " + owner.padding(toLength: 40, withPad: " ", startingAt: 0) + mib(bytes) + "  " + mib(bytes / max(1, localBatch)))
+    }
+    print("  " + "all activations and scratch".padding(toLength: 40, withPad: " ", startingAt: 0) + mib(total) + "  "
+          + mib(total / max(1, localBatch)))
+    print("  " + "peak resident (the process)".padding(toLength: 40, withPad: " ", startingAt: 0) + mib(peakResidentBytes()))
 }
 
 /// Minor page faults of this process so far (getrusage).

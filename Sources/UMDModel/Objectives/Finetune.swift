@@ -105,6 +105,7 @@ public final class FinetuneObjective {
         let B = batch.batch, L = batch.textLength, H = batch.imageSize
         let N = (H / c.patchSize) * (H / c.patchSize), A = fc2.outFeatures
         var laps = Profiler.laps()
+        MemoryLedger.chargeTo("fine-tuning pass (forward)")
         let ctx = ForwardContext(dropout: dropout, passKey: passKey, sampleIDs: batch.sampleIDs)
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
@@ -118,6 +119,7 @@ public final class FinetuneObjective {
         let zt = text.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx)
         fusion.forward(student, text: zt, image: zi, textMask: km, batch: B, textLength: L, imageLength: 1 + N, ctx)
         laps.lap("student forward")
+        MemoryLedger.chargeTo("heads and losses")
         let cls = fusion.pool(student)                                   // [B, 2D]
         let logits = classifier.forward(student, cls, rows: B)           // [B, A]
         lastLogits.ensure(B * A).update(from: logits, count: B * A)
@@ -134,6 +136,7 @@ public final class FinetuneObjective {
                                 classes: A, divisor: globalSamples)
         }
         laps.lap("heads + losses (forward)")
+        MemoryLedger.chargeTo("backward (activation gradients)")
         if computeGradients {
             let dc = dCls.zeroed(B * 2 * D)
             classifier.backward(student, dLogits.pointer, dCls: dc)
@@ -143,7 +146,7 @@ public final class FinetuneObjective {
                                     report: gradientsReady)
         }
         laps.lap("backward")
-        defer { laps.lap("heads + losses (forward)") }
+        defer { laps.lap("heads + losses (forward)"); MemoryLedger.chargeTo("other") }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 
@@ -157,6 +160,7 @@ public final class FinetuneObjective {
         let C = batch.candidatesPerImage, P = B * C
         let N = (H / c.patchSize) * (H / c.patchSize), Li = 1 + N
         var laps = Profiler.laps()
+        MemoryLedger.chargeTo("fine-tuning pass (forward)")
         let px = pixels.ensure(B * 3 * H * H)
         batch.pixels.withUnsafeBufferPointer { px.update(from: $0.baseAddress!, count: B * 3 * H * H) }
         let idp = ids.ensure(T * L)
@@ -182,6 +186,7 @@ public final class FinetuneObjective {
         }
         pairFusion.forward(student, text: pt, image: pi, textMask: pm, batch: P, textLength: L, imageLength: Li, pairCtx)
         laps.lap("student forward")
+        MemoryLedger.chargeTo("heads and losses")
         let cls = pairFusion.pool(student)                                // [P, 2D]
         let scores = score.forward(student, cls, rows: P)                 // [P, 1] = [B, 1+R]
         lastLogits.ensure(P).update(from: scores, count: P)
@@ -198,6 +203,7 @@ public final class FinetuneObjective {
                                 classes: C, divisor: globalSamples)
         }
         laps.lap("heads + losses (forward)")
+        MemoryLedger.chargeTo("backward (activation gradients)")
         if computeGradients {
             let dc = dCls.zeroed(P * 2 * D)
             score.backward(student, dLogits.pointer, dx: dc)
@@ -216,7 +222,7 @@ public final class FinetuneObjective {
             }
         }
         laps.lap("backward")
-        defer { laps.lap("heads + losses (forward)") }
+        defer { laps.lap("heads + losses (forward)"); MemoryLedger.chargeTo("other") }
         return result(loss: loss, sumText: sT, sumImage: sI, reduction)
     }
 }

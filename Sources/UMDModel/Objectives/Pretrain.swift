@@ -112,6 +112,7 @@ public final class PretrainObjective {
         precondition(batch.pixels.count == B * 3 * H * H && batch.textIDs.count == B * L
                      && batch.idsKeep.count == B * K, "batch arrays do not match B=\(B), L=\(L), H=\(H)")
         var laps = Profiler.laps()
+        MemoryLedger.chargeTo("inputs (pixels, ids, masks)")
         let ctx1 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 1), sampleIDs: batch.sampleIDs)
         let ctx3 = ForwardContext(dropout: dropout, passKey: CounterRandom.key(passKey, 3), sampleIDs: batch.sampleIDs)
 
@@ -126,17 +127,20 @@ public final class PretrainObjective {
         batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: B * L) }
 
         // Pass 1: student, masked image and text.
+        MemoryLedger.chargeTo("pass 1: student, masked (forward)")
         let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
         let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
         fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
         laps.lap("student forward")
         // Pass 2: teacher, full image, original text, no dropout.
+        MemoryLedger.chargeTo("pass 2: teacher (forward, no backward)")
         let zi2 = vision2.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
         let zt2 = text2.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
         fusion2.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
                         .deterministic)
         laps.lap("teacher forward (no gradients)")
         // Pass 3: student, unmasked, each text with its (possibly swapped) image.
+        MemoryLedger.chargeTo("pass 3: student ITM (forward)")
         var itmLogits: UnsafeMutablePointer<Float>? = nil
         if includeITM {
             precondition(batch.itmPixels.count == B * 3 * H * H && batch.itmLabels.count == B,
@@ -151,6 +155,7 @@ public final class PretrainObjective {
             itmLabels = batch.itmLabels
         }
         laps.lap("student forward")
+        MemoryLedger.chargeTo("heads and losses")
 
         // Global counts (section 10a): selected MLM tokens, non-pad tokens, samples,
         // masked patches, FeaMIM tokens.
@@ -239,6 +244,7 @@ public final class PretrainObjective {
         }
 
         laps.lap("heads + losses (forward)")
+        MemoryLedger.chargeTo("backward (activation gradients)")
         if computeGradients {
             // ITM pass backward.
             if includeITM {
@@ -265,6 +271,7 @@ public final class PretrainObjective {
                                     report: gradientsReady)
         }
         laps.lap("backward")
+        MemoryLedger.chargeTo("other")
 
         // Global-batch loss values for reporting: each rank's term is (local sum)/(global count).
         let global = reduction.sum([lossMIM, lossMLM, lossFeaMIM, lossFeaMLM, lossITM])

@@ -8,6 +8,8 @@
 public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
     public private(set) var pointer: UnsafeMutablePointer<Element>
     public private(set) var capacity: Int
+    /// Who is charged for these bytes (`MemoryLedger`): the owner current at the first growth.
+    private var owner: String? = nil
 
     public init(capacity: Int = 0) {
         self.capacity = max(capacity, 1)
@@ -15,12 +17,18 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
         pointer.initialize(repeating: 0, count: self.capacity)
     }
 
-    deinit { pointer.deallocate() }
+    deinit {
+        if let owner { MemoryLedger.charge(owner, -capacity * MemoryLayout<Element>.stride) }
+        pointer.deallocate()
+    }
 
     /// Makes room for `count` elements (contents are lost when it grows) and returns the pointer.
     @discardableResult
     public func ensure(_ count: Int) -> UnsafeMutablePointer<Element> {
         if count > capacity {
+            let charged = owner ?? MemoryLedger.currentOwner
+            MemoryLedger.charge(charged, (count - (owner == nil ? 0 : capacity)) * MemoryLayout<Element>.stride)
+            owner = charged
             pointer.deallocate()
             capacity = count
             pointer = .allocate(capacity: count)
