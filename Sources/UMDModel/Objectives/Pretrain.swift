@@ -50,8 +50,9 @@ public final class PretrainObjective {
     public var gradientsReady: ((Int) -> Void)?
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
+    // The teacher's pass has no backward: it runs first on pass 3's layers (pass 1's in
+    // TD-Calib), whose buffers the student pass then overwrites (issue 28).
     let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
-    let vision2: VisionEncoder, text2: TextEncoder, fusion2: FusionModule
     let vision3: VisionEncoder, text3: TextEncoder, fusion3: FusionModule
     let mim: MIMDecoder, mlm: MLMHead
     let feaText: Linear, feaImage: Linear, teacherFeaText: Linear, teacherFeaImage: Linear
@@ -89,7 +90,6 @@ public final class PretrainObjective {
              FusionModule(params.fusion, width: D))
         }
         (vision1, text1, fusion1) = stack()
-        (vision2, text2, fusion2) = stack()
         (vision3, text3, fusion3) = stack()
         mim = MIMDecoder(params.mim, width: c.preset.decoderWidth)
         mlm = MLMHead(params.mlm, vocabularySize: c.vocabularySize)
@@ -126,21 +126,37 @@ public final class PretrainObjective {
         let km = keyMask.ensure(B * L)
         batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: B * L) }
 
+        // Pass 2 first: the teacher, full image, original text, no dropout. It has no backward,
+        // so it runs on the layers of a student pass that comes after it (pass 3, or pass 1 in
+        // TD-Calib) and keeps only what the losses need from it: its fea.* projections.
+        MemoryLedger.chargeTo(includeITM ? "passes 2+3: teacher, student ITM" : "passes 2+1: teacher, student masked")
+        let (visionT, textT, fusionT) = includeITM ? (vision3, text3, fusion3) : (vision1, text1, fusion1)
+        let zi2 = visionT.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
+        let zt2 = textT.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
+        fusionT.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
+                        .deterministic)
+        // The teacher's targets (stop-gradient): fea.text of every token, fea.image of the CLS
+        // and the K kept tokens at their original positions (0 and 1 + ids_keep).
+        let tText = teacherFeaText.forward(teacher, fusionT.textOutput, rows: B * L)
+        let zit = fusionT.imageOutput
+        let gathered = teacherImageRows.ensure(B * (1 + K) * D)
+        for b in 0..<B {
+            (gathered + b * (1 + K) * D).update(from: zit + b * (1 + N) * D, count: D)
+            for j in 0..<K {
+                (gathered + (b * (1 + K) + 1 + j) * D).update(from: zit + (b * (1 + N) + 1 + Int(kp[b * K + j])) * D,
+                                                              count: D)
+            }
+        }
+        let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
+        laps.lap("teacher forward (no gradients)")
         // Pass 1: student, masked image and text.
-        MemoryLedger.chargeTo("pass 1: student, masked (forward)")
+        if includeITM { MemoryLedger.chargeTo("pass 1: student, masked (forward)") }
         let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
         let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
         fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
         laps.lap("student forward")
-        // Pass 2: teacher, full image, original text, no dropout.
-        MemoryLedger.chargeTo("pass 2: teacher (forward, no backward)")
-        let zi2 = vision2.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
-        let zt2 = text2.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
-        fusion2.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
-                        .deterministic)
-        laps.lap("teacher forward (no gradients)")
         // Pass 3: student, unmasked, each text with its (possibly swapped) image.
-        MemoryLedger.chargeTo("pass 3: student ITM (forward)")
+        MemoryLedger.chargeTo("pass 3: student ITM (its own part)")
         var itmLogits: UnsafeMutablePointer<Float>? = nil
         if includeITM {
             precondition(batch.itmPixels.count == B * 3 * H * H && batch.itmLabels.count == B,
@@ -209,7 +225,6 @@ public final class PretrainObjective {
 
         // FeaMLM: student fea.text of every non-pad token against the teacher's.
         let sText = feaText.forward(student, zt, rows: B * L)
-        let tText = teacherFeaText.forward(teacher, fusion2.textOutput, rows: B * L)
         let wFeaMLM = alpha * weights.feaMLM
         let lossFeaMLM = nonPad.withUnsafeBufferPointer {
             Losses.meanSquaredError(pred: sText, target: tText, gradient: dFeaText.ensure(B * L * Dp), rows: B * L,
@@ -217,18 +232,8 @@ public final class PretrainObjective {
         }
 
         // FeaMIM: the student's CLS and K kept tokens against the teacher's tokens at the
-        // same original positions (0 and 1 + ids_keep).
-        let zit = fusion2.imageOutput
-        let gathered = teacherImageRows.ensure(B * (1 + K) * D)
-        for b in 0..<B {
-            (gathered + b * (1 + K) * D).update(from: zit + b * (1 + N) * D, count: D)
-            for j in 0..<K {
-                (gathered + (b * (1 + K) + 1 + j) * D).update(from: zit + (b * (1 + N) + 1 + Int(kp[b * K + j])) * D,
-                                                              count: D)
-            }
-        }
+        // same original positions (tImage, gathered after the teacher's pass).
         let sImage = feaImage.forward(student, fusion1.imageOutput, rows: B * (1 + K))
-        let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
         let wFeaMIM = alpha * weights.feaMIM
         let lossFeaMIM = Losses.meanSquaredError(pred: sImage, target: tImage,
                                                  gradient: dFeaImage.ensure(B * (1 + K) * Dp), rows: B * (1 + K),
