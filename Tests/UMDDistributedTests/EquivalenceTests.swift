@@ -118,7 +118,7 @@ struct EquivalenceTests {
             runs.append(out)
         }
         for other in runs.dropFirst() {
-            try Self.compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
+            try Self.compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"], maxLR: 5e-3, steps: 3)
         }
     }
 

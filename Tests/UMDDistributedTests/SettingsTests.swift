@@ -185,6 +185,30 @@ struct SettingsTests {
         let cwd = FileManager.default.currentDirectoryPath
         #expect(values["roco"] as? String == cwd + "/r" && values["tokenizer"] as? String == cwd + "/t", "\(values)")
     }
+
+    /// Issue 23 (item 3): at base the paper's per-task recipe (MODEL_SPEC section 10's table)
+    /// gives TD-Calib's and GM-Coord's defaults; flags override; tiny keeps its tuned ones.
+    @Test func thePapersRecipeIsTheBaseDefault() throws {
+        func config(_ stage: Stage, _ task: String, _ extra: [String] = [], preset: String = "base") throws -> RunConfiguration {
+            try Settings.configuration(stage: stage, arguments: ["--task", task, "--data", "d", "--preset", preset] + extra)
+        }
+        let med = try config(.finetune, "vqa-med-2019")
+        #expect(med.scheduleShape == .linear && med.effectiveWeightDecay == 0.1 && med.peakLearningRate == 5e-6
+                && med.multipliers.heads == 50)
+        let melinda = try config(.finetune, "melinda")
+        #expect(melinda.scheduleShape == .cosine && melinda.effectiveWeightDecay == 0.01 && melinda.multipliers.heads == 10)
+        #expect(try config(.finetune, "roco-retrieval").multipliers.heads == 5)
+        let slake = try config(.calib, "slake")
+        #expect(slake.scheduleShape == .linear && slake.peakLearningRate == 5e-6 && slake.effectiveWeightDecay == 0.01
+                && slake.multipliers.heads == 5)
+        #expect(try config(.calib, "vqa-rad").peakLearningRate == 1e-5)
+        // Flags win; tiny keeps its own defaults.
+        let given = try config(.finetune, "vqa-med-2019", ["--schedule", "cosine", "--weight-decay", "0.02", "--lr-heads", "7"])
+        #expect(given.scheduleShape == .cosine && given.effectiveWeightDecay == 0.02 && given.multipliers.heads == 7)
+        let tiny = try config(.finetune, "vqa-med-2019", preset: "tiny")
+        #expect(tiny.scheduleShape == .cosine && tiny.effectiveWeightDecay == 0.01 && tiny.peakLearningRate == 3e-4
+                && tiny.multipliers.heads == 50)
+    }
 }
 
 /// Per-stage input sizes and weights that describe themselves.

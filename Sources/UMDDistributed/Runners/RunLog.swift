@@ -135,6 +135,8 @@ struct LogWindow {
         var record = outcome.losses
         if let c = outcome.coefficients {
             record["rho_t"] = c.rhoText; record["rho_i"] = c.rhoImage; record["k_t"] = c.kText; record["k_i"] = c.kImage
+            // The contribution sums themselves (issue 23): which modality's proxy is ahead, by how much.
+            record["S_t"] = c.sumText; record["S_i"] = c.sumImage
         }
         record["step"] = Double(step + 1)
         record["lr"] = Double(outcome.learningRate)

@@ -29,7 +29,17 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var batchSize = 8
     /// Learning-rate schedule (nil: linear for pretraining, cosine downstream, MODEL_SPEC section 10).
     public var schedule: LearningRateSchedule.Shape? = nil
-    public var scheduleShape: LearningRateSchedule.Shape { schedule ?? (stage == .pretrain ? .linear : .cosine) }
+    public var scheduleShape: LearningRateSchedule.Shape {
+        if let schedule { return schedule }
+        if stage == .pretrain { return .linear }
+        if let task = paperRecipeTask { return PaperRecipe.schedule(stage, task) }
+        return .cosine
+    }
+    /// The data set whose paper recipe gives this run's defaults (base preset, calib or finetune).
+    var paperRecipeTask: DownstreamTask? {
+        guard stage != .pretrain, (try? presetValue)?.name == "base" else { return nil }
+        return task
+    }
     /// Warm-up: a fraction of --steps when below 1, else a number of steps (nil: 10 %).
     public var warmup: Double? = nil
     /// K: micro-batches of --batch-size each step (gradient accumulation); the step's batch is G·K.
@@ -44,7 +54,11 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var dropout: Float = 0.1
     public var lrFusion: Float = 5
     public var lrHeads: Float? = nil
-    public var weightDecay: Float = 0.01
+    /// AdamW weight decay (nil: 0.01; at base fine-tuning the paper recipe's per task).
+    public var weightDecay: Float? = nil
+    public var effectiveWeightDecay: Float {
+        weightDecay ?? (stage == .finetune ? paperRecipeTask.map(PaperRecipe.finetuneWeightDecay) : nil) ?? 0.01
+    }
     public var clipNorm: Float? = nil
     public var gmCoord = true
     public var gmNoise = true
@@ -217,7 +231,11 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     }
 
     public var peakLearningRate: Float {
-        lr ?? StageDefaults.learningRate(stage: stage, task: taskKind, preset: (try? presetValue) ?? .tiny)
+        if let lr { return lr }
+        if let task = paperRecipeTask {
+            return stage == .calib ? PaperRecipe.calibLearningRate(task) : PaperRecipe.finetuneLearningRate
+        }
+        return StageDefaults.learningRate(stage: stage, task: taskKind, preset: (try? presetValue) ?? .tiny)
     }
 
     /// How this run's steps are run.
@@ -247,7 +265,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     }
 
     public var multipliers: LearningRateMultipliers {
-        LearningRateMultipliers(fusion: lrFusion, heads: lrHeads ?? (stage == .finetune ? 50 : 5))
+        LearningRateMultipliers(fusion: lrFusion, heads: lrHeads ?? (stage == .finetune
+            ? paperRecipeTask.map(PaperRecipe.headMultiplier) ?? 50 : 5))
     }
 
     /// A stable hash of the canonical JSON (sorted keys).
@@ -348,10 +367,42 @@ public enum StageDefaults {
 }
 
 /// The paper's learning rates: pretrain 1e-5; downstream 5e-6 (VQA), 1e-5 (classification,
-/// retrieval).
+/// retrieval) — where the data set is not known (debug-step on a synthetic batch).
 public enum PaperDefaults {
     public static func peakLearningRate(stage: Stage, task: TaskKind) -> Float {
         stage == .pretrain ? 1e-5 : (task == .vqa ? 5e-6 : 1e-5)
+    }
+}
+
+/// The paper's per-task recipe (its Section 4.2; MODEL_SPEC section 10's table): the base
+/// preset's defaults for TD-Calib and GM-Coord fine-tuning, each overridable by its flag.
+/// Warm-up 10 % and the fusion ×5 as everywhere; TD-Calib keeps pretraining's head ×5.
+public enum PaperRecipe {
+    public static func calibLearningRate(_ task: DownstreamTask) -> Float {
+        switch task {
+        case .slake, .vqaMed2019: return 5e-6
+        case .vqaRad, .rocoRetrieval, .melinda: return 1e-5
+        }
+    }
+    public static let finetuneLearningRate: Float = 5e-6
+    /// TD-Calib: linear everywhere; GM-Coord: linear for VQA-Med-2019, cosine elsewhere.
+    public static func schedule(_ stage: Stage, _ task: DownstreamTask) -> LearningRateSchedule.Shape {
+        stage == .calib || task == .vqaMed2019 ? .linear : .cosine
+    }
+    /// GM-Coord's weight decay (TD-Calib: 0.01).
+    public static func finetuneWeightDecay(_ task: DownstreamTask) -> Float {
+        switch task {
+        case .vqaRad, .vqaMed2019, .rocoRetrieval: return 0.1
+        case .slake, .melinda: return 0.01
+        }
+    }
+    /// GM-Coord's head learning-rate multiplier (the reference code's; the paper is silent).
+    public static func headMultiplier(_ task: DownstreamTask) -> Float {
+        switch task {
+        case .vqaRad, .slake, .vqaMed2019: return 50
+        case .rocoRetrieval: return 5
+        case .melinda: return 10
+        }
     }
 }
 

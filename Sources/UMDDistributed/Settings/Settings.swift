@@ -271,19 +271,23 @@ public enum Settings {
         .optional("accumulate", \.accumulateSteps,
                   "Micro-batches of --batch-size per step (gradient accumulation): the step's batch is batch-size x accumulate.",
                   resume: true, allowed: .atLeast(1), effective: { $0.accumulate }),
-        .optional("lr", \.lr, "Peak learning rate of the base group (default at base: the paper's, 1e-5, 5e-6 for VQA fine-tuning; "
+        .optional("lr", \.lr, "Peak learning rate of the base group (default at base: the paper's — pretrain 1e-5; TD-Calib "
+                  + "1e-5 VQA-RAD, ROCO, MELINDA, 5e-6 SLAKE, VQA-Med-2019; fine-tuning 5e-6; "
                   + "tiny/small: 5e-4 pretrain, 2e-4 calib, 3e-4 finetune; debug-step: the paper's at every preset).",
                   tools: debugStep, resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.peakLearningRate }, defaultInHelp: true),
-        .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream).",
+        .optional("schedule", \.schedule, "Learning-rate schedule (default: linear to pretrain, cosine downstream; at base "
+                  + "the paper's: TD-Calib linear, fine-tuning cosine but linear for VQA-Med-2019).",
                   resume: true, effective: { $0.scheduleShape }, defaultInHelp: true),
         .optional("warmup", \.warmup, "Warm-up: a fraction of --steps below 1, else a number of steps (default 0.1).",
                   resume: true, allowed: .within(0, 1e9), effective: { $0.warmup ?? 0.1 }, defaultInHelp: true),
         .option("lr-fusion", \.lrFusion, "Learning-rate multiplier of fusion.*.", tools: debugStep, resume: true,
                 allowed: .atLeast(0, strictly: true)),
-        .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining, 50 downstream).",
+        .optional("lr-heads", \.lrHeads, "Learning-rate multiplier of the heads (default 5 pretraining and TD-Calib, 50 "
+                  + "fine-tuning; at base fine-tuning 5 for ROCO retrieval and 10 for MELINDA, as the reference code).",
                   tools: debugStep, resume: true, allowed: .atLeast(0, strictly: true), effective: { $0.multipliers.heads }, defaultInHelp: true),
-        .option("weight-decay", \.weightDecay, "AdamW weight decay (not on biases and LayerNorms).", resume: true,
-                allowed: .within(0, 1)),
+        .optional("weight-decay", \.weightDecay, "AdamW weight decay, not on biases and LayerNorms (default 0.01; at base "
+                  + "fine-tuning the paper's per task: 0.1 VQA-RAD, VQA-Med-2019, ROCO; 0.01 SLAKE, MELINDA).",
+                  resume: true, allowed: .within(0, 1), effective: { $0.effectiveWeightDecay }, defaultInHelp: true),
         .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true,
                   allowed: .atLeast(0, strictly: true)),
         .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", tools: debugStep,

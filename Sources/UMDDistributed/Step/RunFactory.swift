@@ -24,7 +24,7 @@ public struct RunFactory {
     public func model(classes: Int, vocabularySize: Int, world: Communicator? = nil,
                       watchdog: StallWatchdog? = nil) throws -> StageModel {
         var hyperparameters = AdamWHyperparameters()
-        hyperparameters.weightDecay = config.weightDecay
+        hyperparameters.weightDecay = config.effectiveWeightDecay
         let ranks = world?.size ?? 1
         let model = try StageModel(stage: config.stage, task: config.taskKind, classes: classes, preset: config.presetValue,
                                    vocabularySize: vocabularySize, imageSize: config.imageSize, seed: config.seed,
