@@ -215,6 +215,13 @@ extension Trainer {
         let peaks = try watchdog.guarding("end of run, peak memory") { try world.allgather([Int64(peakResidentBytes())]) }
         log.info("peak resident memory per rank: " + peaks.map { String(format: "%.2f GB", Double($0) / 1e9) }
             .joined(separator: ", "))
+        // What grows with the batch (issue 28): the activations and scratch this rank keeps, per
+        // sample of its micro-batch (bench step --phases splits them by pass).
+        let activations = MemoryLedger.table.reduce(0) { $0 + $1.bytes }
+        let local = config.batchSize / world.size / config.accumulate
+        log.info(String(format: "activations and scratch on rank 0: %.2f GB (%.3f GB per sample of its %d-sample micro-batch); "
+                        + "the rest is weights, gradients, optimizer and teacher", Double(activations) / 1e9,
+                        Double(activations) / 1e9 / Double(max(1, local)), local))
         try watchdog.guarding("end of run barrier") { try world.barrier() }
     }
 }
