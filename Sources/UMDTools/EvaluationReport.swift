@@ -13,9 +13,7 @@ public enum EvaluationReport {
     static let mistakes = 24, thumbnail = 112
 
     public static func write(_ result: Evaluator.Result, to url: URL) throws {
-        let html = page(result)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try AtomicFileWriter.write(Data(html.utf8), to: url)
+        try Evaluator.write(Data(page(result).utf8), to: url, what: "the scores are printed above")
     }
 
     static func page(_ r: Evaluator.Result) -> String {

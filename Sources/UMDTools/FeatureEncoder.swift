@@ -59,7 +59,6 @@ public enum FeatureEncoder {
         let vision = VisionEncoder(params.vision, width: D, patchSize: config.patchSize)
         let text = TextEncoder(params.text, width: D)
         var imageTokens: [Float] = [], textTokens: [Float] = []
-        var attention: [Int32] = []
         if !o.images.isEmpty {
             guard names.contains("vision.patch_embed.weight") else {
                 throw RunError("\(o.weights.path) holds no vision encoder (vision.*)")
@@ -76,7 +75,6 @@ public enum FeatureEncoder {
             guard names.contains("text.word_embed") else { throw RunError("\(o.weights.path) holds no text encoder (text.*)") }
             let m = o.texts.count
             let (ids, mask) = TableBatchSource.tokens(o.texts, tokenizer: tokenizer, length: L)
-            attention = mask
             var keyMask = [Float](repeating: 0, count: m * L)
             keyMask.withUnsafeMutableBufferPointer { km in
                 mask.withUnsafeBufferPointer { additiveKeyMask(km.baseAddress!, attention: $0.baseAddress!, count: m * L) }

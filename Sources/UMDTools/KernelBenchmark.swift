@@ -189,6 +189,10 @@ struct BlockBench {
             }
         }()
 
+        // Every text token is a key (an additive mask of zeros), for the text layer and the fusion.
+        let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
+        mask.initialize(repeating: 0, count: batch * textTokens)
+
         let text: BlockBench = {
             let layout = ParameterLayout()
             let params = PostLNLayerParams.declare(layout, "text.layers.0", width: D, heads: H)
@@ -197,8 +201,6 @@ struct BlockBench {
             let layer = PostLNLayer(params, name: "text.layers.0")
             let n = batch * textTokens * D
             let x = randomBuffer(n), dy = randomBuffer(n), dx = randomBuffer(n)
-            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
-            mask.initialize(repeating: 0, count: batch * textTokens)
             let ctx = ForwardContext(dropout: 0.1, passKey: 7, sampleIDs: (0..<batch).map { UInt64($0) })
             return BlockBench(label: "text layer [\(batch)x\(textTokens)x\(D)] p=0.1",
                               flops: layerFlops(tokens: textTokens, keys: textTokens)) {
@@ -216,8 +218,6 @@ struct BlockBench {
             let nx = batch * imageTokens * D, ny = batch * textTokens * D
             let x = randomBuffer(nx), y = randomBuffer(ny), dOut = randomBuffer(nx)
             let dx = randomBuffer(nx), dy = randomBuffer(ny)
-            let mask = UnsafeMutablePointer<Float>.allocate(capacity: batch * textTokens)
-            mask.initialize(repeating: 0, count: batch * textTokens)
             let ctx = ForwardContext(dropout: 0.1, passKey: 9, sampleIDs: (0..<batch).map { UInt64($0) })
             // Image stream: self-attention over image tokens, cross-attention onto the text
             // (q, o on image tokens; k, v on text tokens).

@@ -45,9 +45,9 @@ public enum Predictor {
                                + "many pairs as you like: \(o.images.count) image(s), \(o.texts.count) text(s) given), or "
                                + "--data DIR for a whole split")
             }
-            if model.task.kind == .retrieval && o.images.count > 1 {
+            if model.task.kind == .retrieval && o.images.count > 1 && world.rank == 0 {
                 // Retrieval scores every image against every caption: pairs are read as one gallery.
-                world.rank == 0 ? print("predict: \(o.images.count) images and captions scored as one gallery") : ()
+                print("predict: \(o.images.count) images and captions scored as one gallery")
             }
             scorer = try model.scorer(images: o.images, texts: o.texts)
         }
@@ -76,8 +76,7 @@ public enum Predictor {
                          scored.predictions.count, Double(right) / Double(max(1, scored.predictions.count))))
         }
         if let out = o.out {
-            try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try AtomicFileWriter.write(Prediction.jsonLines(scored.predictions), to: out)
+            try Evaluator.write(Prediction.jsonLines(scored.predictions), to: out, what: "the predictions are printed above")
             print("wrote \(scored.predictions.count) predictions to \(out.path)")
         }
         return scored.predictions

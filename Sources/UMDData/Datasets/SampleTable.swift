@@ -106,15 +106,16 @@ public struct SampleTable: Sendable {
             out.classes = labels
             for s in samples { out.append(image: s.image, text: s.caption, label: s.label) }
         case .rocoRetrieval:
-            var (all, report) = try ROCODataset.load(root: root, split: split, options: options)
+            let (all, read) = try ROCODataset.load(root: root, split: split, options: options)
+            var report = read
             let (samples, short) = ROCORetrieval.select(all, cap: retrievalCap)
-            if short > 0 || samples.count < all.count - short {
+            let subset = samples.count < all.count - short
+            if short > 0 || subset {
                 report.notes.append("retrieval uses \(samples.count): captions of at least 3 words (\(short) shorter left out)"
-                                    + (samples.count < all.count - short ? ", \(samples.count) of them chosen by a seeded "
-                                       + "shuffle (M3AE's subset; the cap is --retrieval-cap)" : ""))
+                                    + (subset ? ", \(samples.count) of them chosen by a seeded shuffle (M3AE's subset; the "
+                                       + "cap is --retrieval-cap)" : ""))
             }
             report.accepted = samples.count
-            all = []
             out.reports = [report]
             for s in samples { out.append(image: s.image, text: s.text) }
         }

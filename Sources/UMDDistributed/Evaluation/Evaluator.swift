@@ -103,8 +103,9 @@ public enum Evaluator {
         return Result(task: task, split: o.split, model: model.describe, classes: model.classes, scored: scored)
     }
 
-    /// Writes `data` atomically, creating the folder; a failure names the file and what is not lost.
-    static func write(_ data: Data, to url: URL, what: String) throws {
+    /// Writes an output file the user named (eval's JSON, predictions, a report): atomically,
+    /// creating its folder; a failure names the file and `what` is not lost.
+    public static func write(_ data: Data, to url: URL, what: String) throws {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try AtomicFileWriter.write(data, to: url)
@@ -143,10 +144,11 @@ public struct TrainedModel {
                             imageSize: Int?, textLength: Int?) throws -> TrainedModel {
         let tokenizer = try ByteLevelBPE(directory: directory)
         let (file, resolved) = try WeightsPath.load(path, includeTeacher: false)
-        let home: URL
+        // The run the weights belong to (the file's folder, or the checkpoint's run) and their name.
+        let (home, name): (URL, String)
         switch resolved {
-        case .file(let url): home = url.deletingLastPathComponent()
-        case .checkpoint(let dir): home = dir.deletingLastPathComponent().deletingLastPathComponent()
+        case .file(let url): (home, name) = (url.deletingLastPathComponent(), url.deletingPathExtension().lastPathComponent)
+        case .checkpoint(let dir): (home, name) = (dir.deletingLastPathComponent().deletingLastPathComponent(), dir.lastPathComponent)
         }
         let described = try WeightsDescription(file: file, path: path)
         try described.requireTokenizer(directory, weights: path)
@@ -175,11 +177,6 @@ public struct TrainedModel {
         let (params, student, report) = try RunFactory.inferenceModel(
             ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head),
             weights: file, path: path) { !$0.hasPrefix("teacher.") }
-        let name: String
-        switch resolved {
-        case .file(let url): name = url.deletingPathExtension().lastPathComponent
-        case .checkpoint(let dir): name = dir.lastPathComponent
-        }
         return TrainedModel(params: params, student: student, task: task, classes: classes ?? [], preset: preset,
                             imageSize: H, textLength: L, tokenizer: tokenizer, home: home, weightsName: name, path: path,
                             report: report)
@@ -219,7 +216,7 @@ public struct TrainedModel {
 }
 
 /// One sample's result: what the model answered, with what probability, against the truth.
-public struct Prediction: Sendable, Equatable {
+public struct Prediction: Sendable {
     /// The sample's index in its split (the file order the reader kept).
     public var index: Int
     public var image: String
@@ -236,11 +233,6 @@ public struct Prediction: Sendable, Equatable {
     public var closed: Bool?
     /// The best `k` answers with their probabilities (classification and VQA).
     public var top: [(answer: String, probability: Double)] = []
-
-    public static func == (a: Prediction, b: Prediction) -> Bool {
-        a.index == b.index && a.predicted == b.predicted && a.probability == b.probability && a.truth == b.truth
-            && a.correct == b.correct
-    }
 
     /// JSON lines, one object per prediction, keys sorted.
     public static func jsonLines(_ predictions: [Prediction]) throws -> Data {
