@@ -35,26 +35,46 @@ public enum PretrainedWeights {
         return .init(path: url.path, file: file, config: config)
     }
 
-    /// Converts and writes `out`; returns the report (what was converted, reshaped, resized,
-    /// left unused, and what the model has that the sources do not provide).
+    /// What `convert` did: the report (what was converted, reshaped, resized, left unused,
+    /// and what the model has that the sources do not provide), the preset and image size.
+    public struct Converted {
+        public var report: PretrainedConversion.Report
+        public var preset: ModelPreset
+        public var imageSize: Int
+    }
+
+    /// Converts and writes `out`. `preset`: a named preset, a custom preset's full
+    /// specification, or `custom[:key=value,…]` — the sources' own sizes
+    /// (`PretrainedConversion.customPreset`), recorded in the file so that `--weights` builds
+    /// that model. `imageSize`: the position table's (default: the preset's).
     @discardableResult
-    public static func convert(clip: URL?, roberta: URL?, preset: ModelPreset, imageSize: Int, out: URL) throws
-        -> PretrainedConversion.Report {
+    public static func convert(clip: URL?, roberta: URL?, preset text: String, imageSize: Int?, out: URL) throws
+        -> Converted {
         guard clip != nil || roberta != nil else {
             throw ModelError.conversion("convert needs --clip FILE and/or --roberta FILE")
         }
-        let result = try PretrainedConversion.convert(clip: try clip.map(source), roberta: try roberta.map(source),
-                                                      preset: preset, imageSize: imageSize)
-        let sources = try [clip, roberta].compactMap { $0 }.map { url -> [String: String] in
-            let file = try source(url).path
-            return ["file": file, "xxh64": Checkpoints.hashFiles([URL(fileURLWithPath: file)])]
+        let clipSource = try clip.map(source), robertaSource = try roberta.map(source)
+        let preset: ModelPreset
+        if let p = ModelPreset.named(text) {
+            preset = p
+        } else if text == ModelPreset.customPrefix || text.hasPrefix(ModelPreset.customPrefix + ":") {
+            var given = try ModelPreset.customValues(text)
+            if given[.image] == nil, let imageSize { given[.image] = imageSize }
+            preset = try PretrainedConversion.customPreset(given, clip: clipSource, roberta: robertaSource)
+        } else {
+            preset = try ModelPreset.parse(text)   // throws, naming the choices
         }
-        var metadata = ["format": convertedFormat, "preset": preset.name, "image_size": String(imageSize),
+        let size = imageSize ?? preset.imageSize
+        let result = try PretrainedConversion.convert(clip: clipSource, roberta: robertaSource, preset: preset, imageSize: size)
+        let sources = [clipSource, robertaSource].compactMap { $0 }.map { s -> [String: String] in
+            ["file": s.path, "xxh64": Checkpoints.hashFiles([URL(fileURLWithPath: s.path)])]
+        }
+        var metadata = ["format": convertedFormat, "preset": preset.name, "image_size": String(size),
                         "sources": String(decoding: try JSONSerialization.data(withJSONObject: sources, options: [.sortedKeys]),
                                           as: UTF8.self)]
         if let v = result.vocabularySize { metadata["vocabulary_size"] = String(v) }
         try Safetensors.write(result.tensors, metadata: metadata, to: out)
-        return result.report
+        return Converted(report: result.report, preset: preset, imageSize: size)
     }
 
     /// The report as lines for the terminal.

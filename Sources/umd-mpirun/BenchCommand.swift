@@ -74,7 +74,7 @@ struct CheckpointBench: ParsableCommand {
     @Option(help: "Directory for the temporary files.") var directory = FileManager.default.temporaryDirectory.path
 
     func run() throws {
-        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
+        let p = try presetArgument(preset)
         let dir = URL(fileURLWithPath: directory)
         try runOnWorld { world in try CheckpointBenchmark.run(preset: p, directory: dir, world: world) }
     }

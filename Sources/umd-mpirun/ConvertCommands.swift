@@ -15,7 +15,8 @@ struct ConvertCommand: ParsableCommand {
             --clip: CLIPVisionModel or CLIPModel (Hugging Face, with or without vision_model.), or
             OpenAI/open_clip naming (visual.conv1.weight, fused attn.in_proj_weight). --roberta:
             RobertaModel or RobertaForMaskedLM (lm_head becomes the MLM head). A config.json
-            beside a file is checked against the preset. Every tensor that is converted,
+            beside a file is checked against the preset; --preset custom takes the model's
+            sizes from the files instead (recorded in the output, so --weights builds it). Every tensor that is converted,
             reshaped, resized or not used is listed. Example (the paper's start):
               umd-mpirun convert --preset base --clip clip-vit-base-patch16/model.safetensors \\
                   --roberta roberta-base/model.safetensors --out init-base.safetensors
@@ -23,18 +24,22 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "CLIP safetensors file.") var clip: String?
     @Option(help: "RoBERTa safetensors file.") var roberta: String?
-    @Option(help: "Preset: tiny, small or base.") var preset = "base"
+    @Option(help: "Preset: tiny, small, base, or custom (the sizes of the files given; custom:key=value,… sets what they do not decide, e.g. custom:fusion-layers=2).")
+    var preset = "base"
     @Option(help: "Image size the position table is made for (default: the preset's).") var imageSize: Int?
     @Option(help: "Output safetensors file.") var out: String
 
     func run() throws {
-        guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset); choose tiny, small or base") }
         do {
-            let report = try PretrainedWeights.convert(clip: clip.map { URL(fileURLWithPath: $0) },
-                                                       roberta: roberta.map { URL(fileURLWithPath: $0) }, preset: p,
-                                                       imageSize: imageSize ?? p.imageSize, out: URL(fileURLWithPath: out))
-            for line in PretrainedWeights.describe(report) { print(line) }
-            print("convert: wrote \(out) (preset \(p.name), image \(imageSize ?? p.imageSize) px)")
+            let done = try PretrainedWeights.convert(clip: clip.map { URL(fileURLWithPath: $0) },
+                                                     roberta: roberta.map { URL(fileURLWithPath: $0) }, preset: preset,
+                                                     imageSize: imageSize, out: URL(fileURLWithPath: out))
+            for line in PretrainedWeights.describe(done.report) { print(line) }
+            print("convert: wrote \(out) (preset \(done.preset.label), image \(done.imageSize) px)")
+            if done.preset.isCustom {
+                print("  the file records the custom preset \(done.preset.name); --weights \(out) builds this model "
+                      + "(no --preset needed)")
+            }
         } catch {
             writeToStandardError("umd-mpirun convert: error: \(error)\n")
             throw ExitCode.failure
@@ -86,8 +91,7 @@ struct EncodeCommand: ParsableCommand {
             }
         }
         if let preset {
-            guard let p = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
-            o.preset = p
+            o.preset = try presetArgument(preset)
         }
         o.imageSize = imageSize
         o.textLength = textLength

@@ -20,12 +20,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Backend the blocks run on: openblas, onednn or bf16 (the GEMM table covers all).") var matmul = "openblas"
 
     func run() throws {
-        var bench = KernelBenchmark(presets: try presets.split(separator: ",").map { name -> ModelPreset in
-            guard let p = ModelPreset.named(String(name)) else {
-                throw ValidationError("unknown preset \(name); choose from tiny, small, base")
-            }
-            return p
-        })
+        var bench = KernelBenchmark(presets: try presets.split(separator: ",").map { try presetArgument(String($0)) })
         bench.threads = threads; bench.gemmSize = gemmSize; bench.seconds = seconds
         bench.batch = batch; bench.fixedSteps = fixedSteps
         guard let backend = MatmulChoice(rawValue: matmul) else {

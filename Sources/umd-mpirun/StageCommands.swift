@@ -100,8 +100,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         var p: ModelPreset? = nil
         if let preset {
-            guard let named = ModelPreset.named(preset) else { throw ValidationError("unknown preset \(preset)") }
-            p = named
+            p = try presetArgument(preset)
         }
         // A run's config.json gives what the flags leave out.
         var run: RunConfiguration? = nil

@@ -1,5 +1,6 @@
 import ArgumentParser
 import UMDCore
+import UMDModel
 
 /// `umd-mpirun`: the program every MPI rank runs. One subcommand per job.
 @main
@@ -16,4 +17,10 @@ struct UMDMpirun: ParsableCommand {
         subcommands: [PretrainCommand.self, InspectCommand.self, ExportCommand.self, CalibCommand.self, FinetuneCommand.self, EvalCommand.self, PredictCommand.self,
                       SelftestCommand.self, SynthCommand.self, TokenizerCommand.self, DebugStepCommand.self,
                       LaunchCommand.self, PlotCommand.self, BenchCommand.self, ConvertCommand.self, EncodeCommand.self])
+}
+
+/// A `--preset` value: tiny, small, base or a custom preset's specification; an unknown one
+/// is a usage error naming the choices.
+func presetArgument(_ text: String) throws -> ModelPreset {
+    do { return try ModelPreset.parse(text) } catch { throw ValidationError("--preset: \(error)") }
 }

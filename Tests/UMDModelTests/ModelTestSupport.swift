@@ -5,8 +5,8 @@ import UMDData
 enum SyntheticBatch {
     static let vocabularySize = 60
 
-    static func config(head: TaskHead = .none) -> ModelConfig {
-        ModelConfig(preset: .tiny, vocabularySize: vocabularySize, head: head)
+    static func config(head: TaskHead = .none, preset: ModelPreset = .tiny) -> ModelConfig {
+        ModelConfig(preset: preset, vocabularySize: vocabularySize, head: head)
     }
 
     /// Token ids [B, L]: <s>, random ids, </s>, then padding; item b has `lengths[b]` real tokens.
@@ -31,8 +31,7 @@ enum SyntheticBatch {
         (0..<(batch * 3 * size * size)).map { Float(CounterRandom.normal(seed, UInt64($0))) }
     }
 
-    static func pretrain(batch B: Int = 2, seed: UInt64 = 5, itm: Bool = true) -> PretrainBatch {
-        let preset = ModelPreset.tiny
+    static func pretrain(batch B: Int = 2, seed: UInt64 = 5, itm: Bool = true, preset: ModelPreset = .tiny) -> PretrainBatch {
         let L = preset.textLength, H = preset.imageSize, N = preset.patchCount
         let (ids, attention) = text(batch: B, length: L, seed: seed)
         var masked = [Int32](), labels = [Int32](), keep = [Int32]()

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import UMDModel
 
@@ -27,8 +28,8 @@ struct PretrainObjectiveTests {
         }
     }
 
-    func makeModel(seed: UInt64 = 11) -> (UMDParameters, ParameterStore, ParameterStore) {
-        let params = UMDParameters(SyntheticBatch.config())
+    func makeModel(seed: UInt64 = 11, preset: ModelPreset = .tiny) -> (UMDParameters, ParameterStore, ParameterStore) {
+        let params = UMDParameters(SyntheticBatch.config(preset: preset))
         let student = ParameterStore(layout: params.layout)
         params.initialize(student, seed: seed)
         // Larger weights than the N(0, 0.02) init make every path carry a measurable gradient.
@@ -52,6 +53,20 @@ struct PretrainObjectiveTests {
                              "fusion.image_layers", "fusion.text_pooler", "fusion.image_pooler",
                              "mim.embed", "mim.mask_token", "mim.blocks", "mim.ln", "mim.out",
                              "mlm.dense", "mlm.ln", "mlm.out", "mlm.bias", "fea.text", "fea.image", "itm"])
+    }
+
+    /// A custom preset (issue 25: `convert --preset custom`) of sizes no named preset has —
+    /// head width 12, decoder head width 8 with 3 heads, 4 x 4 patches of 4 px, L = 10 — is
+    /// differentiated as correctly as tiny.
+    @Test func aCustomPresetsGradientMatchesFiniteDifferences() throws {
+        let preset = try ModelPreset.parse("custom:width=48,heads=4,patch=4,image=16,vision-layers=1,text-layers=2,"
+                                           + "fusion-layers=1,decoder-width=24,decoder-layers=1,decoder-heads=3,"
+                                           + "projection=20,text-length=10,max-text-length=12")
+        let (params, student, teacher) = makeModel(seed: 13, preset: preset)
+        let objective = PretrainObjective(params: params, includeITM: true)
+        checkGroups(objective, student: student, teacher: teacher, batch: SyntheticBatch.pretrain(batch: 2, preset: preset),
+                    groups: ["vision.patch_embed", "vision.pos_embed", "vision.blocks", "text.layers", "fusion.text_layers",
+                             "fusion.image_layers", "mim.blocks", "mim.out", "mlm.out", "fea.text", "fea.image", "itm"])
     }
 
     @Test func calibGradientMatchesFiniteDifferencesAndSkipsITMAndPoolers() {
@@ -91,7 +106,7 @@ struct PretrainObjectiveTests {
 
 /// Every preset's layout holds the spec's tensors; base matches the paper's model size.
 struct PresetLayoutTests {
-    @Test func presetsDeclareTheSpecNamesAndSizes() {
+    @Test func presetsDeclareTheSpecNamesAndSizes() throws {
         for preset in ModelPreset.all {
             let params = UMDParameters(ModelConfig(preset: preset, vocabularySize: preset.vocabularySize ?? 1000))
             let names = Set(params.layout.specs.map(\.name))
@@ -108,6 +123,15 @@ struct PresetLayoutTests {
             #expect(params.layout.specs.filter { $0.name.hasPrefix("vision.blocks.") && $0.name.hasSuffix(".ln1.weight") }
                         .count == preset.visionLayers)
         }
+        // A custom preset's name is its whole specification: parsed back, it is the same preset.
+        let custom = try ModelPreset.parse("custom:width=48,heads=4,patch=4,image=16,vision-layers=1,text-layers=2,"
+                                           + "fusion-layers=1,decoder-width=24,decoder-layers=1,decoder-heads=3,"
+                                           + "projection=20,text-length=10,max-text-length=12")
+        #expect(try ModelPreset.parse(custom.name) == custom && custom.isCustom && custom.vocabularySize == nil)
+        #expect(custom.patchCount == 16 && custom.keptPatchCount == 4)
+        #expect(throws: ModelError.self) { try ModelPreset.parse(custom.name.replacingOccurrences(of: "heads=4", with: "heads=5")) }
+        #expect(throws: ModelError.self) { try ModelPreset.parse("custom:width=48") }
+        #expect(throws: ModelError.self) { try ModelPreset.parse("large") }
         let base = UMDParameters(ModelConfig(preset: .base))
         let count = { (prefix: String) in base.layout.specs.filter { $0.name.hasPrefix(prefix) }.reduce(0) { $0 + $1.count } }
         // CLIP ViT-B/16 with 11 blocks at 288 px: 11 × 7,087,872 + patch 589,824 + positions 325 × 768

@@ -19,10 +19,9 @@ public struct WeightsDescription {
 
     public init(metadata m: [String: String], shapes: [String: [Int]], path: String) throws {
         if let name = m["preset"], !name.isEmpty {
-            guard let p = ModelPreset.named(name) else {
-                throw RunError("\(path): its metadata names preset \(name), which umd does not know")
+            do { preset = try ModelPreset.parse(name) } catch {
+                throw RunError("\(path): its metadata names a preset umd cannot build: \(error)")
             }
-            preset = p
         }
         vocabularySize = m["vocabulary_size"].flatMap { Int($0) } ?? shapes["text.word_embed"]?.first
         imageSize = m["image_size"].flatMap { Int($0) }

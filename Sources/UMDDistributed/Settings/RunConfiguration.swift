@@ -146,11 +146,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     public var presetValue: ModelPreset {
         get throws {
-            let name = preset ?? "tiny"
-            guard let p = ModelPreset.named(name) else {
-                throw RunError("unknown preset \(name); choose tiny, small or base")
-            }
-            return p
+            do { return try ModelPreset.parse(preset ?? "tiny") } catch { throw RunError("--preset: \(error)") }
         }
     }
 
@@ -170,12 +166,12 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public func resolved() throws -> RunConfiguration {
         var c = self
         if let initFrom, let described = try WeightsDescription.of(path: initFrom) {
-            if let filePreset = described.preset?.name {
-                if let given = preset, given != filePreset {
-                    throw RunError("--preset \(given) contradicts \(initFrom), which holds a \(filePreset) model; "
+            if let filePreset = described.preset {
+                if let given = preset, try ModelPreset.parse(given) != filePreset {
+                    throw RunError("--preset \(given) contradicts \(initFrom), which holds a \(filePreset.label) model; "
                                    + "drop --preset or start from other weights")
                 }
-                c.preset = filePreset
+                c.preset = filePreset.name
             }
         }
         // A resumed run continues at the checkpoint's sizes unless told otherwise (and a

@@ -225,7 +225,7 @@ public enum Settings {
                   placeholder: "DIR"),
         .optional("tokenizer", \.tokenizer, "Tokenizer directory (vocab.json + merges.txt).", tools: debugStep,
                   placeholder: "DIR"),
-        .optional("preset", \.preset, "Model preset: tiny, small or base (default: the --init weights', else tiny).",
+        .optional("preset", \.preset, "Model preset: tiny, small, base, or a custom preset's custom:width=…,… as convert --preset custom records it (default: the --weights' preset, else tiny).",
                   tools: bothTools, resume: true, effective: { $0.preset ?? "tiny" }, defaultInHelp: true),
         .optional("image-size", \.imageSize,
                   "Image side in pixels (default: the preset's; 384 for calib and finetune at base).",

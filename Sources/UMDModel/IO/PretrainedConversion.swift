@@ -55,6 +55,97 @@ public enum PretrainedConversion {
         return Result(tensors: out, report: report, vocabularySize: vocabulary)
     }
 
+    // MARK: - Custom presets
+
+    /// The preset of the sources' own sizes (`convert --preset custom[:key=value,…]`): width,
+    /// heads, patch, image size and vision layers from CLIP's config.json (else its tensors'
+    /// shapes), text layers, position table and vocabulary from RoBERTa's; what neither file
+    /// decides follows the paper's base model's proportions — fusion layers = text layers / 2,
+    /// decoder width = projection = width / 2, decoder heads = heads / 2, decoder layers = text
+    /// layers / 3 (at most 4), text length 64 — unless `given` names it. A given size that
+    /// contradicts a file is an error naming both (fewer vision layers than CLIP's is allowed:
+    /// the rest are dropped, as base keeps 11 of 12).
+    public static func customPreset(_ given: [ModelPreset.CustomKey: Int], clip: Source?, roberta: Source?) throws
+        -> ModelPreset {
+        typealias Key = ModelPreset.CustomKey
+        var found: [Key: (value: Int, from: String)] = [:]
+        var problems: [String] = []
+        func record(_ key: Key, _ value: Int?, _ from: String) {
+            guard let value else { return }
+            if let earlier = found[key], earlier.value != value {
+                problems.append("\(key.rawValue): \(earlier.value) in \(earlier.from) but \(value) in \(from)")
+            } else if found[key] == nil {
+                found[key] = (value, from)
+            }
+        }
+        func int(_ c: [String: Any]?, _ key: String) -> Int? { (c?[key] as? NSNumber)?.intValue }
+        if let clip {
+            let vc = clip.config.map { ($0["vision_config"] as? [String: Any]) ?? $0 }
+            let names = Set(clip.file.tensors.map(\.name))
+            let patchEmbed = ["vision_model.embeddings.patch_embedding.weight", "embeddings.patch_embedding.weight",
+                              "visual.conv1.weight", "conv1.weight"].first { names.contains($0) }.flatMap { clip.file[$0] }
+            let positions = ["vision_model.embeddings.position_embedding.weight", "embeddings.position_embedding.weight",
+                             "visual.positional_embedding", "positional_embedding"].first { names.contains($0) }
+                .flatMap { clip.file[$0] }
+            let shape = patchEmbed?.shape ?? []
+            let patch = int(vc, "patch_size") ?? (shape.count == 4 ? shape[3] : nil)
+            let grid = positions.flatMap { $0.shape.first }.flatMap { ModelIO.gridSide($0 - 1) }
+            let blocks = ["vision_model.encoder.layers.", "encoder.layers.", "visual.transformer.resblocks.",
+                          "transformer.resblocks."].map { prefix in
+                (0...).prefix { i in names.contains { $0.hasPrefix(prefix + "\(i).") } }.count
+            }.max() ?? 0
+            let from = clip.config == nil ? clip.path : clip.path + " (config.json)"
+            record(.width, int(vc, "hidden_size") ?? shape.first, from)
+            record(.heads, int(vc, "num_attention_heads"), from)
+            record(.patch, patch, from)
+            record(.image, int(vc, "image_size") ?? grid.flatMap { g in patch.map { g * $0 } }, from)
+            record(.visionLayers, int(vc, "num_hidden_layers") ?? (blocks > 0 ? blocks : nil), from)
+        }
+        if let roberta {
+            let names = Set(roberta.file.tensors.map(\.name))
+            let prefix = names.contains("roberta.embeddings.word_embeddings.weight") ? "roberta." : ""
+            let words = roberta.file[prefix + "embeddings.word_embeddings.weight"]?.shape ?? []
+            let positions = roberta.file[prefix + "embeddings.position_embeddings.weight"]?.shape.first
+            let layers = (0...).prefix { i in names.contains { $0.hasPrefix(prefix + "encoder.layer.\(i).") } }.count
+            let c = roberta.config
+            let from = c == nil ? roberta.path : roberta.path + " (config.json)"
+            record(.width, int(c, "hidden_size") ?? (words.count == 2 ? words[1] : nil), from)
+            record(.heads, int(c, "num_attention_heads"), from)
+            record(.textLayers, int(c, "num_hidden_layers") ?? (layers > 0 ? layers : nil), from)
+            record(.maxTextLength, (int(c, "max_position_embeddings") ?? positions).map { $0 - 2 }, from)
+            record(.vocabulary, int(c, "vocab_size") ?? words.first, from)
+        }
+        var values = given
+        for (key, file) in found {
+            guard let wanted = given[key] else { values[key] = file.value; continue }
+            let fewerBlocks = key == .visionLayers && wanted < file.value
+            if wanted != file.value && !fewerBlocks && key != .image {
+                problems.append("\(key.rawValue)=\(wanted) was given but \(file.from) has \(file.value)")
+            }
+        }
+        guard problems.isEmpty else {
+            throw ModelError.conversion("the sources do not describe one model: " + problems.joined(separator: "; "))
+        }
+        // What no file decides: the base model's proportions.
+        if let D = values[.width] {
+            values[.decoderWidth] = values[.decoderWidth] ?? D / 2
+            values[.projection] = values[.projection] ?? D / 2
+        }
+        if let H = values[.heads] { values[.decoderHeads] = values[.decoderHeads] ?? (H % 2 == 0 ? H / 2 : H) }
+        if let T = values[.textLayers] {
+            values[.fusionLayers] = values[.fusionLayers] ?? max(1, T / 2)
+            values[.decoderLayers] = values[.decoderLayers] ?? min(4, max(1, T / 3))
+        }
+        if let maxL = values[.maxTextLength] { values[.textLength] = values[.textLength] ?? min(64, maxL) }
+        let missing = ModelPreset.CustomKey.allCases.filter { $0 != .vocabulary && values[$0] == nil }
+        guard missing.isEmpty else {
+            throw ModelError.conversion("custom preset: the sources do not give " + missing.map(\.rawValue).joined(separator: ", ")
+                                        + " (a config.json beside the file holds them); give them as --preset custom:"
+                                        + missing.map { "\($0.rawValue)=N" }.joined(separator: ","))
+        }
+        do { return try ModelPreset.custom(values) } catch { throw ModelError.conversion("\(error)") }
+    }
+
     // MARK: - Vision
 
     static func vision(_ s: Source, preset: ModelPreset, imageSize: Int, report: inout Report) throws -> [Safetensors.Tensor] {

@@ -10,13 +10,15 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case nonFiniteWeights(String)
     /// CLIP or RoBERTa weights that cannot be converted to umd's names.
     case conversion(String)
+    /// A preset name or custom preset specification that names no model.
+    case preset(String)
 
     public var description: String {
         switch self {
         case .configuration(let reason): return "invalid model configuration: \(reason)"
         case .safetensors(let path, let problem): return "\(path): not a valid safetensors file: \(problem)"
         case .weights(let mismatch): return mismatch.description
-        case .nonFiniteWeights(let message), .conversion(let message): return message
+        case .nonFiniteWeights(let message), .conversion(let message), .preset(let message): return message
         }
     }
 }
