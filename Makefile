@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: ablation deps build release test demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
+.PHONY: ablation deps build release test readme-check demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -41,8 +41,12 @@ release:          ## optimised build for real runs and benchmarks
 	$(SWIFT) build -c release --product umd-mpirun $(CPU_FLAGS)
 	@$(call BUILD_INFO,$(shell $(SWIFT) build -c release --show-bin-path))
 
-test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves)
+test: build       ## the whole test suite (multi-rank tests spawn mpirun themselves), then the README's commands
 	$(SWIFT) test --skip-build
+	bash scripts/readme-commands.sh $$($(SWIFT) build --show-bin-path)/umd-mpirun
+
+readme-check: build  ## run the README's commands as written, at tiny, in a scratch directory (~2 min)
+	bash scripts/readme-commands.sh $$($(SWIFT) build --show-bin-path)/umd-mpirun
 
 demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> finetune -> eval, plots
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
