@@ -33,12 +33,7 @@ public final class MultiHeadAttention {
     let probs = FloatBuffer()          // [B, H, Lq, Lk] softmax output
     let keptProbs = FloatBuffer()      // [B, H, Lq, Lk] after dropout (only when dropout is on)
     let context = FloatBuffer()        // [B, Lq, W] heads concatenated
-    let dContext = FloatBuffer()       // [B, Lq, W]
-    let dQ = FloatBuffer(), dK = FloatBuffer(), dV = FloatBuffer()   // [B, Lq|Lk, W]
-    let dScores = FloatBuffer()        // [Lq, Lk] scratch per (b, h)
-    let dProbs = FloatBuffer()         // [Lq, Lk] scratch per (b, h)
     let packedHead = FloatBuffer()     // [hd, Lk] scratch for HeadMatmul: one head's Kᵀ or Vᵀ, or a 16-column strip
-    let dOutputCopy = FloatBuffer()    // [B, Lq, W] when output dropout is on
     let probsDropout: DropoutSite?
     let outputDropout: DropoutSite?
     private var batch = 0, queryLength = 0, keyLength = 0
@@ -98,16 +93,19 @@ public final class MultiHeadAttention {
         let W = params.width, H = params.heads, hd = W / H
         let (Lq, Lk) = (queryLength, keyLength)
         let scale = 1 / Float(hd).squareRoot()
-        let dOut = outputDropout?.backward(dy, scratch: dOutputCopy, count: batch * Lq * W) ?? dy
-        let dc = dContext.ensure(batch * Lq * W)
+        // Gradients inside attention live in the store's shared backward scratch.
+        let scratch = p.backwardScratch
+        let dOut = outputDropout?.backward(dy, scratch: scratch.buffer(.attentionOutput), count: batch * Lq * W) ?? dy
+        let dc = scratch(.attentionContext, batch * Lq * W)   // [B, Lq, W]
         oProj.backward(p, dOut, dx: dc, accumulateInput: false)
 
         let dropoutActive = probsDropout?.active ?? false
         let attend = dropoutActive ? keptProbs.pointer : probs.pointer
         let q = qProj.output.pointer, k = kProj.output.pointer, v = vProj.output.pointer
         // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
-        let dq = dQ.ensure(batch * Lq * W), dk = dK.ensure(batch * Lk * W), dv = dV.ensure(batch * Lk * W)
-        let dS = dScores.ensure(Lq * Lk), dP = dProbs.ensure(Lq * Lk)
+        let dq = scratch(.attentionQ, batch * Lq * W), dk = scratch(.attentionK, batch * Lk * W)   // [B, Lq|Lk, W]
+        let dv = scratch(.attentionV, batch * Lk * W)
+        let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk

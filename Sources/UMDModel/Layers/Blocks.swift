@@ -19,8 +19,6 @@ public final class PreLNBlock {
     let width: Int
     let afterAttention = FloatBuffer()   // x1 [B, L, W]
     public let output = FloatBuffer()    // y  [B, L, W]
-    let dAfterAttention = FloatBuffer()  // [B, L, W]
-    let dNormed = FloatBuffer()          // [B, L, W] gradient at ln1 / ln2 outputs
     private var batch = 0, length = 0
 
     public init(_ params: PreLNBlockParams) {
@@ -50,13 +48,13 @@ public final class PreLNBlock {
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
-        let dx1 = dAfterAttention.ensure(n)
+        let dx1 = p.backwardScratch(.blockResidual, n)          // [B, L, W]
         dx1.update(from: dy, count: n)                 // residual path
-        let dh = dNormed.zeroed(n)
+        let dh = p.backwardScratch.zeroed(.blockNormed, n)     // [B, L, W] gradient at ln2's output
         mlp.backward(p, dy, dx: dh)
         ln2.backward(p, dh, dx: dx1)
         Elementwise.accumulate(dx, dx1, count: n)      // residual path of the first half
-        let dh1 = dNormed.zeroed(n)
+        let dh1 = p.backwardScratch.zeroed(.blockNormed, n)    // [B, L, W] gradient at ln1's output
         attn.backward(p, dx1, dQueries: dh1, dKeysValues: dh1)
         ln1.backward(p, dh1, dx: dx)
     }
@@ -80,8 +78,6 @@ public final class PostLNLayer {
     let attn: MultiHeadAttention, lnAttn: LayerNorm, ffn: FeedForward, lnFFN: LayerNorm
     let width: Int
     let sum1 = FloatBuffer(), sum2 = FloatBuffer()     // pre-LN sums [B, L, W]
-    let dSum1 = FloatBuffer(), dSum2 = FloatBuffer()   // [B, L, W]
-    let dMiddle = FloatBuffer()                        // ∂L/∂a [B, L, W]
     private var batch = 0, length = 0
 
     public init(_ params: PostLNLayerParams, name: String) {
@@ -112,12 +108,12 @@ public final class PostLNLayer {
 
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
-        let ds2 = dSum2.zeroed(n)
+        let ds2 = p.backwardScratch.zeroed(.postSum2, n)   // [B, L, W]
         lnFFN.backward(p, dy, dx: ds2)
-        let da = dMiddle.ensure(n)
+        let da = p.backwardScratch(.postMiddle, n)         // ∂L/∂a [B, L, W]
         da.update(from: ds2, count: n)
         ffn.backward(p, ds2, dx: da)
-        let ds1 = dSum1.zeroed(n)
+        let ds1 = p.backwardScratch.zeroed(.postSum1, n)   // [B, L, W]
         lnAttn.backward(p, da, dx: ds1)
         Elementwise.accumulate(dx, ds1, count: n)
         attn.backward(p, ds1, dQueries: dx, dKeysValues: dx)
@@ -150,8 +146,6 @@ public final class CoAttentionLayer {
     let ffn: FeedForward, lnFFN: LayerNorm
     let width: Int
     let sum1 = FloatBuffer(), sum2 = FloatBuffer(), sum3 = FloatBuffer()   // [B, Lx, W]
-    let dSum = FloatBuffer()                                                 // [B, Lx, W] scratch
-    let dX1 = FloatBuffer(), dX2 = FloatBuffer()                             // [B, Lx, W]
     private var batch = 0, length = 0
 
     public init(_ params: CoAttentionLayerParams, name: String) {
@@ -195,19 +189,19 @@ public final class CoAttentionLayer {
                          dy: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
         // x3 = ln_ffn(s3), s3 = x2 + ffn(x2)
-        let ds = dSum.zeroed(n)
+        let ds = p.backwardScratch.zeroed(.coSum, n)       // [B, Lx, W]
         lnFFN.backward(p, dOut, dx: ds)
-        let dx2 = dX2.ensure(n)
+        let dx2 = p.backwardScratch(.coAfterCross, n)      // [B, Lx, W]
         dx2.update(from: ds, count: n)
         ffn.backward(p, ds, dx: dx2)
         // x2 = ln_cross(s2), s2 = x1 + cross(x1, y)
-        let ds2 = dSum.zeroed(n)
+        let ds2 = p.backwardScratch.zeroed(.coSum, n)
         lnCross.backward(p, dx2, dx: ds2)
-        let dx1 = dX1.ensure(n)
+        let dx1 = p.backwardScratch(.coAfterSelf, n)       // [B, Lx, W]
         dx1.update(from: ds2, count: n)
         crossAttn.backward(p, ds2, dQueries: dx1, dKeysValues: dy)
         // x1 = ln_self(s1), s1 = x + self(x)
-        let ds1 = dSum.zeroed(n)
+        let ds1 = p.backwardScratch.zeroed(.coSum, n)
         lnSelf.backward(p, dx1, dx: ds1)
         Elementwise.accumulate(dx, ds1, count: n)
         selfAttn.backward(p, ds1, dQueries: dx, dKeysValues: dx)

@@ -25,9 +25,6 @@ public final class FeedForward {
     let fc1: Linear
     let fc2: Linear
     let activated = FloatBuffer()       // [rows, 4W]
-    let dActivated = FloatBuffer()      // [rows, 4W]
-    let dHidden = FloatBuffer()         // [rows, 4W]
-    let dOutputCopy = FloatBuffer()     // [rows, W] when dropout is on
     let outputDropout: DropoutSite?
     private var rows = 0
 
@@ -59,11 +56,11 @@ public final class FeedForward {
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures
-        let dOut = outputDropout?.backward(dy, scratch: dOutputCopy, count: rows * width) ?? dy
+        let dOut = outputDropout?.backward(dy, scratch: p.backwardScratch.buffer(.feedForwardOutput), count: rows * width) ?? dy
         let n = rows * hiddenWidth
-        let da = dActivated.ensure(n)           // written by fc2's input gradient, then by the activation
+        let da = p.backwardScratch(.feedForwardActivated, n)   // [rows, 4W] written by fc2's input gradient
         fc2.backward(p, dOut, dx: da, accumulateInput: false)
-        let dh = dHidden.ensure(n)
+        let dh = p.backwardScratch(.feedForwardHidden, n)      // [rows, 4W] written by the activation's backward
         switch activation {
         case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
         case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)

@@ -136,7 +136,10 @@ public final class FusionModule {
     let textLayers: [CoAttentionLayer], imageLayers: [CoAttentionLayer]
     public let textPooler: Pooler, imagePooler: Pooler
     let textIn = FloatBuffer(), imageIn = FloatBuffer()           // t0 [B, L, D], v0 [B, Li, D]
-    var dText: [FloatBuffer] = [], dImage: [FloatBuffer] = []     // gradients at t_i, v_i, i = 0...layers
+    // Gradients at t_i, v_i: the outputs' accumulators (i = layers), and two buffers that
+    // layers i < layers alternate between (backward needs only layer i+1's and i's).
+    let dTextOut = FloatBuffer(), dImageOut = FloatBuffer()        // [B, L, D], [B, Li, D]
+    let dTextAlternate = [FloatBuffer(), FloatBuffer()], dImageAlternate = [FloatBuffer(), FloatBuffer()]
     public let dTextInput = FloatBuffer(), dImageInput = FloatBuffer()   // ∂L/∂(encoder outputs)
     public let pooled = FloatBuffer()                              // [B, 2D] = [pooled_text; pooled_image]
     let dPooledText = FloatBuffer(), dPooledImage = FloatBuffer()   // [B, D]
@@ -152,7 +155,6 @@ public final class FusionModule {
         imageLayers = params.imageLayers.enumerated().map { CoAttentionLayer($0.element, name: "fusion.image_layers.\($0.offset)") }
         textPooler = Pooler(params.textPooler)
         imagePooler = Pooler(params.imagePooler)
-        for _ in 0...params.textLayers.count { dText.append(FloatBuffer()); dImage.append(FloatBuffer()) }
     }
 
     /// text [B, L, D], image [B, Li, D], textMask [B, L] additive. Outputs Zt, Zi via
@@ -196,16 +198,20 @@ public final class FusionModule {
         return out
     }
 
+    /// The gradient buffers at t_i and v_i.
+    func dText(_ i: Int) -> FloatBuffer { i == textLayers.count ? dTextOut : dTextAlternate[i % 2] }
+    func dImage(_ i: Int) -> FloatBuffer { i == textLayers.count ? dImageOut : dImageAlternate[i % 2] }
+
     /// Zeroes the gradients at the fusion outputs; call before adding into them.
     public func beginBackward() {
-        let D = width, last = textLayers.count
-        dText[last].zeroed(batch * textLength * D)
-        dImage[last].zeroed(batch * imageLength * D)
+        let D = width
+        dTextOut.zeroed(batch * textLength * D)
+        dImageOut.zeroed(batch * imageLength * D)
     }
 
     /// ∂L/∂Zt and ∂L/∂Zi accumulators [B, L, D] / [B, Li, D] (after `beginBackward`).
-    public var dTextOutput: UnsafeMutablePointer<Float> { dText[textLayers.count].pointer }
-    public var dImageOutput: UnsafeMutablePointer<Float> { dImage[textLayers.count].pointer }
+    public var dTextOutput: UnsafeMutablePointer<Float> { dTextOut.pointer }
+    public var dImageOutput: UnsafeMutablePointer<Float> { dImageOut.pointer }
 
     /// Backward of the pooled features dPooled [B, 2D] into the output accumulators.
     public func poolBackward(_ p: ParameterStore, _ dPooled: UnsafePointer<Float>) {
@@ -225,11 +231,11 @@ public final class FusionModule {
         let D = width
         let nt = batch * textLength * D, ni = batch * imageLength * D
         for i in stride(from: textLayers.count - 1, through: 0, by: -1) {
-            let dtPrev = dText[i].zeroed(nt), dvPrev = dImage[i].zeroed(ni)
-            textLayers[i].backward(p, dText[i + 1].pointer, dx: dtPrev, dy: dvPrev)
-            imageLayers[i].backward(p, dImage[i + 1].pointer, dx: dvPrev, dy: dtPrev)
+            let dtPrev = dText(i).zeroed(nt), dvPrev = dImage(i).zeroed(ni)
+            textLayers[i].backward(p, dText(i + 1).pointer, dx: dtPrev, dy: dvPrev)
+            imageLayers[i].backward(p, dImage(i + 1).pointer, dx: dvPrev, dy: dtPrev)
         }
-        let dt0 = dText[0].pointer, dv0 = dImage[0].pointer
+        let dt0 = dText(0).pointer, dv0 = dImage(0).pointer
         let dType = p.grad(params.typeEmbed)
         for r in 0..<(batch * textLength) { Elementwise.accumulate(dType, dt0 + r * D, count: D) }
         for r in 0..<(batch * imageLength) { Elementwise.accumulate(dType + D, dv0 + r * D, count: D) }

@@ -33,6 +33,10 @@ public final class ParameterStore: @unchecked Sendable {
     /// True when the store has a gradient arena (a teacher has none).
     public let hasGradients: Bool
 
+    /// The buffers the layers of models on this store share while each runs its backward
+    /// (one backward at a time per store: its gradients accumulate here).
+    public let backwardScratch = BackwardScratch()
+
     /// Per view (arena order): true while the view's gradients are left over from an earlier
     /// step — from `discardGradients()` until backward first writes the view or
     /// `settleGradients` zeroes it. The first writer of a weight then overwrites (sgemm with

@@ -1,0 +1,42 @@
+/// Buffers a layer needs only while its own backward runs (issue 28): the gradients at its
+/// inside — dQ, dK, dV, the FFN's hidden gradients, the residual sums' gradients. Every
+/// layer of a model used to own its set, so a model of 40 layers, run in two passes, kept
+/// 80 sets although backward runs one layer at a time; now the layers of one parameter store
+/// share one set per role (`ParameterStore.backwardScratch`), sized for the largest layer.
+///
+/// Safe because a store runs one backward at a time (its gradients accumulate in place) and
+/// no role is live across two layers: a layer takes its buffers when its backward starts and
+/// is done with them when it returns; a layer that calls another (a block its attention and
+/// FFN) uses roles of its own, different from the callee's.
+public final class BackwardScratch: @unchecked Sendable {
+    public enum Role: Int, CaseIterable {
+        // PreLNBlock
+        case blockResidual, blockNormed
+        // PostLNLayer
+        case postSum1, postSum2, postMiddle
+        // CoAttentionLayer
+        case coSum, coAfterCross, coAfterSelf
+        // MultiHeadAttention
+        case attentionContext, attentionQ, attentionK, attentionV, attentionScores, attentionProbs, attentionOutput
+        // FeedForward
+        case feedForwardActivated, feedForwardHidden, feedForwardOutput
+    }
+
+    private let buffers = Role.allCases.map { _ in FloatBuffer() }
+
+    public init() {}
+
+    /// The role's buffer with room for `count` floats (contents undefined).
+    @inline(__always)
+    public func callAsFunction(_ role: Role, _ count: Int) -> UnsafeMutablePointer<Float> {
+        buffers[role.rawValue].ensure(count)
+    }
+
+    /// The role's buffer (for layers that hand the buffer itself on, e.g. to dropout).
+    public func buffer(_ role: Role) -> FloatBuffer { buffers[role.rawValue] }
+
+    /// The role's buffer with `count` zeros.
+    public func zeroed(_ role: Role, _ count: Int) -> UnsafeMutablePointer<Float> {
+        buffers[role.rawValue].zeroed(count)
+    }
+}
