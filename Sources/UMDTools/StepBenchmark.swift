@@ -62,15 +62,20 @@ public enum StepBenchmark {
         var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
         settings.dropout = config.dropout
         // The matmul work of one step on this rank, from the shapes (MODEL_SPEC.md).
-        let flopsPerStep: Double
+        let flopsPerStep: Double, recomputedFlops: Double
         switch batch {
         case .pretrain(let b):
             let selected = b.mlmLabels.reduce(0) { $0 + ($1 != Losses.ignoreLabel ? 1 : 0) }
+            let itm = config.stage == .pretrain
             flopsPerStep = StepFlops.pretrain(model.config, batch: localBatch, textLength: preset.textLength,
-                                              selectedTokens: selected, itm: true)
+                                              selectedTokens: selected, itm: itm)
+            recomputedFlops = StepFlops.recomputedScores(model.config, batch: localBatch, textLength: preset.textLength,
+                                                         pretrain: true, itm: itm)
         default:
             flopsPerStep = StepFlops.finetuneClassifier(model.config, batch: localBatch, textLength: preset.textLength,
                                                         answers: config.answers)
+            recomputedFlops = StepFlops.recomputedScores(model.config, batch: localBatch, textLength: preset.textLength,
+                                                         pretrain: false, itm: false)
         }
         // Same-run baseline: every rank runs sgemm at once, as they will run the steps.
         try world.barrier()
@@ -203,8 +208,9 @@ public enum StepBenchmark {
                 for line in Profiler.lines(together.phases, steps: steps, total: total) { print("  " + line) }
                 let stepSeconds = togetherSeconds / Double(steps)
                 let achieved = flopsPerStep / stepSeconds / 1e9
-                print(String(format: "matmul FLOPs per step and rank (from the shapes): %.2f GFLOP (sgemm calls made: %.2f GFLOP)",
-                             flopsPerStep / 1e9, countedFlops / 1e9))
+                print(String(format: "matmul FLOPs per step and rank (from the shapes): %.2f GFLOP + %.2f GFLOP of attention "
+                             + "scores backward recomputes (sgemm calls made: %.2f GFLOP)",
+                             flopsPerStep / 1e9, recomputedFlops / 1e9, countedFlops / 1e9))
                 // A buffer touched fresh every step would show here (the kernel zeroes each new page).
                 print(String(format: "page faults per step after the first (rank 0, all threads): %.1f",
                              Double(together.pageFaults) / Double(steps)))

@@ -71,7 +71,7 @@ struct LayerGradientTests {
         checker.inputs = [.init(name: "x", values: x, gradient: dx, count: n)]
         checker.run()
         // Padding keys get no attention at all.
-        let probs = layer.lastProbabilities
+        let probs = layer.probabilities()
         for b in 0..<batch {
             for h in 0..<heads {
                 for i in 0..<length {

@@ -30,56 +30,80 @@ public struct ForwardContext: Sendable {
 }
 
 /// Inverted dropout at one site of a layer: kept elements are scaled by 1/(1-p).
+///
+/// It stores no mask (issue 28: the masks of a base step's dropout sites were ~50 MiB per
+/// sample): backward draws the same keep/drop decisions again from the forward's context —
+/// they are a pure function of (pass key, site, sample, element) — so the gradient is
+/// bitwise what a stored mask would give.
 public final class DropoutSite {
     public let site: UInt64
-    let mask = FloatBuffer()       // [count]: 0 or 1/(1-p)
     private(set) var active = false
+    /// The forward's context and item size: what backward needs to redraw the mask.
+    private var context = ForwardContext.deterministic
+    private var perItem = 0
 
     /// `name` identifies the site (e.g. "text.layers.0.attn.probs") and keys its randomness.
     public init(name: String) { site = CounterRandom.hash(name) }
 
     /// Applies dropout in place to `batch` items of `perItem` elements each.
     public func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
-        active = context.isDropoutOn
+        record(perItem: perItem, context)
         guard active else { return }
-        KernelProfile.measure(.dropout) { apply(UnsafePointer(x), into: x, batch: batch, perItem: perItem, context) }
+        KernelProfile.measure(.dropout) { applyMask(UnsafePointer(x), into: x, offset: 0, count: batch * perItem) }
     }
 
-    /// out = dropout(x), leaving x as it is (attention keeps its probabilities for the
-    /// softmax backward) — one pass instead of a copy and an in-place pass.
+    /// out = dropout(x), leaving x as it is — one pass instead of a copy and an in-place pass.
     public func forward(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, batch: Int, perItem: Int,
                         _ context: ForwardContext) {
-        active = context.isDropoutOn
+        record(perItem: perItem, context)
         guard active else { out.update(from: x, count: batch * perItem); return }
-        KernelProfile.measure(.dropout) { apply(x, into: out, batch: batch, perItem: perItem, context) }
+        KernelProfile.measure(.dropout) { applyMask(x, into: out, offset: 0, count: batch * perItem) }
     }
 
-    private func apply(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, batch: Int, perItem: Int,
-                       _ context: ForwardContext) {
+    /// Records the forward's context without applying anything yet (attention applies the
+    /// mask head by head: `apply(_:into:offset:count:)`).
+    public func record(perItem: Int, _ context: ForwardContext) {
+        active = context.isDropoutOn
+        self.context = context
+        self.perItem = perItem
+    }
+
+    /// out[j] = x[j] · mask of element offset + j of the recorded forward, for j < count
+    /// (x itself copied when dropout is off).
+    public func apply(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+        guard active else { if UnsafePointer(out) != x { out.update(from: x, count: count) }; return }
+        KernelProfile.measure(.dropout) { applyMask(x, into: out, offset: offset, count: count) }
+    }
+
+    /// The mask (0 or 1/(1-p)) of elements offset ..< offset + count of the recorded forward,
+    /// multiplied into x: 8 lanes at a time within each item, as the keys are per item.
+    private func applyMask(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
         let scale = 1 / (1 - context.dropout)
         // keep ⟺ uniform = u·2⁻⁵³ ≥ p ⟺ u ≥ ⌈p·2⁵³⌉ for the integer u = bits >> 11: the
         // same decision as `CounterRandom.uniform(key, i) >= p`, in integers, 8 lanes at a time.
         let threshold = UInt64((Double(context.dropout) * 0x1p53).rounded(.up))
-        let m = mask.ensure(batch * perItem)
-        for b in 0..<batch {
+        var j = 0
+        while j < count {
+            let b = (offset + j) / perItem, first = (offset + j) % perItem
+            let n = min(count - j, perItem - first)         // elements of item b in this range
             let key = context.key(site: site, batchItem: b)
-            let base = b * perItem
+            let (xs, outs) = (x + j, out + j)
             var i = 0
-            while i + 8 <= perItem {
-                let u = CounterRandom.bits(key, counters: SIMD8<UInt64>(repeating: UInt64(i)) &+ Self.laneOffsets) &>> 11
+            while i + 8 <= n {
+                let counters = SIMD8<UInt64>(repeating: UInt64(first + i)) &+ Self.laneOffsets
+                let u = CounterRandom.bits(key, counters: counters) &>> 11
                 // 1 where dropped: u − threshold wraps below zero exactly when u < threshold.
                 let dropped = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (u &- threshold) &>> 63))
                 let lanes = scale * (1 - dropped)
-                UnsafeMutableRawPointer(m + base + i).storeBytes(of: lanes, as: SIMD8<Float>.self)
-                let xi = UnsafeRawPointer(x + base + i).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(out + base + i).storeBytes(of: xi * lanes, as: SIMD8<Float>.self)
+                let xi = UnsafeRawPointer(xs + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(outs + i).storeBytes(of: xi * lanes, as: SIMD8<Float>.self)
                 i += 8
             }
-            for i in i..<perItem {
-                let keep = CounterRandom.bits(key, UInt64(i)) >> 11 >= threshold
-                m[base + i] = keep ? scale : 0
-                out[base + i] = x[base + i] * m[base + i]
+            for i in i..<n {
+                let keep = CounterRandom.bits(key, UInt64(first + i)) >> 11 >= threshold
+                outs[i] = xs[i] * (keep ? scale : 0)
             }
+            j += n
         }
     }
 
@@ -90,16 +114,15 @@ public final class DropoutSite {
     /// probabilities in attention).
     public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int, offset: Int = 0) {
         guard active else { return }
-        let m = mask.pointer + offset
-        KernelProfile.measure(.dropout) { for i in 0..<count { dy[i] *= m[i] } }
+        KernelProfile.measure(.dropout) { applyMask(UnsafePointer(dy), into: dy, offset: offset, count: count) }
     }
 
     /// The gradient through this site when the incoming one must be kept: `scratch` =
     /// dy · mask in one pass (not a copy and an in-place pass); dy itself when dropout was off.
     public func backward(_ dy: UnsafePointer<Float>, scratch: FloatBuffer, count: Int) -> UnsafePointer<Float> {
         guard active else { return dy }
-        let out = scratch.ensure(count), m = mask.pointer
-        KernelProfile.measure(.dropout) { for i in 0..<count { out[i] = dy[i] * m[i] } }
+        let out = scratch.ensure(count)
+        KernelProfile.measure(.dropout) { applyMask(dy, into: out, offset: 0, count: count) }
         return UnsafePointer(out)
     }
 }

@@ -27,15 +27,20 @@ public let paddingMaskValue: Float = -1e9
 /// (faster than sgemm on these small shapes; it hands the shapes where sgemm is faster to sgemm). With dropout
 /// names given, dropout sits on the attention probabilities and on the output projection
 /// (text encoder and fusion only).
+///
+/// The probabilities are not kept for backward (issue 28: [B, H, Lq, Lk] per layer was a
+/// fifth of a base step's activations): backward recomputes each head's from the saved q and
+/// k with the same kernels, so the gradients are bitwise those of kept probabilities, at the
+/// cost of one more scores product per head (as PyTorch's fused attention does).
 public final class MultiHeadAttention {
     public let params: AttentionParams
     let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
-    let probs = FloatBuffer()          // [B, H, Lq, Lk] softmax output
-    let keptProbs = FloatBuffer()      // [B, H, Lq, Lk] after dropout (only when dropout is on)
     let context = FloatBuffer()        // [B, Lq, W] heads concatenated
     let packedHead = FloatBuffer()     // [hd, Lk] scratch for HeadMatmul: one head's Kᵀ or Vᵀ, or a 16-column strip
     let probsDropout: DropoutSite?
     let outputDropout: DropoutSite?
+    /// The forward's key mask [B, Lk] (the caller keeps it alive until backward, as inputs).
+    private var keyMask: UnsafePointer<Float>?
     private var batch = 0, queryLength = 0, keyLength = 0
 
     public init(_ params: AttentionParams, dropoutName: String? = nil) {
@@ -45,40 +50,40 @@ public final class MultiHeadAttention {
         outputDropout = dropoutName.map { DropoutSite(name: $0 + ".output") }
     }
 
+    /// Head h of item b's probabilities softmax(scale · q_h k_hᵀ + mask) into `out` [Lq, Lk]
+    /// — the one computation forward, backward and `probabilities()` share.
+    @inline(__always)
+    private func headProbabilities(_ out: UnsafeMutablePointer<Float>, b: Int, h: Int, q: UnsafePointer<Float>,
+                                   k: UnsafePointer<Float>) {
+        let W = params.width, hd = W / params.heads
+        let (Lq, Lk) = (queryLength, keyLength)
+        HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1 / Float(hd).squareRoot(), q + b * Lq * W + h * hd, lda: W,
+                      k + b * Lk * W + h * hd, ldb: W, out, ldc: Lk, packed: packedHead)
+        Elementwise.softmaxRows(out, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
+    }
+
     /// queries [B, Lq, W], keysValues [B, Lk, W], keyMask [B, Lk] additive (nil: every key valid)
     /// → [B, Lq, W]. For self-attention pass the same pointer twice.
     @discardableResult
     public func forward(_ p: ParameterStore, queries: UnsafePointer<Float>, keysValues: UnsafePointer<Float>,
                         batch: Int, queryLength: Int, keyLength: Int, keyMask: UnsafePointer<Float>?,
                         _ ctx: ForwardContext) -> UnsafeMutablePointer<Float> {
-        self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength
+        self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength; self.keyMask = keyMask
         let W = params.width, H = params.heads, hd = W / H
         let (Lq, Lk) = (queryLength, keyLength)
-        let scale = 1 / Float(hd).squareRoot()
         let q = qProj.forward(p, queries, rows: batch * Lq)
         let k = kProj.forward(p, keysValues, rows: batch * Lk)
         let v = vProj.forward(p, keysValues, rows: batch * Lk)
-        let P = probs.ensure(batch * H * Lq * Lk)
-        for b in 0..<batch {
-            for h in 0..<H {
-                let S = P + (b * H + h) * Lq * Lk
-                HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: scale, q + b * Lq * W + h * hd, lda: W,
-                              k + b * Lk * W + h * hd, ldb: W, S, ldc: Lk, packed: packedHead)
-                Elementwise.softmaxRows(S, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
-            }
-        }
-        var attend = UnsafePointer(P)
-        if let probsDropout, ctx.isDropoutOn {
-            let kept = keptProbs.ensure(batch * H * Lq * Lk)
-            probsDropout.forward(P, into: kept, batch: batch, perItem: H * Lq * Lk, ctx)
-            attend = UnsafePointer(kept)
-        } else {
-            probsDropout?.forward(P, batch: 0, perItem: 0, ctx)  // records "inactive" for backward
-        }
+        probsDropout?.record(perItem: H * Lq * Lk, ctx)
+        let dropping = probsDropout != nil && ctx.isDropoutOn
+        let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
+        let kept = dropping ? p.scratch(.attentionHeadKept, Lq * Lk) : P          // [Lq, Lk] after dropout
         let c = context.ensure(batch * Lq * W)
         for b in 0..<batch {
             for h in 0..<H {
-                HeadMatmul.nn(m: Lq, n: hd, k: Lk, attend + (b * H + h) * Lq * Lk, lda: Lk, v + b * Lk * W + h * hd, ldb: W,
+                headProbabilities(P, b: b, h: h, q: q, k: k)
+                if dropping { probsDropout!.apply(P, into: kept, offset: (b * H + h) * Lq * Lk, count: Lq * Lk) }
+                HeadMatmul.nn(m: Lq, n: hd, k: Lk, kept, lda: Lk, v + b * Lk * W + h * hd, ldb: W,
                               c + b * Lq * W + h * hd, ldc: W, packed: packedHead)
             }
         }
@@ -93,19 +98,20 @@ public final class MultiHeadAttention {
         let W = params.width, H = params.heads, hd = W / H
         let (Lq, Lk) = (queryLength, keyLength)
         let scale = 1 / Float(hd).squareRoot()
-        // Gradients inside attention live in the store's shared backward scratch.
-        let scratch = p.backwardScratch
+        // Gradients inside attention live in the store's shared scratch.
+        let scratch = p.scratch
         let dOut = outputDropout?.backward(dy, scratch: scratch.buffer(.attentionOutput), count: batch * Lq * W) ?? dy
         let dc = scratch(.attentionContext, batch * Lq * W)   // [B, Lq, W]
         oProj.backward(p, dOut, dx: dc, accumulateInput: false)
 
-        let dropoutActive = probsDropout?.active ?? false
-        let attend = dropoutActive ? keptProbs.pointer : probs.pointer
+        let dropping = probsDropout?.active ?? false
         let q = qProj.output.pointer, k = kProj.output.pointer, v = vProj.output.pointer
         // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
         let dq = scratch(.attentionQ, batch * Lq * W), dk = scratch(.attentionK, batch * Lk * W)   // [B, Lq|Lk, W]
         let dv = scratch(.attentionV, batch * Lk * W)
         let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
+        let P = scratch(.attentionHeadProbabilities, Lq * Lk)                                 // [Lq, Lk] recomputed
+        let kept = dropping ? scratch(.attentionHeadKept, Lq * Lk) : P
         for b in 0..<batch {
             for h in 0..<H {
                 let headOffset = (b * H + h) * Lq * Lk
@@ -113,12 +119,14 @@ public final class MultiHeadAttention {
                 let vHead = v + b * Lk * W + h * hd
                 let (qHead, kHead) = (q + b * Lq * W + h * hd, k + b * Lk * W + h * hd)
                 let (dqHead, dkHead, dvHead) = (dq + b * Lq * W + h * hd, dk + b * Lk * W + h * hd, dv + b * Lk * W + h * hd)
+                // The forward's probabilities of this head, and what dropout kept of them.
+                headProbabilities(P, b: b, h: h, q: q, k: k)
+                if dropping { probsDropout!.apply(P, into: kept, offset: headOffset, count: Lq * Lk) }
                 // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
                 HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
-                HeadMatmul.tn(m: Lk, n: hd, k: Lq, attend + headOffset, lda: Lk, dcHead, ldb: W, dvHead, ldc: W,
-                              packed: packedHead)
+                HeadMatmul.tn(m: Lk, n: hd, k: Lq, kept, lda: Lk, dcHead, ldb: W, dvHead, ldc: W, packed: packedHead)
                 probsDropout?.backward(dP, count: Lq * Lk, offset: headOffset)
-                Elementwise.softmaxBackwardRows(dS, dP, probs.pointer + headOffset, rows: Lq, width: Lk)
+                Elementwise.softmaxBackwardRows(dS, dP, P, rows: Lq, width: Lk)
                 // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
                 HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
                               packed: packedHead)
@@ -131,6 +139,19 @@ public final class MultiHeadAttention {
         vProj.backward(p, dv, dx: dKeysValues)
     }
 
-    /// Attention probabilities of the last forward, [B, H, Lq, Lk] (before dropout).
-    public var lastProbabilities: UnsafePointer<Float> { UnsafePointer(probs.pointer) }
+    /// Attention probabilities of the last forward, [B, H, Lq, Lk] (before dropout),
+    /// recomputed (for tests and inspection).
+    public func probabilities() -> [Float] {
+        let H = params.heads, (Lq, Lk) = (queryLength, keyLength)
+        var out = [Float](repeating: 0, count: batch * H * Lq * Lk)
+        out.withUnsafeMutableBufferPointer { o in
+            for b in 0..<batch {
+                for h in 0..<H {
+                    headProbabilities(o.baseAddress! + (b * H + h) * Lq * Lk, b: b, h: h, q: qProj.output.pointer,
+                                      k: kProj.output.pointer)
+                }
+            }
+        }
+        return out
+    }
 }

@@ -48,13 +48,13 @@ public final class PreLNBlock {
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
-        let dx1 = p.backwardScratch(.blockResidual, n)          // [B, L, W]
+        let dx1 = p.scratch(.blockResidual, n)          // [B, L, W]
         dx1.update(from: dy, count: n)                 // residual path
-        let dh = p.backwardScratch.zeroed(.blockNormed, n)     // [B, L, W] gradient at ln2's output
+        let dh = p.scratch.zeroed(.blockNormed, n)     // [B, L, W] gradient at ln2's output
         mlp.backward(p, dy, dx: dh)
         ln2.backward(p, dh, dx: dx1)
         Elementwise.accumulate(dx, dx1, count: n)      // residual path of the first half
-        let dh1 = p.backwardScratch.zeroed(.blockNormed, n)    // [B, L, W] gradient at ln1's output
+        let dh1 = p.scratch.zeroed(.blockNormed, n)    // [B, L, W] gradient at ln1's output
         attn.backward(p, dx1, dQueries: dh1, dKeysValues: dh1)
         ln1.backward(p, dh1, dx: dx)
     }
@@ -108,12 +108,12 @@ public final class PostLNLayer {
 
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
-        let ds2 = p.backwardScratch.zeroed(.postSum2, n)   // [B, L, W]
+        let ds2 = p.scratch.zeroed(.postSum2, n)   // [B, L, W]
         lnFFN.backward(p, dy, dx: ds2)
-        let da = p.backwardScratch(.postMiddle, n)         // ∂L/∂a [B, L, W]
+        let da = p.scratch(.postMiddle, n)         // ∂L/∂a [B, L, W]
         da.update(from: ds2, count: n)
         ffn.backward(p, ds2, dx: da)
-        let ds1 = p.backwardScratch.zeroed(.postSum1, n)   // [B, L, W]
+        let ds1 = p.scratch.zeroed(.postSum1, n)   // [B, L, W]
         lnAttn.backward(p, da, dx: ds1)
         Elementwise.accumulate(dx, ds1, count: n)
         attn.backward(p, ds1, dQueries: dx, dKeysValues: dx)
@@ -189,19 +189,19 @@ public final class CoAttentionLayer {
                          dy: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
         // x3 = ln_ffn(s3), s3 = x2 + ffn(x2)
-        let ds = p.backwardScratch.zeroed(.coSum, n)       // [B, Lx, W]
+        let ds = p.scratch.zeroed(.coSum, n)       // [B, Lx, W]
         lnFFN.backward(p, dOut, dx: ds)
-        let dx2 = p.backwardScratch(.coAfterCross, n)      // [B, Lx, W]
+        let dx2 = p.scratch(.coAfterCross, n)      // [B, Lx, W]
         dx2.update(from: ds, count: n)
         ffn.backward(p, ds, dx: dx2)
         // x2 = ln_cross(s2), s2 = x1 + cross(x1, y)
-        let ds2 = p.backwardScratch.zeroed(.coSum, n)
+        let ds2 = p.scratch.zeroed(.coSum, n)
         lnCross.backward(p, dx2, dx: ds2)
-        let dx1 = p.backwardScratch(.coAfterSelf, n)       // [B, Lx, W]
+        let dx1 = p.scratch(.coAfterSelf, n)       // [B, Lx, W]
         dx1.update(from: ds2, count: n)
         crossAttn.backward(p, ds2, dQueries: dx1, dKeysValues: dy)
         // x1 = ln_self(s1), s1 = x + self(x)
-        let ds1 = p.backwardScratch.zeroed(.coSum, n)
+        let ds1 = p.scratch.zeroed(.coSum, n)
         lnSelf.backward(p, dx1, dx: ds1)
         Elementwise.accumulate(dx, ds1, count: n)
         selfAttn.backward(p, ds1, dQueries: dx, dKeysValues: dx)

@@ -56,11 +56,11 @@ public final class FeedForward {
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures
-        let dOut = outputDropout?.backward(dy, scratch: p.backwardScratch.buffer(.feedForwardOutput), count: rows * width) ?? dy
+        let dOut = outputDropout?.backward(dy, scratch: p.scratch.buffer(.feedForwardOutput), count: rows * width) ?? dy
         let n = rows * hiddenWidth
-        let da = p.backwardScratch(.feedForwardActivated, n)   // [rows, 4W] written by fc2's input gradient
+        let da = p.scratch(.feedForwardActivated, n)   // [rows, 4W] written by fc2's input gradient
         fc2.backward(p, dOut, dx: da, accumulateInput: false)
-        let dh = p.backwardScratch(.feedForwardHidden, n)      // [rows, 4W] written by the activation's backward
+        let dh = p.scratch(.feedForwardHidden, n)      // [rows, 4W] written by the activation's backward
         switch activation {
         case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
         case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)

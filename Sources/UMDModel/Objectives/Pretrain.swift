@@ -50,10 +50,12 @@ public final class PretrainObjective {
     public var gradientsReady: ((Int) -> Void)?
 
     // Pass 1: student, masked.  Pass 2: teacher, unmasked.  Pass 3: student, unmasked (ITM).
-    // The teacher's pass has no backward: it runs first on pass 3's layers (pass 1's in
-    // TD-Calib), whose buffers the student pass then overwrites (issue 28).
-    let vision1: VisionEncoder, text1: TextEncoder, fusion1: FusionModule
-    let vision3: VisionEncoder, text3: TextEncoder, fusion3: FusionModule
+    // All three run on one stack of layers, one after the other (issue 28): the teacher's
+    // pass first (it has no backward; the losses keep only its fea.* targets), then pass 3
+    // and its backward (only the ITM loss reads pass 3), then pass 1, its heads and its
+    // backward. So the step keeps the activations of one pass, not three. The gradients add
+    // up in the order they always did (pass 3's, then pass 1's): bitwise the same step.
+    let vision: VisionEncoder, text: TextEncoder, fusion: FusionModule
     let mim: MIMDecoder, mlm: MLMHead
     let feaText: Linear, feaImage: Linear, teacherFeaText: Linear, teacherFeaImage: Linear
     let itm: Linear
@@ -85,12 +87,9 @@ public final class PretrainObjective {
         self.params = params
         self.includeITM = includeITM
         let c = params.config, D = c.width
-        func stack() -> (VisionEncoder, TextEncoder, FusionModule) {
-            (VisionEncoder(params.vision, width: D, patchSize: c.patchSize), TextEncoder(params.text, width: D),
-             FusionModule(params.fusion, width: D))
-        }
-        (vision1, text1, fusion1) = stack()
-        (vision3, text3, fusion3) = stack()
+        vision = VisionEncoder(params.vision, width: D, patchSize: c.patchSize)
+        text = TextEncoder(params.text, width: D)
+        fusion = FusionModule(params.fusion, width: D)
         mim = MIMDecoder(params.mim, width: c.preset.decoderWidth)
         mlm = MLMHead(params.mlm, vocabularySize: c.vocabularySize)
         feaText = Linear(params.feaText); feaImage = Linear(params.feaImage)
@@ -126,55 +125,8 @@ public final class PretrainObjective {
         let km = keyMask.ensure(B * L)
         batch.attention.withUnsafeBufferPointer { additiveKeyMask(km, attention: $0.baseAddress!, count: B * L) }
 
-        // Pass 2 first: the teacher, full image, original text, no dropout. It has no backward,
-        // so it runs on the layers of a student pass that comes after it (pass 3, or pass 1 in
-        // TD-Calib) and keeps only what the losses need from it: its fea.* projections.
-        MemoryLedger.chargeTo(includeITM ? "passes 2+3: teacher, student ITM" : "passes 2+1: teacher, student masked")
-        let (visionT, textT, fusionT) = includeITM ? (vision3, text3, fusion3) : (vision1, text1, fusion1)
-        let zi2 = visionT.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
-        let zt2 = textT.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
-        fusionT.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
-                        .deterministic)
-        // The teacher's targets (stop-gradient): fea.text of every token, fea.image of the CLS
-        // and the K kept tokens at their original positions (0 and 1 + ids_keep).
-        let tText = teacherFeaText.forward(teacher, fusionT.textOutput, rows: B * L)
-        let zit = fusionT.imageOutput
-        let gathered = teacherImageRows.ensure(B * (1 + K) * D)
-        for b in 0..<B {
-            (gathered + b * (1 + K) * D).update(from: zit + b * (1 + N) * D, count: D)
-            for j in 0..<K {
-                (gathered + (b * (1 + K) + 1 + j) * D).update(from: zit + (b * (1 + N) + 1 + Int(kp[b * K + j])) * D,
-                                                              count: D)
-            }
-        }
-        let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
-        laps.lap("teacher forward (no gradients)")
-        // Pass 1: student, masked image and text.
-        if includeITM { MemoryLedger.chargeTo("pass 1: student, masked (forward)") }
-        let zi1 = vision1.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
-        let zt1 = text1.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
-        fusion1.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
-        laps.lap("student forward")
-        // Pass 3: student, unmasked, each text with its (possibly swapped) image.
-        MemoryLedger.chargeTo("pass 3: student ITM (its own part)")
-        var itmLogits: UnsafeMutablePointer<Float>? = nil
-        if includeITM {
-            precondition(batch.itmPixels.count == B * 3 * H * H && batch.itmLabels.count == B,
-                         "pretraining needs ITM images and labels for every sample")
-            let ipx = itmPixels.ensure(B * 3 * H * H)
-            batch.itmPixels.withUnsafeBufferPointer { ipx.update(from: $0.baseAddress!, count: B * 3 * H * H) }
-            let zi3 = vision3.forward(student, pixels: ipx, batch: B, imageSize: H, keep: nil, keptCount: N)
-            let zt3 = text3.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx3)
-            fusion3.forward(student, text: zt3, image: zi3, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
-                            ctx3)
-            itmLogits = itm.forward(student, fusion3.pool(student), rows: B)
-            itmLabels = batch.itmLabels
-        }
-        laps.lap("student forward")
-        MemoryLedger.chargeTo("heads and losses")
-
         // Global counts (section 10a): selected MLM tokens, non-pad tokens, samples,
-        // masked patches, FeaMIM tokens.
+        // masked patches, FeaMIM tokens — from the batch alone, so before any pass.
         mlmPositions.removeAll(keepingCapacity: true)
         mlmTargets.removeAll(keepingCapacity: true)
         for i in 0..<(B * L) where batch.mlmLabels[i] != Losses.ignoreLabel {
@@ -187,9 +139,72 @@ public final class PretrainObjective {
         let (globalMLM, globalNonPad, globalSamples, globalMasked, globalFeaMIM) =
             (counts[0], counts[1], counts[2], counts[3], counts[4])
 
+        // Pass 2 first: the teacher, full image, original text, no dropout. It keeps only
+        // what the losses need from it: its fea.* projections.
+        MemoryLedger.chargeTo("passes 2, 3, 1: teacher, student ITM, student masked")
+        let zi2 = vision.forward(teacher, pixels: px, batch: B, imageSize: H, keep: nil, keptCount: N)
+        let zt2 = text.forward(teacher, ids: idp, keyMask: km, batch: B, length: L, .deterministic)
+        fusion.forward(teacher, text: zt2, image: zi2, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
+                       .deterministic)
+        // The teacher's targets (stop-gradient): fea.text of every token, fea.image of the CLS
+        // and the K kept tokens at their original positions (0 and 1 + ids_keep).
+        let tText = teacherFeaText.forward(teacher, fusion.textOutput, rows: B * L)
+        let zit = fusion.imageOutput
+        let gathered = teacherImageRows.ensure(B * (1 + K) * D)
+        for b in 0..<B {
+            (gathered + b * (1 + K) * D).update(from: zit + b * (1 + N) * D, count: D)
+            for j in 0..<K {
+                (gathered + (b * (1 + K) + 1 + j) * D).update(from: zit + (b * (1 + N) + 1 + Int(kp[b * K + j])) * D,
+                                                              count: D)
+            }
+        }
+        let tImage = teacherFeaImage.forward(teacher, gathered, rows: B * (1 + K))
+        laps.lap("teacher forward (no gradients)")
+
+        // Pass 3: student, unmasked, each text with its (possibly swapped) image; the ITM
+        // loss and, before pass 1 overwrites the layers' buffers, its backward.
+        var lossITM = 0.0
+        if includeITM {
+            precondition(batch.itmPixels.count == B * 3 * H * H && batch.itmLabels.count == B,
+                         "pretraining needs ITM images and labels for every sample")
+            MemoryLedger.chargeTo("pass 3: student ITM (its own part)")
+            let ipx = itmPixels.ensure(B * 3 * H * H)
+            batch.itmPixels.withUnsafeBufferPointer { ipx.update(from: $0.baseAddress!, count: B * 3 * H * H) }
+            let zi3 = vision.forward(student, pixels: ipx, batch: B, imageSize: H, keep: nil, keptCount: N)
+            let zt3 = text.forward(student, ids: idp, keyMask: km, batch: B, length: L, ctx3)
+            fusion.forward(student, text: zt3, image: zi3, textMask: km, batch: B, textLength: L, imageLength: 1 + N,
+                           ctx3)
+            let itmLogits = itm.forward(student, fusion.pool(student), rows: B)
+            itmLabels = batch.itmLabels
+            lossITM = itmLabels.withUnsafeBufferPointer {
+                Losses.crossEntropy(logits: itmLogits, labels: $0.baseAddress!, gradient: dITMLogits.ensure(B * 2),
+                                    rows: B, classes: 2, divisor: globalSamples, scale: weights.itm)
+            }
+            laps.lap("student forward")
+            if computeGradients {
+                MemoryLedger.chargeTo("backward (activation gradients)")
+                fusion.beginBackward()
+                let dp = dPooled.zeroed(B * 2 * D)
+                itm.backward(student, dITMLogits.pointer, dx: dp)
+                fusion.poolBackward(student, dp)
+                fusion.backward(student)
+                text.backward(student, fusion.dTextInput.pointer)
+                vision.backward(student, fusion.dImageInput.pointer)
+                laps.lap("backward")
+            }
+        }
+
+        // Pass 1: student, masked image and text.
+        MemoryLedger.chargeTo("pass 1: student, masked (forward)")
+        let zi1 = vision.forward(student, pixels: px, batch: B, imageSize: H, keep: kp, keptCount: K)
+        let zt1 = text.forward(student, ids: midp, keyMask: km, batch: B, length: L, ctx1)
+        fusion.forward(student, text: zt1, image: zi1, textMask: km, batch: B, textLength: L, imageLength: 1 + K, ctx1)
+        laps.lap("student forward")
+        MemoryLedger.chargeTo("heads and losses")
+
         // MIM: predictions at every patch, loss at the masked ones against per-patch
         // normalised pixels.
-        let pred = mim.forward(student, fusion1.imageOutput, keep: kp, batch: B, keptCount: K, grid: grid)
+        let pred = mim.forward(student, fusion.imageOutput, keep: kp, batch: B, keptCount: K, grid: grid)
         let pt = patches.ensure(B * N * CPP)
         patchify(pt, px, batch: B, channels: 3, imageSize: H, patchSize: c.patchSize)
         let target = mimTarget.zeroed(B * (1 + N) * CPP)
@@ -209,7 +224,7 @@ public final class PretrainObjective {
 
         // MLM at the selected positions only.
         let M = mlmPositions.count
-        let zt = fusion1.textOutput
+        let zt = fusion.textOutput
         let rows = mlmRows.ensure(max(M, 1) * D)
         for (m, i) in mlmPositions.enumerated() { (rows + m * D).update(from: zt + i * D, count: D) }
         var lossMLM = 0.0
@@ -233,46 +248,27 @@ public final class PretrainObjective {
 
         // FeaMIM: the student's CLS and K kept tokens against the teacher's tokens at the
         // same original positions (tImage, gathered after the teacher's pass).
-        let sImage = feaImage.forward(student, fusion1.imageOutput, rows: B * (1 + K))
+        let sImage = feaImage.forward(student, fusion.imageOutput, rows: B * (1 + K))
         let wFeaMIM = alpha * weights.feaMIM
         let lossFeaMIM = Losses.meanSquaredError(pred: sImage, target: tImage,
                                                  gradient: dFeaImage.ensure(B * (1 + K) * Dp), rows: B * (1 + K),
                                                  width: Dp, divisor: globalFeaMIM, scale: wFeaMIM)
 
-        // ITM.
-        var lossITM = 0.0
-        if let itmLogits {
-            lossITM = itmLabels.withUnsafeBufferPointer {
-                Losses.crossEntropy(logits: itmLogits, labels: $0.baseAddress!, gradient: dITMLogits.ensure(B * 2),
-                                    rows: B, classes: 2, divisor: globalSamples, scale: weights.itm)
-            }
-        }
-
         laps.lap("heads + losses (forward)")
         MemoryLedger.chargeTo("backward (activation gradients)")
         if computeGradients {
-            // ITM pass backward.
-            if includeITM {
-                fusion3.beginBackward()
-                let dp = dPooled.zeroed(B * 2 * D)
-                itm.backward(student, dITMLogits.pointer, dx: dp)
-                fusion3.poolBackward(student, dp)
-                fusion3.backward(student)
-                text3.backward(student, fusion3.dTextInput.pointer)
-                vision3.backward(student, fusion3.dImageInput.pointer)
-            }
             // Pass 1 backward: every head adds into the fusion outputs' gradients.
-            fusion1.beginBackward()
-            mim.backward(student, dMIM.pointer, dZi: fusion1.dImageOutput)
-            feaImage.backward(student, dFeaImage.pointer, dx: fusion1.dImageOutput)
-            feaText.backward(student, dFeaText.pointer, dx: fusion1.dTextOutput)
+            fusion.beginBackward()
+            mim.backward(student, dMIM.pointer, dZi: fusion.dImageOutput)
+            feaImage.backward(student, dFeaImage.pointer, dx: fusion.dImageOutput)
+            feaText.backward(student, dFeaText.pointer, dx: fusion.dTextOutput)
             if M > 0 {
                 let dRows = dMLMRows.zeroed(M * D)
                 mlm.backward(student, dMLMLogits.pointer, dh: dRows)
-                let dzt = fusion1.dTextOutput
+                let dzt = fusion.dTextOutput
                 for (m, i) in mlmPositions.enumerated() { Elementwise.accumulate(dzt + i * D, dRows + m * D, count: D) }
             }
-            backwardThroughEncoders(student, params: params, fusion: fusion1, text: text1, vision: vision1,
+            backwardThroughEncoders(student, params: params, fusion: fusion, text: text, vision: vision,
                                     report: gradientsReady)
         }
         laps.lap("backward")

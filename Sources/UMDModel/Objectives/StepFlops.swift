@@ -81,4 +81,21 @@ public enum StepFlops {
             + 2 * linear(B, D, D) + linear(B, 2 * D, 2 * D) + linear(B, 2 * D, A)
         return 3 * forward - v.patchEmbed
     }
+
+    /// The scores products backward does again (MultiHeadAttention keeps no probabilities:
+    /// it recomputes each head's QKᵀ in backward): 2·B·q·k·D per trained attention — every
+    /// student attention of the step. Not in the step's useful FLOPs above; counted so the
+    /// products actually made can be checked against the shapes.
+    public static func recomputedScores(_ c: ModelConfig, batch B: Int, textLength L: Int, pretrain: Bool,
+                                        itm: Bool) -> Double {
+        let D = c.width, N = c.patchCount, K = c.keptPatchCount, p = c.preset
+        func scores(_ q: Int, _ k: Int, _ width: Int) -> Double { 2 * Double(B) * Double(q) * Double(k) * Double(width) }
+        func pass(imageTokens T: Int) -> Double {
+            Double(p.visionLayers) * scores(T, T, D) + Double(p.textLayers) * scores(L, L, D)
+                + Double(p.fusionLayers) * (scores(L, L, D) + scores(L, T, D) + scores(T, T, D) + scores(T, L, D))
+        }
+        guard pretrain else { return pass(imageTokens: 1 + N) }
+        return pass(imageTokens: 1 + K) + Double(p.decoderLayers) * scores(1 + N, 1 + N, p.decoderWidth)
+            + (itm ? pass(imageTokens: 1 + N) : 0)
+    }
 }

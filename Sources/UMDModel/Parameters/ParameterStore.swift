@@ -35,7 +35,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// The buffers the layers of models on this store share while each runs its backward
     /// (one backward at a time per store: its gradients accumulate here).
-    public let backwardScratch = BackwardScratch()
+    public let scratch = LayerScratch()
 
     /// Per view (arena order): true while the view's gradients are left over from an earlier
     /// step — from `discardGradients()` until backward first writes the view or

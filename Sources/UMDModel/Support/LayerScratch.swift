@@ -1,14 +1,16 @@
-/// Buffers a layer needs only while its own backward runs (issue 28): the gradients at its
-/// inside — dQ, dK, dV, the FFN's hidden gradients, the residual sums' gradients. Every
-/// layer of a model used to own its set, so a model of 40 layers, run in two passes, kept
-/// 80 sets although backward runs one layer at a time; now the layers of one parameter store
-/// share one set per role (`ParameterStore.backwardScratch`), sized for the largest layer.
+/// Buffers a layer needs only while one of its own calls runs (issue 28): the gradients at
+/// its inside during backward — dQ, dK, dV, the FFN's hidden gradients, the residual sums'
+/// gradients — and one attention head's probabilities, which attention recomputes in
+/// backward instead of keeping. Every layer of a model used to own its set, so a model of
+/// 40 layers, run in two passes, kept 80 sets although layers run one at a time; now the
+/// layers of one parameter store share one set per role (`ParameterStore.scratch`), sized
+/// for the largest layer.
 ///
-/// Safe because a store runs one backward at a time (its gradients accumulate in place) and
-/// no role is live across two layers: a layer takes its buffers when its backward starts and
-/// is done with them when it returns; a layer that calls another (a block its attention and
-/// FFN) uses roles of its own, different from the callee's.
-public final class BackwardScratch: @unchecked Sendable {
+/// Safe because a store runs one step at a time (its gradients accumulate in place) and no
+/// role is live across two layers: a layer takes its buffers when its forward or backward
+/// starts and is done with them when it returns; a layer that calls another (a block its
+/// attention and FFN) uses roles of its own, different from the callee's.
+public final class LayerScratch: @unchecked Sendable {
     public enum Role: Int, CaseIterable {
         // PreLNBlock
         case blockResidual, blockNormed
@@ -16,7 +18,8 @@ public final class BackwardScratch: @unchecked Sendable {
         case postSum1, postSum2, postMiddle
         // CoAttentionLayer
         case coSum, coAfterCross, coAfterSelf
-        // MultiHeadAttention
+        // MultiHeadAttention (forward and backward: one head's probabilities, before and after dropout)
+        case attentionHeadProbabilities, attentionHeadKept
         case attentionContext, attentionQ, attentionK, attentionV, attentionScores, attentionProbs, attentionOutput
         // FeedForward
         case feedForwardActivated, feedForwardHidden, feedForwardOutput
