@@ -11,6 +11,16 @@ extension Split: ExpressibleByArgument {}
 
 /// Runs a stage on every rank; errors end the whole job with the rank's message.
 func runStage(_ config: RunConfiguration) throws {
+    if let ranks = config.dryRun {
+        try runOnWorld { world in
+            guard world.size == 1 else {
+                throw ValidationError("--dry-run measures in one process; run it without mpirun (RANKS says how many the job will have)")
+            }
+            let estimate = try DryRun.estimate(config, ranks: ranks)
+            for line in DryRun.describe(estimate, config: try config.resolved()) { print(line) }
+        }
+        return
+    }
     try runOnWorld { world in
         do {
             _ = try Trainer.run(config, world: world)

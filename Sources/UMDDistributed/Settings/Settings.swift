@@ -350,6 +350,11 @@ public enum Settings {
                 "Time the step's phases (student and teacher forward, losses, backward, sync wait, GM-Coord, AdamW, EMA): "
                 + "a table in the run log at the end (bench step: --phases, with kernels and utilisation).",
                 tools: benchStep, aliases: ["phases"]),
+        .optional("dry-run", \.dryRun,
+                  "Say what this run needs per rank on RANKS ranks and exit: its peak memory at its local batch "
+                  + "(measured from 2 steps of 2 synthetic samples at its shapes, in this one process — run it without "
+                  + "mpirun) and the step time here. Reads no data, writes nothing.",
+                  allowed: .within(1, 1_000_000), placeholder: "RANKS"),
         .option("shard-optimizer", \.shardOptimizer,
                 "ZeRO stage 1: each rank updates 1/R of the parameters and holds only their AdamW moments; the shares "
                 + "are gathered after every step (same results; less memory and optimizer time, one more allgather).",

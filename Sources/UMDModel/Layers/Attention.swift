@@ -87,7 +87,8 @@ public final class MultiHeadAttention {
                               c + b * Lq * W + h * hd, ldc: W, packed: packedHead)
             }
         }
-        let y = oProj.forward(p, c, rows: batch * Lq)
+        // The result is scratch: every caller adds it to its residual at once.
+        let y = oProj.forward(p, c, rows: batch * Lq, into: p.scratch(.attentionResult, batch * Lq * W))
         outputDropout?.forward(y, batch: batch, perItem: Lq * W, ctx)
         return y
     }

@@ -19,12 +19,17 @@ public struct FeedForwardParams: Sendable {
 
 /// fc2(act(fc1(x))), with dropout on the output where the owner asks for it (BERT places
 /// it on each FFN output in the text encoder and fusion).
+///
+/// Keeps only fc1's output [rows, 4W] for backward (issue 28): the activation, fc2's input,
+/// lives in the store's scratch and backward computes it again from fc1's output (the same
+/// function of the same numbers: bitwise the same gradients); the result, which the caller
+/// adds to its residual at once, is scratch too. Callers consume the result before the
+/// store's next FFN runs.
 public final class FeedForward {
     public let params: FeedForwardParams
     public let activation: Activation
     let fc1: Linear
     let fc2: Linear
-    let activated = FloatBuffer()       // [rows, 4W]
     let outputDropout: DropoutSite?
     private var rows = 0
 
@@ -43,14 +48,18 @@ public final class FeedForward {
         rows = batch * perItemRows
         let hidden = fc1.forward(p, x, rows: rows)
         let n = rows * params.fc1.outFeatures
-        let a = activated.ensure(n)
+        let a = p.scratch(.feedForwardActivation, n)                        // [rows, 4W]
+        activate(a, hidden, count: n)
+        let y = fc2.forward(p, a, rows: rows, into: p.scratch(.feedForwardResult, rows * params.fc2.outFeatures))
+        outputDropout?.forward(y, batch: batch, perItem: perItemRows * params.fc2.outFeatures, context)
+        return y
+    }
+
+    private func activate(_ a: UnsafeMutablePointer<Float>, _ hidden: UnsafePointer<Float>, count n: Int) {
         switch activation {
         case .gelu: Elementwise.geluForward(a, hidden, count: n)
         case .quickGelu: Elementwise.quickGeluForward(a, hidden, count: n)
         }
-        let y = fc2.forward(p, a, rows: rows)
-        outputDropout?.forward(y, batch: batch, perItem: perItemRows * params.fc2.outFeatures, context)
-        return y
     }
 
     /// dx += ∂L/∂x.
@@ -58,12 +67,15 @@ public final class FeedForward {
         let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures
         let dOut = outputDropout?.backward(dy, scratch: p.scratch.buffer(.feedForwardOutput), count: rows * width) ?? dy
         let n = rows * hiddenWidth
+        let hidden = UnsafePointer(fc1.output.pointer)
+        let a = p.scratch(.feedForwardActivation, n)   // [rows, 4W] the forward's activation, again
+        activate(a, hidden, count: n)
         let da = p.scratch(.feedForwardActivated, n)   // [rows, 4W] written by fc2's input gradient
-        fc2.backward(p, dOut, dx: da, accumulateInput: false)
+        fc2.backward(p, dOut, dx: da, accumulateInput: false, input: a)
         let dh = p.scratch(.feedForwardHidden, n)      // [rows, 4W] written by the activation's backward
         switch activation {
-        case .gelu: Elementwise.geluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
-        case .quickGelu: Elementwise.quickGeluBackward(dh, da, fc1.output.pointer, output: activated.pointer, count: n)
+        case .gelu: Elementwise.geluBackward(dh, da, hidden, output: a, count: n)
+        case .quickGelu: Elementwise.quickGeluBackward(dh, da, hidden, output: a, count: n)
         }
         fc1.backward(p, dh, dx: dx)
     }

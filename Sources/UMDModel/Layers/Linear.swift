@@ -26,9 +26,16 @@ public final class Linear {
 
     @discardableResult
     public func forward(_ p: ParameterStore, _ x: UnsafePointer<Float>, rows: Int) -> UnsafeMutablePointer<Float> {
+        forward(p, x, rows: rows, into: output.ensure(rows * params.outFeatures))
+    }
+
+    /// The product into `y` [rows, out] instead of the layer's own output buffer: for results
+    /// the caller consumes at once (a residual sum), which backward does not need.
+    @discardableResult
+    public func forward(_ p: ParameterStore, _ x: UnsafePointer<Float>, rows: Int,
+                        into y: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
         input = x
         self.rows = rows
-        let y = output.ensure(rows * params.outFeatures)
         Matmul.linearForward(y, x, p.value(params.weight), params.bias.map { UnsafePointer(p.value($0)) },
                              rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
         return y
@@ -36,9 +43,10 @@ public final class Linear {
 
     /// Accumulates dW, db into the store's gradients and dx (+=) when given; with
     /// `accumulateInput` false dx is written (=), so the caller need not zero it first.
+    /// `input`: the forward's input when the caller recomputed it (its own buffer was scratch).
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                         accumulateInput: Bool = true) {
-        guard let input else { preconditionFailure("Linear.backward before forward") }
+                         accumulateInput: Bool = true, input recomputed: UnsafePointer<Float>? = nil) {
+        guard let input = recomputed ?? input else { preconditionFailure("Linear.backward before forward") }
         let dWeight = p.gradientForOverwrite(params.weight)
         Matmul.linearParameterGradients(dWeight.pointer, accumulate: !dWeight.overwrite, params.bias.map { p.grad($0) },
                                         dy, input, rows: rows, inFeatures: params.inFeatures,

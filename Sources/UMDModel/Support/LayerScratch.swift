@@ -21,7 +21,10 @@ public final class LayerScratch: @unchecked Sendable {
         // MultiHeadAttention (forward and backward: one head's probabilities, before and after dropout)
         case attentionHeadProbabilities, attentionHeadKept
         case attentionContext, attentionQ, attentionK, attentionV, attentionScores, attentionProbs, attentionOutput
-        // FeedForward
+        /// The output projection's result in forward (the caller adds it to its residual at once).
+        case attentionResult
+        // FeedForward (forward: the activation, recomputed in backward, and fc2's result)
+        case feedForwardActivation, feedForwardResult
         case feedForwardActivated, feedForwardHidden, feedForwardOutput
     }
 
