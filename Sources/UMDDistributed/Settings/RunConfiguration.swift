@@ -138,6 +138,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var localBatch = 8
     /// Time the step's phases with the profiler's named spans (`Profiler`).
     public var profile = false
+    public var recompute = Recompute.off
     /// `--dry-run N`: estimate the peak memory per rank of this run on N ranks and exit.
     public var dryRun: Int? = nil
 

@@ -60,6 +60,7 @@ extension EnumSettingValue {
 }
 extension SyncPrecision: EnumSettingValue {}
 extension MatmulChoice: EnumSettingValue {}
+extension Recompute: EnumSettingValue {}
 extension NonFiniteAction: EnumSettingValue {}
 extension LearningRateSchedule.Shape: EnumSettingValue {}
 extension DownstreamTask: EnumSettingValue {}
@@ -350,6 +351,10 @@ public enum Settings {
                 "Time the step's phases (student and teacher forward, losses, backward, sync wait, GM-Coord, AdamW, EMA): "
                 + "a table in the run log at the end (bench step: --phases, with kernels and utilisation).",
                 tools: benchStep, aliases: ["phases"]),
+        .option("recompute", \.recompute,
+                "What a step keeps for backward: off (everything), or blocks (only each transformer block's output; "
+                + "the block runs again in backward — the same gradients bit for bit, less memory, more time; "
+                + "README \"Memory\").", tools: bothTools),
         .optional("dry-run", \.dryRun,
                   "Say what this run needs per rank on RANKS ranks and exit: its peak memory at its local batch "
                   + "(measured from 2 steps of 2 synthetic samples at its shapes, in this one process — run it without "

@@ -33,6 +33,8 @@ public struct RunFactory {
                                    alpha: config.alpha, beta: config.beta,
                                    shardOptimizerOver: config.shardOptimizer && ranks > 1 ? world : nil)
         model.pretrain?.weights = config.lossWeights
+        model.pretrain?.recompute = config.recompute == .blocks
+        model.finetune?.recompute = config.recompute == .blocks
         if let world, world.size > 1 {
             let broadcast = {
                 let student = model.student

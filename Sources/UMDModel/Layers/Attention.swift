@@ -93,6 +93,12 @@ public final class MultiHeadAttention {
         return y
     }
 
+    /// `--recompute blocks`: hands q, k, v and the context to `pool`.
+    func releaseBuffers(to pool: BufferPool) {
+        qProj.releaseOutput(to: pool); kProj.releaseOutput(to: pool); vProj.releaseOutput(to: pool)
+        context.release(to: pool)
+    }
+
     /// dQueries += ∂L/∂queries, dKeysValues += ∂L/∂keysValues (the same buffer for self-attention).
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dQueries: UnsafeMutablePointer<Float>,
                          dKeysValues: UnsafeMutablePointer<Float>) {

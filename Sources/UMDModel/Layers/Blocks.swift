@@ -45,6 +45,13 @@ public final class PreLNBlock {
         return y
     }
 
+    /// `--recompute blocks`: everything but the output goes to `pool`; backward needs this
+    /// block's forward run again first.
+    public func releaseInternals(to pool: BufferPool) {
+        ln1.releaseBuffers(to: pool); attn.releaseBuffers(to: pool); afterAttention.release(to: pool)
+        ln2.releaseBuffers(to: pool); mlp.releaseBuffers(to: pool)
+    }
+
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
@@ -105,6 +112,12 @@ public final class PostLNLayer {
     }
 
     public var output: UnsafeMutablePointer<Float> { lnFFN.output.pointer }
+
+    /// `--recompute blocks`: everything but the output goes to `pool`.
+    public func releaseInternals(to pool: BufferPool) {
+        attn.releaseBuffers(to: pool); sum1.release(to: pool); lnAttn.releaseBuffers(to: pool)
+        ffn.releaseBuffers(to: pool); sum2.release(to: pool); lnFFN.releaseBuffers(to: pool, keepOutput: true)
+    }
 
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let n = batch * length * width
@@ -183,6 +196,13 @@ public final class CoAttentionLayer {
     }
 
     public var output: UnsafeMutablePointer<Float> { lnFFN.output.pointer }
+
+    /// `--recompute blocks`: everything but the output goes to `pool`.
+    public func releaseInternals(to pool: BufferPool) {
+        selfAttn.releaseBuffers(to: pool); sum1.release(to: pool); lnSelf.releaseBuffers(to: pool)
+        crossAttn.releaseBuffers(to: pool); sum2.release(to: pool); lnCross.releaseBuffers(to: pool)
+        ffn.releaseBuffers(to: pool); sum3.release(to: pool); lnFFN.releaseBuffers(to: pool, keepOutput: true)
+    }
 
     /// dx += ∂L/∂x (this stream), dy += ∂L/∂y (the other stream).
     public func backward(_ p: ParameterStore, _ dOut: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,

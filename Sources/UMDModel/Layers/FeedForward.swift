@@ -62,6 +62,9 @@ public final class FeedForward {
         }
     }
 
+    /// `--recompute blocks`: hands fc1's output to `pool`.
+    func releaseBuffers(to pool: BufferPool) { fc1.releaseOutput(to: pool) }
+
     /// dx += ∂L/∂x.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         let width = params.fc2.outFeatures, hiddenWidth = params.fc1.outFeatures

@@ -34,6 +34,13 @@ public final class LayerNorm {
         return y
     }
 
+    /// `--recompute blocks`: hands the buffers to `pool` (the output too unless `keepOutput`:
+    /// a post-LN layer's last norm is its output, the next layer's input).
+    func releaseBuffers(to pool: BufferPool, keepOutput: Bool = false) {
+        if !keepOutput { output.release(to: pool) }
+        mean.release(to: pool); rstd.release(to: pool)
+    }
+
     /// dx += ∂L/∂x; parameter gradients accumulate into the store.
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
         guard let input else { preconditionFailure("LayerNorm.backward before forward") }

@@ -41,6 +41,9 @@ public final class Linear {
         return y
     }
 
+    /// `--recompute blocks`: hands the output buffer to `pool`.
+    func releaseOutput(to pool: BufferPool) { output.release(to: pool) }
+
     /// Accumulates dW, db into the store's gradients and dx (+=) when given; with
     /// `accumulateInput` false dx is written (=), so the caller need not zero it first.
     /// `input`: the forward's input when the caller recomputed it (its own buffer was scratch).

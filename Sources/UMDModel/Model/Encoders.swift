@@ -12,6 +12,12 @@ public final class VisionEncoder {
     let gradA = FloatBuffer(), gradB = FloatBuffer()   // [B, 1+K', D] ping-pong between blocks
     private var keep: UnsafePointer<Int32>?
     private(set) var batch = 0, length = 0, patchCount = 0
+    /// `--recompute blocks`: keep only each block's output; backward runs a block's forward
+    /// again (from the block before's output) right before its backward.
+    public var recompute = false
+    /// Where a block's inside waits for the next block (one pool per encoder: its blocks'
+    /// buffers have the same sizes, so each takes back exactly what the one before gave).
+    let pool = BufferPool()
 
     public init(_ params: VisionParams, width: Int, patchSize: Int) {
         self.params = params
@@ -45,7 +51,12 @@ public final class VisionEncoder {
             }
         }
         var x = UnsafePointer(lnPre.forward(p, t, rows: batch * (1 + K)))
-        for block in blocks { x = UnsafePointer(block.forward(p, x, batch: batch, length: 1 + K)) }
+        lendingPool(pool, if: recompute) {
+            for block in blocks {
+                x = UnsafePointer(block.forward(p, x, batch: batch, length: 1 + K))
+                if recompute { block.releaseInternals(to: pool) }
+            }
+        }
         return lnPost.forward(p, x, rows: batch * (1 + K))
     }
 
@@ -57,9 +68,13 @@ public final class VisionEncoder {
         let n = batch * L * D
         var current = gradA.zeroed(n)
         lnPost.backward(p, dy, dx: current)
-        for block in blocks.reversed() {
+        for (i, block) in blocks.enumerated().reversed() {
             let next = (current == gradA.pointer ? gradB : gradA).zeroed(n)
+            if recompute {
+                pool.lend { block.forward(p, i == 0 ? lnPre.output.pointer : blocks[i - 1].output.pointer, batch: batch, length: L) }
+            }
             block.backward(p, current, dx: next)
+            if recompute { block.releaseInternals(to: pool) }
             current = next
         }
         let dt = dTokens.zeroed(n)
@@ -93,6 +108,11 @@ public final class TextEncoder {
     let width: Int
     let gradA = FloatBuffer(), gradB = FloatBuffer()   // [B, L, D]
     private(set) var batch = 0, length = 0
+    private var keyMask: UnsafePointer<Float>?
+    private var context = ForwardContext.deterministic
+    /// `--recompute blocks` (see `VisionEncoder.recompute`).
+    public var recompute = false
+    let pool = BufferPool()
 
     public init(_ params: TextParams, width: Int) {
         self.params = params
@@ -105,9 +125,14 @@ public final class TextEncoder {
     @discardableResult
     public func forward(_ p: ParameterStore, ids: UnsafePointer<Int32>, keyMask: UnsafePointer<Float>, batch: Int,
                         length: Int, _ ctx: ForwardContext) -> UnsafeMutablePointer<Float> {
-        self.batch = batch; self.length = length
+        self.batch = batch; self.length = length; self.keyMask = keyMask; self.context = ctx
         var x = embedding.forward(p, ids: ids, batch: batch, length: length, ctx)
-        for layer in layers { x = layer.forward(p, x, batch: batch, length: length, keyMask: keyMask, ctx) }
+        lendingPool(pool, if: recompute) {
+            for layer in layers {
+                x = layer.forward(p, x, batch: batch, length: length, keyMask: keyMask, ctx)
+                if recompute { layer.releaseInternals(to: pool) }
+            }
+        }
         return x
     }
 
@@ -117,10 +142,17 @@ public final class TextEncoder {
         let n = batch * length * width
         var current = UnsafeMutablePointer(mutating: dy)
         var useA = true
-        for layer in layers.reversed() {
+        for (i, layer) in layers.enumerated().reversed() {
             let next = (useA ? gradA : gradB).zeroed(n)
             useA.toggle()
+            if recompute {
+                pool.lend {
+                    layer.forward(p, i == 0 ? embedding.output : layers[i - 1].output, batch: batch, length: length,
+                                  keyMask: keyMask, context)
+                }
+            }
             layer.backward(p, current, dx: next)
+            if recompute { layer.releaseInternals(to: pool) }
             current = next
         }
         embedding.backward(p, current)
@@ -145,6 +177,10 @@ public final class FusionModule {
     let dPooledText = FloatBuffer(), dPooledImage = FloatBuffer()   // [B, D]
     private var textMask: UnsafePointer<Float>?
     private(set) var batch = 0, textLength = 0, imageLength = 0
+    private var context = ForwardContext.deterministic
+    /// `--recompute blocks` (see `VisionEncoder.recompute`): per layer pair.
+    public var recompute = false
+    let pool = BufferPool()
 
     public init(_ params: FusionParams, width: Int) {
         self.params = params
@@ -163,6 +199,7 @@ public final class FusionModule {
                         textMask: UnsafePointer<Float>, batch: Int, textLength: Int, imageLength: Int,
                         _ ctx: ForwardContext) {
         self.batch = batch; self.textLength = textLength; self.imageLength = imageLength; self.textMask = textMask
+        self.context = ctx
         let D = width
         let type = p.value(params.typeEmbed)
         let tp = textProj.forward(p, text, rows: batch * textLength)
@@ -172,13 +209,28 @@ public final class FusionModule {
         let v0 = imageIn.ensure(batch * imageLength * D)
         for r in 0..<(batch * imageLength) { Elementwise.add(v0 + r * D, ip + r * D, type + D, count: D) }
         var t = UnsafePointer(t0), v = UnsafePointer(v0)
-        for i in 0..<textLayers.count {
-            let tNext = textLayers[i].forward(p, t, v, batch: batch, length: textLength, otherLength: imageLength,
-                                              ownKeyMask: textMask, otherKeyMask: nil, ctx)
-            let vNext = imageLayers[i].forward(p, v, t, batch: batch, length: imageLength, otherLength: textLength,
-                                               ownKeyMask: nil, otherKeyMask: textMask, ctx)
-            t = UnsafePointer(tNext); v = UnsafePointer(vNext)
+        lendingPool(pool, if: recompute) {
+            for i in 0..<textLayers.count {
+                let (tNext, vNext) = forwardLayer(p, i, text: t, image: v)
+                if recompute { releaseLayer(p, i) }
+                t = UnsafePointer(tNext); v = UnsafePointer(vNext)
+            }
         }
+    }
+
+    private func releaseLayer(_ p: ParameterStore, _ i: Int) {
+        textLayers[i].releaseInternals(to: pool); imageLayers[i].releaseInternals(to: pool)
+    }
+
+    /// Layer i of both streams, each reading the other's input t_i / v_i.
+    @discardableResult
+    private func forwardLayer(_ p: ParameterStore, _ i: Int, text t: UnsafePointer<Float>, image v: UnsafePointer<Float>)
+        -> (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) {
+        let tNext = textLayers[i].forward(p, t, v, batch: batch, length: textLength, otherLength: imageLength,
+                                          ownKeyMask: textMask, otherKeyMask: nil, context)
+        let vNext = imageLayers[i].forward(p, v, t, batch: batch, length: imageLength, otherLength: textLength,
+                                           ownKeyMask: nil, otherKeyMask: textMask, context)
+        return (tNext, vNext)
     }
 
     public var textOutput: UnsafeMutablePointer<Float> { textLayers.last?.output ?? textIn.pointer }
@@ -232,8 +284,15 @@ public final class FusionModule {
         let nt = batch * textLength * D, ni = batch * imageLength * D
         for i in stride(from: textLayers.count - 1, through: 0, by: -1) {
             let dtPrev = dText(i).zeroed(nt), dvPrev = dImage(i).zeroed(ni)
+            if recompute {
+                pool.lend {
+                    forwardLayer(p, i, text: i == 0 ? textIn.pointer : textLayers[i - 1].output,
+                                 image: i == 0 ? imageIn.pointer : imageLayers[i - 1].output)
+                }
+            }
             textLayers[i].backward(p, dText(i + 1).pointer, dx: dtPrev, dy: dvPrev)
             imageLayers[i].backward(p, dImage(i + 1).pointer, dx: dvPrev, dy: dtPrev)
+            if recompute { releaseLayer(p, i) }
         }
         let dt0 = dText(0).pointer, dv0 = dImage(0).pointer
         let dType = p.grad(params.typeEmbed)

@@ -43,6 +43,9 @@ public final class MIMDecoder {
     let isKept = FloatBuffer()          // [B, N] 1 where the patch was kept (as Float flags)
     private var keep: UnsafePointer<Int32>?
     private var batch = 0, patchCount = 0, kept = 0
+    /// `--recompute blocks` (see `VisionEncoder.recompute`).
+    public var recompute = false
+    let pool = BufferPool()
 
     public init(_ params: MIMParams, width: Int) {
         self.params = params
@@ -79,7 +82,12 @@ public final class MIMDecoder {
             positions.withUnsafeBufferPointer { Elementwise.accumulate(item, $0.baseAddress!, count: (1 + N) * Dd) }
         }
         var h = UnsafePointer(x)
-        for block in blocks { h = UnsafePointer(block.forward(p, h, batch: batch, length: 1 + N)) }
+        lendingPool(pool, if: recompute) {
+            for block in blocks {
+                h = UnsafePointer(block.forward(p, h, batch: batch, length: 1 + N))
+                if recompute { block.releaseInternals(to: pool) }
+            }
+        }
         let normed = ln.forward(p, h, rows: batch * (1 + N))
         return out.forward(p, normed, rows: batch * (1 + N))
     }
@@ -93,9 +101,13 @@ public final class MIMDecoder {
         let afterLN = gradB.zeroed(n)
         ln.backward(p, current, dx: afterLN)
         current = afterLN
-        for block in blocks.reversed() {
+        for (i, block) in blocks.enumerated().reversed() {
             let next = (current == gradA.pointer ? gradB : gradA).zeroed(n)
+            if recompute {
+                pool.lend { block.forward(p, i == 0 ? full.pointer : blocks[i - 1].output.pointer, batch: batch, length: 1 + N) }
+            }
             block.backward(p, current, dx: next)
+            if recompute { block.releaseInternals(to: pool) }
             current = next
         }
         let de = dEmbedded.zeroed(batch * (1 + K) * Dd)

@@ -27,6 +27,13 @@ public final class FinetuneObjective {
     let pairFusion: FusionModule
     /// Called during backward with an arena offset below which every gradient is final.
     public var gradientsReady: ((Int) -> Void)?
+    /// `--recompute blocks` (see `PretrainObjective.recompute`).
+    public var recompute = false {
+        didSet {
+            vision.recompute = recompute; text.recompute = recompute; fusion.recompute = recompute
+            pairFusion.recompute = recompute
+        }
+    }
     /// Logits of the last step, [B, A] (classification) or [B, 1+R] (retrieval).
     public let lastLogits = FloatBuffer()
     /// Pooled features [z_t; z_i] of the last classification step, [B, 2D].

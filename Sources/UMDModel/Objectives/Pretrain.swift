@@ -83,6 +83,12 @@ public final class PretrainObjective {
     let dPooled = FloatBuffer()            // [B, 2D]
     var itmLabels: [Int32] = []
 
+    /// `--recompute blocks`: every encoder, fusion and decoder block keeps only its output
+    /// and is computed again in backward (bitwise the same gradients; less memory, more time).
+    public var recompute = false {
+        didSet { vision.recompute = recompute; text.recompute = recompute; fusion.recompute = recompute; mim.recompute = recompute }
+    }
+
     public init(params: UMDParameters, includeITM: Bool) {
         self.params = params
         self.includeITM = includeITM

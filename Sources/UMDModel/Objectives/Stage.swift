@@ -23,3 +23,10 @@ public enum Stage: String, Sendable, Codable, CaseIterable {
     /// Whether the stage keeps an EMA teacher.
     public var hasTeacher: Bool { self != .finetune }
 }
+
+/// What the step keeps for backward (`--recompute`): everything (`off`), or only each
+/// transformer block's output, running the block's forward again in backward (`blocks`,
+/// activation checkpointing) — bitwise the same gradients, less memory, more time.
+public enum Recompute: String, Sendable, Codable, CaseIterable {
+    case off, blocks
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A growable block of scalars for activations, their gradients and token ids.
 ///
 /// Layers size their buffers on the first step (`ensure`) and reuse them afterwards, so a
@@ -18,7 +20,7 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
     }
 
     deinit {
-        if let owner { MemoryLedger.charge(owner, -capacity * MemoryLayout<Element>.stride) }
+        if let owner, capacity > 0 { MemoryLedger.charge(owner, -capacity * MemoryLayout<Element>.stride) }
         pointer.deallocate()
     }
 
@@ -26,6 +28,15 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
     @discardableResult
     public func ensure(_ count: Int) -> UnsafeMutablePointer<Element> {
         if count > capacity {
+            if let pool = pool ?? BufferPool.lending, let taken = pool.take(atLeast: count * MemoryLayout<Element>.stride) {
+                // Back from `release(to:)`: an allocation of the pool's, with its bytes.
+                pointer.deallocate()
+                pointer = taken.pointer.assumingMemoryBound(to: Element.self)
+                capacity = taken.bytes / MemoryLayout<Element>.stride
+                MemoryLedger.charge(owner ?? MemoryLedger.currentOwner, taken.bytes)
+                owner = owner ?? MemoryLedger.currentOwner
+                if count <= capacity { return pointer }
+            }
             let charged = owner ?? MemoryLedger.currentOwner
             MemoryLedger.charge(charged, (count - (owner == nil ? 0 : capacity)) * MemoryLayout<Element>.stride)
             owner = charged
@@ -35,6 +46,23 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
             pointer.initialize(repeating: 0, count: count)
         }
         return pointer
+    }
+
+    /// The pool this buffer gave its allocation to (`release(to:)`); its next growth takes one back.
+    private var pool: BufferPool? = nil
+
+    /// Gives the allocation to `pool` (the bytes are charged to the pool while there) and
+    /// keeps none: `--recompute blocks` hands a block's inside to the next block this way,
+    /// and backward takes it back to compute the block again. The contents are lost.
+    public func release(to pool: BufferPool) {
+        guard capacity > 1 else { return }
+        let bytes = capacity * MemoryLayout<Element>.stride
+        if let owner { MemoryLedger.charge(owner, -bytes) }
+        pool.put(UnsafeMutableRawPointer(pointer), bytes: bytes)
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: 0)
+        capacity = 0
+        self.pool = pool
     }
 
     /// Makes room for `count` elements and sets them to zero.
@@ -48,3 +76,46 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
 
 public typealias FloatBuffer = GrowableBuffer<Float>
 public typealias IntBuffer = GrowableBuffer<Int32>
+
+/// Allocations buffers have released (`GrowableBuffer.release(to:)`), handed to the next
+/// buffer that grows: `--recompute blocks` keeps one block's inside in flight instead of one
+/// per block. Best fit by size; what sits here is charged to its own ledger line.
+/// One per encoder (its blocks' buffers have the same sizes): touched by the thread running
+/// its step.
+public final class BufferPool: @unchecked Sendable {
+    private var free: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
+    static let ledgerOwner = "recompute: a block's inside, between blocks"
+
+    public init() {}
+
+    deinit { for f in free { f.pointer.deallocate() } }
+
+    static let threadKey = "umd.BufferPool.lending"
+
+    /// The pool buffers growing on this thread take from first (inside `lend`), else nil.
+    static var lending: BufferPool? { Thread.current.threadDictionary[threadKey] as? BufferPool }
+
+    /// Runs `body` with every buffer that grows in it taking an allocation of this pool if
+    /// one fits — how a block's first forward reuses what the block before it released.
+    public func lend<T>(_ body: () throws -> T) rethrows -> T {
+        let saved = Thread.current.threadDictionary[Self.threadKey]
+        Thread.current.threadDictionary[Self.threadKey] = self
+        defer { Thread.current.threadDictionary[Self.threadKey] = saved }
+        return try body()
+    }
+
+    func put(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        free.append((pointer, bytes))
+        MemoryLedger.charge(Self.ledgerOwner, bytes)
+    }
+
+    /// The smallest allocation of at least `bytes`, nil when none is that large.
+    func take(atLeast bytes: Int) -> (pointer: UnsafeMutableRawPointer, bytes: Int)? {
+        var best: Int? = nil
+        for (i, f) in free.enumerated() where f.bytes >= bytes && (best == nil || f.bytes < free[best!].bytes) { best = i }
+        guard let best else { return nil }
+        let taken = free.remove(at: best)
+        MemoryLedger.charge(Self.ledgerOwner, -taken.bytes)
+        return taken
+    }
+}

@@ -46,3 +46,10 @@ public final class LayerScratch: @unchecked Sendable {
         buffers[role.rawValue].zeroed(count)
     }
 }
+
+/// Runs `body` (blocks' forward or backward under `--recompute blocks`) with `pool` lending
+/// to every buffer that grows in it; just `body` when `recompute` is off.
+@inline(__always)
+func lendingPool<T>(_ pool: BufferPool, if recompute: Bool, _ body: () -> T) -> T {
+    recompute ? pool.lend(body) : body()
+}
