@@ -122,6 +122,23 @@ struct EquivalenceTests {
         }
     }
 
+    /// `--gm-contribution ablation` (issue 23): the means the contributions use are the global
+    /// batch's (one allreduce), so S_t, S_i, ρ, k and the run are those of one rank.
+    @Test func gmCoordAblationContributionsGiveTheSameRunOnOneAndTwoRanks() throws {
+        try Self.prepare()
+        var runs: [URL] = []
+        for ranks in [1, 2] {
+            let out = Self.root.appendingPathComponent("finetune-ablation-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "vqa-rad", "--data", Self.root.appendingPathComponent("vqa").path,
+                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
+                                                  "--out", out.path, "--steps", "3", "--batch-size", "8", "--lr", "1e-4",
+                                                  "--gm-contribution", "ablation", "--log-every", "1"], timeout: 180)
+            #expect(r.exitCode == 0, "\(r)")
+            runs.append(out)
+        }
+        try Self.compare(runs[0], runs[1], lossNames: ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"], maxLR: 5e-3, steps: 3)
+    }
+
     /// Retrieval with dropout on: each rank encodes the texts its images are scored against,
     /// in its own slots, so a text's dropout must be keyed by its data-set index, not by its
     /// slot (keyed by slot, 1 and 2 ranks drifted apart: grad norm 0.30 vs 0.044 at step 2).

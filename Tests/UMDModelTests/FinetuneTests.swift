@@ -191,3 +191,62 @@ struct RetrievalScorerTests {
         for j in 0..<T { #expect(abs(scores[j] - reference[j]) <= 1e-5 * max(1, abs(reference[j])), "text \(j)") }
     }
 }
+
+/// `--gm-contribution ablation` (issue 23).
+extension FinetuneTests {
+    // MARK: - --gm-contribution ablation (issue 23)
+
+    /// Σ_b softmax(head(row_b))[label_b], each row through a fresh head one at a time.
+    func perSampleSum(_ rows: [[Float]], params: UMDParameters, store: ParameterStore, labels: [Int32]) -> Double {
+        let head = ClassifierHead(params.head!)
+        var total = 0.0
+        for (b, row) in rows.enumerated() {
+            let logits = row.withUnsafeBufferPointer { head.forward(store, $0.baseAddress!, rows: 1) }
+            let A = Self.classes
+            let m = (0..<A).map { Double(logits[$0]) }.max()!
+            let z = (0..<A).reduce(0.0) { $0 + exp(Double(logits[$1]) - m) }
+            total += exp(Double(logits[Int(labels[b])]) - m) / z
+        }
+        return total
+    }
+
+    @Test func ablationContributionsEqualTheHeadEvaluatedSampleBySample() {
+        let (params, store) = model(head: .classifier(outputs: Self.classes))
+        let objective = FinetuneObjective(params: params)
+        objective.contribution = .ablation
+        let B = 4, D = params.config.width
+        let batch = classificationBatch(batch: B, seed: 12)
+        let result = objective.step(student: store, batch: batch, computeGradients: false)
+        let cls = Array(UnsafeBufferPointer(start: objective.lastPooled, count: B * 2 * D))
+        let mean = (0..<(2 * D)).map { j in Float((0..<B).reduce(0.0) { $0 + Double(cls[$1 * 2 * D + j]) } / Double(B)) }
+        let textRows = (0..<B).map { b in Array(cls[(b * 2 * D)..<(b * 2 * D + D)]) + Array(mean[D...]) }
+        let imageRows = (0..<B).map { b in Array(mean[..<D]) + Array(cls[(b * 2 * D + D)..<((b + 1) * 2 * D)]) }
+        let sT = perSampleSum(textRows, params: params, store: store, labels: batch.labels)
+        let sI = perSampleSum(imageRows, params: params, store: store, labels: batch.labels)
+        #expect(abs(result.localSumText - sT) <= 1e-5 * sT, "S_t \(result.localSumText) vs \(sT)")
+        #expect(abs(result.localSumImage - sI) <= 1e-5 * sI, "S_i \(result.localSumImage) vs \(sI)")
+        // The variants measure different things: the reference's column halves are not the head.
+        objective.contribution = .reference
+        let reference = objective.step(student: store, batch: batch, computeGradients: false)
+        #expect(abs(reference.localSumText - sT) > 1e-4, "reference \(reference.localSumText) vs ablation \(sT)")
+        // The loss and its gradient do not depend on the variant.
+        #expect(reference.loss == result.loss)
+    }
+
+    @Test func retrievalAblationEqualsTheReferenceForALinearScoreHead() {
+        let (params, store) = model(head: .retrieval)
+        let objective = FinetuneObjective(params: params)
+        let p = ModelPreset.tiny
+        let (ids, attention) = SyntheticBatch.text(batch: 3, length: p.textLength, seed: 8)
+        let batch = RetrievalBatch(batch: 2, imageSize: p.imageSize, textLength: p.textLength,
+                                   pixels: SyntheticBatch.pixels(batch: 2, size: p.imageSize, seed: 8), textCount: 3,
+                                   textIDs: ids, attention: attention, candidates: [0, 1, 2, 1, 2, 0], sampleIDs: [0, 1])
+        let reference = objective.retrievalStep(student: store, batch: batch, computeGradients: false)
+        objective.contribution = .ablation
+        let ablation = objective.retrievalStep(student: store, batch: batch, computeGradients: false)
+        // The other modality's mean adds one constant to every candidate's score: the softmax
+        // over the candidates, and so S_u, are the same (spec section 9).
+        #expect(abs(reference.localSumText - ablation.localSumText) <= 1e-5 * reference.localSumText)
+        #expect(abs(reference.localSumImage - ablation.localSumImage) <= 1e-5 * reference.localSumImage)
+    }
+}

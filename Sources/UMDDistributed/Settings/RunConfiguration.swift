@@ -62,6 +62,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var clipNorm: Float? = nil
     public var gmCoord = true
     public var gmNoise = true
+    public var gmContribution = GMContribution.reference
     /// A step whose loss or gradient is not finite stops the run (nil: the default), or is
     /// skipped. Optional so manifests written before it existed still decode.
     public var onNonFinite: NonFiniteAction? = nil
@@ -326,6 +327,11 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
                 throw RunError("--\(keepBest != nil ? "keep-best" : "early-stop") needs --eval-every N (validation every N "
                                + "steps); without it no validation runs, so no best.safetensors is written and nothing stops early")
             }
+        }
+        if stage == .finetune && gmContribution == .ablation && accumulate > 1 {
+            throw RunError("--gm-contribution ablation measures each modality against the whole step's mean features, "
+                           + "which --accumulate \(accumulate) does not have before its micro-batches run; use a local "
+                           + "batch that fits without --accumulate, or --gm-contribution reference")
         }
         if shardOptimizer && asyncCheckpoint {
             throw RunError("--shard-optimizer and --async-checkpoint cannot be combined yet (the background writer stages "

@@ -61,6 +61,7 @@ extension EnumSettingValue {
 extension SyncPrecision: EnumSettingValue {}
 extension MatmulChoice: EnumSettingValue {}
 extension Recompute: EnumSettingValue {}
+extension GMContribution: EnumSettingValue {}
 extension NonFiniteAction: EnumSettingValue {}
 extension LearningRateSchedule.Shape: EnumSettingValue {}
 extension DownstreamTask: EnumSettingValue {}
@@ -302,6 +303,11 @@ public enum Settings {
         .option("beta", \.beta, "GM-Coord beta.", stages: [.finetune], tools: debugStep, resume: true, allowed: .atLeast(0)),
         .option("gm-coord", \.gmCoord, "GM-Coord gradient modulation (on|off).", stages: [.finetune], resume: true),
         .option("gm-noise", \.gmNoise, "GM-Coord noise (on|off).", stages: [.finetune], resume: true),
+        .option("gm-contribution", \.gmContribution,
+                "How GM-Coord measures each modality's contribution: reference (fc2's column halves on the pooled "
+                + "features, as the reference code) or ablation (the whole head with the other modality replaced by its "
+                + "global-batch mean, as the paper's Eq. 10 describes).",
+                stages: [.finetune], tools: debugStep, resume: true),
         .optional("on-nonfinite", \.onNonFinite,
                   "A step whose loss or gradient is NaN/inf: stop (nothing saved) or skip-step (no update, counted).",
                   effective: { $0.onNonFinite ?? .stop }),

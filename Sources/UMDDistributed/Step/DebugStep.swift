@@ -126,7 +126,7 @@ public enum DebugStep {
             ("beta", Float(o.beta)), ("ema", o.ema), ("dropout", o.dropout), ("at_step", Float(step)),
             ("total_steps", Float(o.steps)), ("peak_lr", settings.peakLearningRate),
             ("schedule", o.scheduleShape == .linear ? 0 : 1), ("stage", Float(o.stage.code)), ("task", Float(o.taskKind.code)),
-        ]
+        ] + (o.stage == .finetune ? [("gm_contribution", Float(o.gmContribution.code))] : [])
         out += configValues.map { .init(name: "config." + $0.0, shape: [1], floats: [$0.1]) }
         try Safetensors.write(out, metadata: ["format": "umd debug-step", "preset": config.preset.name,
                                               "stage": o.stage.rawValue, "task": o.taskKind.rawValue],

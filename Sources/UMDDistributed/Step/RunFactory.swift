@@ -35,6 +35,7 @@ public struct RunFactory {
         model.pretrain?.weights = config.lossWeights
         model.pretrain?.recompute = config.recompute == .blocks
         model.finetune?.recompute = config.recompute == .blocks
+        model.finetune?.contribution = config.gmContribution
         if let world, world.size > 1 {
             let broadcast = {
                 let student = model.student

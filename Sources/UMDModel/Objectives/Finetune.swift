@@ -27,6 +27,14 @@ public final class FinetuneObjective {
     let pairFusion: FusionModule
     /// Called during backward with an arena offset below which every gradient is final.
     public var gradientsReady: ((Int) -> Void)?
+    /// `--gm-contribution`: how S_t and S_i are measured.
+    public var contribution = GMContribution.reference
+    // The mean ablation's head passes run on their own layers, so the task head keeps what
+    // its backward needs. Rows [B, 2D] with one modality's half replaced by the batch mean.
+    let ablationHead: ClassifierHead?
+    let ablationScore: Linear?
+    let ablationRows = FloatBuffer()
+
     /// `--recompute blocks` (see `PretrainObjective.recompute`).
     public var recompute = false {
         didSet {
@@ -49,6 +57,8 @@ public final class FinetuneObjective {
         guard let head = params.head else { preconditionFailure("fine-tuning needs a model with a task head") }
         classifier = head.fc1 != nil ? ClassifierHead(head) : nil
         score = head.score.map(Linear.init)
+        ablationHead = head.fc1 != nil ? ClassifierHead(head) : nil
+        ablationScore = head.score.map(Linear.init)
     }
 
     /// Σ_b softmax(z W_half^T + b/2)[label] over `rows` rows, for the contribution of one modality.
@@ -94,6 +104,52 @@ public final class FinetuneObjective {
                       width: D, weightOffset: D, labels: labels, groups: groups, groupSize: groupSize))
     }
 
+    /// The global-batch means z̄ = [z̄_t; z̄_i] [2D] of `rows` rows of `cls` (stride `stride` rows
+    /// apart: retrieval's positive pairs), by one allreduce of the sums and the count.
+    static func globalMeans(_ cls: UnsafePointer<Float>, rows: Int, stride: Int, width D: Int,
+                            _ reduction: GlobalReduction) -> [Float] {
+        var local = [Double](repeating: 0, count: 1 + 2 * D)
+        local[0] = Double(rows)
+        for r in 0..<rows {
+            let row = cls + r * stride * 2 * D
+            for j in 0..<(2 * D) { local[1 + j] += Double(row[j]) }
+        }
+        let global = reduction.sum(local)
+        return (0..<(2 * D)).map { Float(global[1 + $0] / max(global[0], 1)) }
+    }
+
+    /// `rows` copies of `cls` with one modality's half (`replace`: 0 text, 1 image) set to
+    /// that half of `means` → [rows, 2D].
+    func ablated(_ cls: UnsafePointer<Float>, rows: Int, width D: Int, means: [Float], replace half: Int)
+        -> UnsafePointer<Float> {
+        let out = ablationRows.ensure(rows * 2 * D)
+        out.update(from: cls, count: rows * 2 * D)
+        means.withUnsafeBufferPointer { m in
+            for r in 0..<rows { (out + r * 2 * D + half * D).update(from: m.baseAddress! + half * D, count: D) }
+        }
+        return UnsafePointer(out)
+    }
+
+    /// Σ over groups of softmax(logits of the group)[label]: classification groups are rows of
+    /// `classes` logits with their labels (unknown labels contribute nothing); retrieval groups
+    /// are `groupSize` one-logit rows with the positive at 0.
+    static func labelProbabilitySum(_ logits: UnsafePointer<Float>, groups: Int, classes: Int, groupSize: Int,
+                                    labels: [Int32]) -> Double {
+        var total = 0.0
+        let width = groupSize == 1 ? classes : groupSize
+        for g in 0..<groups {
+            if groupSize == 1 && (labels[g] < 0 || Int(labels[g]) >= classes) { continue }
+            let row = logits + g * width
+            var maxValue = -Double.infinity
+            for i in 0..<width { maxValue = max(maxValue, Double(row[i])) }
+            var sum = 0.0
+            for i in 0..<width { sum += exp(Double(row[i]) - maxValue) }
+            let label = groupSize == 1 ? Int(labels[g]) : 0
+            total += exp(Double(row[label]) - maxValue) / sum
+        }
+        return total
+    }
+
     /// The global loss and contribution sums (one allreduce) and the coefficients from them.
     func result(loss: Double, sumText: Double, sumImage: Double, _ reduction: GlobalReduction) -> FinetuneResult {
         let global = reduction.sum([loss, sumText, sumImage])
@@ -131,11 +187,23 @@ public final class FinetuneObjective {
         let logits = classifier.forward(student, cls, rows: B)           // [B, A]
         lastLogits.ensure(B * A).update(from: logits, count: B * A)
 
-        // Contributions (Eq. 10 as the reference computes it): fc2's column halves applied
-        // to the pooled features themselves.
-        let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
-        let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: A, width: D, labels: labels, groups: B,
+        let sT: Double, sI: Double
+        switch contribution {
+        case .reference:
+            // Contributions (Eq. 10 as the reference computes it): fc2's column halves applied
+            // to the pooled features themselves.
+            let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
+            (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: A, width: D, labels: labels, groups: B,
                                           groupSize: 1)
+        case .ablation:
+            // Each modality through the whole head, the other replaced by its global-batch mean.
+            let means = Self.globalMeans(cls, rows: B, stride: 1, width: D, reduction)
+            let head = ablationHead!
+            sT = Self.labelProbabilitySum(head.forward(student, ablated(cls, rows: B, width: D, means: means, replace: 1), rows: B),
+                                          groups: B, classes: A, groupSize: 1, labels: labels)
+            sI = Self.labelProbabilitySum(head.forward(student, ablated(cls, rows: B, width: D, means: means, replace: 0), rows: B),
+                                          groups: B, classes: A, groupSize: 1, labels: labels)
+        }
 
         let globalSamples = reduction.counts([Double(B)])[0]
         let loss = labels.withUnsafeBufferPointer {
@@ -201,8 +269,20 @@ public final class FinetuneObjective {
         let w = UnsafePointer(student.value(score.params.weight))
         let b = score.params.bias.map { UnsafePointer(student.value($0)) }
         let zeros = [Int32](repeating: 0, count: B)
-        let (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: 1, width: D, labels: zeros, groups: B,
+        let sT: Double, sI: Double
+        switch contribution {
+        case .reference:
+            (sT, sI) = Self.contributions(cls, weight: w, bias: b, classes: 1, width: D, labels: zeros, groups: B,
                                           groupSize: C)
+        case .ablation:
+            // Per candidate: score([z_t^c; z̄_i]) and score([z̄_t; z_i^c]), z̄ over the positive pairs.
+            let means = Self.globalMeans(cls, rows: B, stride: C, width: D, reduction)
+            let head = ablationScore!
+            sT = Self.labelProbabilitySum(head.forward(student, ablated(cls, rows: P, width: D, means: means, replace: 1), rows: P),
+                                          groups: B, classes: 1, groupSize: C, labels: zeros)
+            sI = Self.labelProbabilitySum(head.forward(student, ablated(cls, rows: P, width: D, means: means, replace: 0), rows: P),
+                                          groups: B, classes: 1, groupSize: C, labels: zeros)
+        }
 
         let globalSamples = reduction.counts([Double(B)])[0]
         let loss = zeros.withUnsafeBufferPointer {

@@ -3,6 +3,20 @@ import RealModule
 import Glibc
 #endif
 
+/// How GM-Coord measures each modality's contribution (`--gm-contribution`, MODEL_SPEC.md
+/// section 9 "Contribution variants").
+public enum GMContribution: String, Sendable, Codable, CaseIterable {
+    /// fc2's column halves on the pooled features, as the reference code (the default: every
+    /// earlier result and debug-step's contract).
+    case reference
+    /// The whole head with the other modality replaced by its global-batch mean (Eq. 10's
+    /// "head split into image and text parts", mean ablation).
+    case ablation
+
+    /// The number `debug-step` writes as `config.gm_contribution`.
+    public var code: Int { self == .reference ? 0 : 1 }
+}
+
 /// Gradient-guided modality coordination (MODEL_SPEC.md section 9).
 public enum GMCoord {
     /// The modulation coefficients from the global contribution sums, β = 0.1 by default:
