@@ -208,8 +208,8 @@ public enum StepBenchmark {
                 for line in Profiler.lines(together.phases, steps: steps, total: total) { print("  " + line) }
                 let stepSeconds = togetherSeconds / Double(steps)
                 let achieved = flopsPerStep / stepSeconds / 1e9
-                print(String(format: "matmul FLOPs per step and rank (from the shapes): %.2f GFLOP + %.2f GFLOP of attention "
-                             + "scores backward recomputes (sgemm calls made: %.2f GFLOP)",
+                print(String(format: "matmul FLOPs per step and rank (from the shapes): %.6g GFLOP + %.6g GFLOP of attention "
+                             + "scores backward recomputes (sgemm calls made: %.6g GFLOP)",
                              flopsPerStep / 1e9, recomputedFlops / 1e9, countedFlops / 1e9))
                 // A buffer touched fresh every step would show here (the kernel zeroes each new page).
                 print(String(format: "page faults per step after the first (rank 0, all threads): %.1f",
