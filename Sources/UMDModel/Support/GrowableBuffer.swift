@@ -84,9 +84,10 @@ public typealias IntBuffer = GrowableBuffer<Int32>
 /// its step.
 public final class BufferPool: @unchecked Sendable {
     private var free: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
-    static let ledgerOwner = "recompute: a block's inside, between blocks"
+    /// The ledger line the pooled bytes are charged to.
+    let ledgerOwner: String
 
-    public init() {}
+    public init(ledgerOwner: String = "recompute: a block's inside, between blocks") { self.ledgerOwner = ledgerOwner }
 
     deinit { for f in free { f.pointer.deallocate() } }
 
@@ -106,7 +107,7 @@ public final class BufferPool: @unchecked Sendable {
 
     func put(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
         free.append((pointer, bytes))
-        MemoryLedger.charge(Self.ledgerOwner, bytes)
+        MemoryLedger.charge(ledgerOwner, bytes)
     }
 
     /// The smallest allocation of at least `bytes`, nil when none is that large.
@@ -115,7 +116,7 @@ public final class BufferPool: @unchecked Sendable {
         for (i, f) in free.enumerated() where f.bytes >= bytes && (best == nil || f.bytes < free[best!].bytes) { best = i }
         guard let best else { return nil }
         let taken = free.remove(at: best)
-        MemoryLedger.charge(Self.ledgerOwner, -taken.bytes)
+        MemoryLedger.charge(ledgerOwner, -taken.bytes)
         return taken
     }
 }
