@@ -18,7 +18,9 @@ import UMDModel
 /// data pipeline's prefetched batches (a few MB per sample) and MPI's own buffers. Nothing is
 /// read from the data set and nothing is written.
 public enum DryRun {
-    public struct Estimate: Sendable {
+    public struct Estimate {
+        /// The run's configuration, resolved (preset from the weights, the stage's sizes).
+        public var config: RunConfiguration
         public var ranks: Int
         public var localBatch: Int
         public var measuredBatch: Int
@@ -61,14 +63,9 @@ public enum DryRun {
         let answers = 100   // the head's size is negligible next to the encoders
         let factory = RunFactory(single)
         let model = try factory.model(classes: config.stage == .finetune ? answers : 0, vocabularySize: vocabulary)
-        let source = InMemoryBatchSource.synthetic(globalBatch: measuredBatch, imageSize: H, textLength: L,
-                                                   vocabularySize: vocabulary, classes: answers, seed: 0)
-        let assembler = BatchAssembler(seed: 0, imageSize: H, textLength: L, patchSize: preset.patchSize,
-                                       vocabularySize: vocabulary)
-        let batch = try assembler.batch(model.batchKind, source: source, positions: Array(0..<measuredBatch), step: 0, epoch: 0)
-        var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: 3))
-        settings.dropout = config.dropout
-        let step = try factory.step(model, world: nil, settings: settings)
+        let batch = try StepBenchmark.syntheticBatch(model, samples: measuredBatch, imageSize: H, textLength: L,
+                                                     vocabularySize: vocabulary, classes: answers, seed: 0)
+        let step = try factory.step(model, world: nil, settings: StepBenchmark.stepSettings(config, steps: 3))
         defer { step.stop() }
         try step.run(batch, step: 0)            // sizes every buffer
         let start = Date()
@@ -83,14 +80,15 @@ public enum DryRun {
         let teacher = (model.teacher?.count ?? 0) * floats
         // The async checkpoint copies this rank's slice of the state (student, teacher, moments).
         let staging = config.asyncCheckpoint ? (parameters + teacher) / ranks + moments : 0
-        return Estimate(ranks: ranks, localBatch: localBatch, measuredBatch: measuredBatch, parameters: parameters,
+        return Estimate(config: config, ranks: ranks, localBatch: localBatch, measuredBatch: measuredBatch, parameters: parameters,
                         gradients: parameters, moments: moments, teacher: teacher, measuredPeak: peakResidentBytes(),
                         momentsNotHeld: momentsAll - moments, perSample: activations / measuredBatch,
                         checkpointStaging: staging, stepSeconds: stepSeconds)
     }
 
     /// The estimate in words, for the terminal.
-    public static func describe(_ e: Estimate, config: RunConfiguration) -> [String] {
+    public static func describe(_ e: Estimate) -> [String] {
+        let config = e.config
         func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
         func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1048576) }
         var lines = ["dry run: \(config.stage.rawValue) at preset \((try? config.presetValue)?.label ?? "?"), "

@@ -55,14 +55,14 @@ public enum PretrainedWeights {
         }
         let clipSource = try clip.map(source), robertaSource = try roberta.map(source)
         let preset: ModelPreset
-        if let p = ModelPreset.named(text) {
-            preset = p
-        } else if text == ModelPreset.customPrefix || text.hasPrefix(ModelPreset.customPrefix + ":") {
+        if text == ModelPreset.customPrefix || text.hasPrefix(ModelPreset.customPrefix + ":") {
+            // Whatever the specification leaves out comes from the files (and what it gives is
+            // checked against them).
             var given = try ModelPreset.customValues(text)
             if given[.image] == nil, let imageSize { given[.image] = imageSize }
             preset = try PretrainedConversion.customPreset(given, clip: clipSource, roberta: robertaSource)
         } else {
-            preset = try ModelPreset.parse(text)   // throws, naming the choices
+            preset = try ModelPreset.parse(text)   // a named preset; throws naming the choices
         }
         let size = imageSize ?? preset.imageSize
         let result = try PretrainedConversion.convert(clip: clipSource, roberta: robertaSource, preset: preset, imageSize: size)

@@ -25,6 +25,25 @@ public enum StepBenchmark {
         return c
     }
 
+    /// `samples` synthetic samples for `model`'s stage at the given shapes, assembled as
+    /// training assembles them (bench step and `--dry-run` run steps on them).
+    static func syntheticBatch(_ model: StageModel, samples: Int, imageSize H: Int, textLength L: Int, vocabularySize V: Int,
+                               classes: Int, seed: UInt64) throws -> StepBatch {
+        let source = InMemoryBatchSource.synthetic(globalBatch: samples, imageSize: H, textLength: L, vocabularySize: V,
+                                                   classes: classes, seed: seed)
+        let assembler = BatchAssembler(seed: seed, imageSize: H, textLength: L, patchSize: model.config.patchSize,
+                                       vocabularySize: V)
+        return try assembler.batch(model.batchKind, source: source, positions: Array(0..<samples), step: 0, epoch: 0)
+    }
+
+    /// A linear schedule of `steps` at the configuration's dropout, for steps that are timed,
+    /// not trained.
+    static func stepSettings(_ config: RunConfiguration, steps: Int) -> StepSettings {
+        var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps))
+        settings.dropout = config.dropout
+        return settings
+    }
+
     /// Times the step `given` describes (`--stage pretrain`: MR-Pretrain; `finetune`: GM-Coord
     /// fine-tuning with a classifier head) at `--local-batch` samples per rank. `--phases`
     /// (the profiler) also prints where the time of the ranks-together steps went, and the
@@ -53,14 +72,9 @@ public enum StepBenchmark {
         let segments = model.trainedSegments
         let trainedBytes = segments.reduce(0) { $0 + $1.count } * 4
         // Every rank trains on its own synthetic batch, through the same assembler as training.
-        let source = InMemoryBatchSource.synthetic(globalBatch: localBatch, imageSize: preset.imageSize,
-                                                   textLength: preset.textLength, vocabularySize: vocabulary,
-                                                   classes: config.answers, seed: UInt64(world.rank))
-        let assembler = BatchAssembler(seed: UInt64(world.rank), imageSize: preset.imageSize, textLength: preset.textLength,
-                                       patchSize: preset.patchSize, vocabularySize: vocabulary)
-        let batch = try assembler.batch(model.batchKind, source: source, positions: Array(0..<localBatch), step: 0, epoch: 0)
-        var settings = StepSettings(schedule: LearningRateSchedule(shape: .linear, totalSteps: steps + 1))
-        settings.dropout = config.dropout
+        let batch = try syntheticBatch(model, samples: localBatch, imageSize: preset.imageSize, textLength: preset.textLength,
+                                       vocabularySize: vocabulary, classes: config.answers, seed: UInt64(world.rank))
+        let settings = stepSettings(config, steps: steps + 1)
         // The matmul work of one step on this rank, from the shapes (MODEL_SPEC.md).
         let flopsPerStep: Double, recomputedFlops: Double
         switch batch {

@@ -16,8 +16,7 @@ func runStage(_ config: RunConfiguration) throws {
             guard world.size == 1 else {
                 throw ValidationError("--dry-run measures in one process; run it without mpirun (RANKS says how many the job will have)")
             }
-            let estimate = try DryRun.estimate(config, ranks: ranks)
-            for line in DryRun.describe(estimate, config: try config.resolved()) { print(line) }
+            for line in DryRun.describe(try DryRun.estimate(config, ranks: ranks)) { print(line) }
         }
         return
     }

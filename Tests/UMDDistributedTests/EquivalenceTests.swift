@@ -72,90 +72,67 @@ struct EquivalenceTests {
         #expect(Double(close) >= 0.999 * Double(total), "\(total - close) of \(total) elements differ by more than 1e-6")
     }
 
-    @Test func pretrainGivesTheSameRunOnOneTwoAndFourRanks() throws {
-        try Self.prepare()
+    static var pretrainArguments: [String] {
+        ["pretrain", "--roco", root.appendingPathComponent("roco").path, "--tokenizer", root.appendingPathComponent("tok").path,
+         "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--log-every", "1"]
+    }
+
+    static func finetuneArguments(task: String, data: String, batchSize: Int) -> [String] {
+        ["finetune", "--task", task, "--data", root.appendingPathComponent(data).path,
+         "--tokenizer", root.appendingPathComponent("tok").path, "--steps", "3", "--batch-size", String(batchSize),
+         "--lr", "1e-4", "--log-every", "1"]
+    }
+
+    /// The same 3-step run on each rank count (into `root/name-R`), compared with the first.
+    static func sameRun(on rankCounts: [Int], name: String, _ arguments: [String], lossNames: [String],
+                        expectOutput: String? = nil) throws {
+        try prepare()
         var runs: [URL] = []
-        for ranks in [1, 2, 4] {
-            let out = Self.root.appendingPathComponent("pretrain-\(ranks)")
-            let r = try MPIJob.run(ranks: ranks, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
-                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
-                                                  "--out", out.path, "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
-                                                  "--log-every", "1"], timeout: 180)
-            #expect(r.exitCode == 0, "\(r)")
+        for ranks in rankCounts {
+            let out = root.appendingPathComponent("\(name)-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, arguments + ["--out", out.path], timeout: 180)
+            #expect(r.exitCode == 0 && (expectOutput.map { r.stdout.contains($0) } ?? true), "\(r)")
             runs.append(out)
         }
         for other in runs.dropFirst() {
-            try Self.compare(runs[0], other, lossNames: ["loss", "mim", "mlm", "feamim", "feamlm", "itm"], maxLR: 5e-3, steps: 3)
+            try compare(runs[0], other, lossNames: lossNames, maxLR: 5e-3, steps: 3)
         }
+    }
+
+    static let pretrainLosses = ["loss", "mim", "mlm", "feamim", "feamlm", "itm"]
+    static let gmCoordValues = ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"]
+
+    @Test func pretrainGivesTheSameRunOnOneTwoAndFourRanks() throws {
+        try Self.sameRun(on: [1, 2, 4], name: "pretrain", Self.pretrainArguments, lossNames: Self.pretrainLosses)
     }
 
     /// The same with oneDNN's fp32 products (issue 22), within the same tolerances.
     @Test func pretrainWithOneDNNGivesTheSameRunOnOneAndTwoRanks() throws {
-        try Self.prepare()
-        var runs: [URL] = []
-        for ranks in [1, 2] {
-            let out = Self.root.appendingPathComponent("pretrain-onednn-\(ranks)")
-            let r = try MPIJob.run(ranks: ranks, ["pretrain", "--roco", Self.root.appendingPathComponent("roco").path,
-                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
-                                                  "--out", out.path, "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
-                                                  "--log-every", "1", "--matmul", "onednn"], timeout: 180)
-            #expect(r.exitCode == 0 && r.stdout.contains("matmul onednn"), "\(r)")
-            runs.append(out)
-        }
-        try Self.compare(runs[0], runs[1], lossNames: ["loss", "mim", "mlm", "feamim", "feamlm", "itm"], maxLR: 5e-3, steps: 3)
+        try Self.sameRun(on: [1, 2], name: "pretrain-onednn", Self.pretrainArguments + ["--matmul", "onednn"],
+                         lossNames: Self.pretrainLosses, expectOutput: "matmul onednn")
     }
 
     @Test func gmCoordFinetuneWithNoiseGivesTheSameRunOnOneTwoAndFourRanks() throws {
-        try Self.prepare()
-        var runs: [URL] = []
-        for ranks in [1, 2, 4] {
-            let out = Self.root.appendingPathComponent("finetune-\(ranks)")
-            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "vqa-rad", "--data", Self.root.appendingPathComponent("vqa").path,
-                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
-                                                  "--out", out.path, "--steps", "3", "--batch-size", "8", "--lr", "1e-4",
-                                                  "--gm-coord", "on", "--gm-noise", "on", "--log-every", "1"], timeout: 180)
-            #expect(r.exitCode == 0, "\(r)")
-            runs.append(out)
-        }
-        for other in runs.dropFirst() {
-            try Self.compare(runs[0], other, lossNames: ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"], maxLR: 5e-3, steps: 3)
-        }
+        try Self.sameRun(on: [1, 2, 4], name: "finetune",
+                         Self.finetuneArguments(task: "vqa-rad", data: "vqa", batchSize: 8) + ["--gm-coord", "on", "--gm-noise", "on"],
+                         lossNames: Self.gmCoordValues)
     }
 
     /// `--gm-contribution ablation` (issue 23): the means the contributions use are the global
     /// batch's (one allreduce), so S_t, S_i, ρ, k and the run are those of one rank.
     @Test func gmCoordAblationContributionsGiveTheSameRunOnOneAndTwoRanks() throws {
-        try Self.prepare()
-        var runs: [URL] = []
-        for ranks in [1, 2] {
-            let out = Self.root.appendingPathComponent("finetune-ablation-\(ranks)")
-            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "vqa-rad", "--data", Self.root.appendingPathComponent("vqa").path,
-                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
-                                                  "--out", out.path, "--steps", "3", "--batch-size", "8", "--lr", "1e-4",
-                                                  "--gm-contribution", "ablation", "--log-every", "1"], timeout: 180)
-            #expect(r.exitCode == 0, "\(r)")
-            runs.append(out)
-        }
-        try Self.compare(runs[0], runs[1], lossNames: ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"], maxLR: 5e-3, steps: 3)
+        try Self.sameRun(on: [1, 2], name: "finetune-ablation",
+                         Self.finetuneArguments(task: "vqa-rad", data: "vqa", batchSize: 8) + ["--gm-contribution", "ablation"],
+                         lossNames: Self.gmCoordValues)
     }
 
     /// Retrieval with dropout on: each rank encodes the texts its images are scored against,
     /// in its own slots, so a text's dropout must be keyed by its data-set index, not by its
     /// slot (keyed by slot, 1 and 2 ranks drifted apart: grad norm 0.30 vs 0.044 at step 2).
     @Test func retrievalFinetuneWithDropoutGivesTheSameRunOnOneAndTwoRanks() throws {
-        try Self.prepare()
-        var runs: [URL] = []
-        for ranks in [1, 2] {
-            let out = Self.root.appendingPathComponent("retrieval-\(ranks)")
-            let r = try MPIJob.run(ranks: ranks, ["finetune", "--task", "roco-retrieval",
-                                                  "--data", Self.root.appendingPathComponent("roco").path,
-                                                  "--tokenizer", Self.root.appendingPathComponent("tok").path,
-                                                  "--out", out.path, "--steps", "3", "--batch-size", "6", "--lr", "1e-4",
-                                                  "--dropout", "0.1", "--log-every", "1"], timeout: 180)
-            #expect(r.exitCode == 0, "\(r)")
-            runs.append(out)
-        }
-        try Self.compare(runs[0], runs[1], lossNames: ["loss", "rho_t", "k_t", "k_i"], maxLR: 5e-3, steps: 3)
+        try Self.sameRun(on: [1, 2], name: "retrieval",
+                         Self.finetuneArguments(task: "roco-retrieval", data: "roco", batchSize: 6) + ["--dropout", "0.1"],
+                         lossNames: ["loss", "rho_t", "k_t", "k_i"])
     }
 
     /// Gradient accumulation: K = 2 micro-batches of G give the run of one batch of 2G (the

@@ -75,7 +75,7 @@ public final class MultiHeadAttention {
         let k = kProj.forward(p, keysValues, rows: batch * Lk)
         let v = vProj.forward(p, keysValues, rows: batch * Lk)
         probsDropout?.record(perItem: H * Lq * Lk, ctx)
-        let dropping = probsDropout != nil && ctx.isDropoutOn
+        let dropping = probsDropout?.active ?? false
         let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
         let kept = dropping ? p.scratch(.attentionHeadKept, Lq * Lk) : P          // [Lq, Lk] after dropout
         let c = context.ensure(batch * Lq * W)

@@ -84,13 +84,19 @@ public final class FinetuneObjective {
                     count += 1
                 }
             }
-            let maxValue = logits[0..<count].max() ?? 0
-            var sum = 0.0
-            for i in 0..<count { sum += exp(logits[i] - maxValue) }
-            let label = groupSize == 1 ? Int(labels[g]) : 0
-            total += exp(logits[label] - maxValue) / sum
+            total += softmax(at: groupSize == 1 ? Int(labels[g]) : 0, count: count) { logits[$0] }
         }
         return total
+    }
+
+    /// softmax(logits)[label] over `count` logits, in Double — both contribution variants'.
+    @inline(__always)
+    static func softmax(at label: Int, count: Int, _ logit: (Int) -> Double) -> Double {
+        var maxValue = logit(0)
+        for i in 1..<max(count, 1) { maxValue = max(maxValue, logit(i)) }
+        var sum = 0.0
+        for i in 0..<count { sum += exp(logit(i) - maxValue) }
+        return exp(logit(label) - maxValue) / sum
     }
 
     /// Both modalities' contribution sums: fc2's (or head.score's) text half applied to
@@ -140,12 +146,7 @@ public final class FinetuneObjective {
         for g in 0..<groups {
             if groupSize == 1 && (labels[g] < 0 || Int(labels[g]) >= classes) { continue }
             let row = logits + g * width
-            var maxValue = -Double.infinity
-            for i in 0..<width { maxValue = max(maxValue, Double(row[i])) }
-            var sum = 0.0
-            for i in 0..<width { sum += exp(Double(row[i]) - maxValue) }
-            let label = groupSize == 1 ? Int(labels[g]) : 0
-            total += exp(Double(row[label]) - maxValue) / sum
+            total += softmax(at: groupSize == 1 ? Int(labels[g]) : 0, count: width) { Double(row[$0]) }
         }
         return total
     }

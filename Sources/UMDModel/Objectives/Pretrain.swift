@@ -193,9 +193,8 @@ public final class PretrainObjective {
                 let dp = dPooled.zeroed(B * 2 * D)
                 itm.backward(student, dITMLogits.pointer, dx: dp)
                 fusion.poolBackward(student, dp)
-                fusion.backward(student)
-                text.backward(student, fusion.dTextInput.pointer)
-                vision.backward(student, fusion.dImageInput.pointer)
+                // No progress reports: pass 1's backward still adds to every encoder gradient.
+                backwardThroughEncoders(student, params: params, fusion: fusion, text: text, vision: vision, report: nil)
                 laps.lap("backward")
             }
         }
@@ -303,12 +302,12 @@ func backwardThroughEncoders(_ student: ParameterStore, params: UMDParameters, f
                              vision: VisionEncoder, report: ((Int) -> Void)?,
                              encoderInputs: (_ dText: UnsafePointer<Float>, _ dImage: UnsafePointer<Float>)
                                  -> (text: UnsafePointer<Float>, image: UnsafePointer<Float>) = { ($0, $1) }) {
-    let ready = params.readyOffsets(student)
-    report?(ready.fusion)
+    let ready = report.map { _ in params.readyOffsets(student) }   // only when someone listens
+    if let ready { report?(ready.fusion) }
     fusion.backward(student)
     let d = encoderInputs(fusion.dTextInput.pointer, fusion.dImageInput.pointer)
-    report?(ready.text)
+    if let ready { report?(ready.text) }
     text.backward(student, d.text)
-    report?(ready.vision)
+    if let ready { report?(ready.vision) }
     vision.backward(student, d.image)
 }

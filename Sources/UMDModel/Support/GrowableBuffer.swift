@@ -28,16 +28,18 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
     @discardableResult
     public func ensure(_ count: Int) -> UnsafeMutablePointer<Element> {
         if count > capacity {
+            let charged = owner ?? MemoryLedger.currentOwner
             if let pool = pool ?? BufferPool.lending, let taken = pool.take(atLeast: count * MemoryLayout<Element>.stride) {
-                // Back from `release(to:)`: an allocation of the pool's, with its bytes.
+                // An allocation the pool holds (at least `count` elements), with its bytes,
+                // in place of the one this buffer had (charged unless never grown).
+                let oldBytes = owner == nil ? 0 : capacity * MemoryLayout<Element>.stride
                 pointer.deallocate()
                 pointer = taken.pointer.assumingMemoryBound(to: Element.self)
                 capacity = taken.bytes / MemoryLayout<Element>.stride
-                MemoryLedger.charge(owner ?? MemoryLedger.currentOwner, taken.bytes)
-                owner = owner ?? MemoryLedger.currentOwner
-                if count <= capacity { return pointer }
+                MemoryLedger.charge(charged, taken.bytes - oldBytes)
+                owner = charged
+                return pointer
             }
-            let charged = owner ?? MemoryLedger.currentOwner
             MemoryLedger.charge(charged, (count - (owner == nil ? 0 : capacity)) * MemoryLayout<Element>.stride)
             owner = charged
             pointer.deallocate()
