@@ -49,7 +49,9 @@ public enum FeatureEncoder {
             throw RunError("the tokenizer has \(tokenizer.vocabularySize) tokens but \(o.weights.path) was made for "
                            + "\(vocabulary); use the tokenizer the weights were trained with")
         }
-        let config = ModelConfig(preset: preset, vocabularySize: vocabulary, imageSize: imageSize)
+        // The pooled features are pooled as the weights were fine-tuned (`--pooling`).
+        let config = ModelConfig(preset: preset, vocabularySize: vocabulary, imageSize: imageSize,
+                                 pooling: description.effectivePooling)
         let (params, store, _) = try RunFactory.inferenceModel(config, weights: file, path: o.weights.path,
                                                                include: { names.contains($0) })
 
@@ -90,7 +92,7 @@ public enum FeatureEncoder {
             out.append(.init(name: "text.attention", shape: [m, L], ints: mask))
             out.append(.init(name: "text.tokens", shape: [m, L, D], floats: textTokens))
             if !imageTokens.isEmpty && o.images.count == m && names.contains("fusion.text_proj.weight") {
-                let fusion = FusionModule(params.fusion, width: D)
+                let fusion = FusionModule(params.fusion, width: D, pooling: config.pooling)
                 let pooled = textTokens.withUnsafeBufferPointer { t in
                     imageTokens.withUnsafeBufferPointer { i in
                         keyMask.withUnsafeBufferPointer { km -> [Float] in
@@ -105,7 +107,8 @@ public enum FeatureEncoder {
         }
         guard !out.isEmpty else { throw RunError("nothing to encode: give --images and/or --texts") }
         try Safetensors.write(out, metadata: ["format": "umd encode", "weights": o.weights.path, "preset": preset.name,
-                                              "image_size": String(imageSize), "text_length": String(L)], to: o.out)
+                                              "image_size": String(imageSize), "text_length": String(L),
+                                              "pooling": config.pooling.rawValue], to: o.out)
         for t in out { summary.written[t.name] = t.shape }
         return summary
     }

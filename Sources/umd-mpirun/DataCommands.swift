@@ -15,6 +15,8 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "roco, medicat, vqa-rad, slake, vqa-med-2019 or melinda.") var kind: SyntheticDataset.Kind
     @Option(help: "Directory to write (created).") var out: String
     @Option(help: "Number of images (80% train, 10% validation, 10% test).") var count = 200
+    @Option(help: "Images in the test split instead of 10% of --count (the training and validation splits stay those of --count): a test split large enough for small sampling error.")
+    var testCount: Int?
     @Option(help: "Seed of the generator (default: one per kind, so two kinds made with defaults hold different images and questions).")
     var seed: UInt64?
     @Option(help: "Image side in pixels.") var imageSize = 64
@@ -28,12 +30,13 @@ struct SynthCommand: ParsableCommand {
     func validate() throws {
         if !(0...1).contains(shortcut) { throw ValidationError("--shortcut must be in [0, 1]") }
         if !(-0.9...2).contains(intensityShift) { throw ValidationError("--intensity-shift must be in [-0.9, 2]") }
+        if let testCount, testCount < 1 { throw ValidationError("--test-count must be at least 1") }
     }
 
     func run() throws {
         do {
             let summary = try SyntheticDataset.write(kind: kind, to: URL(fileURLWithPath: out), count: count,
-                                                     seed: seed ?? kind.defaultSeed,
+                                                     testCount: testCount, seed: seed ?? kind.defaultSeed,
                                                      imageSize: imageSize,
                                                      difficulty: .init(shortcut: shortcut, intensityShift: intensityShift),
                                                      layout: layout)

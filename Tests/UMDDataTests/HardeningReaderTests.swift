@@ -269,4 +269,23 @@ struct SyntheticDifficultyTests {
         // Contrast x1.5 around 128 and +20, clamped to [0, 255] (the images are already high-contrast).
         #expect(spread(b) > 1.08 * spread(a), "contrast: \(spread(a)) -> \(spread(b))")
     }
+
+    /// `--test-count`: a larger test split, the training and validation splits unchanged.
+    @Test func aLargerTestSplitLeavesTrainingAlone() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("umd-testcount-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let plain = root.appendingPathComponent("plain"), large = root.appendingPathComponent("large")
+        try SyntheticDataset.write(kind: .vqaRad, to: plain, count: 50, seed: 4, imageSize: 16,
+                                   difficulty: .init(shortcut: 0.5))
+        try SyntheticDataset.write(kind: .vqaRad, to: large, count: 50, testCount: 40, seed: 4, imageSize: 16,
+                                   difficulty: .init(shortcut: 0.5))
+        for split in [Split.train, .validation] {
+            let a = try VQADataset.load(kind: .vqaRad, root: plain, split: split).samples
+            let b = try VQADataset.load(kind: .vqaRad, root: large, split: split).samples
+            #expect(a.map(\.question) == b.map(\.question) && a.map(\.answer) == b.map(\.answer), "\(split)")
+        }
+        let test = try VQADataset.load(kind: .vqaRad, root: large, split: .test).samples
+        #expect(try VQADataset.load(kind: .vqaRad, root: plain, split: .test).samples.count == 5 * 3)
+        #expect(test.count == 40 * 3 && Set(test.map(\.image)).count == 40)
+    }
 }

@@ -129,6 +129,41 @@ struct DebugStepTests {
         #expect(norm > 0 && (difference / norm).squareRoot() < 1e-5, "relative difference \((difference / norm).squareRoot())")
     }
 
+    /// `--pooling mean` (issue 23): the same file format, `config.pooling` = 1 recorded, the
+    /// poolers neither in `param.*` nor `grad.*` (not reached, not trained), the update
+    /// checks; from fresh weights and from weights with every tensor moved (a stand-in for
+    /// trained ones, loaded with --init-from). The head's input differs from `cls`'s, so the
+    /// loss does too.
+    @Test("debug-step with --pooling mean", arguments: [TaskKind.vqa, .classification, .retrieval])
+    func meanPooling(task: TaskKind) throws {
+        func configure(_ o: inout RunConfiguration) {
+            o.stage = .finetune; o.headKind = task; o.batchSize = 4; o.lr = 1e-3
+        }
+        let cls = try run(configure)
+        let mean = try run { configure(&$0); $0.pooling = .mean }
+        #expect(cls["config.pooling"]!.floats == [0] && mean["config.pooling"]!.floats == [1])
+        #expect(cls["grad.fusion.text_pooler.weight"] != nil && cls["param.fusion.image_pooler.bias"] != nil)
+        for name in ["fusion.text_pooler.weight", "fusion.text_pooler.bias", "fusion.image_pooler.weight",
+                     "fusion.image_pooler.bias"] {
+            #expect(mean["param." + name] == nil && mean["grad." + name] == nil, "\(name) is not trained with mean pooling")
+        }
+        #expect(Set(cls.tensors.map(\.name)).subtracting(mean.tensors.map(\.name)).allSatisfy { $0.contains("_pooler.") })
+        #expect(cls["loss.task"]!.floats != mean["loss.task"]!.floats)
+        checkAdamW(mean, stage: .finetune)
+
+        // From weights that are not the seed's: every student tensor moved.
+        let weights = FileManager.default.temporaryDirectory.appendingPathComponent("umd-pooling-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: weights) }
+        let model = try StageModel(stage: .finetune, task: task, classes: 5, preset: .tiny,
+                                   vocabularySize: 50, pooling: .mean, seed: 11)
+        for i in 0..<model.student.count { model.student.values[i] += 0.01 * Float((i * 7919) % 13 - 6) }
+        try ModelIO.export(student: model.student, to: weights)
+        let fromWeights = try run { configure(&$0); $0.pooling = .mean; $0.initFrom = weights.path }
+        #expect(fromWeights["param.text.word_embed"]!.floats != mean["param.text.word_embed"]!.floats)
+        #expect(fromWeights["config.pooling"]!.floats == [1] && fromWeights["grad.fusion.text_pooler.weight"] == nil)
+        checkAdamW(fromWeights, stage: .finetune)
+    }
+
     @Test func sameSeedSameFile() throws {
         let a = try run { $0.stage = .pretrain; $0.seed = 7 }
         let b = try run { $0.stage = .pretrain; $0.seed = 7 }

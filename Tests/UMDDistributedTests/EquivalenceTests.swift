@@ -126,6 +126,15 @@ struct EquivalenceTests {
                          lossNames: Self.gmCoordValues)
     }
 
+    /// `--pooling mean` (issue 23) with the ablation contributions, for retrieval, whose
+    /// pairs each pool their own text's tokens: the run of one rank on two.
+    @Test func meanPoolingRetrievalGivesTheSameRunOnOneAndTwoRanks() throws {
+        try Self.sameRun(on: [1, 2], name: "retrieval-mean",
+                         Self.finetuneArguments(task: "roco-retrieval", data: "roco", batchSize: 6)
+                            + ["--pooling", "mean", "--gm-contribution", "ablation"],
+                         lossNames: ["loss", "rho_t", "k_t", "k_i", "S_t", "S_i"])
+    }
+
     /// Retrieval with dropout on: each rank encodes the texts its images are scored against,
     /// in its own slots, so a text's dropout must be keyed by its data-set index, not by its
     /// slot (keyed by slot, 1 and 2 ranks drifted apart: grad norm 0.30 vs 0.044 at step 2).

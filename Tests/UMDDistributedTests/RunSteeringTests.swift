@@ -103,6 +103,57 @@ struct RunSteeringTests {
             .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
     }
 
+    /// `--pooling mean` (issue 23) is recorded in the weights, and eval and encode pool by
+    /// it: eval of final.safetensors reproduces the last validation's loss; the same tensors
+    /// labelled `cls` score otherwise (so the agreement is not by chance), and encode's
+    /// pooled features are the mean-pooled ones.
+    @Test func meanPoolingIsRecordedInTheWeightsAndEvalUsesIt() throws {
+        try Self.prepare()
+        let ft = try MPIJob.run(ranks: 2, ["finetune", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer",
+                                           Self.path("tok"), "--out", Self.path("mean"), "--steps", "3",
+                                           "--batch-size", "4", "--eval-every", "3", "--pooling", "mean"], timeout: 180)
+        try #require(ft.exitCode == 0, "\(ft)")
+        let validation = try #require(try Self.rows("mean").last { $0["stage"] as? String == "validation" })
+        let weights = try Safetensors.read(URL(fileURLWithPath: Self.path("mean/final.safetensors")))
+        #expect(weights.metadata["pooling"] == "mean" && weights["fusion.text_pooler.weight"] != nil)
+        func evalLoss(_ weightsPath: String, name: String) throws -> Double? {
+            let ev = try MPIJob.run(ranks: 1, ["eval", "--task", "vqa-rad", "--data", Self.path("vqa"), "--tokenizer",
+                                               Self.path("tok"), "--weights", weightsPath, "--split", "validation",
+                                               "--out", Self.path("mean/\(name)"),
+                                               "--predictions", Self.path("mean/\(name)/predictions.jsonl")], timeout: 120)
+            try #require(ev.exitCode == 0, "\(ev)")
+            let dir = Self.path("mean/\(name)")
+            let file = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("eval-") })
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + file)))
+            return (json as? [String: Any])?["loss"] as? Double
+        }
+        let loss = try #require(try evalLoss(Self.path("mean/final.safetensors"), name: "eval-mean"))
+        // --predictions carries each sample's contributions under both variants.
+        let lines = try String(contentsOfFile: Self.path("mean/eval-mean/predictions.jsonl"), encoding: .utf8)
+            .split(separator: "\n").compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(!lines.isEmpty)
+        for line in lines where line["truth"] is String {
+            for key in ["p_text_reference", "p_image_reference", "p_text_ablation", "p_image_ablation"] {
+                let p = line[key] as? Double ?? -1
+                #expect(p > 0 && p < 1, "\(key) of \(line)")
+            }
+        }
+        let logged = try #require(validation["val_loss"] as? Double)
+        #expect(abs(loss - logged) <= 1e-6 * max(1, abs(logged)), "eval \(loss) vs validation \(logged)")
+        var relabelled = weights
+        relabelled.metadata["pooling"] = "cls"
+        try Safetensors.write(relabelled.tensors, metadata: relabelled.metadata, to: URL(fileURLWithPath: Self.path("mean/as-cls.safetensors")))
+        let asCLS = try #require(try evalLoss(Self.path("mean/as-cls.safetensors"), name: "eval-as-cls"))
+        #expect(abs(asCLS - logged) > 1e-4, "the same tensors pooled by cls: \(asCLS) vs \(logged)")
+        let encode = try MPIJob.runDirect(["encode", "--weights", Self.path("mean/final.safetensors"), "--images",
+                                           Self.path("vqa/images/synpic10000.jpg"), "--texts", "is there a lesion?",
+                                           "--tokenizer", Self.path("tok"),
+                                           "--out", Self.path("mean/enc.safetensors")])
+        try #require(encode.exitCode == 0, "\(encode)")
+        let encoded = try Safetensors.read(URL(fileURLWithPath: Self.path("mean/enc.safetensors")))
+        #expect(encoded.metadata["pooling"] == "mean" && encoded["fusion.pooled"] != nil)
+    }
+
     /// `--eval-every`: validation during fine-tuning keeps the best weights, whose score a
     /// separate `eval` of best.safetensors on the validation split reproduces.
     @Test func validationKeepsTheBestWeightsAndEvalAgrees() throws {

@@ -5,8 +5,11 @@ import Testing
 struct FinetuneTests {
     static let classes = 3
 
-    func model(head: TaskHead, seed: UInt64 = 31, scale: Float = 0.08) -> (UMDParameters, ParameterStore) {
-        let params = UMDParameters(SyntheticBatch.config(head: head))
+    func model(head: TaskHead, seed: UInt64 = 31, scale: Float = 0.08, pooling: Pooling = .cls)
+        -> (UMDParameters, ParameterStore) {
+        var config = SyntheticBatch.config(head: head)
+        config.pooling = pooling
+        let params = UMDParameters(config)
         let store = ParameterStore(layout: params.layout)
         params.initialize(store, seed: seed)
         if scale > 0 { TestData.randomize(store, seed: seed, scale: scale) }
@@ -231,6 +234,34 @@ extension FinetuneTests {
         #expect(abs(reference.localSumText - sT) > 1e-4, "reference \(reference.localSumText) vs ablation \(sT)")
         // The loss and its gradient do not depend on the variant.
         #expect(reference.loss == result.loss)
+    }
+
+    /// eval's per-sample contributions (both variants) add up to the step's S_t, S_i when the
+    /// means are the batch's; a sample without a known answer has none.
+    @Test func perSampleContributionsAddUpToTheStepsSums() {
+        let (params, store) = model(head: .classifier(outputs: Self.classes))
+        let objective = FinetuneObjective(params: params)
+        let B = 4, D = params.config.width
+        var batch = classificationBatch(batch: B, seed: 13)
+        let reference = objective.step(student: store, batch: batch, computeGradients: false)
+        objective.contribution = .ablation
+        let ablation = objective.step(student: store, batch: batch, computeGradients: false)
+        let cls = Array(UnsafeBufferPointer(start: objective.lastPooled, count: B * 2 * D))
+        let means = (0..<(2 * D)).map { j in Float((0..<B).reduce(0.0) { $0 + Double(cls[$1 * 2 * D + j]) } / Double(B)) }
+        let each = cls.withUnsafeBufferPointer {
+            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, means: means)
+        }.compactMap { $0 }
+        #expect(each.count == B)
+        func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-5 * max(1, abs(b)) }
+        #expect(close(each.reduce(0) { $0 + $1.referenceText }, reference.localSumText))
+        #expect(close(each.reduce(0) { $0 + $1.referenceImage }, reference.localSumImage))
+        #expect(close(each.reduce(0) { $0 + $1.ablationText }, ablation.localSumText))
+        #expect(close(each.reduce(0) { $0 + $1.ablationImage }, ablation.localSumImage))
+        batch.labels[2] = -100
+        let partial = cls.withUnsafeBufferPointer {
+            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, means: means)
+        }
+        #expect(partial[2] == nil && partial[0] == each[0])
     }
 
     @Test func retrievalAblationEqualsTheReferenceForALinearScoreHead() {

@@ -40,18 +40,22 @@ public enum SyntheticDataset {
         }
     }
 
-    /// Writes `count` images (and their records) under `directory`.
+    /// Writes `count` images (and their records) under `directory`; with `testCount`, the
+    /// test split holds that many images instead of 10% of `count` (images `count − 10%`
+    /// onwards), the training and validation splits unchanged.
     @discardableResult
-    public static func write(kind: Kind, to directory: URL, count: Int, seed: UInt64, imageSize: Int = 64,
+    public static func write(kind: Kind, to directory: URL, count requested: Int, testCount testImages: Int? = nil,
+                             seed: UInt64, imageSize: Int = 64,
                              difficulty: Difficulty = .init(), layout: Layout = .m3ae) throws -> Summary {
         let official = layout == .official
-        guard count >= 3 else { throw DataError.dataset("synth: --count must be at least 3 (one sample per split)") }
+        guard requested >= 3 else { throw DataError.dataset("synth: --count must be at least 3 (one sample per split)") }
         guard imageSize >= 16 else { throw DataError.dataset("synth: --image-size must be at least 16 pixels") }
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         var summary = Summary(kind: kind)
-        // 80% train, 10% validation, 10% test (at least one each).
-        let testCount = max(1, count / 10), validationCount = max(1, count / 10)
+        // 80% train, 10% validation, 10% test (at least one each), or the test images asked for.
+        let validationCount = max(1, requested / 10), testCount = testImages ?? max(1, requested / 10)
+        let count = requested - max(1, requested / 10) + testCount
         func split(_ i: Int) -> Split {
             i < count - testCount - validationCount ? .train : (i < count - testCount ? .validation : .test)
         }

@@ -374,7 +374,7 @@ public enum Checkpoints {
         let metadata = WeightsDescription.metadata(
             stage: m.stage, preset: m.preset, vocabularySize: vocabulary, imageSize: m.config.effectiveImageSize ?? 0,
             textLength: m.config.effectiveTextLength ?? 0, task: m.config.task?.rawValue ?? "", classes: m.classes ?? [],
-            tokenizerHash: m.tokenizerHash, extra: ["step": String(m.step)])
+            tokenizerHash: m.tokenizerHash, pooling: m.config.pooling, extra: ["step": String(m.step)])
         return (Safetensors.File(tensors: all, metadata: metadata), m)
     }
 

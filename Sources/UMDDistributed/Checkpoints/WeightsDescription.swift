@@ -16,6 +16,9 @@ public struct WeightsDescription {
     public var tokenizerHash: String?
     /// The weights hold a classifier head (`head.fc2.weight`), whose rows stand for `classes`.
     public var hasClassifierHead = false
+    /// The head input the weights were fine-tuned with (nil: not recorded, so `cls`, the only
+    /// pooling before `--pooling` existed).
+    public var pooling: Pooling?
 
     public init(metadata m: [String: String], shapes: [String: [Int]], path: String) throws {
         if let name = m["preset"], !name.isEmpty {
@@ -33,7 +36,17 @@ public struct WeightsDescription {
         classes = m["classes"].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) }
         tokenizerHash = m[Self.tokenizerKey].flatMap { $0.isEmpty ? nil : $0 }
         hasClassifierHead = shapes[Self.classifierHeadTensor] != nil
+        if let name = m["pooling"], !name.isEmpty {
+            guard let value = Pooling(rawValue: name) else {
+                throw RunError("\(path): its metadata names a pooling umd does not know (\(name)); expected "
+                               + Pooling.allCases.map(\.rawValue).joined(separator: " or "))
+            }
+            pooling = value
+        }
     }
+
+    /// The pooling to run these weights with: the recorded one, else `cls`.
+    public var effectivePooling: Pooling { pooling ?? .cls }
 
     static let classifierHeadTensor = "head.fc2.weight"
 
@@ -70,6 +83,7 @@ public struct WeightsDescription {
                                                                 "image_size": m.config.imageSize.map(String.init) ?? "",
                                                                 "text_length": m.config.textLength.map(String.init) ?? "",
                                                                 "task": m.config.task?.rawValue ?? "",
+                                                                "pooling": m.config.pooling.rawValue,
                                                                 tokenizerKey: m.tokenizerHash],
                                                      shapes: [:], path: path)
             description.classes = m.classes
@@ -89,9 +103,10 @@ public struct WeightsDescription {
 
     /// Metadata umd writes with a model's weights.
     public static func metadata(stage: String, preset: String, vocabularySize: Int, imageSize: Int, textLength: Int,
-                                task: String, classes: [String], tokenizerHash: String,
+                                task: String, classes: [String], tokenizerHash: String, pooling: Pooling,
                                 extra: [String: String] = [:]) -> [String: String] {
         var m = extra
+        m["pooling"] = pooling.rawValue
         m["stage"] = stage; m["preset"] = preset; m["vocabulary_size"] = String(vocabularySize)
         if !tokenizerHash.isEmpty { m[tokenizerKey] = tokenizerHash }
         m["image_size"] = String(imageSize); m["text_length"] = String(textLength); m["task"] = task

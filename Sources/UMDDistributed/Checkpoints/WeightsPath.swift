@@ -135,7 +135,7 @@ public enum ModelBundle {
         }
         var config: [String: Any] = ["format": format, "umd": BuildInfo.description, "weights": weightsName,
                                      "tokenizer_xxh64": TokenizerIdentity.hash(tokenizer)]
-        for key in ["stage", "preset", "task", "image_size", "text_length", "vocabulary_size"] {
+        for key in ["stage", "preset", "task", "image_size", "text_length", "vocabulary_size", "pooling"] {
             if let value = metadata[key], !value.isEmpty { config[key] = Int(value).map { $0 as Any } ?? value }
         }
         if let classes = described.classes { config["classes"] = classes.count }

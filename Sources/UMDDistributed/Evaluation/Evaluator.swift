@@ -175,7 +175,8 @@ public struct TrainedModel {
         }
         let head: TaskHead = task.kind == .retrieval ? .retrieval : .classifier(outputs: classes?.count ?? 0)
         let (params, student, report) = try RunFactory.inferenceModel(
-            ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head),
+            ModelConfig(preset: preset, vocabularySize: tokenizer.vocabularySize, imageSize: H, head: head,
+                        pooling: described.effectivePooling),
             weights: file, path: path) { !$0.hasPrefix("teacher.") }
         return TrainedModel(params: params, student: student, task: task, classes: classes ?? [], preset: preset,
                             imageSize: H, textLength: L, tokenizer: tokenizer, home: home, weightsName: name, path: path,
@@ -233,6 +234,9 @@ public struct Prediction: Sendable {
     public var closed: Bool?
     /// The best `k` answers with their probabilities (classification and VQA).
     public var top: [(answer: String, probability: Double)] = []
+    /// GM-Coord's modality contributions at the truth (classification and VQA with a known
+    /// answer): both variants, the ablation's means over the evaluated split.
+    public var contributions: SampleContributions? = nil
 
     /// JSON lines, one object per prediction, keys sorted.
     public static func jsonLines(_ predictions: [Prediction]) throws -> Data {
@@ -242,6 +246,10 @@ public struct Prediction: Sendable {
                                          "probability": p.probability, "correct": p.correct, "truth": p.truth ?? NSNull()]
             if let closed = p.closed { object["closed"] = closed }
             if !p.top.isEmpty { object["top"] = p.top.map { ["answer": $0.answer, "probability": $0.probability] } }
+            if let c = p.contributions {
+                object["p_text_reference"] = c.referenceText; object["p_image_reference"] = c.referenceImage
+                object["p_text_ablation"] = c.ablationText; object["p_image_ablation"] = c.ablationImage
+            }
             out += try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             out.append(0x0A)
         }
@@ -338,6 +346,10 @@ public struct Scorer {
             let mine = Array((rank * share)..<min(n, (rank + 1) * share))
             var scores: [Float] = []
             var lossSum = 0.0, lossCount = 0.0
+            // With predictions kept: this rank's pooled features [mine, 2D] and labels, for the
+            // per-sample contributions.
+            let D = params.config.width
+            var pooled: [Float] = [], pooledLabels: [Int32] = []
             for start in stride(from: 0, to: mine.count, by: batchSize) {
                 let chunk = Array(mine[start..<min(mine.count, start + batchSize)])
                 let source = TableBatchSource(table: samples, indices: chunk, tokenizer: tokenizer, imageSize: H,
@@ -352,9 +364,16 @@ public struct Scorer {
                 lossSum += result.loss * Double(chunk.count)       // the chunk's mean times its size
                 lossCount += Double(labels.filter { $0 != SpecialTokens.ignoreLabel }.count)
                 scores += Array(UnsafeBufferPointer(start: objective.lastLogits.pointer, count: chunk.count * A))
+                if keepPredictions {
+                    pooled += Array(UnsafeBufferPointer(start: objective.lastPooled, count: chunk.count * 2 * D))
+                    pooledLabels += labels
+                }
             }
             var loss = [lossSum, lossCount]
             try world.allreduce(&loss, op: .sum)
+            let contributions = keepPredictions
+                ? try Self.contributions(objective, student: student, pooled: pooled, labels: pooledLabels, width: D, world: world)
+                : nil
             if let parts = try world.gatherVariable(scores, root: 0) {
                 let all = parts.flatMap { $0 }
                 if loss[1] > 0 { metrics["loss"] = loss[0] / loss[1] }
@@ -375,7 +394,8 @@ public struct Scorer {
                         return Prediction(index: i, image: samples.images[i].path, text: samples.texts[i],
                                           predicted: classes[predictions[i]], probability: probabilities[predictions[i]],
                                           truth: truth >= 0 ? classes[truth] : nil, correct: truth == predictions[i],
-                                          closed: task.kind == .vqa ? samples.closed[i] : nil, top: Array(top))
+                                          closed: task.kind == .vqa ? samples.closed[i] : nil, top: Array(top),
+                                          contributions: contributions?[i])
                     }
                 }
                 // Majority baseline: the most frequent training label, predicted for every sample.
@@ -406,6 +426,33 @@ public struct Scorer {
         }
         scored.metrics = metrics
         return scored
+    }
+
+    /// Every sample's contributions under both variants (rank 0 gets them in sample order,
+    /// other ranks nil): the ablation replaces the other modality by its mean over the whole
+    /// evaluated split (one allreduce), where training uses the global batch's.
+    static func contributions(_ objective: FinetuneObjective, student: ParameterStore, pooled: [Float], labels: [Int32],
+                              width D: Int, world: Communicator) throws -> [SampleContributions?]? {
+        let rows = labels.count
+        var sums = [Double](repeating: 0, count: 1 + 2 * D)
+        sums[0] = Double(rows)
+        for r in 0..<rows { for j in 0..<(2 * D) { sums[1 + j] += Double(pooled[r * 2 * D + j]) } }
+        try world.allreduce(&sums, op: .sum)
+        let means = (0..<(2 * D)).map { Float(sums[1 + $0] / max(sums[0], 1)) }
+        let local = rows == 0 ? [] : pooled.withUnsafeBufferPointer {
+            objective.sampleContributions(student, cls: $0.baseAddress!, rows: rows, labels: labels, means: means)
+        }
+        // Four floats per sample, NaN for a sample without a known answer.
+        let flat = local.flatMap { c -> [Float] in
+            guard let c else { return [.nan, .nan, .nan, .nan] }
+            return [c.referenceText, c.referenceImage, c.ablationText, c.ablationImage].map { Float($0) }
+        }
+        guard let parts = try world.gatherVariable(flat, root: 0) else { return nil }
+        let all = parts.flatMap { $0 }
+        return stride(from: 0, to: all.count, by: 4).map { k in
+            all[k].isNaN ? nil : SampleContributions(referenceText: Double(all[k]), referenceImage: Double(all[k + 1]),
+                                                     ablationText: Double(all[k + 2]), ablationImage: Double(all[k + 3]))
+        }
     }
 
     /// Probabilities of one row of logits (in Double, max subtracted).

@@ -201,7 +201,7 @@ extension Trainer {
                                metadata: WeightsDescription.metadata(
                                 stage: config.stage.rawValue, preset: preset.name, vocabularySize: data.tokenizer.vocabularySize,
                                 imageSize: config.imageSize!, textLength: config.textLength!, task: config.task?.rawValue ?? "",
-                                classes: data.table.classes, tokenizerHash: data.tokenizerHash,
+                                classes: data.table.classes, tokenizerHash: data.tokenizerHash, pooling: config.pooling,
                                 extra: ["steps": String(endStep)]),
                                to: weights)
             if !data.table.classes.isEmpty {

@@ -115,7 +115,7 @@ final class Validation {
                 try ModelIO.export(student: model.student, metadata: WeightsDescription.metadata(
                     stage: "finetune", preset: preset.name, vocabularySize: scorer.tokenizer.vocabularySize,
                     imageSize: scorer.imageSize, textLength: scorer.textLength, task: scorer.task.rawValue,
-                    classes: scorer.classes, tokenizerHash: tokenizerHash,
+                    classes: scorer.classes, tokenizerHash: tokenizerHash, pooling: config.pooling,
                     extra: ["best_step": String(steps), "best_metric": metric, "best_score": String(score)]),
                     to: URL(fileURLWithPath: config.out).appendingPathComponent("best.safetensors"))
             }

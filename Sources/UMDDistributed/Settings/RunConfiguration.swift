@@ -63,6 +63,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var gmCoord = true
     public var gmNoise = true
     public var gmContribution = GMContribution.reference
+    /// Fine-tuning's head input (MODEL_SPEC.md section 9 "Head input"); recorded in the
+    /// weights, which eval, predict and encode then pool by.
+    public var pooling = Pooling.cls
     /// A step whose loss or gradient is not finite stops the run (nil: the default), or is
     /// skipped. Optional so manifests written before it existed still decode.
     public var onNonFinite: NonFiniteAction? = nil

@@ -62,6 +62,7 @@ extension SyncPrecision: EnumSettingValue {}
 extension MatmulChoice: EnumSettingValue {}
 extension Recompute: EnumSettingValue {}
 extension GMContribution: EnumSettingValue {}
+extension Pooling: EnumSettingValue {}
 extension NonFiniteAction: EnumSettingValue {}
 extension LearningRateSchedule.Shape: EnumSettingValue {}
 extension DownstreamTask: EnumSettingValue {}
@@ -307,6 +308,11 @@ public enum Settings {
                 "How GM-Coord measures each modality's contribution: reference (fc2's column halves on the pooled "
                 + "features, as the reference code) or ablation (the whole head with the other modality replaced by its "
                 + "global-batch mean, as the paper's Eq. 10 describes).",
+                stages: [.finetune], tools: debugStep, resume: true),
+        .option("pooling", \.pooling,
+                "The task head's input [z_t; z_i]: cls (each stream's pooler on its first token, as the reference code "
+                + "and M3AE) or mean (the paper's average of each stream's fusion outputs, the text's non-pad tokens; "
+                + "the poolers are then not trained). Recorded in the weights: eval, predict and encode pool the same way.",
                 stages: [.finetune], tools: debugStep, resume: true),
         .optional("on-nonfinite", \.onNonFinite,
                   "A step whose loss or gradient is NaN/inf: stop (nothing saved) or skip-step (no update, counted).",

@@ -59,7 +59,7 @@ public enum DebugStep {
         let G = o.batchSize, H = config.imageSize, L = o.textLength!, K = config.keptPatchCount
         let step = o.atStep
         var out: [Safetensors.Tensor] = []
-        let trained = student.views.filter { o.stage.trains($0.name) }
+        let trained = student.views.filter { model.trains($0.name) }
         out += trained.map { tensor("param." + $0.name, $0, student) }
         if let teacher { out += teacher.views.map { tensor("teacher." + $0.name, $0, teacher) } }
 
@@ -126,7 +126,8 @@ public enum DebugStep {
             ("beta", Float(o.beta)), ("ema", o.ema), ("dropout", o.dropout), ("at_step", Float(step)),
             ("total_steps", Float(o.steps)), ("peak_lr", settings.peakLearningRate),
             ("schedule", o.scheduleShape == .linear ? 0 : 1), ("stage", Float(o.stage.code)), ("task", Float(o.taskKind.code)),
-        ] + (o.stage == .finetune ? [("gm_contribution", Float(o.gmContribution.code))] : [])
+        ] + (o.stage == .finetune ? [("gm_contribution", Float(o.gmContribution.code)), ("pooling", Float(config.pooling.code))]
+             : [])
         out += configValues.map { .init(name: "config." + $0.0, shape: [1], floats: [$0.1]) }
         try Safetensors.write(out, metadata: ["format": "umd debug-step", "preset": config.preset.name,
                                               "stage": o.stage.rawValue, "task": o.taskKind.rawValue],

@@ -27,7 +27,8 @@ public struct RunFactory {
         hyperparameters.weightDecay = config.effectiveWeightDecay
         let ranks = world?.size ?? 1
         let model = try StageModel(stage: config.stage, task: config.taskKind, classes: classes, preset: config.presetValue,
-                                   vocabularySize: vocabularySize, imageSize: config.imageSize, seed: config.seed,
+                                   vocabularySize: vocabularySize, imageSize: config.imageSize, pooling: config.pooling,
+                                   seed: config.seed,
                                    initFrom: config.initFrom.map { URL(fileURLWithPath: $0) }, initOnly: config.initOnly,
                                    multipliers: config.multipliers, hyperparameters: hyperparameters,
                                    alpha: config.alpha, beta: config.beta,

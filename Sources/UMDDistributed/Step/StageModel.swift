@@ -31,12 +31,13 @@ public final class StageModel {
     /// checkpoint directory; `initOnly` restricts it to name prefixes); the teacher is the
     /// file's when it holds one, else a copy of the student.
     public init(stage: Stage, task: TaskKind, classes: Int, preset: ModelPreset, vocabularySize: Int, imageSize: Int? = nil,
-                seed: UInt64,
+                pooling: Pooling = .cls, seed: UInt64,
                 initFrom: URL? = nil, initOnly: [String] = [], multipliers: LearningRateMultipliers? = nil,
                 hyperparameters: AdamWHyperparameters = .init(), alpha: Float = 0.5, beta: Double = 0.1,
                 shardOptimizerOver world: Communicator? = nil) throws {
         let head: TaskHead = stage != .finetune ? .none : (task == .retrieval ? .retrieval : .classifier(outputs: classes))
-        let config = ModelConfig(preset: preset, vocabularySize: vocabularySize, imageSize: imageSize, head: head)
+        let config = ModelConfig(preset: preset, vocabularySize: vocabularySize, imageSize: imageSize, head: head,
+                                 pooling: pooling)
         try config.validate()
         self.stage = stage
         params = UMDParameters(config)
@@ -55,12 +56,13 @@ public final class StageModel {
         if let teacher, !teacherLoaded { teacher.copyValues(from: student) }
 
         let groups = multipliers ?? (stage == .finetune ? .downstream : .pretrain)
-        trainedSegments = GradientSynchronizer.segments(student.views.filter { stage.trains($0.name) }.map(\.range))
-        untrainedSegments = GradientSynchronizer.segments(student.views.filter { !stage.trains($0.name) }.map(\.range))
+        let trains = { (name: String) in stage.trains(name, pooling: pooling) }
+        trainedSegments = GradientSynchronizer.segments(student.views.filter { trains($0.name) }.map(\.range))
+        untrainedSegments = GradientSynchronizer.segments(student.views.filter { !trains($0.name) }.map(\.range))
         let (arenaCount, trained) = (student.count, trainedSegments)
         sharding = try world.map { try OptimizerSharding(world: $0, arenaCount: arenaCount, trainedSegments: trained) }
         optimizer = AdamWOptimizer(store: student, hyperparameters: hyperparameters,
-                                   multiplier: { groups.multiplier(for: $0.name) }, isTrained: { stage.trains($0.name) },
+                                   multiplier: { groups.multiplier(for: $0.name) }, isTrained: { trains($0.name) },
                                    owned: sharding?.ownedByThisRank)
         if stage == .finetune {
             pretrain = nil
@@ -74,6 +76,8 @@ public final class StageModel {
     }
 
     public var config: ModelConfig { params.config }
+    /// Whether this stage trains the tensor `name` (section 8a, and `--pooling`).
+    public func trains(_ name: String) -> Bool { stage.trains(name, pooling: params.config.pooling) }
     public var trainedParameterCount: Int { trainedSegments.reduce(0) { $0 + $1.count } }
 
     /// What the data pipeline must build for this stage.

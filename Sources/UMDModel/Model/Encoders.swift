@@ -182,9 +182,13 @@ public final class FusionModule {
     public var recompute = false
     let pool = BufferPool()
 
-    public init(_ params: FusionParams, width: Int) {
+    /// What `pool` computes (MODEL_SPEC.md section 9 "Head input").
+    public let pooling: Pooling
+
+    public init(_ params: FusionParams, width: Int, pooling: Pooling) {
         self.params = params
         self.width = width
+        self.pooling = pooling
         textProj = Linear(params.textProj)
         imageProj = Linear(params.imageProj)
         textLayers = params.textLayers.enumerated().map { CoAttentionLayer($0.element, name: "fusion.text_layers.\($0.offset)") }
@@ -236,18 +240,44 @@ public final class FusionModule {
     public var textOutput: UnsafeMutablePointer<Float> { textLayers.last?.output ?? textIn.pointer }
     public var imageOutput: UnsafeMutablePointer<Float> { imageLayers.last?.output ?? imageIn.pointer }
 
-    /// pooled = [tanh(text_pooler(Zt[:,0])); tanh(image_pooler(Zi[:,0]))] → [B, 2D].
+    /// pooled [B, 2D] = [z_t; z_i]: `cls` = [tanh(text_pooler(Zt[:,0])); tanh(image_pooler(Zi[:,0]))];
+    /// `mean` = [mean of Zt over the non-pad tokens; mean of Zi over all its tokens].
     @discardableResult
     public func pool(_ p: ParameterStore) -> UnsafeMutablePointer<Float> {
         let D = width
-        let pt = textPooler.forward(p, textOutput, batch: batch, length: textLength)
-        let pi = imagePooler.forward(p, imageOutput, batch: batch, length: imageLength)
         let out = pooled.ensure(batch * 2 * D)
-        for b in 0..<batch {
-            (out + b * 2 * D).update(from: pt + b * D, count: D)
-            (out + b * 2 * D + D).update(from: pi + b * D, count: D)
+        switch pooling {
+        case .cls:
+            let pt = textPooler.forward(p, textOutput, batch: batch, length: textLength)
+            let pi = imagePooler.forward(p, imageOutput, batch: batch, length: imageLength)
+            for b in 0..<batch {
+                (out + b * 2 * D).update(from: pt + b * D, count: D)
+                (out + b * 2 * D + D).update(from: pi + b * D, count: D)
+            }
+        case .mean:
+            let zt = textOutput, zi = imageOutput
+            for b in 0..<batch {
+                let t = out + b * 2 * D, i = t + D
+                t.update(repeating: 0, count: D); i.update(repeating: 0, count: D)
+                let kept = keptTextTokens(b)
+                let textShare = 1 / Float(kept.count), imageShare = 1 / Float(imageLength)
+                for token in kept {
+                    Elementwise.accumulate(t, zt + (b * textLength + token) * D, scale: textShare, count: D)
+                }
+                for token in 0..<imageLength {
+                    Elementwise.accumulate(i, zi + (b * imageLength + token) * D, scale: imageShare, count: D)
+                }
+            }
         }
         return out
+    }
+
+    /// The text tokens of sample b that the mean pools: those the key mask does not pad
+    /// (token 0, `<s>`, always).
+    private func keptTextTokens(_ b: Int) -> [Int] {
+        guard let textMask else { return Array(0..<textLength) }
+        let kept = (0..<textLength).filter { textMask[b * textLength + $0] == 0 }
+        return kept.isEmpty ? [0] : kept
     }
 
     /// The gradient buffers at t_i and v_i.
@@ -273,8 +303,24 @@ public final class FusionModule {
             (dt + b * D).update(from: dPooled + b * 2 * D, count: D)
             (di + b * D).update(from: dPooled + b * 2 * D + D, count: D)
         }
-        textPooler.backward(p, dt, dx: dTextOutput)
-        imagePooler.backward(p, di, dx: dImageOutput)
+        switch pooling {
+        case .cls:
+            textPooler.backward(p, dt, dx: dTextOutput)
+            imagePooler.backward(p, di, dx: dImageOutput)
+        case .mean:
+            // Each pooled token receives its share 1/n of the mean's gradient.
+            for b in 0..<batch {
+                let kept = keptTextTokens(b)
+                let textShare = 1 / Float(kept.count), imageShare = 1 / Float(imageLength)
+                let gt = dt + b * D, gi = di + b * D
+                for token in kept {
+                    Elementwise.accumulate(dTextOutput + (b * textLength + token) * D, gt, scale: textShare, count: D)
+                }
+                for token in 0..<imageLength {
+                    Elementwise.accumulate(dImageOutput + (b * imageLength + token) * D, gi, scale: imageShare, count: D)
+                }
+            }
+        }
     }
 
     /// Backward through the layers and input projections; leaves ∂L/∂text, ∂L/∂image in

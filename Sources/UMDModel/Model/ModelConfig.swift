@@ -16,12 +16,17 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Image side H the position table is sized for (the preset's, or the task's).
     public var imageSize: Int
     public var head: TaskHead
+    /// What the task head reads as [z_t; z_i] (`--pooling`, MODEL_SPEC.md section 9 "Head
+    /// input"); with `mean` the poolers are not used, so not trained.
+    public var pooling: Pooling
 
-    public init(preset: ModelPreset, vocabularySize: Int? = nil, imageSize: Int? = nil, head: TaskHead = .none) {
+    public init(preset: ModelPreset, vocabularySize: Int? = nil, imageSize: Int? = nil, head: TaskHead = .none,
+                pooling: Pooling = .cls) {
         self.preset = preset
         self.vocabularySize = vocabularySize ?? preset.vocabularySize ?? 1000
         self.imageSize = imageSize ?? preset.imageSize
         self.head = head
+        self.pooling = pooling
     }
 
     public var width: Int { preset.width }

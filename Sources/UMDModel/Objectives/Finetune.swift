@@ -8,6 +8,17 @@ public struct FinetuneResult: Sendable {
     public var coefficients: GMCoord.Coefficients
 }
 
+/// One sample's modality contributions under both `--gm-contribution` variants.
+public struct SampleContributions: Sendable, Equatable {
+    public var referenceText: Double, referenceImage: Double
+    public var ablationText: Double, ablationImage: Double
+
+    public init(referenceText: Double, referenceImage: Double, ablationText: Double, ablationImage: Double) {
+        self.referenceText = referenceText; self.referenceImage = referenceImage
+        self.ablationText = ablationText; self.ablationImage = ablationImage
+    }
+}
+
 /// GM-Coord fine-tuning: one unmasked student pass, the task loss, the contributions
 /// (not differentiated) and backward. Modulation is a separate call (`GMCoord.modulate`)
 /// because it must follow gradient averaging.
@@ -52,8 +63,8 @@ public final class FinetuneObjective {
         let c = params.config, D = c.width
         vision = VisionEncoder(params.vision, width: D, patchSize: c.patchSize)
         text = TextEncoder(params.text, width: D)
-        fusion = FusionModule(params.fusion, width: D)
-        pairFusion = FusionModule(params.fusion, width: D)
+        fusion = FusionModule(params.fusion, width: D, pooling: c.pooling)
+        pairFusion = FusionModule(params.fusion, width: D, pooling: c.pooling)
         guard let head = params.head else { preconditionFailure("fine-tuning needs a model with a task head") }
         classifier = head.fc1 != nil ? ClassifierHead(head) : nil
         score = head.score.map(Linear.init)
@@ -149,6 +160,34 @@ public final class FinetuneObjective {
             total += softmax(at: groupSize == 1 ? Int(labels[g]) : 0, count: width) { Double(row[$0]) }
         }
         return total
+    }
+
+    /// Each row's contributions p_t, p_i — the softmax at its label of the text-only and the
+    /// image-only prediction (section 9) — under both variants: `reference` (fc2's column
+    /// halves) and `ablation` (the whole head, the other modality set to `means` [2D]).
+    /// Diagnostics of a trained model (`eval --predictions`); nil for rows without a known label.
+    public func sampleContributions(_ student: ParameterStore, cls: UnsafePointer<Float>, rows: Int, labels: [Int32],
+                                    means: [Float]) -> [SampleContributions?] {
+        guard let head = params.head, let fc2 = head.fc2, let ablationHead else { return [] }
+        let D = params.config.width, A = fc2.outFeatures
+        let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
+        let textOnly = Array(UnsafeBufferPointer(start: ablationHead.forward(student, ablated(cls, rows: rows, width: D, means: means,
+                                                                                              replace: 1), rows: rows), count: rows * A))
+        let imageOnly = Array(UnsafeBufferPointer(start: ablationHead.forward(student, ablated(cls, rows: rows, width: D, means: means,
+                                                                                               replace: 0), rows: rows), count: rows * A))
+        return (0..<rows).map { r in
+            guard labels[r] >= 0 && Int(labels[r]) < A else { return nil }
+            let reference = Self.contributions(cls + r * 2 * D, weight: w, bias: b, classes: A, width: D, labels: [labels[r]],
+                                               groups: 1, groupSize: 1)
+            let t = textOnly.withUnsafeBufferPointer {
+                Self.labelProbabilitySum($0.baseAddress! + r * A, groups: 1, classes: A, groupSize: 1, labels: [labels[r]])
+            }
+            let i = imageOnly.withUnsafeBufferPointer {
+                Self.labelProbabilitySum($0.baseAddress! + r * A, groups: 1, classes: A, groupSize: 1, labels: [labels[r]])
+            }
+            return SampleContributions(referenceText: reference.text, referenceImage: reference.image, ablationText: t,
+                                       ablationImage: i)
+        }
     }
 
     /// The global loss and contribution sums (one allreduce) and the coefficients from them.

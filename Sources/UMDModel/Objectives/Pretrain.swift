@@ -95,7 +95,7 @@ public final class PretrainObjective {
         let c = params.config, D = c.width
         vision = VisionEncoder(params.vision, width: D, patchSize: c.patchSize)
         text = TextEncoder(params.text, width: D)
-        fusion = FusionModule(params.fusion, width: D)
+        fusion = FusionModule(params.fusion, width: D, pooling: .cls)     // ITM reads the poolers (section 3)
         mim = MIMDecoder(params.mim, width: c.preset.decoderWidth)
         mlm = MLMHead(params.mlm, vocabularySize: c.vocabularySize)
         feaText = Linear(params.feaText); feaImage = Linear(params.feaImage)

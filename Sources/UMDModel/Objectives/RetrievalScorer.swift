@@ -19,7 +19,7 @@ public final class RetrievalScorer {
         let c = params.config
         vision = VisionEncoder(params.vision, width: c.width, patchSize: c.patchSize)
         text = TextEncoder(params.text, width: c.width)
-        fusion = FusionModule(params.fusion, width: c.width)
+        fusion = FusionModule(params.fusion, width: c.width, pooling: c.pooling)
         score = Linear(s)
     }
 
