@@ -9,7 +9,7 @@ import UMDData
 /// of their range with light grid lines, the x axis is labelled "step". Labels use a
 /// built-in 3x5 pixel font.
 public enum LossPlot {
-    static let series = ["loss", "mim", "mlm", "feamim", "feamlm", "itm", "task", "lr", "grad_norm", "rho_t", "k_t", "k_i",
+    static let series = ["loss", "mim", "mlm", "feamim", "feamlm", "itm", "task", "lr", "grad_norm", "rho_t", "k_t", "k_i", "S_t", "S_i",
                          "val_loss", "val_overall", "val_accuracy", "val_macro_f1", "val_i2t_R@1"]
 
     public static func render(metrics: URL, to output: URL) throws {

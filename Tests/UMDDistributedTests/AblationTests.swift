@@ -17,12 +17,23 @@ struct AblationTests {
         #expect(r.exitCode == 0, "\(r)")
         let table = try String(contentsOf: dir.appendingPathComponent("ablation.md"), encoding: .utf8)
         for row in ["| scratch |", "| scratch + GM-Coord |", "| MIM+MLM(+ITM) |", "| + FeaMIM, FeaMLM |", "| + TD-Calib |",
-                    "| + GM-Coord (full) |", "| majority baseline |"] {
+                    "| + GM-Coord (full), reference |", "| + GM-Coord (full), ablation |", ", mean pooling |",
+                    "| majority baseline |", "| mim,mlm,itm |", "| mim,mlm,feamim,feamlm,itm |"] {
             #expect(table.contains(row), "missing \(row) in\n\(table)")
+        }
+        // Every fine-tuning row has its accuracies, the cued/uncued split of the closed
+        // questions and (GM-Coord rows) contributions: no empty or NaN cell in results.tsv.
+        let results = try String(contentsOf: dir.appendingPathComponent("results.tsv"), encoding: .utf8)
+            .split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        #expect(results.count == 8)
+        for r in results {
+            #expect(r.count == 20, "\(r)")
+            let filled = r[6] == "on" ? 0..<19 : 0..<9
+            #expect(filled.allSatisfy { !r[$0].isEmpty && r[$0] != "nan" }, "\(r)")
         }
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ablation.png").path), "the bar chart")
         let plots = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("gm-coord-") }
-        #expect(plots.count == 2, "the GM-Coord diagnostics of the two runs with it: \(plots)")
+        #expect(plots.count == 4, "the GM-Coord diagnostics of the four rows with it: \(plots)")
     }
 
     /// `--objectives mim,mlm`: the other losses are still reported but leave the total.

@@ -150,6 +150,14 @@ struct DebugStepTests {
         #expect(Set(cls.tensors.map(\.name)).subtracting(mean.tensors.map(\.name)).allSatisfy { $0.contains("_pooler.") })
         #expect(cls["loss.task"]!.floats != mean["loss.task"]!.floats)
         checkAdamW(mean, stage: .finetune)
+        // With the ablation contributions too: recorded, the same loss, other S_u — except for
+        // retrieval, whose linear score head gives both variants the same S_u (spec section 9).
+        let ablation = try run { configure(&$0); $0.pooling = .mean; $0.gmContribution = .ablation }
+        #expect(ablation["config.gm_contribution"]!.floats == [1] && mean["config.gm_contribution"]!.floats == [0])
+        #expect(ablation["loss.task"]!.floats == mean["loss.task"]!.floats)
+        let (sA, sR) = (ablation["gm.S_t"]!.floats[0], mean["gm.S_t"]!.floats[0])
+        if task == .retrieval { #expect(abs(sA - sR) <= 1e-5 * sR, "\(sA) vs \(sR)") } else { #expect(abs(sA - sR) > 1e-4, "\(sA) vs \(sR)") }
+        checkAdamW(ablation, stage: .finetune)
 
         // From weights that are not the seed's: every student tensor moved.
         let weights = FileManager.default.temporaryDirectory.appendingPathComponent("umd-pooling-\(UUID().uuidString).safetensors")
@@ -162,6 +170,11 @@ struct DebugStepTests {
         #expect(fromWeights["param.text.word_embed"]!.floats != mean["param.text.word_embed"]!.floats)
         #expect(fromWeights["config.pooling"]!.floats == [1] && fromWeights["grad.fusion.text_pooler.weight"] == nil)
         checkAdamW(fromWeights, stage: .finetune)
+        let ablationFromWeights = try run { configure(&$0); $0.pooling = .mean; $0.gmContribution = .ablation
+                                            $0.initFrom = weights.path }
+        #expect(ablationFromWeights["param.text.word_embed"]!.floats == fromWeights["param.text.word_embed"]!.floats)
+        #expect(ablationFromWeights["config.gm_contribution"]!.floats == [1])
+        checkAdamW(ablationFromWeights, stage: .finetune)
     }
 
     @Test func sameSeedSameFile() throws {
