@@ -24,6 +24,29 @@ import TestSupport
 
 /// The kernel benchmark runs end to end at the tiny preset (a smoke test: timing numbers
 /// are not asserted, since machines here are noisy).
+/// An AVX2-only node, emulated on any x86 CPU by capping oneDNN's kernels
+/// (ONEDNN_MAX_CPU_ISA=AVX2): `--matmul onednn` runs there on AVX2 kernels, `--matmul bf16` is
+/// refused at start naming what it needs and suggesting onednn (issue 22).
+struct AVX2NodeTests {
+    static let avx2 = ["ONEDNN_MAX_CPU_ISA": "AVX2"]
+
+    @Test func bf16IsRefusedAndOneDNNRunsOnAVX2Kernels() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("umd-avx2-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let refused = try MPIJob.runDirect(["debug-step", "--stage", "finetune", "--task", "vqa", "--matmul", "bf16",
+                                            "--out", out.path], environment: Self.avx2)
+        #expect(refused.exitCode != 0 && refused.output.contains("--matmul bf16 needs AVX512-BF16 or AMX")
+                && refused.output.contains("ONEDNN_MAX_CPU_ISA=AVX2") && refused.output.contains("use --matmul onednn"),
+                "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: out.path), "nothing written")
+        let selftest = try MPIJob.runDirect(["selftest"], environment: Self.avx2)
+        #expect(selftest.exitCode == 0 && selftest.output.contains("avx2 (no bf16)"), "\(selftest)")
+        let fp32 = try MPIJob.runDirect(["debug-step", "--stage", "finetune", "--task", "vqa", "--matmul", "onednn",
+                                         "--out", out.path], environment: Self.avx2)
+        #expect(fp32.exitCode == 0 && FileManager.default.fileExists(atPath: out.path), "\(fp32)")
+    }
+}
+
 struct KernelBenchSmokeTests {
     @Test func kernelBenchmarkPrintsEveryBlock() throws {
         let result = try MPIJob.runDirect(["bench", "kernels", "--presets", "tiny", "--seconds", "0.01",

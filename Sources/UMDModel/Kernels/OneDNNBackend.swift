@@ -54,8 +54,14 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         var message = [CChar](repeating: 0, count: Int(UMD_ONEDNN_MESSAGE_LENGTH))
         guard umd_onednn_init(&message) == 0 else { throw Failure(description: String(cString: message)) }
         if bf16 && !Self.hasBFloat16 {
-            throw Failure(description: "--matmul bf16 needs AVX512-BF16 or AMX, which this CPU lacks (oneDNN's kernels here: "
-                          + "\(Self.instructionSet)); use --matmul onednn (fp32) instead")
+            // oneDNN's kernels can also be capped below the CPU's (ONEDNN_MAX_CPU_ISA, as an
+            // AVX2-only node is emulated): then say so, since the CPU may well have them.
+            let environment = ProcessInfo.processInfo.environment
+            let cap = ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"].first { environment[$0] != nil }
+            let whose = cap.map { "which oneDNN may not use here ($\($0)=\(environment[$0]!) caps its kernels" }
+                ?? "which this CPU lacks (oneDNN's kernels here"
+            throw Failure(description: "--matmul bf16 needs AVX512-BF16 or AMX, \(whose): \(Self.instructionSet)); "
+                          + "use --matmul onednn (fp32) instead")
         }
         self.bf16 = bf16
     }
