@@ -259,9 +259,8 @@ public final class FusionModule {
             for b in 0..<batch {
                 let t = out + b * 2 * D, i = t + D
                 t.update(repeating: 0, count: D); i.update(repeating: 0, count: D)
-                let kept = keptTextTokens(b)
-                let textShare = 1 / Float(kept.count), imageShare = 1 / Float(imageLength)
-                for token in kept {
+                let textShare = 1 / Float(keptTextTokenCount(b)), imageShare = 1 / Float(imageLength)
+                for token in 0..<textLength where isKeptTextToken(b, token) {
                     Elementwise.accumulate(t, zt + (b * textLength + token) * D, scale: textShare, count: D)
                 }
                 for token in 0..<imageLength {
@@ -272,12 +271,19 @@ public final class FusionModule {
         return out
     }
 
-    /// The text tokens of sample b that the mean pools: those the key mask does not pad
-    /// (token 0, `<s>`, always).
-    private func keptTextTokens(_ b: Int) -> [Int] {
-        guard let textMask else { return Array(0..<textLength) }
-        let kept = (0..<textLength).filter { textMask[b * textLength + $0] == 0 }
-        return kept.isEmpty ? [0] : kept
+    /// Whether the mean pools text token `token` of sample b: the key mask does not pad it
+    /// (`<s>` is never padding). No arrays: the step allocates nothing once sized.
+    @inline(__always)
+    private func isKeptTextToken(_ b: Int, _ token: Int) -> Bool {
+        guard let textMask else { return true }
+        return textMask[b * textLength + token] == 0
+    }
+
+    private func keptTextTokenCount(_ b: Int) -> Int {
+        var n = 0
+        for token in 0..<textLength where isKeptTextToken(b, token) { n += 1 }
+        precondition(n > 0, "sample \(b) has no text token that is not padding")
+        return n
     }
 
     /// The gradient buffers at t_i and v_i.
@@ -310,10 +316,9 @@ public final class FusionModule {
         case .mean:
             // Each pooled token receives its share 1/n of the mean's gradient.
             for b in 0..<batch {
-                let kept = keptTextTokens(b)
-                let textShare = 1 / Float(kept.count), imageShare = 1 / Float(imageLength)
+                let textShare = 1 / Float(keptTextTokenCount(b)), imageShare = 1 / Float(imageLength)
                 let gt = dt + b * D, gi = di + b * D
-                for token in kept {
+                for token in 0..<textLength where isKeptTextToken(b, token) {
                     Elementwise.accumulate(dTextOutput + (b * textLength + token) * D, gt, scale: textShare, count: D)
                 }
                 for token in 0..<imageLength {
