@@ -3,7 +3,8 @@
 # preset, fine-tuning from scratch vs from MR-Pretrain with MIM+MLM(+ITM), with the
 # feature-level losses added, with TD-Calib, and with GM-Coord under both contribution
 # variants (--gm-contribution reference | ablation), then the better of the two with
-# --pooling mean — S seeds each (5 by default), on 2 ranks.
+# --pooling mean — S seeds each (5 by default), on 2 ranks. Controls: GM-Coord without
+# TD-Calib, and --pooling mean without GM-Coord.
 #
 # The downstream set has the two properties TD-Calib and GM-Coord target: a text shortcut on
 # half the closed questions (truthful in training, random in the test split) and an
@@ -64,8 +65,11 @@ closed_accuracy() {  # file cued|plain
 : > "$DIR/pretrain.tsv"
 : > "$DIR/results.tsv"
 # rows: name | pretraining objectives (none = scratch) | TD-Calib | GM-Coord | contribution | pooling
+# The two "+ FeaMIM, FeaMLM, GM-Coord" rows are controls: GM-Coord without TD-Calib.
 ROWS=("scratch|none|no|off|reference|cls" "scratch + GM-Coord|none|no|on|reference|cls"
       "MIM+MLM(+ITM)|mim,mlm,itm|no|off|reference|cls" "+ FeaMIM, FeaMLM|mim,mlm,feamim,feamlm,itm|no|off|reference|cls"
+      "+ FeaMIM, FeaMLM, GM-Coord reference (no TD-Calib)|mim,mlm,feamim,feamlm,itm|no|on|reference|cls"
+      "+ FeaMIM, FeaMLM, GM-Coord ablation (no TD-Calib)|mim,mlm,feamim,feamlm,itm|no|on|ablation|cls"
       "+ TD-Calib|mim,mlm,feamim,feamlm,itm|yes|off|reference|cls"
       "+ GM-Coord (full), reference|mim,mlm,feamim,feamlm,itm|yes|on|reference|cls"
       "+ GM-Coord (full), ablation|mim,mlm,feamim,feamlm,itm|yes|on|ablation|cls")
@@ -148,7 +152,12 @@ for seed in $(seq 1 "$SEEDS"); do
   PREVIOUS=""
   for row in "${ROWS[@]}"; do finetune_row "$row" "$seed" "$PREVIOUS"; done
 done
-# --pooling mean with the contribution variant of the better GM-Coord row (overall mean).
+# --pooling mean without GM-Coord (a control), then with the contribution variant of the
+# better GM-Coord row (overall mean).
+for seed in $(seq 1 "$SEEDS"); do
+  finetune_row "+ TD-Calib, mean pooling (no GM-Coord)|mim,mlm,feamim,feamlm,itm|yes|off|reference|mean" "$seed" \
+      "$DIR/s$seed/ft-$(echo "+ TD-Calib" | tr -c 'A-Za-z0-9' '_')/predictions-test.jsonl"
+done
 BEST=$(awk -F'\t' '$1 ~ /^\+ GM-Coord \(full\)/ { s[$1] += $3; n[$1]++ }
                    END { best = "reference"; top = -1
                          for (k in s) if (s[k] / n[k] > top) { top = s[k] / n[k]; best = k }

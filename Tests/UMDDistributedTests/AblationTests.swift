@@ -18,6 +18,7 @@ struct AblationTests {
         let table = try String(contentsOf: dir.appendingPathComponent("ablation.md"), encoding: .utf8)
         for row in ["| scratch |", "| scratch + GM-Coord |", "| MIM+MLM(+ITM) |", "| + FeaMIM, FeaMLM |", "| + TD-Calib |",
                     "| + GM-Coord (full), reference |", "| + GM-Coord (full), ablation |", ", mean pooling |",
+                    "| + FeaMIM, FeaMLM, GM-Coord ablation (no TD-Calib) |", "| + TD-Calib, mean pooling (no GM-Coord) |",
                     "| majority baseline |", "| mim,mlm,itm |", "| mim,mlm,feamim,feamlm,itm |"] {
             #expect(table.contains(row), "missing \(row) in\n\(table)")
         }
@@ -25,7 +26,7 @@ struct AblationTests {
         // questions and (GM-Coord rows) contributions: no empty or NaN cell in results.tsv.
         let results = try String(contentsOf: dir.appendingPathComponent("results.tsv"), encoding: .utf8)
             .split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
-        #expect(results.count == 8)
+        #expect(results.count == 11)
         for r in results {
             #expect(r.count == 20, "\(r)")
             let filled = r[6] == "on" ? 0..<19 : 0..<9
@@ -33,7 +34,7 @@ struct AblationTests {
         }
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ablation.png").path), "the bar chart")
         let plots = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("gm-coord-") }
-        #expect(plots.count == 4, "the GM-Coord diagnostics of the four rows with it: \(plots)")
+        #expect(plots.count == 6, "the GM-Coord diagnostics of the six rows with it: \(plots)")
     }
 
     /// `--objectives mim,mlm`: the other losses are still reported but leave the total.
