@@ -52,7 +52,7 @@ demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> f
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) selftest
 	RANKS=$(RANKS) bash scripts/demo.sh $(RELEASE_BIN) demo-out
 
-ablation: release  ## the paper's Table 4 in miniature: 8 settings x 5 seeds on 2 ranks, ablation-out/ablation.md (~17 min)
+ablation: release  ## the paper's Table 4 in miniature: 11 settings x 5 seeds on 2 ranks, ablation-out/ablation.md (~18 min)
 	bash scripts/ablation.sh $(RELEASE_BIN) ablation-out
 
 bench: bench-allreduce bench-kernels bench-data bench-step bench-checkpoint
