@@ -247,9 +247,8 @@ extension FinetuneTests {
         objective.contribution = .ablation
         let ablation = objective.step(student: store, batch: batch, computeGradients: false)
         let cls = Array(UnsafeBufferPointer(start: objective.lastPooled, count: B * 2 * D))
-        let means = (0..<(2 * D)).map { j in Float((0..<B).reduce(0.0) { $0 + Double(cls[$1 * 2 * D + j]) } / Double(B)) }
         let each = cls.withUnsafeBufferPointer {
-            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, means: means)
+            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, reduction: .local)
         }.compactMap { $0 }
         #expect(each.count == B)
         func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-5 * max(1, abs(b)) }
@@ -259,7 +258,7 @@ extension FinetuneTests {
         #expect(close(each.reduce(0) { $0 + $1.ablationImage }, ablation.localSumImage))
         batch.labels[2] = -100
         let partial = cls.withUnsafeBufferPointer {
-            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, means: means)
+            objective.sampleContributions(store, cls: $0.baseAddress!, rows: B, labels: batch.labels, reduction: .local)
         }
         #expect(partial[2] == nil && partial[0] == each[0])
     }

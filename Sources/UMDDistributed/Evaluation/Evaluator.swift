@@ -372,7 +372,7 @@ public struct Scorer {
             var loss = [lossSum, lossCount]
             try world.allreduce(&loss, op: .sum)
             let contributions = keepPredictions
-                ? try Self.contributions(objective, student: student, pooled: pooled, labels: pooledLabels, width: D, world: world)
+                ? try Self.contributions(objective, student: student, pooled: pooled, labels: pooledLabels, world: world)
                 : nil
             if let parts = try world.gatherVariable(scores, root: 0) {
                 let all = parts.flatMap { $0 }
@@ -430,17 +430,12 @@ public struct Scorer {
 
     /// Every sample's contributions under both variants (rank 0 gets them in sample order,
     /// other ranks nil): the ablation replaces the other modality by its mean over the whole
-    /// evaluated split (one allreduce), where training uses the global batch's.
+    /// evaluated split, where training uses the global batch's.
     static func contributions(_ objective: FinetuneObjective, student: ParameterStore, pooled: [Float], labels: [Int32],
-                              width D: Int, world: Communicator) throws -> [SampleContributions?]? {
-        let rows = labels.count
-        var sums = [Double](repeating: 0, count: 1 + 2 * D)
-        sums[0] = Double(rows)
-        for r in 0..<rows { for j in 0..<(2 * D) { sums[1 + j] += Double(pooled[r * 2 * D + j]) } }
-        try world.allreduce(&sums, op: .sum)
-        let means = (0..<(2 * D)).map { Float(sums[1 + $0] / max(sums[0], 1)) }
-        let local = rows == 0 ? [] : pooled.withUnsafeBufferPointer {
-            objective.sampleContributions(student, cls: $0.baseAddress!, rows: rows, labels: labels, means: means)
+                              world: Communicator) throws -> [SampleContributions?]? {
+        let reduction = RunFactory.globalReduction(world, watchdog: nil) { "the allreduce of eval's mean pooled features" }
+        let local = pooled.withUnsafeBufferPointer {
+            objective.sampleContributions(student, cls: $0.baseAddress, rows: labels.count, labels: labels, reduction: reduction)
         }
         // Four floats per sample, NaN for a sample without a known answer.
         let flat = local.flatMap { c -> [Float] in

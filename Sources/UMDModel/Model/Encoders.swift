@@ -70,11 +70,10 @@ public final class VisionEncoder {
         lnPost.backward(p, dy, dx: current)
         for (i, block) in blocks.enumerated().reversed() {
             let next = (current == gradA.pointer ? gradB : gradA).zeroed(n)
-            if recompute {
-                pool.lend { block.forward(p, i == 0 ? lnPre.output.pointer : blocks[i - 1].output.pointer, batch: batch, length: L) }
-            }
-            block.backward(p, current, dx: next)
-            if recompute { block.releaseInternals(to: pool) }
+            backwardRecomputing(recompute, in: pool,
+                                forward: { _ = block.forward(p, i == 0 ? lnPre.output.pointer : blocks[i - 1].output.pointer,
+                                                             batch: batch, length: L) },
+                                release: { block.releaseInternals(to: pool) }) { block.backward(p, current, dx: next) }
             current = next
         }
         let dt = dTokens.zeroed(n)
@@ -145,14 +144,10 @@ public final class TextEncoder {
         for (i, layer) in layers.enumerated().reversed() {
             let next = (useA ? gradA : gradB).zeroed(n)
             useA.toggle()
-            if recompute {
-                pool.lend {
-                    layer.forward(p, i == 0 ? embedding.output : layers[i - 1].output, batch: batch, length: length,
-                                  keyMask: keyMask, context)
-                }
-            }
-            layer.backward(p, current, dx: next)
-            if recompute { layer.releaseInternals(to: pool) }
+            backwardRecomputing(recompute, in: pool,
+                                forward: { _ = layer.forward(p, i == 0 ? embedding.output : layers[i - 1].output, batch: batch,
+                                                             length: length, keyMask: keyMask, context) },
+                                release: { layer.releaseInternals(to: pool) }) { layer.backward(p, current, dx: next) }
             current = next
         }
         embedding.backward(p, current)
@@ -255,35 +250,28 @@ public final class FusionModule {
                 (out + b * 2 * D + D).update(from: pi + b * D, count: D)
             }
         case .mean:
-            let zt = textOutput, zi = imageOutput
-            for b in 0..<batch {
-                let t = out + b * 2 * D, i = t + D
-                t.update(repeating: 0, count: D); i.update(repeating: 0, count: D)
-                let textShare = 1 / Float(keptTextTokenCount(b)), imageShare = 1 / Float(imageLength)
-                for token in 0..<textLength where isKeptTextToken(b, token) {
-                    Elementwise.accumulate(t, zt + (b * textLength + token) * D, scale: textShare, count: D)
-                }
-                for token in 0..<imageLength {
-                    Elementwise.accumulate(i, zi + (b * imageLength + token) * D, scale: imageShare, count: D)
-                }
+            out.update(repeating: 0, count: batch * 2 * D)
+            forEachMeanTerm { b, isText, row, share in
+                Elementwise.accumulate(out + b * 2 * D + (isText ? 0 : D), (isText ? textOutput : imageOutput) + row * D,
+                                       scale: share, count: D)
             }
         }
         return out
     }
 
-    /// Whether the mean pools text token `token` of sample b: the key mask does not pad it
-    /// (`<s>` is never padding). No arrays: the step allocates nothing once sized.
-    @inline(__always)
-    private func isKeptTextToken(_ b: Int, _ token: Int) -> Bool {
-        guard let textMask else { return true }
-        return textMask[b * textLength + token] == 0
-    }
-
-    private func keptTextTokenCount(_ b: Int) -> Int {
-        var n = 0
-        for token in 0..<textLength where isKeptTextToken(b, token) { n += 1 }
-        precondition(n > 0, "sample \(b) has no text token that is not padding")
-        return n
+    /// The terms of `mean` pooling, in order: for each sample b its pooled text tokens (those
+    /// the key mask does not pad; `<s>` never is), then all its image tokens — each as its
+    /// row in Zt or Zi and its weight 1/n. Forward and backward both walk these; nothing is
+    /// allocated, so the step stays allocation-free once sized.
+    private func forEachMeanTerm(_ body: (_ b: Int, _ isText: Bool, _ row: Int, _ share: Float) -> Void) {
+        func kept(_ b: Int, _ token: Int) -> Bool { textMask.map { $0[b * textLength + token] == 0 } ?? true }
+        for b in 0..<batch {
+            var n = 0
+            for token in 0..<textLength where kept(b, token) { n += 1 }
+            precondition(n > 0, "sample \(b) has no text token that is not padding")
+            for token in 0..<textLength where kept(b, token) { body(b, true, b * textLength + token, 1 / Float(n)) }
+            for token in 0..<imageLength { body(b, false, b * imageLength + token, 1 / Float(imageLength)) }
+        }
     }
 
     /// The gradient buffers at t_i and v_i.
@@ -315,15 +303,9 @@ public final class FusionModule {
             imagePooler.backward(p, di, dx: dImageOutput)
         case .mean:
             // Each pooled token receives its share 1/n of the mean's gradient.
-            for b in 0..<batch {
-                let textShare = 1 / Float(keptTextTokenCount(b)), imageShare = 1 / Float(imageLength)
-                let gt = dt + b * D, gi = di + b * D
-                for token in 0..<textLength where isKeptTextToken(b, token) {
-                    Elementwise.accumulate(dTextOutput + (b * textLength + token) * D, gt, scale: textShare, count: D)
-                }
-                for token in 0..<imageLength {
-                    Elementwise.accumulate(dImageOutput + (b * imageLength + token) * D, gi, scale: imageShare, count: D)
-                }
+            forEachMeanTerm { b, isText, row, share in
+                Elementwise.accumulate((isText ? dTextOutput : dImageOutput) + row * D, (isText ? dt : di) + b * D,
+                                       scale: share, count: D)
             }
         }
     }
@@ -335,15 +317,13 @@ public final class FusionModule {
         let nt = batch * textLength * D, ni = batch * imageLength * D
         for i in stride(from: textLayers.count - 1, through: 0, by: -1) {
             let dtPrev = dText(i).zeroed(nt), dvPrev = dImage(i).zeroed(ni)
-            if recompute {
-                pool.lend {
-                    forwardLayer(p, i, text: i == 0 ? textIn.pointer : textLayers[i - 1].output,
-                                 image: i == 0 ? imageIn.pointer : imageLayers[i - 1].output)
-                }
+            backwardRecomputing(recompute, in: pool,
+                                forward: { forwardLayer(p, i, text: i == 0 ? textIn.pointer : textLayers[i - 1].output,
+                                                        image: i == 0 ? imageIn.pointer : imageLayers[i - 1].output) },
+                                release: { releaseLayer(p, i) }) {
+                textLayers[i].backward(p, dText(i + 1).pointer, dx: dtPrev, dy: dvPrev)
+                imageLayers[i].backward(p, dImage(i + 1).pointer, dx: dvPrev, dy: dtPrev)
             }
-            textLayers[i].backward(p, dText(i + 1).pointer, dx: dtPrev, dy: dvPrev)
-            imageLayers[i].backward(p, dImage(i + 1).pointer, dx: dvPrev, dy: dtPrev)
-            if recompute { releaseLayer(p, i) }
         }
         let dt0 = dText(0).pointer, dv0 = dImage(0).pointer
         let dType = p.grad(params.typeEmbed)

@@ -103,11 +103,10 @@ public final class MIMDecoder {
         current = afterLN
         for (i, block) in blocks.enumerated().reversed() {
             let next = (current == gradA.pointer ? gradB : gradA).zeroed(n)
-            if recompute {
-                pool.lend { block.forward(p, i == 0 ? full.pointer : blocks[i - 1].output.pointer, batch: batch, length: 1 + N) }
-            }
-            block.backward(p, current, dx: next)
-            if recompute { block.releaseInternals(to: pool) }
+            backwardRecomputing(recompute, in: pool,
+                                forward: { _ = block.forward(p, i == 0 ? full.pointer : blocks[i - 1].output.pointer,
+                                                             batch: batch, length: 1 + N) },
+                                release: { block.releaseInternals(to: pool) }) { block.backward(p, current, dx: next) }
             current = next
         }
         let de = dEmbedded.zeroed(batch * (1 + K) * Dd)

@@ -122,13 +122,14 @@ public final class FinetuneObjective {
     }
 
     /// The global-batch means z̄ = [z̄_t; z̄_i] [2D] of `rows` rows of `cls` (stride `stride` rows
-    /// apart: retrieval's positive pairs), by one allreduce of the sums and the count.
-    static func globalMeans(_ cls: UnsafePointer<Float>, rows: Int, stride: Int, width D: Int,
+    /// apart: retrieval's positive pairs), by one allreduce of the sums and the count. A rank
+    /// with no rows (nil) still takes part in the allreduce.
+    static func globalMeans(_ cls: UnsafePointer<Float>?, rows: Int, stride: Int, width D: Int,
                             _ reduction: GlobalReduction) -> [Float] {
         var local = [Double](repeating: 0, count: 1 + 2 * D)
-        local[0] = Double(rows)
-        for r in 0..<rows {
-            let row = cls + r * stride * 2 * D
+        if let cls { local[0] = Double(rows) }
+        for r in 0..<(cls == nil ? 0 : rows) {
+            let row = cls! + r * stride * 2 * D
             for j in 0..<(2 * D) { local[1 + j] += Double(row[j]) }
         }
         let global = reduction.sum(local)
@@ -164,29 +165,32 @@ public final class FinetuneObjective {
 
     /// Each row's contributions p_t, p_i — the softmax at its label of the text-only and the
     /// image-only prediction (section 9) — under both variants: `reference` (fc2's column
-    /// halves) and `ablation` (the whole head, the other modality set to `means` [2D]).
-    /// Diagnostics of a trained model (`eval --predictions`); nil for rows without a known label.
-    public func sampleContributions(_ student: ParameterStore, cls: UnsafePointer<Float>, rows: Int, labels: [Int32],
-                                    means: [Float]) -> [SampleContributions?] {
+    /// halves) and `ablation` (the whole head, the other modality set to its mean over every
+    /// rank's rows: one allreduce, which every rank joins, with rows or without). Diagnostics
+    /// of a trained model (`eval --predictions`); nil for rows without a known label.
+    public func sampleContributions(_ student: ParameterStore, cls: UnsafePointer<Float>?, rows: Int, labels: [Int32],
+                                    reduction: GlobalReduction) -> [SampleContributions?] {
         guard let head = params.head, let fc2 = head.fc2, let ablationHead else { return [] }
         let D = params.config.width, A = fc2.outFeatures
+        let means = Self.globalMeans(cls, rows: rows, stride: 1, width: D, reduction)
+        guard let cls, rows > 0 else { return [] }
         let w = UnsafePointer(student.value(fc2.weight)), b = fc2.bias.map { UnsafePointer(student.value($0)) }
+        // The head's output buffer is reused by the second pass: keep the first's logits [rows, A].
         let textOnly = Array(UnsafeBufferPointer(start: ablationHead.forward(student, ablated(cls, rows: rows, width: D, means: means,
                                                                                               replace: 1), rows: rows), count: rows * A))
-        let imageOnly = Array(UnsafeBufferPointer(start: ablationHead.forward(student, ablated(cls, rows: rows, width: D, means: means,
-                                                                                               replace: 0), rows: rows), count: rows * A))
-        return (0..<rows).map { r in
-            guard labels[r] >= 0 && Int(labels[r]) < A else { return nil }
-            let reference = Self.contributions(cls + r * 2 * D, weight: w, bias: b, classes: A, width: D, labels: [labels[r]],
-                                               groups: 1, groupSize: 1)
-            let t = textOnly.withUnsafeBufferPointer {
-                Self.labelProbabilitySum($0.baseAddress! + r * A, groups: 1, classes: A, groupSize: 1, labels: [labels[r]])
+        let imageOnly = ablationHead.forward(student, ablated(cls, rows: rows, width: D, means: means, replace: 0), rows: rows)
+        return textOnly.withUnsafeBufferPointer { textLogits in
+            (0..<rows).map { r in
+                guard labels[r] >= 0 && Int(labels[r]) < A else { return nil }
+                let label = [labels[r]]
+                let reference = Self.contributions(cls + r * 2 * D, weight: w, bias: b, classes: A, width: D, labels: label,
+                                                   groups: 1, groupSize: 1)
+                return SampleContributions(
+                    referenceText: reference.text, referenceImage: reference.image,
+                    ablationText: Self.labelProbabilitySum(textLogits.baseAddress! + r * A, groups: 1, classes: A, groupSize: 1,
+                                                           labels: label),
+                    ablationImage: Self.labelProbabilitySum(imageOnly + r * A, groups: 1, classes: A, groupSize: 1, labels: label))
             }
-            let i = imageOnly.withUnsafeBufferPointer {
-                Self.labelProbabilitySum($0.baseAddress! + r * A, groups: 1, classes: A, groupSize: 1, labels: [labels[r]])
-            }
-            return SampleContributions(referenceText: reference.text, referenceImage: reference.image, ablationText: t,
-                                       ablationImage: i)
         }
     }
 

@@ -53,3 +53,14 @@ public final class LayerScratch: @unchecked Sendable {
 func lendingPool<T>(_ pool: BufferPool, if recompute: Bool, _ body: () -> T) -> T {
     recompute ? pool.lend(body) : body()
 }
+
+/// One block's backward under `--recompute blocks`: its forward again first (taking its
+/// buffers from `pool`), then `backward`, then its inside back to `pool` for the next block;
+/// just `backward` when `recompute` is off.
+@inline(__always)
+func backwardRecomputing(_ recompute: Bool, in pool: BufferPool, forward: () -> Void, release: () -> Void,
+                         _ backward: () -> Void) {
+    if recompute { pool.lend(forward) }
+    backward()
+    if recompute { release() }
+}
