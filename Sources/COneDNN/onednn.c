@@ -15,7 +15,7 @@ static dnnl_stream_t stream;
 struct umd_onednn_matmul {
     dnnl_primitive_desc_t descriptor;
     dnnl_primitive_t primitive;
-    dnnl_memory_t a, b, c;
+    dnnl_memory_t a, b, c, bias;   // bias: NULL without one
     int bf16;
     // bf16: A and B as stored (rows x columns, leading dimension ld), converted into scratch.
     int64_t a_rows, a_columns, lda, b_rows, b_columns, ldb;
@@ -49,8 +49,13 @@ static dnnl_status_t describe(dnnl_memory_desc_t *md, int64_t d0, int64_t d1, in
 
 umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
-                                            int bf16, char *message) {
+                                            int bias, int bf16, char *message) {
     if (umd_onednn_init(message)) return NULL;
+    if (bias && alpha != 1.0f) {
+        // oneDNN would scale the bias with the product; no caller needs that.
+        snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: a product with a bias must have alpha 1");
+        return NULL;
+    }
     umd_onednn_matmul *p = calloc(1, sizeof *p);
     if (!p) { snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory"); return NULL; }
     dnnl_primitive_attr_t attr = NULL;
@@ -59,13 +64,15 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
     p->a_rows = transpose_a ? k : m; p->a_columns = transpose_a ? m : k; p->lda = lda;
     p->b_rows = transpose_b ? n : k; p->b_columns = transpose_b ? k : n; p->ldb = ldb;
     dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
     // bf16 operands are compact copies: their leading dimension is their column count.
     CHECK(describe(&a_md, m, k, transpose_a, bf16 ? p->a_columns : lda, in), "describing A");
     CHECK(describe(&b_md, k, n, transpose_b, bf16 ? p->b_columns : ldb, in), "describing B");
     CHECK(describe(&c_md, m, n, 0, ldc, dnnl_f32), "describing C");
+    // The bias as a [1, n] row broadcast over C's rows, fp32 in both modes.
+    CHECK(describe(&bias_md, 1, n, 0, n, dnnl_f32), "describing the bias");
     dnnl_matmul_desc_t desc;
-    CHECK(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "describing the matmul");
+    CHECK(dnnl_matmul_desc_init(&desc, &a_md, &b_md, bias ? &bias_md : NULL, &c_md), "describing the matmul");
     CHECK(dnnl_primitive_attr_create(&attr), "creating attributes");
     if (alpha != 1.0f) CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "setting alpha");
     if (accumulate) {
@@ -78,6 +85,7 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
     CHECK(dnnl_memory_create(&p->a, &a_md, engine, DNNL_MEMORY_NONE), "creating A's memory");
     CHECK(dnnl_memory_create(&p->b, &b_md, engine, DNNL_MEMORY_NONE), "creating B's memory");
     CHECK(dnnl_memory_create(&p->c, &c_md, engine, DNNL_MEMORY_NONE), "creating C's memory");
+    if (bias) CHECK(dnnl_memory_create(&p->bias, &bias_md, engine, DNNL_MEMORY_NONE), "creating the bias's memory");
     if (bf16) {
         p->a16 = malloc(sizeof(uint16_t) * (size_t)(p->a_rows * p->a_columns));
         p->b16 = malloc(sizeof(uint16_t) * (size_t)(p->b_rows * p->b_columns));
@@ -147,7 +155,13 @@ static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld,
 // Tests: the conversion the products' inputs go through, on `count` floats.
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst) { convert(src, 1, count, count, dst); }
 
-int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, float *c, char *message) {
+int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
+                          char *message) {
+    if ((p->bias != NULL) != (bias != NULL)) {
+        snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: a product run %s the bias it was created %s",
+                 bias ? "with" : "without", bias ? "without" : "with");
+        return 1;
+    }
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
         convert(a, p->a_rows, p->a_columns, p->lda, p->a16);
@@ -158,8 +172,10 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     if ((s = dnnl_memory_set_data_handle(p->a, (void *)a_data)) != dnnl_success) return fail(message, "setting A", s);
     if ((s = dnnl_memory_set_data_handle(p->b, (void *)b_data)) != dnnl_success) return fail(message, "setting B", s);
     if ((s = dnnl_memory_set_data_handle(p->c, c)) != dnnl_success) return fail(message, "setting C", s);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c}};
-    if ((s = dnnl_primitive_execute(p->primitive, stream, 3, args)) != dnnl_success) return fail(message, "executing", s);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a}, {DNNL_ARG_WEIGHTS, p->b}, {DNNL_ARG_DST, p->c},
+                               {DNNL_ARG_BIAS, p->bias}};
+    if (bias && (s = dnnl_memory_set_data_handle(p->bias, (void *)bias)) != dnnl_success) return fail(message, "setting the bias", s);
+    if ((s = dnnl_primitive_execute(p->primitive, stream, bias ? 4 : 3, args)) != dnnl_success) return fail(message, "executing", s);
     if ((s = dnnl_stream_wait(stream)) != dnnl_success) return fail(message, "waiting for the stream", s);
     return 0;
 }
@@ -175,6 +191,7 @@ void umd_onednn_matmul_destroy(umd_onednn_matmul *p) {
     if (p->a) dnnl_memory_destroy(p->a);
     if (p->b) dnnl_memory_destroy(p->b);
     if (p->c) dnnl_memory_destroy(p->c);
+    if (p->bias) dnnl_memory_destroy(p->bias);
     if (p->primitive) dnnl_primitive_destroy(p->primitive);
     if (p->descriptor) dnnl_primitive_desc_destroy(p->descriptor);
     free(p->a16);

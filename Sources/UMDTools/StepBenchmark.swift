@@ -157,6 +157,7 @@ public enum StepBenchmark {
         // matrix products, or sgemm itself running slower on the step's shapes?
         var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
         var shapeRates: [(choice: MatmulChoice, rate: Double)] = []
+        var shapesAlone: [KernelProfile.GemmShape: Double] = [:]   // the run's backend, each shape alone, per step
         let profiledSteps = 2
         if showPhases {
             try world.barrier()
@@ -171,7 +172,9 @@ public enum StepBenchmark {
             let perStep = shapes.map { ($0.0, max(1, $0.1.calls / (profiledSteps + 1))) }
             for choice in MatmulChoice.allCases where choice != .bf16 || OneDNNBackend.hasBFloat16 {
                 try world.barrier()
-                shapeRates.append((choice, try world.allreduce(StepShapeRates.rate(choice, shapes: perStep), op: .min)))
+                let measured = try StepShapeRates.rate(choice, shapes: perStep)
+                shapeRates.append((choice, try world.allreduce(measured.rate, op: .min)))
+                if choice == matmul { shapesAlone = measured.secondsPerStep }
             }
         }
         let waitShare = try world.allreduce(together.wait, op: .max) / togetherSeconds
@@ -247,7 +250,7 @@ public enum StepBenchmark {
                                  + "host): the utilisation is unreliable, run again", 100 * baselineDrift))
                 }
                 printKernelProfile(kernelSeconds: kernelSeconds, shapes: shapes, steps: profiledSteps + 1,
-                                   sgemmRate: sgemmBaseline * 1e9)
+                                   sgemmRate: sgemmBaseline * 1e9, aloneSeconds: shapesAlone)
                 printMemory(model, localBatch: localBatch)
             }
             if R > 1 {
@@ -270,7 +273,7 @@ public enum StepBenchmark {
 /// profiled steps' wall time per step) and the sgemm shapes that lose the most time against
 /// the large-square rate `sgemmRate` (FLOP/s).
 private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))],
-                                steps: Int, sgemmRate: Double) {
+                                steps: Int, sgemmRate: Double, aloneSeconds: [KernelProfile.GemmShape: Double]) {
     guard let stepSeconds = kernelSeconds.last, stepSeconds > 0 else { return }
     print("kernel families (rank 0, timed call by call; per step):")
     for family in KernelProfile.Family.allCases {
@@ -292,6 +295,21 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
         print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  %7.1f ms  %6.1f GFLOP/s  lost %6.1f ms",
                      shape.kind, shape.m, shape.n, shape.k, cost.calls / steps, cost.seconds / Double(steps) * 1000,
                      rate / 1e9, lostSeconds * 1000))
+    }
+    // Inside the step against the same products alone (same backend, compact operands, warm
+    // caches): what the step's surroundings cost the products — cold operands, strided views,
+    // accumulation into C — apart from what the shapes themselves reach.
+    guard !aloneSeconds.isEmpty else { return }
+    let inStep = shapes.map { shape, cost in (shape, cost.calls / steps, cost.seconds / Double(steps)) }
+    let alone = inStep.reduce(0.0) { $0 + (aloneSeconds[$1.0] ?? $1.2) }, together = inStep.reduce(0.0) { $0 + $1.2 }
+    print(String(format: "the step's products inside the step %.1f ms, the same products alone %.1f ms (per step; "
+                 + "%.1f %%): the shapes slowed most by the step around them:", together * 1000, alone * 1000,
+                 100 * alone / together))
+    for (shape, calls, seconds) in inStep.sorted(by: { $0.2 - (aloneSeconds[$0.0] ?? $0.2) > $1.2 - (aloneSeconds[$1.0] ?? $1.2) })
+        .prefix(8) {
+        let by = aloneSeconds[shape] ?? seconds
+        print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  in the step %7.1f ms, alone %7.1f ms  (+%.1f ms)",
+                     shape.kind, shape.m, shape.n, shape.k, calls, seconds * 1000, by * 1000, (seconds - by) * 1000))
     }
 }
 

@@ -8,13 +8,15 @@ import UMDModel
 /// mix, not a large square, is what a step's products could reach at best on a backend:
 /// `bench step --phases` measures its utilisation against the fastest one.
 enum StepShapeRates {
-    /// GFLOP/s of `choice` over `shapes` (calls per step), operands compact in memory.
+    /// GFLOP/s of `choice` over `shapes` (calls per step), operands compact in memory, and each
+    /// shape's seconds per step alone (to set against its time inside the step).
     static func rate(_ choice: MatmulChoice, shapes: [(KernelProfile.GemmShape, Int)], minimumSeconds: Double = 0.02)
-        throws -> Double {
+        throws -> (rate: Double, secondsPerStep: [KernelProfile.GemmShape: Double]) {
         let chosen = Matmul.backend
         defer { Matmul.backend = chosen }
         Matmul.backend = try choice.makeBackend()
         var flops = 0.0, seconds = 0.0
+        var secondsPerStep: [KernelProfile.GemmShape: Double] = [:]
         let packed = FloatBuffer()
         for (shape, calls) in shapes {
             let (m, n, k) = (shape.m, shape.n, shape.k)
@@ -42,7 +44,8 @@ enum StepShapeRates {
             }
             flops += shape.flops * Double(calls)
             seconds += elapsed / Double(repeats)
+            secondsPerStep[shape] = elapsed / Double(repeats)
         }
-        return seconds > 0 ? flops / seconds / 1e9 : 0
+        return (seconds > 0 ? flops / seconds / 1e9 : 0, secondsPerStep)
     }
 }

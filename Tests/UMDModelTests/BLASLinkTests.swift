@@ -69,6 +69,52 @@ struct OneDNNBackendTests {
         #expect(toEmulation < 1e-4 && toExact > 10 * toEmulation, "bf16 vs emulation \(toEmulation), vs fp32 \(toExact)")
     }
 
+    /// The Linear forward hands its bias to the backend with the product (oneDNN adds it as it
+    /// writes C, OpenBLAS seeds C's rows): each backend's C = product (+ old C) + bias on every
+    /// row — to fp32 rounding against the same backend's product without the bias — and the
+    /// padding beyond n in each row of C untouched.
+    @Test func aBiasIsAddedToEveryRowOnEveryBackend() throws {
+        var backends: [any MatmulBackend] = [Matmul.reference, try OneDNNBackend(), BFloat16Products.backend]
+        if OneDNNBackend.hasBFloat16 { backends.append(try OneDNNBackend(bf16: true)) }
+        let (m, n, k, ldc) = (13, 40, 70, 43)
+        var state: UInt64 = 3
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+        }
+        let a = (0..<(m * k)).map { _ in next() }, b = (0..<(n * k)).map { _ in next() }
+        let bias = (0..<n).map { _ in 4 * next() }, old = (0..<(m * ldc)).map { _ in next() }
+        for backend in backends {
+            for accumulate in [false, true] {
+                func product(withBias: Bool) -> [Float] {
+                    var out = old
+                    a.withUnsafeBufferPointer { a in
+                        b.withUnsafeBufferPointer { b in
+                            bias.withUnsafeBufferPointer { bias in
+                                out.withUnsafeMutableBufferPointer { out in
+                                    backend.compute(MatmulProblem(transposeA: false, transposeB: true, m: m, n: n, k: k,
+                                                                  alpha: 1, a: a.baseAddress!, lda: k, b: b.baseAddress!,
+                                                                  ldb: k, c: out.baseAddress!, ldc: ldc,
+                                                                  accumulate: accumulate,
+                                                                  bias: withBias ? bias.baseAddress! : nil))
+                                }
+                            }
+                        }
+                    }
+                    return out
+                }
+                let plain = product(withBias: false), biased = product(withBias: true)
+                var worst: Float = 0
+                for i in 0..<m {
+                    for j in 0..<n { worst = max(worst, abs(biased[i * ldc + j] - (plain[i * ldc + j] + bias[j]))) }
+                    for j in n..<ldc { #expect(biased[i * ldc + j].bitPattern == old[i * ldc + j].bitPattern) }
+                }
+                // |C| stays below ~20 here: a few ulps of that.
+                #expect(worst < 1e-5, "\(backend.name), accumulate \(accumulate): off by \(worst)")
+            }
+        }
+    }
+
     @Test(.enabled(if: !OneDNNBackend.hasBFloat16, "the CPU has bf16 instructions: nothing to refuse here"))
     func bf16IsRefusedWithoutTheInstructions() {
         #expect { try OneDNNBackend(bf16: true) } throws: { "\($0)".contains("needs AVX512-BF16 or AMX") && "\($0)".contains("--matmul onednn") }

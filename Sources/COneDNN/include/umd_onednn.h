@@ -12,15 +12,17 @@ typedef struct umd_onednn_matmul umd_onednn_matmul;
 // Creates the CPU engine and stream once per process. 0 on success.
 int umd_onednn_init(char *message);
 
-// One product shape, row-major: C[m, n] = alpha * op(A) * op(B) (+ C when accumulate).
-// op(A) = A[m, k] (lda) or, transposed, A stored [k, m]; op(B) = B[k, n] (ldb) or, transposed,
-// B stored [n, k]. bf16: A and B are rounded to bfloat16 (nearest even) into scratch and
-// multiplied with fp32 accumulation; C stays fp32. NULL on failure (message says why).
+// One product shape, row-major: C[m, n] = alpha * op(A) * op(B) (+ bias[n] on every row when
+// bias) (+ C when accumulate). op(A) = A[m, k] (lda) or, transposed, A stored [k, m]; op(B) =
+// B[k, n] (ldb) or, transposed, B stored [n, k]. bf16: A and B are rounded to bfloat16 (nearest
+// even) into scratch and multiplied with fp32 accumulation; C and the bias stay fp32. A bias
+// needs alpha 1. NULL on failure (message says why).
 umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
-                                            int bf16, char *message);
-// Runs the product on these operands. 0 on success.
-int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, float *c, char *message);
+                                            int bias, int bf16, char *message);
+// Runs the product on these operands (bias: NULL unless created with one). 0 on success.
+int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
+                          char *message);
 // The implementation oneDNN chose (e.g. "brg:avx512_core").
 const char *umd_onednn_matmul_implementation(const umd_onednn_matmul *p);
 void umd_onednn_matmul_destroy(umd_onednn_matmul *p);

@@ -3,9 +3,10 @@ import COpenBLAS
 import Glibc
 #endif
 
-/// One row-major product C[m, n] = alpha · op(A) · op(B) (+ C when `accumulate`), op(A) =
-/// A[m, k] or (`transposeA`) A stored [k, m]; op(B) = B[k, n] or (`transposeB`) B stored
-/// [n, k]; leading dimensions `lda`, `ldb`, `ldc`. What a backend computes.
+/// One row-major product C[m, n] = alpha · op(A) · op(B) (+ bias[n] on every row) (+ C when
+/// `accumulate`), op(A) = A[m, k] or (`transposeA`) A stored [k, m]; op(B) = B[k, n] or
+/// (`transposeB`) B stored [n, k]; leading dimensions `lda`, `ldb`, `ldc`. A bias comes with
+/// alpha 1 (the Linear forward). What a backend computes.
 public struct MatmulProblem {
     public var transposeA: Bool, transposeB: Bool
     public var m: Int, n: Int, k: Int
@@ -14,6 +15,18 @@ public struct MatmulProblem {
     public var b: UnsafePointer<Float>, ldb: Int
     public var c: UnsafeMutablePointer<Float>, ldc: Int
     public var accumulate: Bool
+    public var bias: UnsafePointer<Float>? = nil
+
+    /// OpenBLAS has no bias: each row of C starts as the bias (added to C's old contents when
+    /// accumulating) and sgemm adds the product onto it (beta 1). Returns sgemm's beta.
+    func seedBias() -> Float {
+        guard let bias else { return accumulate ? 1 : 0 }
+        for r in 0..<m {
+            let row = c + r * ldc
+            if accumulate { for j in 0..<n { row[j] += bias[j] } } else { row.update(from: bias, count: n) }
+        }
+        return 1
+    }
 }
 
 /// How the model's matrix products are computed: the one seam every product goes through
@@ -35,9 +48,10 @@ public final class OpenBLASBackend: MatmulBackend {
     public var isFloat32: Bool { true }
     @inline(__always)
     public func compute(_ p: MatmulProblem) {
+        let beta = p.seedBias()
         cblas_sgemm(CblasRowMajor, p.transposeA ? CblasTrans : CblasNoTrans, p.transposeB ? CblasTrans : CblasNoTrans,
                     Int32(p.m), Int32(p.n), Int32(p.k), p.alpha, p.a, Int32(p.lda), p.b, Int32(p.ldb),
-                    p.accumulate ? 1 : 0, p.c, Int32(p.ldc))
+                    beta, p.c, Int32(p.ldc))
     }
 }
 
@@ -78,11 +92,14 @@ public enum Matmul {
     @inline(__always)
     static func product(_ kind: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                        _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                        bias: UnsafePointer<Float>? = nil) {
+        precondition(bias == nil || alpha == 1, "Matmul: a product with a bias has alpha 1")
         let backend = current
         KernelProfile.matrixProduct(kind, m, n, k) {
             backend.compute(MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                                          a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate))
+                                          a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
+                                          bias: bias))
         }
     }
 
@@ -115,16 +132,13 @@ public enum Matmul {
 
     // The three products a Linear layer needs (y = x W^T + b), named for what they compute.
 
-    /// out[rows, outF] = x[rows, inF] · W[outF, inF]^T + b.
+    /// out[rows, outF] = x[rows, inF] · W[outF, inF]^T + b: the bias goes to the backend with
+    /// the product (oneDNN adds it as it writes C; OpenBLAS seeds C's rows with it).
     public static func linearForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                      _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                                      rows: Int, inFeatures: Int, outFeatures: Int) {
-        if let bias {
-            // Seed every row with the bias, then let sgemm accumulate onto it.
-            for r in 0..<rows { (out + r * outFeatures).update(from: bias, count: outFeatures) }
-        }
-        nt(m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, weight, ldb: inFeatures,
-           out, ldc: outFeatures, accumulate: bias != nil)
+        product("nt", transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures, alpha: 1,
+                x, lda: inFeatures, weight, ldb: inFeatures, out, ldc: outFeatures, accumulate: false, bias: bias)
     }
 
     /// dx[rows, inF] += dy[rows, outF] · W[outF, inF]  (= when `accumulate` is false).
@@ -193,7 +207,7 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
     func compute(_ p: MatmulProblem) {
         let (aRows, aColumns) = p.transposeA ? (p.k, p.m) : (p.m, p.k)
         let (bRows, bColumns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
-        var q = p
+        var q = p   // the bias stays fp32 (as oneDNN's), added by the reference
         q.a = rounded(p.a, rows: aRows, columns: aColumns, ld: p.lda, into: roundedA)
         q.lda = aColumns
         q.b = rounded(p.b, rows: bRows, columns: bColumns, ld: p.ldb, into: roundedB)

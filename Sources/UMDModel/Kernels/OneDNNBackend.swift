@@ -41,7 +41,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
 
     struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
-        let alpha: UInt32, accumulate: Bool
+        let alpha: UInt32, accumulate: Bool, bias: Bool
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -87,7 +87,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     public func implementation(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) throws -> String {
         let ldA = transposeA ? m : k, ldB = transposeB ? k : n
         let key = Key(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: ldA, ldb: ldB, ldc: n,
-                      alpha: Float(1).bitPattern, accumulate: false)
+                      alpha: Float(1).bitPattern, accumulate: false, bias: false)
         return String(cString: umd_onednn_matmul_implementation(try primitive(key)))
     }
 
@@ -97,8 +97,8 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         if let p = primitives[key] { return p }
         guard let p = umd_onednn_matmul_create(key.transposeA ? 1 : 0, key.transposeB ? 1 : 0, Int64(key.m), Int64(key.n),
                                                Int64(key.k), Int64(key.lda), Int64(key.ldb), Int64(key.ldc),
-                                               Float(bitPattern: key.alpha), key.accumulate ? 1 : 0, bf16 ? 1 : 0,
-                                               message) else {
+                                               Float(bitPattern: key.alpha), key.accumulate ? 1 : 0, key.bias ? 1 : 0,
+                                               bf16 ? 1 : 0, message) else {
             throw Failure(description: String(cString: message)
                           + " (product \(key.m)x\(key.n)x\(key.k), transposes \(key.transposeA)/\(key.transposeB))")
         }
@@ -108,10 +108,10 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
 
     public func compute(_ p: MatmulProblem) {
         let key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
-                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate)
+                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil)
         do {
             let primitive = try primitive(key)
-            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.c, message) == 0 else {
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, message) == 0 else {
                 throw Failure(description: String(cString: message))
             }
         } catch {
