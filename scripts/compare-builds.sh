@@ -39,6 +39,9 @@ for which in old new; do
     $ds $o/d-ft-init.st --stage finetune --task vqa --init-from $o/pretrain/final.safetensors --init-only vision.,text. \
         --vocabulary-size 300 >/dev/null
     $ds $o/d-ft-onednn.st --stage finetune --task vqa --matmul onednn >/dev/null
+    # bf16 runs only where the CPU has AVX512-BF16 or AMX (refused elsewhere: no file to compare).
+    $ds $o/d-pretrain-bf16.st --matmul bf16 >/dev/null 2>&1 || true
+    $ds $o/d-ft-bf16.st --stage finetune --task vqa --matmul bf16 --dropout 0.1 >/dev/null 2>&1 || true
     $ds $o/d-pretrain-lr.st --lr 3e-4 --preset small --batch-size 2 >/dev/null
 done
 # The tensors' bytes: a safetensors file is an 8-byte header length N, N bytes of JSON

@@ -2,6 +2,7 @@
 #include "umd_onednn.h"
 #include <oneapi/dnnl/dnnl.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,10 @@
 #endif
 
 static dnnl_engine_t engine;
-static dnnl_stream_t stream;
+// One stream per thread: a stream must not run primitives for two threads at once (tests run
+// products on many threads; a rank's products all come from its training thread). A
+// thread's stream lives as long as the process.
+static _Thread_local dnnl_stream_t stream;
 
 struct umd_onednn_matmul {
     dnnl_primitive_desc_t descriptor;
@@ -29,13 +33,20 @@ static int fail(char *message, const char *what, dnnl_status_t status) {
 
 #define CHECK(call, what) do { dnnl_status_t s_ = (call); if (s_ != dnnl_success) { fail(message, what, s_); goto error; } } while (0)
 
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static dnnl_status_t engine_status;
+static void create_engine(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
+
 int umd_onednn_init(char *message) {
-    if (engine) return 0;
-    dnnl_status_t s = dnnl_engine_create(&engine, dnnl_cpu, 0);
-    if (s != dnnl_success) return fail(message, "creating the CPU engine", s);
-    s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
-    if (s != dnnl_success) return fail(message, "creating a stream", s);
+    pthread_once(&engine_once, create_engine);
+    if (engine_status != dnnl_success) return fail(message, "creating the CPU engine", engine_status);
     return 0;
+}
+
+// The calling thread's stream, created on its first product.
+static dnnl_status_t thread_stream(void) {
+    if (stream) return dnnl_success;
+    return dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
 }
 
 // A row-major matrix of `rows` x `columns` (leading dimension ld) seen as the 2-D operand
@@ -156,7 +167,7 @@ static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld,
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst) { convert(src, 1, count, count, dst); }
 
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
-                          char *message) {
+                          const uint16_t *b16, char *message) {
     if ((p->bias != NULL) != (bias != NULL)) {
         snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: a product run %s the bias it was created %s",
                  bias ? "with" : "without", bias ? "without" : "with");
@@ -165,10 +176,11 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
         convert(a, p->a_rows, p->a_columns, p->lda, p->a16);
-        convert(b, p->b_rows, p->b_columns, p->ldb, p->b16);
-        a_data = p->a16; b_data = p->b16;
+        if (!b16) convert(b, p->b_rows, p->b_columns, p->ldb, p->b16);
+        a_data = p->a16; b_data = b16 ? (const void *)b16 : (const void *)p->b16;
     }
     dnnl_status_t s;
+    if ((s = thread_stream()) != dnnl_success) return fail(message, "creating this thread's stream", s);
     if ((s = dnnl_memory_set_data_handle(p->a, (void *)a_data)) != dnnl_success) return fail(message, "setting A", s);
     if ((s = dnnl_memory_set_data_handle(p->b, (void *)b_data)) != dnnl_success) return fail(message, "setting B", s);
     if ((s = dnnl_memory_set_data_handle(p->c, c)) != dnnl_success) return fail(message, "setting C", s);

@@ -32,6 +32,8 @@ public enum DryRun {
         public var perSample: Int
         public var checkpointStaging: Int
         public var stepSeconds: Double
+        /// Other memory of a fixed size (`--matmul bf16`'s rounded weight copies), by owner.
+        public var otherFixed: [(owner: String, bytes: Int)] = []
 
         /// The estimated peak per rank at `batch` samples per micro-batch.
         public func peak(localBatch batch: Int) -> Int {
@@ -83,7 +85,7 @@ public enum DryRun {
         return Estimate(config: config, ranks: ranks, localBatch: localBatch, measuredBatch: measuredBatch, parameters: parameters,
                         gradients: parameters, moments: moments, teacher: teacher, measuredPeak: peakResidentBytes(),
                         momentsNotHeld: momentsAll - moments, perSample: activations / measuredBatch,
-                        checkpointStaging: staging, stepSeconds: stepSeconds)
+                        checkpointStaging: staging, stepSeconds: stepSeconds, otherFixed: MemoryLedger.fixedTable)
     }
 
     /// The estimate in words, for the terminal.
@@ -96,7 +98,8 @@ public enum DryRun {
                      + "\(config.batchSize) is \(e.localBatch) sample(s) per rank per micro-batch"
                      + (config.accumulate > 1 ? " (× \(config.accumulate) accumulated)" : "")]
         lines.append("  fixed per rank: parameters \(mib(e.parameters)), gradients \(mib(e.gradients)), AdamW moments "
-                     + "\(mib(e.moments))" + (e.momentsNotHeld > 0 ? " (its share)" : "") + ", EMA teacher \(mib(e.teacher))")
+                     + "\(mib(e.moments))" + (e.momentsNotHeld > 0 ? " (its share)" : "") + ", EMA teacher \(mib(e.teacher))"
+                     + e.otherFixed.map { ", \($0.owner) \(mib($0.bytes))" }.joined())
         lines.append("  activations and scratch: \(mib(e.perSample)) per sample (measured: 2 steps of \(e.measuredBatch) "
                      + "synthetic samples in this process)")
         if e.checkpointStaging > 0 { lines.append("  --async-checkpoint staging copy: \(mib(e.checkpointStaging))") }

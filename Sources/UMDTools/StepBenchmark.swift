@@ -321,8 +321,8 @@ private func printMemory(_ model: StageModel, localBatch: Int) {
     let student = model.student.count * 4
     let fixed: [(String, Int)] = [("parameters (student)", student), ("gradients", model.student.hasGradients ? student : 0),
                                   ("AdamW moments (this rank's share)", model.optimizer.owned.count * 8),
-                                  ("EMA teacher", (model.teacher?.count ?? 0) * 4)]
-    print("memory of rank 0 — fixed (arenas; the same at every batch size):")
+                                  ("EMA teacher", (model.teacher?.count ?? 0) * 4)] + MemoryLedger.fixedTable
+    print("memory of rank 0 — fixed (arenas, weight copies; the same at every batch size):")
     for (name, bytes) in fixed where bytes > 0 {
         print("  " + name.padding(toLength: 40, withPad: " ", startingAt: 0) + mib(bytes))
     }

@@ -74,7 +74,8 @@ struct OneDNNBackendTests {
     /// row — to fp32 rounding against the same backend's product without the bias — and the
     /// padding beyond n in each row of C untouched.
     @Test func aBiasIsAddedToEveryRowOnEveryBackend() throws {
-        var backends: [any MatmulBackend] = [Matmul.reference, try OneDNNBackend(), BFloat16Products.backend]
+        // A fresh emulation: the shared one's scratch belongs to the tests that set it per thread.
+        var backends: [any MatmulBackend] = [Matmul.reference, try OneDNNBackend(), BFloat16Products()]
         if OneDNNBackend.hasBFloat16 { backends.append(try OneDNNBackend(bf16: true)) }
         let (m, n, k, ldc) = (13, 40, 70, 43)
         var state: UInt64 = 3
@@ -113,6 +114,45 @@ struct OneDNNBackendTests {
                 #expect(worst < 1e-5, "\(backend.name), accumulate \(accumulate): off by \(worst)")
             }
         }
+    }
+
+    /// `Matmul.reusingParameterCopies`: inside a scope bf16 rounds a parameter operand once (the
+    /// product is bitwise the one that converts B itself); a change to B between two scopes is
+    /// seen; inside one scope the copy is what is used (why weights must not change there);
+    /// the copy is charged to the memory ledger as fixed memory. fp32 keeps no copies.
+    @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"))
+    func bf16RoundsAParameterOncePerScope() throws {
+        let backend = try OneDNNBackend(bf16: true)
+        let (m, n, k) = (9, 48, 64)
+        let a = (0..<(m * k)).map { Float($0 % 13) / 7 - 0.9 }
+        var weight = (0..<(n * k)).map { Float($0 % 17) / 9 - 0.8 }
+        func product(parameter: Bool) -> [Float] {
+            var c = [Float](repeating: 0, count: m * n)
+            a.withUnsafeBufferPointer { a in
+                weight.withUnsafeBufferPointer { w in
+                    c.withUnsafeMutableBufferPointer { c in
+                        backend.compute(MatmulProblem(transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1,
+                                                      a: a.baseAddress!, lda: k, b: w.baseAddress!, ldb: k,
+                                                      c: c.baseAddress!, ldc: n, accumulate: false, parameterB: parameter))
+                    }
+                }
+            }
+            return c
+        }
+        let fixedBefore = MemoryLedger.fixedTable.first { $0.owner == OneDNNBackend.parameterCopiesOwner }?.bytes ?? 0
+        let converting = product(parameter: false)
+        backend.beginParameterReuse()
+        #expect(product(parameter: true).map(\.bitPattern) == converting.map(\.bitPattern))
+        let fixedAfter = MemoryLedger.fixedTable.first { $0.owner == OneDNNBackend.parameterCopiesOwner }?.bytes ?? 0
+        #expect(fixedAfter - fixedBefore >= 2 * n * k)   // other tests' backends may charge at the same time
+        for i in weight.indices { weight[i] *= -3 }
+        #expect(product(parameter: true).map(\.bitPattern) == converting.map(\.bitPattern), "the scope's copy is used")
+        #expect(product(parameter: false).map(\.bitPattern) != converting.map(\.bitPattern))
+        backend.endParameterReuse()
+        let changed = product(parameter: false)
+        backend.beginParameterReuse()
+        #expect(product(parameter: true).map(\.bitPattern) == changed.map(\.bitPattern), "a new scope sees the change")
+        backend.endParameterReuse()
     }
 
     @Test(.enabled(if: !OneDNNBackend.hasBFloat16, "the CPU has bf16 instructions: nothing to refuse here"))

@@ -20,9 +20,10 @@ int umd_onednn_init(char *message);
 umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
                                             int bias, int bf16, char *message);
-// Runs the product on these operands (bias: NULL unless created with one). 0 on success.
+// Runs the product on these operands (bias: NULL unless created with one). b16: for bf16, B
+// already rounded to bfloat16, compact (NULL: B is converted here). 0 on success.
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
-                          char *message);
+                          const uint16_t *b16, char *message);
 // The implementation oneDNN chose (e.g. "brg:avx512_core").
 const char *umd_onednn_matmul_implementation(const umd_onednn_matmul *p);
 void umd_onednn_matmul_destroy(umd_onednn_matmul *p);

@@ -164,25 +164,29 @@ public final class TrainingStep {
             losses = ["task": r.loss, "loss": r.loss]
             sums = ((sums?.text ?? 0) + r.coefficients.sumText, (sums?.image ?? 0) + r.coefficients.sumImage)
         }
-        for (k, batch) in micro.enumerated() {
-            model.reportGradients(to: k == micro.count - 1 ? ready : nil)
-            switch batch {
-            case .pretrain(let b):
-                guard let objective = model.pretrain, let teacher = model.teacher else {
-                    throw RunError("a \(model.stage.rawValue) model got a pretraining batch")
+        // No parameter changes until the update: the backend may keep its bf16 copies of the
+        // weights through every micro-batch's forward and backward.
+        try Matmul.reusingParameterCopies {
+            for (k, batch) in micro.enumerated() {
+                model.reportGradients(to: k == micro.count - 1 ? ready : nil)
+                switch batch {
+                case .pretrain(let b):
+                    guard let objective = model.pretrain, let teacher = model.teacher else {
+                        throw RunError("a \(model.stage.rawValue) model got a pretraining batch")
+                    }
+                    let l = objective.step(student: student, teacher: teacher, batch: b, dropout: settings.dropout,
+                                           passKey: passKey, reduction: stepReduction)
+                    losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
+                    if objective.includeITM { losses["itm"] = l.itm }
+                case .classification(let b):
+                    addTask(try finetune().step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                                reduction: stepReduction))
+                case .retrieval(let b):
+                    addTask(try finetune().retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
+                                                         reduction: stepReduction))
                 }
-                let l = objective.step(student: student, teacher: teacher, batch: b, dropout: settings.dropout,
-                                       passKey: passKey, reduction: stepReduction)
-                losses = ["mim": l.mim, "mlm": l.mlm, "feamim": l.feaMIM, "feamlm": l.feaMLM, "loss": l.total]
-                if objective.includeITM { losses["itm"] = l.itm }
-            case .classification(let b):
-                addTask(try finetune().step(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                            reduction: stepReduction))
-            case .retrieval(let b):
-                addTask(try finetune().retrievalStep(student: student, batch: b, dropout: settings.dropout, passKey: passKey,
-                                                     reduction: stepReduction))
+                outcome.losses.merge(losses, uniquingKeysWith: +)
             }
-            outcome.losses.merge(losses, uniquingKeysWith: +)
         }
         if let sums, let objective = model.finetune {
             outcome.coefficients = GMCoord.coefficients(sumText: sums.text, sumImage: sums.image, beta: objective.beta)

@@ -16,6 +16,9 @@ public struct MatmulProblem {
     public var c: UnsafeMutablePointer<Float>, ldc: Int
     public var accumulate: Bool
     public var bias: UnsafePointer<Float>? = nil
+    /// B is a parameter tensor (compact) that no one writes while a
+    /// `Matmul.reusingParameterCopies` scope is open: a bf16 backend converts it once per scope.
+    public var parameterB = false
 
     /// OpenBLAS has no bias: each row of C starts as the bias (added to C's old contents when
     /// accumulating) and sgemm adds the product onto it (beta 1). Returns sgemm's beta.
@@ -39,6 +42,15 @@ public protocol MatmulBackend: AnyObject, Sendable {
     /// Whether it computes in fp32 throughout (inputs not rounded).
     var isFloat32: Bool { get }
     func compute(_ p: MatmulProblem)
+    /// A scope in which products marked `parameterB` may reuse what the backend made of B the
+    /// first time (bf16: its rounded copy); `end` forgets it all. Default: nothing to reuse.
+    func beginParameterReuse()
+    func endParameterReuse()
+}
+
+extension MatmulBackend {
+    public func beginParameterReuse() {}
+    public func endParameterReuse() {}
 }
 
 /// OpenBLAS's `cblas_sgemm`: the default backend and the reference.
@@ -61,6 +73,18 @@ public final class OpenBLASBackend: MatmulBackend {
 public enum Matmul {
     /// The process's backend, chosen once at start-up before any product (OpenBLAS).
     nonisolated(unsafe) public static var backend: any MatmulBackend = reference
+
+    /// Runs `body` — a step's forward and backward passes, during which no parameter changes —
+    /// letting the backend keep what it made of parameter operands (the Linear weights, marked
+    /// `parameterB`) across the products that use them: bf16 rounds each weight once per
+    /// step instead of at every product (student forward, recomputes, backward). Nothing of
+    /// it outlives the scope, so an update between two scopes is always seen.
+    public static func reusingParameterCopies<T>(_ body: () throws -> T) rethrows -> T {
+        let backend = current
+        backend.beginParameterReuse()
+        defer { backend.endParameterReuse() }
+        return try body()
+    }
     /// The reference backend (OpenBLAS sgemm).
     public static let reference = OpenBLASBackend()
 
@@ -93,13 +117,13 @@ public enum Matmul {
     static func product(_ kind: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                         _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-                        bias: UnsafePointer<Float>? = nil) {
+                        bias: UnsafePointer<Float>? = nil, parameterB: Bool = false) {
         precondition(bias == nil || alpha == 1, "Matmul: a product with a bias has alpha 1")
         let backend = current
         KernelProfile.matrixProduct(kind, m, n, k) {
             backend.compute(MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                                           a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
-                                          bias: bias))
+                                          bias: bias, parameterB: parameterB))
         }
     }
 
@@ -134,19 +158,22 @@ public enum Matmul {
 
     /// out[rows, outF] = x[rows, inF] · W[outF, inF]^T + b: the bias goes to the backend with
     /// the product (oneDNN adds it as it writes C; OpenBLAS seeds C's rows with it).
+    /// `reusedWeight`: W is a trained weight, used again by backward (see `reusingParameterCopies`).
     public static func linearForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                      _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                                     rows: Int, inFeatures: Int, outFeatures: Int) {
+                                     rows: Int, inFeatures: Int, outFeatures: Int, reusedWeight: Bool = false) {
         product("nt", transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures, alpha: 1,
-                x, lda: inFeatures, weight, ldb: inFeatures, out, ldc: outFeatures, accumulate: false, bias: bias)
+                x, lda: inFeatures, weight, ldb: inFeatures, out, ldc: outFeatures, accumulate: false, bias: bias,
+                parameterB: reusedWeight)
     }
 
     /// dx[rows, inF] += dy[rows, outF] · W[outF, inF]  (= when `accumulate` is false).
     public static func linearInputGradient(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                            _ weight: UnsafePointer<Float>,
                                            rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = true) {
-        nn(m: rows, n: inFeatures, k: outFeatures, dy, lda: outFeatures, weight, ldb: inFeatures,
-           dx, ldc: inFeatures, accumulate: accumulate)
+        product("nn", transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures, alpha: 1,
+                dy, lda: outFeatures, weight, ldb: inFeatures, dx, ldc: inFeatures, accumulate: accumulate,
+                parameterB: true)
     }
 
     /// dW[outF, inF] += dy[rows, outF]^T · x[rows, inF] (= with `accumulate` false: dW's old

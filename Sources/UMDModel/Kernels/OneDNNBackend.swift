@@ -38,6 +38,20 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     private let lock = NSLock()
     /// Where a failing product's C call writes why (allocated once: products are a hot loop).
     private let message = UnsafeMutablePointer<CChar>.allocate(capacity: Int(UMD_ONEDNN_MESSAGE_LENGTH))
+    /// bf16: rounded copies of parameter operands (by address), made once per
+    /// `Matmul.reusingParameterCopies` scope. The buffers stay allocated from step to step
+    /// (charged to the memory ledger as fixed memory); `current` says whether this scope has filled one.
+    private var parameterCopies: [UnsafeRawPointer: ParameterCopy] = [:]
+    private var reusingParameters = false
+
+    final class ParameterCopy {
+        let values: UnsafeMutablePointer<UInt16>   // [count] bfloat16
+        let count: Int
+        var current = false
+        init(count: Int) { self.count = count; values = .allocate(capacity: count) }
+        deinit { values.deallocate() }
+    }
+    static let parameterCopiesOwner = "bf16 copies of the trained weights"
 
     struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
@@ -69,6 +83,38 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     deinit {
         for p in primitives.values { umd_onednn_matmul_destroy(p) }
         message.deallocate()
+        let bytes = parameterCopies.values.reduce(0) { $0 + 2 * $1.count }
+        if bytes > 0 { MemoryLedger.chargeFixed(Self.parameterCopiesOwner, -bytes) }
+    }
+
+    public func beginParameterReuse() { reusingParameters = bf16 }
+
+    public func endParameterReuse() {
+        reusingParameters = false
+        for copy in parameterCopies.values { copy.current = false }
+    }
+
+    /// B rounded to bf16 for this scope (converted by its first product), or nil when the
+    /// product converts B itself: fp32, no scope, B not a parameter or not compact.
+    private func parameterCopy(_ p: MatmulProblem) -> UnsafePointer<UInt16>? {
+        guard reusingParameters, p.parameterB else { return nil }
+        let (rows, columns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
+        guard p.ldb == columns else { return nil }
+        let count = rows * columns
+        let copy: ParameterCopy
+        if let known = parameterCopies[UnsafeRawPointer(p.b)], known.count == count {
+            copy = known
+        } else {
+            if let stale = parameterCopies[UnsafeRawPointer(p.b)] { MemoryLedger.chargeFixed(Self.parameterCopiesOwner, -2 * stale.count) }
+            copy = ParameterCopy(count: count)
+            parameterCopies[UnsafeRawPointer(p.b)] = copy
+            MemoryLedger.chargeFixed(Self.parameterCopiesOwner, 2 * count)
+        }
+        if !copy.current {
+            umd_onednn_to_bf16(p.b, Int64(count), copy.values)
+            copy.current = true
+        }
+        return UnsafePointer(copy.values)
     }
 
     public var name: String { bf16 ? "bf16" : "onednn" }
@@ -111,7 +157,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
                       ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil)
         do {
             let primitive = try primitive(key)
-            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, message) == 0 else {
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, parameterCopy(p), message) == 0 else {
                 throw Failure(description: String(cString: message))
             }
         } catch {

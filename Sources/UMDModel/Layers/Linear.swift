@@ -36,8 +36,10 @@ public final class Linear {
                         into y: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
         input = x
         self.rows = rows
+        // A store with gradients is a student's: its weights come back in backward's products.
         Matmul.linearForward(y, x, p.value(params.weight), params.bias.map { UnsafePointer(p.value($0)) },
-                             rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+                             rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,
+                             reusedWeight: p.hasGradients)
         return y
     }
 

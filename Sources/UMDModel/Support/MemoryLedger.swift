@@ -12,6 +12,9 @@ public enum MemoryLedger {
     struct Books: ~Copyable {
         var bytes: [String: Int] = [:]
         var order: [String] = []
+        /// Memory that does not grow with the batch (kept beside the arenas), by owner.
+        var fixed: [String: Int] = [:]
+        var fixedOrder: [String] = []
     }
     static let books = Mutex(Books())
     static let key = "umd.MemoryLedger.owner"
@@ -42,5 +45,18 @@ public enum MemoryLedger {
     /// Bytes by owner, in the order owners first appeared (owners back at zero left out).
     public static var table: [(owner: String, bytes: Int)] {
         books.withLock { b in b.order.map { ($0, b.bytes[$0] ?? 0) }.filter { $0.1 != 0 } }
+    }
+
+    /// Memory of a fixed size whatever the batch (bf16 copies of the weights), kept out of
+    /// `table` so that per-sample figures (bench step, `--dry-run`) do not count it.
+    static func chargeFixed(_ owner: String, _ delta: Int) {
+        books.withLock { b in
+            if b.fixed[owner] == nil { b.fixedOrder.append(owner) }
+            b.fixed[owner, default: 0] += delta
+        }
+    }
+
+    public static var fixedTable: [(owner: String, bytes: Int)] {
+        books.withLock { b in b.fixedOrder.map { ($0, b.fixed[$0] ?? 0) }.filter { $0.1 != 0 } }
     }
 }
