@@ -21,10 +21,27 @@ struct umd_onednn_matmul {
     dnnl_primitive_t primitive;
     dnnl_memory_t a, b, c, bias;   // bias: NULL without one
     int bf16;
-    // bf16: A and B as stored (rows x columns, leading dimension ld), converted into scratch.
+    // bf16: A and B as stored (rows x columns, leading dimension ld), converted into the
+    // thread's scratch.
     int64_t a_rows, a_columns, lda, b_rows, b_columns, ldb;
-    uint16_t *a16, *b16;
 };
+
+// bf16: where a thread's products put their converted operands — one buffer for A and one for
+// B shared by every product shape (not one per shape): the step's products follow each other,
+// so the scratch stays in cache instead of each shape writing into memory last touched long
+// ago. Grown on demand, kept for the thread's life.
+typedef struct { uint16_t *values; size_t capacity; } scratch16;
+static _Thread_local scratch16 scratch_a, scratch_b;
+
+static uint16_t *ensure16(scratch16 *s, size_t count) {
+    if (count > s->capacity) {
+        uint16_t *grown = realloc(s->values, count * sizeof(uint16_t));
+        if (!grown) return NULL;
+        s->values = grown;
+        s->capacity = count;
+    }
+    return s->values;
+}
 
 static int fail(char *message, const char *what, dnnl_status_t status) {
     if (message) snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: %s failed (status %d)", what, (int)status);
@@ -97,11 +114,6 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
     CHECK(dnnl_memory_create(&p->b, &b_md, engine, DNNL_MEMORY_NONE), "creating B's memory");
     CHECK(dnnl_memory_create(&p->c, &c_md, engine, DNNL_MEMORY_NONE), "creating C's memory");
     if (bias) CHECK(dnnl_memory_create(&p->bias, &bias_md, engine, DNNL_MEMORY_NONE), "creating the bias's memory");
-    if (bf16) {
-        p->a16 = malloc(sizeof(uint16_t) * (size_t)(p->a_rows * p->a_columns));
-        p->b16 = malloc(sizeof(uint16_t) * (size_t)(p->b_rows * p->b_columns));
-        if (!p->a16 || !p->b16) { snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory"); goto error; }
-    }
     if (post) dnnl_post_ops_destroy(post);
     dnnl_primitive_attr_destroy(attr);
     return p;
@@ -175,9 +187,15 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     }
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
-        convert(a, p->a_rows, p->a_columns, p->lda, p->a16);
-        if (!b16) convert(b, p->b_rows, p->b_columns, p->ldb, p->b16);
-        a_data = p->a16; b_data = b16 ? (const void *)b16 : (const void *)p->b16;
+        uint16_t *a_converted = ensure16(&scratch_a, (size_t)(p->a_rows * p->a_columns));
+        uint16_t *b_converted = b16 ? NULL : ensure16(&scratch_b, (size_t)(p->b_rows * p->b_columns));
+        if (!a_converted || (!b16 && !b_converted)) {
+            snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory for the bf16 operands");
+            return 1;
+        }
+        convert(a, p->a_rows, p->a_columns, p->lda, a_converted);
+        if (!b16) convert(b, p->b_rows, p->b_columns, p->ldb, b_converted);
+        a_data = a_converted; b_data = b16 ? (const void *)b16 : (const void *)b_converted;
     }
     dnnl_status_t s;
     if ((s = thread_stream()) != dnnl_success) return fail(message, "creating this thread's stream", s);
@@ -206,8 +224,6 @@ void umd_onednn_matmul_destroy(umd_onednn_matmul *p) {
     if (p->bias) dnnl_memory_destroy(p->bias);
     if (p->primitive) dnnl_primitive_destroy(p->primitive);
     if (p->descriptor) dnnl_primitive_desc_destroy(p->descriptor);
-    free(p->a16);
-    free(p->b16);
     free(p);
 }
 
