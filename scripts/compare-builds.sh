@@ -4,7 +4,8 @@
 # (the files' headers name the build that wrote them). Usage: scripts/compare-builds.sh OLD_BINARY NEW_BINARY [DIR]
 # Compares: final weights of 2-rank pretrain, calib, GM-Coord finetune, a sharded +
 # accumulated pretrain, and every debug-step variant (synthetic and real data, each task
-# kind, --init-from, --at-step, --matmul onednn). Exit status 1 when any output differs.
+# kind, --init-from, --at-step, --matmul onednn, and --matmul bf16 where the CPU has it).
+# Exit status 1 when any output differs.
 set -euo pipefail
 OLD=$1 NEW=$2 DIR=${3:-/tmp/compare-builds}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1

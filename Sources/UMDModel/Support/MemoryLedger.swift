@@ -9,12 +9,24 @@ import Synchronization
 /// thread's own (tests run steps on many threads at once); the totals are shared, behind a
 /// lock (growth is rare).
 public enum MemoryLedger {
-    struct Books: ~Copyable {
+    /// Bytes by owner, owners in the order they first appeared.
+    struct Accounts {
         var bytes: [String: Int] = [:]
         var order: [String] = []
-        /// Memory that does not grow with the batch (kept beside the arenas), by owner.
-        var fixed: [String: Int] = [:]
-        var fixedOrder: [String] = []
+
+        mutating func add(_ owner: String, _ delta: Int) {
+            if bytes[owner] == nil { order.append(owner) }
+            bytes[owner, default: 0] += delta
+        }
+
+        /// Owners back at zero left out.
+        var table: [(owner: String, bytes: Int)] { order.map { ($0, bytes[$0] ?? 0) }.filter { $0.1 != 0 } }
+    }
+
+    struct Books: ~Copyable {
+        var activations = Accounts()
+        /// Memory that does not grow with the batch (kept beside the arenas).
+        var fixed = Accounts()
     }
     static let books = Mutex(Books())
     static let key = "umd.MemoryLedger.owner"
@@ -35,28 +47,14 @@ public enum MemoryLedger {
     /// This thread's current owner (a buffer's first growth asks).
     static var currentOwner: String { Thread.current.threadDictionary[key] as? String ?? "other" }
 
-    static func charge(_ owner: String, _ delta: Int) {
-        books.withLock { b in
-            if b.bytes[owner] == nil { b.order.append(owner) }
-            b.bytes[owner, default: 0] += delta
-        }
-    }
+    static func charge(_ owner: String, _ delta: Int) { books.withLock { $0.activations.add(owner, delta) } }
 
     /// Bytes by owner, in the order owners first appeared (owners back at zero left out).
-    public static var table: [(owner: String, bytes: Int)] {
-        books.withLock { b in b.order.map { ($0, b.bytes[$0] ?? 0) }.filter { $0.1 != 0 } }
-    }
+    public static var table: [(owner: String, bytes: Int)] { books.withLock { $0.activations.table } }
 
     /// Memory of a fixed size whatever the batch (bf16 copies of the weights), kept out of
     /// `table` so that per-sample figures (bench step, `--dry-run`) do not count it.
-    static func chargeFixed(_ owner: String, _ delta: Int) {
-        books.withLock { b in
-            if b.fixed[owner] == nil { b.fixedOrder.append(owner) }
-            b.fixed[owner, default: 0] += delta
-        }
-    }
+    static func chargeFixed(_ owner: String, _ delta: Int) { books.withLock { $0.fixed.add(owner, delta) } }
 
-    public static var fixedTable: [(owner: String, bytes: Int)] {
-        books.withLock { b in b.fixedOrder.map { ($0, b.fixed[$0] ?? 0) }.filter { $0.1 != 0 } }
-    }
+    public static var fixedTable: [(owner: String, bytes: Int)] { books.withLock { $0.fixed.table } }
 }
