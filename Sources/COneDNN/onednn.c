@@ -24,6 +24,9 @@ struct umd_onednn_matmul {
     // bf16: A and B as stored (rows x columns, leading dimension ld), converted into the
     // thread's scratch.
     int64_t a_rows, a_columns, lda, b_rows, b_columns, ldb;
+    // Batched products: `batch` of them, operand i at A + i·stride_a, B + i·stride_b (C's
+    // stride is in its descriptor).
+    int64_t batch, stride_a, stride_b;
 };
 
 // bf16: where a thread's products put their converted operands — one buffer for A and one for
@@ -68,8 +71,14 @@ static dnnl_status_t thread_stream(void) {
 
 // A row-major matrix of `rows` x `columns` (leading dimension ld) seen as the 2-D operand
 // dims[0] x dims[1]: transposed when it is stored the other way round.
+// With batch > 1: `batch` such matrices, `batch_stride` elements apart (a 3-D operand).
 static dnnl_status_t describe(dnnl_memory_desc_t *md, int64_t d0, int64_t d1, int transposed, int64_t ld,
-                              dnnl_data_type_t type) {
+                              dnnl_data_type_t type, int64_t batch, int64_t batch_stride) {
+    if (batch > 1) {
+        dnnl_dims_t dims = {batch, d0, d1};
+        dnnl_dims_t strides = {batch_stride, transposed ? 1 : ld, transposed ? ld : 1};
+        return dnnl_memory_desc_init_by_strides(md, 3, dims, type, strides);
+    }
     dnnl_dims_t dims = {d0, d1};
     dnnl_dims_t strides = {transposed ? 1 : ld, transposed ? ld : 1};
     return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides);
@@ -77,8 +86,13 @@ static dnnl_status_t describe(dnnl_memory_desc_t *md, int64_t d0, int64_t d1, in
 
 umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
-                                            int bias, int bf16, char *message) {
+                                            int bias, int bf16, int64_t batch, int64_t stride_a, int64_t stride_b,
+                                            int64_t stride_c, char *message) {
     if (umd_onednn_init(message)) return NULL;
+    if (batch > 1 && bias) {
+        snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: batched products take no bias");
+        return NULL;
+    }
     if (bias && alpha != 1.0f) {
         // oneDNN would scale the bias with the product; no caller needs that.
         snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: a product with a bias must have alpha 1");
@@ -91,14 +105,18 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
     p->bf16 = bf16;
     p->a_rows = transpose_a ? k : m; p->a_columns = transpose_a ? m : k; p->lda = lda;
     p->b_rows = transpose_b ? n : k; p->b_columns = transpose_b ? k : n; p->ldb = ldb;
+    p->batch = batch > 1 ? batch : 1; p->stride_a = stride_a; p->stride_b = stride_b;
     dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
-    // bf16 operands are compact copies: their leading dimension is their column count.
-    CHECK(describe(&a_md, m, k, transpose_a, bf16 ? p->a_columns : lda, in), "describing A");
-    CHECK(describe(&b_md, k, n, transpose_b, bf16 ? p->b_columns : ldb, in), "describing B");
-    CHECK(describe(&c_md, m, n, 0, ldc, dnnl_f32), "describing C");
+    // bf16 operands are compact copies: their leading dimension is their column count, one
+    // matrix of a batch after the other.
+    CHECK(describe(&a_md, m, k, transpose_a, bf16 ? p->a_columns : lda, in, p->batch,
+                   bf16 ? p->a_rows * p->a_columns : stride_a), "describing A");
+    CHECK(describe(&b_md, k, n, transpose_b, bf16 ? p->b_columns : ldb, in, p->batch,
+                   bf16 ? p->b_rows * p->b_columns : stride_b), "describing B");
+    CHECK(describe(&c_md, m, n, 0, ldc, dnnl_f32, p->batch, stride_c), "describing C");
     // The bias as a [1, n] row broadcast over C's rows, fp32 in both modes.
-    CHECK(describe(&bias_md, 1, n, 0, n, dnnl_f32), "describing the bias");
+    CHECK(describe(&bias_md, 1, n, 0, n, dnnl_f32, 1, 0), "describing the bias");
     dnnl_matmul_desc_t desc;
     CHECK(dnnl_matmul_desc_init(&desc, &a_md, &b_md, bias ? &bias_md : NULL, &c_md), "describing the matmul");
     CHECK(dnnl_primitive_attr_create(&attr), "creating attributes");
@@ -187,14 +205,17 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     }
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
-        uint16_t *a_converted = ensure16(&scratch_a, (size_t)(p->a_rows * p->a_columns));
-        uint16_t *b_converted = b16 ? NULL : ensure16(&scratch_b, (size_t)(p->b_rows * p->b_columns));
+        int64_t a_size = p->a_rows * p->a_columns, b_size = p->b_rows * p->b_columns;
+        uint16_t *a_converted = ensure16(&scratch_a, (size_t)(p->batch * a_size));
+        uint16_t *b_converted = b16 ? NULL : ensure16(&scratch_b, (size_t)(p->batch * b_size));
         if (!a_converted || (!b16 && !b_converted)) {
             snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory for the bf16 operands");
             return 1;
         }
-        convert(a, p->a_rows, p->a_columns, p->lda, a_converted);
-        if (!b16) convert(b, p->b_rows, p->b_columns, p->ldb, b_converted);
+        for (int64_t i = 0; i < p->batch; i++) {
+            convert(a + i * p->stride_a, p->a_rows, p->a_columns, p->lda, a_converted + i * a_size);
+            if (!b16) convert(b + i * p->stride_b, p->b_rows, p->b_columns, p->ldb, b_converted + i * b_size);
+        }
         a_data = a_converted; b_data = b16 ? (const void *)b16 : (const void *)b_converted;
     }
     dnnl_status_t s;

@@ -293,7 +293,7 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
     for (shape, cost, lostSeconds) in lost.prefix(8) {
         let rate = shape.flops * Double(cost.calls) / cost.seconds
         print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  %7.1f ms  %6.1f GFLOP/s  lost %6.1f ms",
-                     shape.kind, shape.m, shape.n, shape.k, cost.calls / steps, cost.seconds / Double(steps) * 1000,
+                     shape.label, shape.m, shape.n, shape.k, cost.calls / steps, cost.seconds / Double(steps) * 1000,
                      rate / 1e9, lostSeconds * 1000))
     }
     // Inside the step against the same products alone (same backend, compact operands, warm
@@ -309,7 +309,7 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
         .prefix(8) {
         let by = aloneSeconds[shape] ?? seconds
         print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  in the step %7.1f ms, alone %7.1f ms  (+%.1f ms)",
-                     shape.kind, shape.m, shape.n, shape.k, calls, seconds * 1000, by * 1000, (seconds - by) * 1000))
+                     shape.label, shape.m, shape.n, shape.k, calls, seconds * 1000, by * 1000, (seconds - by) * 1000))
     }
 }
 

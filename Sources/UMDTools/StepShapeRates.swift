@@ -19,9 +19,15 @@ enum StepShapeRates {
         var secondsPerStep: [KernelProfile.GemmShape: Double] = [:]
         let packed = FloatBuffer()
         for (shape, calls) in shapes {
-            let (m, n, k) = (shape.m, shape.n, shape.k)
-            let a = BlockBench.randomBuffer(m * k), b = BlockBench.randomBuffer(n * k)
-            let c = BlockBench.randomBuffer(m * n)
+            let (m, n, k, batch) = (shape.m, shape.n, shape.k, shape.batch)
+            let a = BlockBench.randomBuffer(batch * m * k), b = BlockBench.randomBuffer(batch * n * k)
+            let c = BlockBench.randomBuffer(batch * m * n)
+            /// A batched call over compact operands, one matrix after the other.
+            func batched(_ tA: Bool, _ tB: Bool) -> () -> Void {
+                { Matmul.batched(shape.kind, batch: batch, transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: 1,
+                                 a, lda: tA ? m : k, strideA: m * k, b, ldb: tB ? k : n, strideB: n * k,
+                                 c, ldc: n, strideC: m * n) }
+            }
             defer { a.deallocate(); b.deallocate(); c.deallocate() }
             let product: () -> Void
             switch shape.kind {
@@ -31,6 +37,9 @@ enum StepShapeRates {
             case "nt head": product = { HeadMatmul.nt(m: m, n: n, k: k, alpha: 1, a, lda: k, b, ldb: k, c, ldc: n, packed: packed) }
             case "nn head": product = { HeadMatmul.nn(m: m, n: n, k: k, a, lda: k, b, ldb: n, c, ldc: n, packed: packed) }
             case "tn head": product = { HeadMatmul.tn(m: m, n: n, k: k, a, lda: m, b, ldb: n, c, ldc: n, packed: packed) }
+            case "nt heads": product = batched(false, true)
+            case "nn heads": product = batched(false, false)
+            case "tn heads": product = batched(true, false)
             default: continue
             }
             product()                                             // primitives created, caches warm

@@ -160,3 +160,62 @@ struct OneDNNBackendTests {
         #expect { try OneDNNBackend(bf16: true) } throws: { "\($0)".contains("needs AVX512-BF16 or AMX") && "\($0)".contains("--matmul onednn") }
     }
 }
+
+/// `Matmul.batched` (attention's heads of one sample in one call, on the backends that must see
+/// every head product): on every backend, the same as one product per head on the same strided
+/// views — bitwise where the backend loops (OpenBLAS, the emulation), to float rounding where
+/// oneDNN runs one batched primitive.
+struct BatchedProductsTests {
+    @Test func aBatchedCallEqualsOneProductPerHead() throws {
+        var backends: [any MatmulBackend] = [OpenBLASBackend(), try OneDNNBackend(), BFloat16Products()]
+        if OneDNNBackend.hasBFloat16 { backends.append(try OneDNNBackend(bf16: true)) }
+        let (H, Lq, Lk, hd) = (3, 7, 19, 16), W = 3 * 16
+        var state: UInt64 = 11
+        func values(_ count: Int) -> [Float] {
+            (0..<count).map { _ in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+            }
+        }
+        let q = values(Lq * W), k = values(Lk * W), p = values(H * Lq * Lk)
+        // (name, transposes, m, n, k, A, lda, strideA, B, ldb, strideB, ldc, strideC): the three forms the
+        // attention's products take (dP = dC Vᵀ is the scores' form, dQ the context's, dK dV's).
+        let forms: [(String, Bool, Bool, Int, Int, Int, [Float], Int, Int, [Float], Int, Int, Int, Int)] = [
+            ("scores Q Kᵀ", false, true, Lq, Lk, hd, q, W, hd, k, W, hd, Lk, Lq * Lk),
+            ("context P V", false, false, Lq, hd, Lk, p, Lk, Lq * Lk, k, W, hd, W, hd),
+            ("dV = Pᵀ dC", true, false, Lk, hd, Lq, p, Lk, Lq * Lk, q, W, hd, W, hd),
+        ]
+        for backend in backends {
+            Matmul.threadBackend = backend
+            defer { Matmul.threadBackend = nil }
+            for (name, tA, tB, m, n, kk, a, lda, sA, b, ldb, sB, ldc, sC) in forms {
+                let size = sC == hd ? max(Lq, Lk) * W : H * m * n
+                var batched = [Float](repeating: .nan, count: size), perHead = batched
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        batched.withUnsafeMutableBufferPointer { c in
+                            Matmul.batched("test", batch: H, transposeA: tA, transposeB: tB, m: m, n: n, k: kk, alpha: 0.5,
+                                           a.baseAddress!, lda: lda, strideA: sA, b.baseAddress!, ldb: ldb, strideB: sB,
+                                           c.baseAddress!, ldc: ldc, strideC: sC)
+                        }
+                        perHead.withUnsafeMutableBufferPointer { c in
+                            for h in 0..<H {
+                                backend.compute(MatmulProblem(transposeA: tA, transposeB: tB, m: m, n: n, k: kk, alpha: 0.5,
+                                                              a: a.baseAddress! + h * sA, lda: lda,
+                                                              b: b.baseAddress! + h * sB, ldb: ldb,
+                                                              c: c.baseAddress! + h * sC, ldc: ldc, accumulate: false))
+                            }
+                        }
+                    }
+                }
+                // Elements no product writes stay NaN in both (the strided C's other columns).
+                let worst = zip(batched, perHead).map { x, y -> Float in
+                    x.isNaN || y.isNaN ? (x.isNaN && y.isNaN ? 0 : .infinity) : abs(x - y)
+                }.max()!
+                #expect(batched.contains { !$0.isNaN })
+                let loops = backend is OpenBLASBackend || backend is BFloat16Products
+                #expect(loops ? worst == 0 : worst < 1e-5, "\(backend.name) \(name): off by \(worst)")
+            }
+        }
+    }
+}

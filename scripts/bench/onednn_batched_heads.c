@@ -9,7 +9,8 @@
 // Session 10 (AMD Zen 5, 1 thread; absolute times move with the host, the ratios less): small
 // 65 tokens 6.4–8.2 µs batched vs 11.0–14.7 µs for 8 calls (1.7–1.8×), 32 tokens 3.2 vs 4.7
 // (1.5×); base 64 tokens 11.2–13.3 vs 25.0–25.8 (1.9–2.3×), 325 tokens 196 vs 211 (1.08×).
-// oneDNN 2.6 picks "gemm:jit" for these strided layouts. umd today makes the per-head calls.
+// oneDNN 2.6 picks "gemm:jit" for these strided layouts. umd's bf16 attention now makes the
+// batched call (`Matmul.batched`).
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -16,10 +16,13 @@ int umd_onednn_init(char *message);
 // bias) (+ C when accumulate). op(A) = A[m, k] (lda) or, transposed, A stored [k, m]; op(B) =
 // B[k, n] (ldb) or, transposed, B stored [n, k]. bf16: A and B are rounded to bfloat16 (nearest
 // even) into scratch and multiplied with fp32 accumulation; C and the bias stay fp32. A bias
-// needs alpha 1. NULL on failure (message says why).
+// needs alpha 1. batch > 1: that many products of the shape in one call (attention's heads of
+// one sample), the i-th reading A + i*stride_a, B + i*stride_b and writing C + i*stride_c
+// (elements); no bias then. NULL on failure (message says why).
 umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, int64_t m, int64_t n, int64_t k,
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
-                                            int bias, int bf16, char *message);
+                                            int bias, int bf16, int64_t batch, int64_t stride_a, int64_t stride_b,
+                                            int64_t stride_c, char *message);
 // Runs the product on these operands (bias: NULL unless created with one). b16: for bf16, B
 // already rounded to bfloat16, compact (NULL: B is converted here). 0 on success.
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,

@@ -19,6 +19,18 @@ public struct MatmulProblem {
     /// B is a parameter tensor (compact) that no one writes while a
     /// `Matmul.reusingParameterCopies` scope is open: a bf16 backend converts it once per scope.
     public var parameterB = false
+    /// `batch` products of this shape in one call (attention's heads of one sample): the i-th
+    /// reads A + i·batchStrideA, B + i·batchStrideB and writes C + i·batchStrideC. No bias.
+    public var batch = 1
+    public var batchStrideA = 0, batchStrideB = 0, batchStrideC = 0
+
+    /// Product i of a batch, alone (for backends that loop).
+    func element(_ i: Int) -> MatmulProblem {
+        var one = self
+        one.batch = 1
+        one.a = a + i * batchStrideA; one.b = b + i * batchStrideB; one.c = c + i * batchStrideC
+        return one
+    }
 
     /// OpenBLAS has no bias: each row of C starts as the bias (added to C's old contents when
     /// accumulating) and sgemm adds the product onto it (beta 1). Returns sgemm's beta.
@@ -60,6 +72,7 @@ public final class OpenBLASBackend: MatmulBackend {
     public var isFloat32: Bool { true }
     @inline(__always)
     public func compute(_ p: MatmulProblem) {
+        if p.batch > 1 { return (0..<p.batch).forEach { compute(p.element($0)) } }
         let beta = p.seedBias()
         cblas_sgemm(CblasRowMajor, p.transposeA ? CblasTrans : CblasNoTrans, p.transposeB ? CblasTrans : CblasNoTrans,
                     Int32(p.m), Int32(p.n), Int32(p.k), p.alpha, p.a, Int32(p.lda), p.b, Int32(p.ldb),
@@ -154,6 +167,23 @@ public enum Matmul {
                 c, ldc: ldc, accumulate: accumulate)
     }
 
+    /// `batch` products C_i = alpha · op(A_i) · op(B_i) (beta 0) in one backend call, operand i
+    /// `strideA`, `strideB`, `strideC` elements after operand 0 — attention's heads of one
+    /// sample, for the backends that must see every head product (bf16): oneDNN runs them as
+    /// one batched primitive, far cheaper than one call per head (`bench step --phases`).
+    public static func batched(_ kind: String, batch: Int, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                               alpha: Float, _ a: UnsafePointer<Float>, lda: Int, strideA: Int,
+                               _ b: UnsafePointer<Float>, ldb: Int, strideB: Int,
+                               _ c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+        let backend = current
+        KernelProfile.matrixProduct(kind, m, n, k, batch: batch) {
+            var p = MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                  a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: false)
+            (p.batch, p.batchStrideA, p.batchStrideB, p.batchStrideC) = (batch, strideA, strideB, strideC)
+            backend.compute(p)
+        }
+    }
+
     // The three products a Linear layer needs (y = x W^T + b), named for what they compute.
 
     /// out[rows, outF] = x[rows, inF] · W[outF, inF]^T + b: the bias goes to the backend with
@@ -232,6 +262,7 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
 
     /// The product on bf16-rounded copies of A and B, computed by the reference.
     func compute(_ p: MatmulProblem) {
+        if p.batch > 1 { return (0..<p.batch).forEach { compute(p.element($0)) } }
         let (aRows, aColumns) = p.transposeA ? (p.k, p.m) : (p.m, p.k)
         let (bRows, bColumns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
         var q = p   // the bias stays fp32 (as oneDNN's), added by the reference

@@ -56,6 +56,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     struct Key: Hashable {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
         let alpha: UInt32, accumulate: Bool, bias: Bool
+        var batch = 1, strideA = 0, strideB = 0, strideC = 0
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -144,7 +145,8 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         guard let p = umd_onednn_matmul_create(key.transposeA ? 1 : 0, key.transposeB ? 1 : 0, Int64(key.m), Int64(key.n),
                                                Int64(key.k), Int64(key.lda), Int64(key.ldb), Int64(key.ldc),
                                                Float(bitPattern: key.alpha), key.accumulate ? 1 : 0, key.bias ? 1 : 0,
-                                               bf16 ? 1 : 0, message) else {
+                                               bf16 ? 1 : 0, Int64(key.batch), Int64(key.strideA), Int64(key.strideB),
+                                               Int64(key.strideC), message) else {
             throw Failure(description: String(cString: message)
                           + " (product \(key.m)x\(key.n)x\(key.k), transposes \(key.transposeA)/\(key.transposeB))")
         }
@@ -154,7 +156,9 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
 
     public func compute(_ p: MatmulProblem) {
         let key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
-                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil)
+                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil,
+                      batch: p.batch, strideA: p.batch > 1 ? p.batchStrideA : 0,
+                      strideB: p.batch > 1 ? p.batchStrideB : 0, strideC: p.batch > 1 ? p.batchStrideC : 0)
         do {
             let primitive = try primitive(key)
             guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, parameterCopy(p), message) == 0 else {

@@ -24,7 +24,9 @@ public let paddingMaskValue: Float = -1e9
 ///
 /// Head h uses features [h·W/H, (h+1)·W/H) of q, k and v; its products run on strided
 /// views (leading dimension W), so heads are never copied out — through `HeadMatmul`
-/// (faster than sgemm on these small shapes; it hands the shapes where sgemm is faster to sgemm). With dropout
+/// (faster than sgemm on these small shapes; it hands the shapes where sgemm is faster to sgemm).
+/// With a backend that must see every head product (`--matmul bf16`) the heads of one sample
+/// go to it together, one batched call per product (`Matmul.batched`). With dropout
 /// names given, dropout sits on the attention probabilities and on the output projection
 /// (text encoder and fusion only).
 ///
@@ -62,6 +64,23 @@ public final class MultiHeadAttention {
         Elementwise.softmaxRows(out, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
     }
 
+    /// All H heads of item b at once into `out` [H, Lq, Lk]: one batched scores product and
+    /// the softmax over H·Lq rows (the key mask is the item's for every head). For backends
+    /// that must see every head product (bf16): one call per sample instead of one per head.
+    private func itemProbabilities(_ out: UnsafeMutablePointer<Float>, b: Int, q: UnsafePointer<Float>,
+                                   k: UnsafePointer<Float>) {
+        let W = params.width, H = params.heads, hd = W / H
+        let (Lq, Lk) = (queryLength, keyLength)
+        Matmul.batched("nt heads", batch: H, transposeA: false, transposeB: true, m: Lq, n: Lk, k: hd,
+                       alpha: 1 / Float(hd).squareRoot(), q + b * Lq * W, lda: W, strideA: hd,
+                       k + b * Lk * W, ldb: W, strideB: hd, out, ldc: Lk, strideC: Lq * Lk)
+        Elementwise.softmaxRows(out, rows: H * Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
+    }
+
+    /// Whether this thread's products go through the per-sample batched path: a backend that
+    /// must see every head product (bf16), where `HeadMatmul`'s fp32 kernels do not apply.
+    private var batchingHeads: Bool { !Matmul.headKernelsAllowed }
+
     /// queries [B, Lq, W], keysValues [B, Lk, W], keyMask [B, Lk] additive (nil: every key valid)
     /// → [B, Lq, W]. For self-attention pass the same pointer twice.
     @discardableResult
@@ -76,9 +95,24 @@ public final class MultiHeadAttention {
         let v = vProj.forward(p, keysValues, rows: batch * Lk)
         probsDropout?.record(perItem: H * Lq * Lk, ctx)
         let dropping = probsDropout?.active ?? false
+        let c = context.ensure(batch * Lq * W)
+        if batchingHeads {
+            let P = p.scratch(.attentionHeadProbabilities, H * Lq * Lk)          // [H, Lq, Lk] one item's
+            let kept = dropping ? p.scratch(.attentionHeadKept, H * Lq * Lk) : P  // [H, Lq, Lk] after dropout
+            for b in 0..<batch {
+                itemProbabilities(P, b: b, q: q, k: k)
+                if dropping { probsDropout!.apply(P, into: kept, offset: b * H * Lq * Lk, count: H * Lq * Lk) }
+                // C_h = P_h V_h for every head: [Lq, hd] at column h·hd of the item's context.
+                Matmul.batched("nn heads", batch: H, transposeA: false, transposeB: false, m: Lq, n: hd, k: Lk, alpha: 1,
+                               kept, lda: Lk, strideA: Lq * Lk, v + b * Lk * W, ldb: W, strideB: hd,
+                               c + b * Lq * W, ldc: W, strideC: hd)
+            }
+            let y = oProj.forward(p, c, rows: batch * Lq, into: p.scratch(.attentionResult, batch * Lq * W))
+            outputDropout?.forward(y, batch: batch, perItem: Lq * W, ctx)
+            return y
+        }
         let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
         let kept = dropping ? p.scratch(.attentionHeadKept, Lq * Lk) : P          // [Lq, Lk] after dropout
-        let c = context.ensure(batch * Lq * W)
         for b in 0..<batch {
             for h in 0..<H {
                 headProbabilities(P, b: b, h: h, q: q, k: k)
@@ -116,6 +150,37 @@ public final class MultiHeadAttention {
         // Each head's columns of dQ, dK, dV are written once (beta 0): no zeroing pass.
         let dq = scratch(.attentionQ, batch * Lq * W), dk = scratch(.attentionK, batch * Lk * W)   // [B, Lq|Lk, W]
         let dv = scratch(.attentionV, batch * Lk * W)
+        if batchingHeads {
+            // The per-head loop below, every head of an item in one batched call per product.
+            let n = H * Lq * Lk
+            let dS = scratch(.attentionScores, n), dP = scratch(.attentionProbs, n)        // [H, Lq, Lk] per item
+            let P = scratch(.attentionHeadProbabilities, n)                                // [H, Lq, Lk] recomputed
+            let kept = dropping ? scratch(.attentionHeadKept, n) : P
+            for b in 0..<batch {
+                let (qItem, kItem, vItem) = (q + b * Lq * W, k + b * Lk * W, v + b * Lk * W)
+                let (dcItem, dqItem, dkItem, dvItem) = (dc + b * Lq * W, dq + b * Lq * W, dk + b * Lk * W, dv + b * Lk * W)
+                itemProbabilities(P, b: b, q: q, k: k)
+                if dropping { probsDropout!.apply(P, into: kept, offset: b * n, count: n) }
+                // dP_h = dC_h V_hᵀ ; dV_h = P_hᵀ dC_h
+                Matmul.batched("nt heads", batch: H, transposeA: false, transposeB: true, m: Lq, n: Lk, k: hd, alpha: 1,
+                               dcItem, lda: W, strideA: hd, vItem, ldb: W, strideB: hd, dP, ldc: Lk, strideC: Lq * Lk)
+                Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq, alpha: 1,
+                               kept, lda: Lk, strideA: Lq * Lk, dcItem, ldb: W, strideB: hd, dvItem, ldc: W, strideC: hd)
+                probsDropout?.backward(dP, count: n, offset: b * n)
+                Elementwise.softmaxBackwardRows(dS, dP, P, rows: H * Lq, width: Lk)
+                // dQ_h = scale dS_h K_h ; dK_h = scale dS_hᵀ Q_h
+                Matmul.batched("nn heads", batch: H, transposeA: false, transposeB: false, m: Lq, n: hd, k: Lk,
+                               alpha: scale, dS, lda: Lk, strideA: Lq * Lk, kItem, ldb: W, strideB: hd,
+                               dqItem, ldc: W, strideC: hd)
+                Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq,
+                               alpha: scale, dS, lda: Lk, strideA: Lq * Lk, qItem, ldb: W, strideB: hd,
+                               dkItem, ldc: W, strideC: hd)
+            }
+            qProj.backward(p, dq, dx: dQueries)
+            kProj.backward(p, dk, dx: dKeysValues)
+            vProj.backward(p, dv, dx: dKeysValues)
+            return
+        }
         let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
         let P = scratch(.attentionHeadProbabilities, Lq * Lk)                                 // [Lq, Lk] recomputed
         let kept = dropping ? scratch(.attentionHeadKept, Lq * Lk) : P

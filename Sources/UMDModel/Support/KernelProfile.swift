@@ -55,7 +55,11 @@ extension KernelProfile {
     public struct GemmShape: Hashable, Sendable {
         public let kind: String
         public let m: Int, n: Int, k: Int
-        public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+        /// Products per call (a batched call: attention's heads of one sample), 1 otherwise.
+        public var batch = 1
+        public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(batch) }
+        /// The kind, with the products per call when batched ("nt heads×8").
+        public var label: String { batch > 1 ? "\(kind)×\(batch)" : kind }
     }
     nonisolated(unsafe) public private(set) static var gemmShapes: [GemmShape: (calls: Int, seconds: Double)] = [:]
 
@@ -63,14 +67,14 @@ extension KernelProfile {
     /// kernels, which stand in for the backend on attention heads): FLOPs counted, time and
     /// shape recorded.
     @inline(__always)
-    static func matrixProduct(_ kind: String, _ m: Int, _ n: Int, _ k: Int, _ body: () -> Void) {
-        if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) }
+    static func matrixProduct(_ kind: String, _ m: Int, _ n: Int, _ k: Int, batch: Int = 1, _ body: () -> Void) {
+        if countingFlops { flops += 2 * Double(m) * Double(n) * Double(k) * Double(batch) }
         if !enabled { return body() }
         let start = now()
         body()
         let elapsed = now() - start
         seconds[Family.gemm.rawValue] += elapsed
-        let shape = GemmShape(kind: kind, m: m, n: n, k: k)
+        let shape = GemmShape(kind: kind, m: m, n: n, k: k, batch: batch)
         let old = gemmShapes[shape] ?? (0, 0)
         gemmShapes[shape] = (old.calls + 1, old.seconds + elapsed)
     }
