@@ -107,18 +107,16 @@ public final class MultiHeadAttention {
                                kept, lda: Lk, strideA: Lq * Lk, v + b * Lk * W, ldb: W, strideB: hd,
                                c + b * Lq * W, ldc: W, strideC: hd)
             }
-            let y = oProj.forward(p, c, rows: batch * Lq, into: p.scratch(.attentionResult, batch * Lq * W))
-            outputDropout?.forward(y, batch: batch, perItem: Lq * W, ctx)
-            return y
-        }
-        let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
-        let kept = dropping ? p.scratch(.attentionHeadKept, Lq * Lk) : P          // [Lq, Lk] after dropout
-        for b in 0..<batch {
-            for h in 0..<H {
-                headProbabilities(P, b: b, h: h, q: q, k: k)
-                if dropping { probsDropout!.apply(P, into: kept, offset: (b * H + h) * Lq * Lk, count: Lq * Lk) }
-                HeadMatmul.nn(m: Lq, n: hd, k: Lk, kept, lda: Lk, v + b * Lk * W + h * hd, ldb: W,
-                              c + b * Lq * W + h * hd, ldc: W, packed: packedHead)
+        } else {
+            let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
+            let kept = dropping ? p.scratch(.attentionHeadKept, Lq * Lk) : P          // [Lq, Lk] after dropout
+            for b in 0..<batch {
+                for h in 0..<H {
+                    headProbabilities(P, b: b, h: h, q: q, k: k)
+                    if dropping { probsDropout!.apply(P, into: kept, offset: (b * H + h) * Lq * Lk, count: Lq * Lk) }
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, kept, lda: Lk, v + b * Lk * W + h * hd, ldb: W,
+                                  c + b * Lq * W + h * hd, ldc: W, packed: packedHead)
+                }
             }
         }
         // The result is scratch: every caller adds it to its residual at once.
@@ -151,7 +149,7 @@ public final class MultiHeadAttention {
         let dq = scratch(.attentionQ, batch * Lq * W), dk = scratch(.attentionK, batch * Lk * W)   // [B, Lq|Lk, W]
         let dv = scratch(.attentionV, batch * Lk * W)
         if batchingHeads {
-            // The per-head loop below, every head of an item in one batched call per product.
+            // The per-head loop below, with every head of an item in one batched call per product.
             let n = H * Lq * Lk
             let dS = scratch(.attentionScores, n), dP = scratch(.attentionProbs, n)        // [H, Lq, Lk] per item
             let P = scratch(.attentionHeadProbabilities, n)                                // [H, Lq, Lk] recomputed
@@ -176,34 +174,31 @@ public final class MultiHeadAttention {
                                alpha: scale, dS, lda: Lk, strideA: Lq * Lk, qItem, ldb: W, strideB: hd,
                                dkItem, ldc: W, strideC: hd)
             }
-            qProj.backward(p, dq, dx: dQueries)
-            kProj.backward(p, dk, dx: dKeysValues)
-            vProj.backward(p, dv, dx: dKeysValues)
-            return
-        }
-        let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
-        let P = scratch(.attentionHeadProbabilities, Lq * Lk)                                 // [Lq, Lk] recomputed
-        let kept = dropping ? scratch(.attentionHeadKept, Lq * Lk) : P
-        for b in 0..<batch {
-            for h in 0..<H {
-                let headOffset = (b * H + h) * Lq * Lk
-                let dcHead = dc + b * Lq * W + h * hd
-                let vHead = v + b * Lk * W + h * hd
-                let (qHead, kHead) = (q + b * Lq * W + h * hd, k + b * Lk * W + h * hd)
-                let (dqHead, dkHead, dvHead) = (dq + b * Lq * W + h * hd, dk + b * Lk * W + h * hd, dv + b * Lk * W + h * hd)
-                // The forward's probabilities of this head, and what dropout kept of them.
-                headProbabilities(P, b: b, h: h, q: q, k: k)
-                if dropping { probsDropout!.apply(P, into: kept, offset: headOffset, count: Lq * Lk) }
-                // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
-                HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
-                HeadMatmul.tn(m: Lk, n: hd, k: Lq, kept, lda: Lk, dcHead, ldb: W, dvHead, ldc: W, packed: packedHead)
-                probsDropout?.backward(dP, count: Lq * Lk, offset: headOffset)
-                Elementwise.softmaxBackwardRows(dS, dP, P, rows: Lq, width: Lk)
-                // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
-                HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
-                              packed: packedHead)
-                HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
-                              packed: packedHead)
+        } else {
+            let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
+            let P = scratch(.attentionHeadProbabilities, Lq * Lk)                                 // [Lq, Lk] recomputed
+            let kept = dropping ? scratch(.attentionHeadKept, Lq * Lk) : P
+            for b in 0..<batch {
+                for h in 0..<H {
+                    let headOffset = (b * H + h) * Lq * Lk
+                    let dcHead = dc + b * Lq * W + h * hd
+                    let vHead = v + b * Lk * W + h * hd
+                    let (qHead, kHead) = (q + b * Lq * W + h * hd, k + b * Lk * W + h * hd)
+                    let (dqHead, dkHead, dvHead) = (dq + b * Lq * W + h * hd, dk + b * Lk * W + h * hd, dv + b * Lk * W + h * hd)
+                    // The forward's probabilities of this head, and what dropout kept of them.
+                    headProbabilities(P, b: b, h: h, q: q, k: k)
+                    if dropping { probsDropout!.apply(P, into: kept, offset: headOffset, count: Lq * Lk) }
+                    // dP = dC_h V_h^T ; dV_h = P^T dC_h (P after dropout: that is what multiplied V)
+                    HeadMatmul.nt(m: Lq, n: Lk, k: hd, alpha: 1, dcHead, lda: W, vHead, ldb: W, dP, ldc: Lk, packed: packedHead)
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, kept, lda: Lk, dcHead, ldb: W, dvHead, ldc: W, packed: packedHead)
+                    probsDropout?.backward(dP, count: Lq * Lk, offset: headOffset)
+                    Elementwise.softmaxBackwardRows(dS, dP, P, rows: Lq, width: Lk)
+                    // S = scale Q_h K_h^T: dQ_h = scale dS K_h ; dK_h = scale dS^T Q_h
+                    HeadMatmul.nn(m: Lq, n: hd, k: Lk, alpha: scale, dS, lda: Lk, kHead, ldb: W, dqHead, ldc: W,
+                                  packed: packedHead)
+                    HeadMatmul.tn(m: Lk, n: hd, k: Lq, alpha: scale, dS, lda: Lk, qHead, ldb: W, dkHead, ldc: W,
+                                  packed: packedHead)
+                }
             }
         }
         qProj.backward(p, dq, dx: dQueries)
