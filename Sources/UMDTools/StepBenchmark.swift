@@ -300,16 +300,19 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
     // caches): what the step's surroundings cost the products — cold operands, strided views,
     // accumulation into C — apart from what the shapes themselves reach.
     guard !aloneSeconds.isEmpty else { return }
-    let inStep = shapes.map { shape, cost in (shape, cost.calls / steps, cost.seconds / Double(steps)) }
-    let alone = inStep.reduce(0.0) { $0 + (aloneSeconds[$1.0] ?? $1.2) }, together = inStep.reduce(0.0) { $0 + $1.2 }
+    // Per shape and step: calls, seconds inside the step, seconds alone (a shape not measured alone counts as unslowed).
+    let inStep = shapes.map { shape, cost in
+        let seconds = cost.seconds / Double(steps)
+        return (shape: shape, calls: cost.calls / steps, seconds: seconds, alone: aloneSeconds[shape] ?? seconds)
+    }
+    let alone = inStep.reduce(0.0) { $0 + $1.alone }, together = inStep.reduce(0.0) { $0 + $1.seconds }
     print(String(format: "the step's products inside the step %.1f ms, the same products alone %.1f ms (per step; "
                  + "%.1f %%): the shapes slowed most by the step around them:", together * 1000, alone * 1000,
                  100 * alone / together))
-    for (shape, calls, seconds) in inStep.sorted(by: { $0.2 - (aloneSeconds[$0.0] ?? $0.2) > $1.2 - (aloneSeconds[$1.0] ?? $1.2) })
-        .prefix(8) {
-        let by = aloneSeconds[shape] ?? seconds
+    for s in inStep.sorted(by: { $0.seconds - $0.alone > $1.seconds - $1.alone }).prefix(8) {
         print(String(format: "  %@ m %5d n %5d k %5d  %5d calls  in the step %7.1f ms, alone %7.1f ms  (+%.1f ms)",
-                     shape.label, shape.m, shape.n, shape.k, calls, seconds * 1000, by * 1000, (seconds - by) * 1000))
+                     s.shape.label, s.shape.m, s.shape.n, s.shape.k, s.calls, s.seconds * 1000, s.alone * 1000,
+                     (s.seconds - s.alone) * 1000))
     }
 }
 

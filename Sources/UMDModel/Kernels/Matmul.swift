@@ -24,12 +24,17 @@ public struct MatmulProblem {
     public var batch = 1
     public var batchStrideA = 0, batchStrideB = 0, batchStrideC = 0
 
-    /// Product i of a batch, alone (for backends that loop).
-    func element(_ i: Int) -> MatmulProblem {
-        var one = self
-        one.batch = 1
-        one.a = a + i * batchStrideA; one.b = b + i * batchStrideB; one.c = c + i * batchStrideC
-        return one
+    /// For backends without batched products: each product of a batch, alone, through `compute`.
+    /// Returns false (nothing done) for a single product.
+    func forEachOfBatch(_ compute: (MatmulProblem) -> Void) -> Bool {
+        guard batch > 1 else { return false }
+        for i in 0..<batch {
+            var one = self
+            one.batch = 1
+            one.a = a + i * batchStrideA; one.b = b + i * batchStrideB; one.c = c + i * batchStrideC
+            compute(one)
+        }
+        return true
     }
 
     /// OpenBLAS has no bias: each row of C starts as the bias (added to C's old contents when
@@ -72,7 +77,7 @@ public final class OpenBLASBackend: MatmulBackend {
     public var isFloat32: Bool { true }
     @inline(__always)
     public func compute(_ p: MatmulProblem) {
-        if p.batch > 1 { return (0..<p.batch).forEach { compute(p.element($0)) } }
+        if p.forEachOfBatch(compute) { return }
         let beta = p.seedBias()
         cblas_sgemm(CblasRowMajor, p.transposeA ? CblasTrans : CblasNoTrans, p.transposeB ? CblasTrans : CblasNoTrans,
                     Int32(p.m), Int32(p.n), Int32(p.k), p.alpha, p.a, Int32(p.lda), p.b, Int32(p.ldb),
@@ -262,7 +267,7 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
 
     /// The product on bf16-rounded copies of A and B, computed by the reference.
     func compute(_ p: MatmulProblem) {
-        if p.batch > 1 { return (0..<p.batch).forEach { compute(p.element($0)) } }
+        if p.forEachOfBatch(compute) { return }
         let (aRows, aColumns) = p.transposeA ? (p.k, p.m) : (p.m, p.k)
         let (bRows, bColumns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
         var q = p   // the bias stays fp32 (as oneDNN's), added by the reference

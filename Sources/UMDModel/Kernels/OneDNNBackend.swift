@@ -101,15 +101,16 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         guard reusingParameters, p.parameterB else { return nil }
         let (rows, columns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
         guard p.ldb == columns else { return nil }
-        let count = rows * columns
+        let count = rows * columns, address = UnsafeRawPointer(p.b)
         let copy: ParameterCopy
-        if let known = parameterCopies[UnsafeRawPointer(p.b)], known.count == count {
+        if let known = parameterCopies[address], known.count == count {
             copy = known
         } else {
-            if let stale = parameterCopies[UnsafeRawPointer(p.b)] { MemoryLedger.chargeFixed(Self.parameterCopiesOwner, -2 * stale.count) }
+            // New, or the address now holds a tensor of another size: a copy of the new size.
+            let replaced = parameterCopies[address]?.count ?? 0
             copy = ParameterCopy(count: count)
-            parameterCopies[UnsafeRawPointer(p.b)] = copy
-            MemoryLedger.chargeFixed(Self.parameterCopiesOwner, 2 * count)
+            parameterCopies[address] = copy
+            MemoryLedger.chargeFixed(Self.parameterCopiesOwner, 2 * (count - replaced))
         }
         if !copy.current {
             umd_onednn_to_bf16(p.b, Int64(count), copy.values)
@@ -155,10 +156,11 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     }
 
     public func compute(_ p: MatmulProblem) {
-        let key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
-                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil,
-                      batch: p.batch, strideA: p.batch > 1 ? p.batchStrideA : 0,
-                      strideB: p.batch > 1 ? p.batchStrideB : 0, strideC: p.batch > 1 ? p.batchStrideC : 0)
+        var key = Key(transposeA: p.transposeA, transposeB: p.transposeB, m: p.m, n: p.n, k: p.k, lda: p.lda, ldb: p.ldb,
+                      ldc: p.ldc, alpha: p.alpha.bitPattern, accumulate: p.accumulate, bias: p.bias != nil)
+        if p.batch > 1 {   // strides mean nothing for one product: keep them out of its key
+            (key.batch, key.strideA, key.strideB, key.strideC) = (p.batch, p.batchStrideA, p.batchStrideB, p.batchStrideC)
+        }
         do {
             let primitive = try primitive(key)
             guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, parameterCopy(p), message) == 0 else {
