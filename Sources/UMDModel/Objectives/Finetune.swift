@@ -127,10 +127,12 @@ public final class FinetuneObjective {
     static func globalMeans(_ cls: UnsafePointer<Float>?, rows: Int, stride: Int, width D: Int,
                             _ reduction: GlobalReduction) -> [Float] {
         var local = [Double](repeating: 0, count: 1 + 2 * D)
-        if let cls { local[0] = Double(rows) }
-        for r in 0..<(cls == nil ? 0 : rows) {
-            let row = cls! + r * stride * 2 * D
-            for j in 0..<(2 * D) { local[1 + j] += Double(row[j]) }
+        if let cls {
+            local[0] = Double(rows)
+            for r in 0..<rows {
+                let row = cls + r * stride * 2 * D
+                for j in 0..<(2 * D) { local[1 + j] += Double(row[j]) }
+            }
         }
         let global = reduction.sum(local)
         return (0..<(2 * D)).map { Float(global[1 + $0] / max(global[0], 1)) }
