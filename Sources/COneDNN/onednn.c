@@ -27,6 +27,8 @@ struct umd_onednn_matmul {
     // Batched products: `batch` of them, operand i at A + i·stride_a, B + i·stride_b (C's
     // stride is in its descriptor).
     int64_t batch, stride_a, stride_b;
+    // Floats from C's first element to one past its last (what a run may write).
+    int64_t c_extent;
 };
 
 // bf16: where a thread's products put their converted operands — one buffer for A and one for
@@ -106,6 +108,7 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
     p->a_rows = transpose_a ? k : m; p->a_columns = transpose_a ? m : k; p->lda = lda;
     p->b_rows = transpose_b ? n : k; p->b_columns = transpose_b ? k : n; p->ldb = ldb;
     p->batch = batch > 1 ? batch : 1; p->stride_a = stride_a; p->stride_b = stride_b;
+    p->c_extent = (p->batch - 1) * stride_c + (m - 1) * ldc + n;
     dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a_md, b_md, c_md, bias_md;
     // bf16 operands are compact copies: their leading dimension is their column count, one
@@ -193,6 +196,82 @@ static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld,
     for (int64_t r = 0; r < rows; r++) row_convert(src + r * ld, columns, dst + r * columns);
 }
 
+// Operand sharing (umd_onednn_share_begin/end): inside a scope, an fp32 operand converted once
+// is kept and reused by every later product of the scope that reads the same matrix (same
+// address, rows, columns, leading dimension, batch and batch stride) — a Linear's output
+// gradient feeds its input-gradient and weight-gradient products, attention's q, k, dC and dS
+// two products each. The caller promises that no memory a product of the scope reads is
+// written during the scope except by the scope's own products; a product's C that overlaps a
+// kept operand drops it (a safety net for that second case). Per thread, like the scratch;
+// the buffers stay allocated from scope to scope (a step's scopes need the same sizes again).
+typedef struct {
+    const float *source;
+    int64_t rows, columns, ld, batch, stride;
+    scratch16 copy;
+} shared_operand;
+enum { shared_capacity = 16 };
+static _Thread_local shared_operand shared[shared_capacity];
+static _Thread_local int shared_count, shared_depth;
+
+void umd_onednn_share_begin(void) { shared_depth++; }
+
+void umd_onednn_share_end(void) {
+    if (shared_depth > 0 && --shared_depth == 0) shared_count = 0;
+}
+
+// The kept copy of this operand, or NULL (outside a scope, or not converted yet).
+static const uint16_t *shared_lookup(const float *source, int64_t rows, int64_t columns, int64_t ld, int64_t batch,
+                                     int64_t stride) {
+    for (int i = 0; i < shared_count; i++) {
+        const shared_operand *s = &shared[i];
+        if (s->source == source && s->rows == rows && s->columns == columns && s->ld == ld && s->batch == batch
+            && (batch == 1 || s->stride == stride))
+            return s->copy.values;
+    }
+    return NULL;
+}
+
+// A buffer to convert this operand into that the scope keeps (NULL: not in a scope, the table
+// is full or out of memory — then the product converts into its scratch as outside a scope).
+static uint16_t *shared_slot(const float *source, int64_t rows, int64_t columns, int64_t ld, int64_t batch,
+                             int64_t stride) {
+    if (shared_depth == 0 || shared_count == shared_capacity) return NULL;
+    shared_operand *s = &shared[shared_count];
+    uint16_t *values = ensure16(&s->copy, (size_t)(batch * rows * columns));
+    if (!values) return NULL;
+    s->source = source; s->rows = rows; s->columns = columns; s->ld = ld; s->batch = batch; s->stride = stride;
+    shared_count++;
+    return values;
+}
+
+// Forgets kept operands whose source overlaps [begin, end) floats: a product just wrote there.
+static void shared_forget_overlapping(const float *begin, const float *end) {
+    for (int i = 0; i < shared_count;) {
+        shared_operand *s = &shared[i];
+        const float *first = s->source;
+        const float *last = s->source + (s->batch - 1) * s->stride + (s->rows - 1) * s->ld + s->columns;
+        if (first < end && begin < last) {
+            scratch16 kept = s->copy;               // keep the buffer for a later operand
+            *s = shared[--shared_count];
+            shared[shared_count].copy = kept;
+        } else {
+            i++;
+        }
+    }
+}
+
+// One bf16 operand: the scope's kept copy, a new kept copy, or the product's scratch.
+static const uint16_t *bf16_operand(const float *source, int64_t rows, int64_t columns, int64_t ld, int64_t batch,
+                                    int64_t stride, scratch16 *scratch) {
+    const uint16_t *kept = shared_depth ? shared_lookup(source, rows, columns, ld, batch, stride) : NULL;
+    if (kept) return kept;
+    uint16_t *out = shared_slot(source, rows, columns, ld, batch, stride);
+    if (!out) out = ensure16(scratch, (size_t)(batch * rows * columns));
+    if (!out) return NULL;
+    for (int64_t i = 0; i < batch; i++) convert(source + i * stride, rows, columns, ld, out + i * rows * columns);
+    return out;
+}
+
 // Tests: the conversion the products' inputs go through, on `count` floats.
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst) { convert(src, 1, count, count, dst); }
 
@@ -205,18 +284,12 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     }
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
-        int64_t a_size = p->a_rows * p->a_columns, b_size = p->b_rows * p->b_columns;
-        uint16_t *a_converted = ensure16(&scratch_a, (size_t)(p->batch * a_size));
-        uint16_t *b_converted = b16 ? NULL : ensure16(&scratch_b, (size_t)(p->batch * b_size));
-        if (!a_converted || (!b16 && !b_converted)) {
+        a_data = bf16_operand(a, p->a_rows, p->a_columns, p->lda, p->batch, p->stride_a, &scratch_a);
+        b_data = b16 ? b16 : bf16_operand(b, p->b_rows, p->b_columns, p->ldb, p->batch, p->stride_b, &scratch_b);
+        if (!a_data || !b_data) {
             snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory for the bf16 operands");
             return 1;
         }
-        for (int64_t i = 0; i < p->batch; i++) {
-            convert(a + i * p->stride_a, p->a_rows, p->a_columns, p->lda, a_converted + i * a_size);
-            if (!b16) convert(b + i * p->stride_b, p->b_rows, p->b_columns, p->ldb, b_converted + i * b_size);
-        }
-        a_data = a_converted; b_data = b16 ? (const void *)b16 : (const void *)b_converted;
     }
     dnnl_status_t s;
     if ((s = thread_stream()) != dnnl_success) return fail(message, "creating this thread's stream", s);
@@ -228,6 +301,7 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     if (bias && (s = dnnl_memory_set_data_handle(p->bias, (void *)bias)) != dnnl_success) return fail(message, "setting the bias", s);
     if ((s = dnnl_primitive_execute(p->primitive, stream, bias ? 4 : 3, args)) != dnnl_success) return fail(message, "executing", s);
     if ((s = dnnl_stream_wait(stream)) != dnnl_success) return fail(message, "waiting for the stream", s);
+    if (shared_count) shared_forget_overlapping(c, c + p->c_extent);
     return 0;
 }
 

@@ -155,6 +155,59 @@ struct OneDNNBackendTests {
         backend.endParameterReuse()
     }
 
+    /// `Matmul.sharingOperands`: bf16 converts an operand once per scope — a Linear backward's
+    /// dy as A of the weight gradient (transposed) and of the input gradient — with results
+    /// bitwise those of converting at every product; an operand changed outside a product is
+    /// not seen inside the scope (the contract) but is in the next scope; a product whose
+    /// output overlaps a kept operand drops it, so a later product reads the new values.
+    @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"))
+    func bf16ConvertsASharedOperandOncePerScope() throws {
+        let backend = try OneDNNBackend(bf16: true)
+        Matmul.threadBackend = backend
+        defer { Matmul.threadBackend = nil }
+        let (rows, inF, outF) = (13, 40, 24)
+        var dy = (0..<(rows * outF)).map { Float($0 % 11) / 5 - 0.97 }
+        let x = (0..<(rows * inF)).map { Float($0 % 7) / 3 - 1.1 }
+        let w = (0..<(outF * inF)).map { Float($0 % 19) / 13 - 0.7 }
+        /// dW = dyᵀ x and dx = dy W, as a Linear backward makes them.
+        func gradients() -> (dW: [UInt32], dx: [UInt32]) {
+            var dW = [Float](repeating: 0, count: outF * inF), dx = [Float](repeating: 0, count: rows * inF)
+            dy.withUnsafeBufferPointer { dy in
+                Matmul.linearParameterGradients(&dW, accumulate: false, nil, dy.baseAddress!, x, rows: rows,
+                                                inFeatures: inF, outFeatures: outF)
+                Matmul.linearInputGradient(&dx, dy.baseAddress!, w, rows: rows, inFeatures: inF, outFeatures: outF,
+                                           accumulate: false)
+            }
+            return (dW.map(\.bitPattern), dx.map(\.bitPattern))
+        }
+        let converting = gradients()
+        let shared = Matmul.sharingOperands { gradients() }
+        #expect(shared.dW == converting.dW && shared.dx == converting.dx)
+        // Inside a scope the first conversion is what later products read (the contract: an
+        // element-wise write inside the scope is not seen).
+        Matmul.sharingOperands {
+            _ = gradients()
+            for i in dy.indices { dy[i] *= -2 }
+            #expect(gradients().dx == converting.dx, "the scope's copy is used")
+        }
+        let changed = gradients()
+        #expect(changed.dx != converting.dx)
+        #expect(Matmul.sharingOperands { gradients() }.dx == changed.dx, "a new scope sees the change")
+        // A product writing over a kept operand drops it: dy's rows 0..<3 ← dy's rows 8..<11 · W
+        // (C's 3 × 40 floats cover dy's first 120).
+        let before = dy
+        let afterOverwrite: [UInt32] = Matmul.sharingOperands {
+            _ = gradients()
+            dy.withUnsafeMutableBufferPointer { dy in
+                Matmul.linearInputGradient(dy.baseAddress!, UnsafePointer(dy.baseAddress! + 8 * outF), w, rows: 3,
+                                           inFeatures: inF, outFeatures: outF, accumulate: false)
+            }
+            return gradients().dx
+        }
+        #expect(dy != before)
+        #expect(afterOverwrite == gradients().dx, "the overwritten operand is converted again")
+    }
+
     @Test(.enabled(if: !OneDNNBackend.hasBFloat16, "the CPU has bf16 instructions: nothing to refuse here"))
     func bf16IsRefusedWithoutTheInstructions() {
         #expect { try OneDNNBackend(bf16: true) } throws: { "\($0)".contains("needs AVX512-BF16 or AMX") && "\($0)".contains("--matmul onednn") }

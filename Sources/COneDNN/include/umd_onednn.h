@@ -27,6 +27,12 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
 // already rounded to bfloat16, compact (NULL: B is converted here). 0 on success.
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
                           const uint16_t *b16, char *message);
+// bf16: a scope (nestable, per thread) in which an operand converted once is reused by the
+// later products that read the same matrix, instead of converted again. Inside it, nothing a
+// product reads may be written except by the scope's own products (a product's output that
+// overlaps a kept operand drops it).
+void umd_onednn_share_begin(void);
+void umd_onednn_share_end(void);
 // The implementation oneDNN chose (e.g. "brg:avx512_core").
 const char *umd_onednn_matmul_implementation(const umd_onednn_matmul *p);
 void umd_onednn_matmul_destroy(umd_onednn_matmul *p);

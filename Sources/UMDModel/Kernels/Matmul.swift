@@ -63,11 +63,18 @@ public protocol MatmulBackend: AnyObject, Sendable {
     /// first time (bf16: its rounded copy); `end` forgets it all. Default: nothing to reuse.
     func beginParameterReuse()
     func endParameterReuse()
+    /// A scope (nestable) in which an operand the backend had to convert (bf16: rounded) is
+    /// converted once and reused by the scope's later products that read the same matrix.
+    /// Default: nothing to share.
+    func beginOperandSharing()
+    func endOperandSharing()
 }
 
 extension MatmulBackend {
     public func beginParameterReuse() {}
     public func endParameterReuse() {}
+    public func beginOperandSharing() {}
+    public func endOperandSharing() {}
 }
 
 /// OpenBLAS's `cblas_sgemm`: the default backend and the reference.
@@ -103,6 +110,22 @@ public enum Matmul {
         defer { backend.endParameterReuse() }
         return try body()
     }
+
+    /// Runs `body`, a few products that read some operand more than once (a Linear's output
+    /// gradient: its input-gradient and weight-gradient products; attention's q, k, dC, dS),
+    /// letting the backend convert such an operand once (bf16: 2 of a Linear backward's 3
+    /// operand conversions become 1 for dY). The contract: during `body` no memory its
+    /// products read is written except by its own products (whose outputs the backend
+    /// watches) — element-wise kernels writing a matrix that a product already read must
+    /// run outside. Products' results are bitwise those without the scope.
+    @inline(__always)
+    public static func sharingOperands<T>(_ body: () throws -> T) rethrows -> T {
+        let backend = current
+        backend.beginOperandSharing()
+        defer { backend.endOperandSharing() }
+        return try body()
+    }
+
     /// The reference backend (OpenBLAS sgemm).
     public static let reference = OpenBLASBackend()
 

@@ -95,6 +95,9 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         for copy in parameterCopies.values { copy.current = false }
     }
 
+    public func beginOperandSharing() { if bf16 { umd_onednn_share_begin() } }
+    public func endOperandSharing() { if bf16 { umd_onednn_share_end() } }
+
     /// B rounded to bf16 for this scope (converted by its first product), or nil when the
     /// product converts B itself: fp32, no scope, B not a parameter or not compact.
     private func parameterCopy(_ p: MatmulProblem) -> UnsafePointer<UInt16>? {

@@ -90,9 +90,12 @@ public final class MultiHeadAttention {
         self.batch = batch; self.queryLength = queryLength; self.keyLength = keyLength; self.keyMask = keyMask
         let W = params.width, H = params.heads, hd = W / H
         let (Lq, Lk) = (queryLength, keyLength)
-        let q = qProj.forward(p, queries, rows: batch * Lq)
-        let k = kProj.forward(p, keysValues, rows: batch * Lk)
-        let v = vProj.forward(p, keysValues, rows: batch * Lk)
+        // The three projections read the same input (self-attention; k and v in cross-attention):
+        // converted once (bf16).
+        let (q, k, v) = Matmul.sharingOperands {
+            (qProj.forward(p, queries, rows: batch * Lq), kProj.forward(p, keysValues, rows: batch * Lk),
+             vProj.forward(p, keysValues, rows: batch * Lk))
+        }
         probsDropout?.record(perItem: H * Lq * Lk, ctx)
         let dropping = probsDropout?.active ?? false
         let c = context.ensure(batch * Lq * W)
@@ -154,7 +157,9 @@ public final class MultiHeadAttention {
             let dS = scratch(.attentionScores, n), dP = scratch(.attentionProbs, n)        // [H, Lq, Lk] per item
             let P = scratch(.attentionHeadProbabilities, n)                                // [H, Lq, Lk] recomputed
             let kept = dropping ? scratch(.attentionHeadKept, n) : P
-            for b in 0..<batch {
+            // One operand-sharing scope per item: q, k, dC and dS are each read by two products
+            // (converted once, bf16); P, kept and dS are rewritten by the next item.
+            for b in 0..<batch { Matmul.sharingOperands {
                 let (qItem, kItem, vItem) = (q + b * Lq * W, k + b * Lk * W, v + b * Lk * W)
                 let (dcItem, dqItem, dkItem, dvItem) = (dc + b * Lq * W, dq + b * Lq * W, dk + b * Lk * W, dv + b * Lk * W)
                 itemProbabilities(P, b: b, q: q, k: k)
@@ -173,7 +178,7 @@ public final class MultiHeadAttention {
                 Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq,
                                alpha: scale, dS, lda: Lk, strideA: Lq * Lk, qItem, ldb: W, strideB: hd,
                                dkItem, ldc: W, strideC: hd)
-            }
+            } }
         } else {
             let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)
             let P = scratch(.attentionHeadProbabilities, Lq * Lk)                                 // [Lq, Lk] recomputed
@@ -201,9 +206,12 @@ public final class MultiHeadAttention {
                 }
             }
         }
-        qProj.backward(p, dq, dx: dQueries)
-        kProj.backward(p, dk, dx: dKeysValues)
-        vProj.backward(p, dv, dx: dKeysValues)
+        // The three weight gradients read the same input (as the forward's projections).
+        Matmul.sharingOperands {
+            qProj.backward(p, dq, dx: dQueries)
+            kProj.backward(p, dk, dx: dKeysValues)
+            vProj.backward(p, dv, dx: dKeysValues)
+        }
     }
 
     /// Attention probabilities of the last forward, [B, H, Lq, Lk] (before dropout),

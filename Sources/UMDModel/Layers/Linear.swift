@@ -53,13 +53,16 @@ public final class Linear {
                          accumulateInput: Bool = true, input recomputed: UnsafePointer<Float>? = nil) {
         guard let input = recomputed ?? input else { preconditionFailure("Linear.backward before forward") }
         let dWeight = p.gradientForOverwrite(params.weight)
-        Matmul.linearParameterGradients(dWeight.pointer, accumulate: !dWeight.overwrite, params.bias.map { p.grad($0) },
-                                        dy, input, rows: rows, inFeatures: params.inFeatures,
-                                        outFeatures: params.outFeatures)
-        if let dx {
-            Matmul.linearInputGradient(dx, dy, p.value(params.weight),
-                                       rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,
-                                       accumulate: accumulateInput)
+        // dy is read by both products: converted once (bf16).
+        Matmul.sharingOperands {
+            Matmul.linearParameterGradients(dWeight.pointer, accumulate: !dWeight.overwrite,
+                                            params.bias.map { p.grad($0) }, dy, input, rows: rows,
+                                            inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+            if let dx {
+                Matmul.linearInputGradient(dx, dy, p.value(params.weight),
+                                           rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,
+                                           accumulate: accumulateInput)
+            }
         }
     }
 }
