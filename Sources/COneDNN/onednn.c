@@ -276,7 +276,7 @@ static const uint16_t *bf16_operand(const float *source, int64_t rows, int64_t c
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst) { convert(src, 1, count, count, dst); }
 
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
-                          const uint16_t *b16, char *message) {
+                          const uint16_t *a16, const uint16_t *b16, char *message) {
     if ((p->bias != NULL) != (bias != NULL)) {
         snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: a product run %s the bias it was created %s",
                  bias ? "with" : "without", bias ? "without" : "with");
@@ -284,7 +284,7 @@ int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, 
     }
     const void *a_data = a, *b_data = b;
     if (p->bf16) {
-        a_data = bf16_operand(a, p->a_rows, p->a_columns, p->lda, p->batch, p->stride_a, &scratch_a);
+        a_data = a16 ? a16 : bf16_operand(a, p->a_rows, p->a_columns, p->lda, p->batch, p->stride_a, &scratch_a);
         b_data = b16 ? b16 : bf16_operand(b, p->b_rows, p->b_columns, p->ldb, p->batch, p->stride_b, &scratch_b);
         if (!a_data || !b_data) {
             snprintf(message, UMD_ONEDNN_MESSAGE_LENGTH, "oneDNN: out of memory for the bf16 operands");

@@ -214,6 +214,59 @@ struct OneDNNBackendTests {
     }
 }
 
+/// The bf16 backend with the caller's rounding turned off: every operand converted by the
+/// backend (`MatmulProblem.aRounded` dropped), everything else passed on.
+final class BackendRoundingOnly: MatmulBackend, @unchecked Sendable {
+    let inner: any MatmulBackend
+    init(_ inner: any MatmulBackend) { self.inner = inner }
+    var name: String { inner.name + " (rounding in the backend only)" }
+    var isFloat32: Bool { inner.isFloat32 }
+    var takesRoundedOperands: Bool { false }
+    func compute(_ p: MatmulProblem) { var q = p; q.aRounded = nil; inner.compute(q) }
+    func beginOperandSharing() { inner.beginOperandSharing() }
+    func endOperandSharing() { inner.endOperandSharing() }
+}
+
+/// Attention on bf16 rounds its probabilities and score gradients head by head itself
+/// (`MatmulProblem.aRounded`): forward output, input gradients and weight gradients are
+/// bitwise those of letting the backend convert them — with dropout on the probabilities
+/// and padded keys, self- and cross-attention.
+struct CallerRoundedOperandsTests {
+    @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"), arguments: [false, true])
+    func attentionRoundingItsOperandsIsBitwiseTheBackends(cross: Bool) throws {
+        let (batch, lq, width, heads) = (2, 9, 32, 4)
+        let lk = cross ? 13 : lq
+        func run(_ backend: any MatmulBackend) -> [[UInt32]] {
+            Matmul.threadBackend = backend
+            defer { Matmul.threadBackend = nil }
+            let layout = ParameterLayout()
+            let params = AttentionParams.declare(layout, "fusion.layers.0.attn", width: width, heads: heads)
+            let store = ParameterStore(layout: layout)
+            TestData.randomize(store, seed: 21)
+            store.zeroGradients()
+            let layer = MultiHeadAttention(params, dropoutName: "fusion.layers.0.attn")
+            let xq = TestData.buffer(batch * lq * width, seed: 22), xkv = cross ? TestData.buffer(batch * lk * width, seed: 23) : xq
+            let dq = TestData.zeros(batch * lq * width), dkv = cross ? TestData.zeros(batch * lk * width) : dq
+            let dy = TestData.buffer(batch * lq * width, seed: 24)
+            let mask = TestData.keyMask(batch: batch, length: lk, padding: [0, 3])
+            let y = layer.forward(store, queries: xq, keysValues: xkv, batch: batch, queryLength: lq, keyLength: lk,
+                                  keyMask: mask, ForwardContext(dropout: 0.2, passKey: 99, sampleIDs: [5, 8]))
+            let output = (0..<(batch * lq * width)).map { y[$0].bitPattern }
+            layer.backward(store, dy, dQueries: dq, dKeysValues: dkv)
+            return [output, (0..<(batch * lq * width)).map { dq[$0].bitPattern },
+                    (0..<(batch * lk * width)).map { dkv[$0].bitPattern }, (0..<store.count).map { store.grads[$0].bitPattern }]
+        }
+        let backend = try OneDNNBackend(bf16: true)
+        #expect(backend.takesRoundedOperands)
+        let callerRounded = run(backend), backendRounded = run(BackendRoundingOnly(backend))
+        for (i, what) in ["output", "dQueries", "dKeysValues", "weight gradients"].enumerated() {
+            let differing = zip(callerRounded[i], backendRounded[i]).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(what): \(differing) of \(callerRounded[i].count) values differ")
+        }
+        #expect(Set(callerRounded[3]).count > 10, "the gradients are not all alike")
+    }
+}
+
 /// `Matmul.batched` (attention's heads of one sample in one call, on the backends that must see
 /// every head product): on every backend, the same as one product per head on the same strided
 /// views — bitwise where the backend loops (OpenBLAS, the emulation), to float rounding where

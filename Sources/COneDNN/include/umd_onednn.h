@@ -23,10 +23,11 @@ umd_onednn_matmul *umd_onednn_matmul_create(int transpose_a, int transpose_b, in
                                             int64_t lda, int64_t ldb, int64_t ldc, float alpha, int accumulate,
                                             int bias, int bf16, int64_t batch, int64_t stride_a, int64_t stride_b,
                                             int64_t stride_c, char *message);
-// Runs the product on these operands (bias: NULL unless created with one). b16: for bf16, B
-// already rounded to bfloat16, compact (NULL: B is converted here). 0 on success.
+// Runs the product on these operands (bias: NULL unless created with one). a16, b16: for bf16,
+// A or B already rounded to bfloat16 (by umd_onednn_to_bf16), compact — each matrix of a batch
+// its stored rows x columns, one after the other (NULL: converted here). 0 on success.
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,
-                          const uint16_t *b16, char *message);
+                          const uint16_t *a16, const uint16_t *b16, char *message);
 // bf16: a scope (nestable, per thread) in which an operand converted once is reused by the
 // later products that read the same matrix, instead of converted again. Inside it, nothing a
 // product reads may be written except by the scope's own products (a product's output that

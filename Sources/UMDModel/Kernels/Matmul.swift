@@ -1,3 +1,4 @@
+import COneDNN
 import COpenBLAS
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,11 @@ public struct MatmulProblem {
     /// reads A + i·batchStrideA, B + i·batchStrideB and writes C + i·batchStrideC. No bias.
     public var batch = 1
     public var batchStrideA = 0, batchStrideB = 0, batchStrideC = 0
+    /// A already rounded to bf16 by the caller (`Matmul.roundToBFloat16`), in the layout a
+    /// rounding backend converts A into: compact, each matrix of a batch its stored rows ×
+    /// columns after the previous. A backend that `takesRoundedOperands` reads it instead of
+    /// converting A (the same numbers); every other backend reads `a`, which stays valid.
+    public var aRounded: UnsafePointer<UInt16>? = nil
 
     /// For backends without batched products: each product of a batch, alone, through `compute`.
     /// Returns false (nothing done) for a single product.
@@ -68,6 +74,8 @@ public protocol MatmulBackend: AnyObject, Sendable {
     /// Default: nothing to share.
     func beginOperandSharing()
     func endOperandSharing()
+    /// Whether it reads `MatmulProblem.aRounded` when given (bf16); callers round only then.
+    var takesRoundedOperands: Bool { get }
 }
 
 extension MatmulBackend {
@@ -75,6 +83,7 @@ extension MatmulBackend {
     public func endParameterReuse() {}
     public func beginOperandSharing() {}
     public func endOperandSharing() {}
+    public var takesRoundedOperands: Bool { false }
 }
 
 /// OpenBLAS's `cblas_sgemm`: the default backend and the reference.
@@ -199,17 +208,28 @@ public enum Matmul {
     /// `strideA`, `strideB`, `strideC` elements after operand 0 — attention's heads of one
     /// sample, for the backends that must see every head product (bf16): oneDNN runs them as
     /// one batched primitive, far cheaper than one call per head (`bench step --phases`).
+    /// `aRounded`: A rounded by the caller (see `MatmulProblem.aRounded`).
     public static func batched(_ kind: String, batch: Int, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                                alpha: Float, _ a: UnsafePointer<Float>, lda: Int, strideA: Int,
                                _ b: UnsafePointer<Float>, ldb: Int, strideB: Int,
-                               _ c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int) {
+                               _ c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int,
+                               aRounded: UnsafePointer<UInt16>? = nil) {
         let backend = current
         KernelProfile.matrixProduct(kind, m, n, k, batch: batch) {
             var p = MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                                   a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: false)
             (p.batch, p.batchStrideA, p.batchStrideB, p.batchStrideC) = (batch, strideA, strideB, strideC)
+            p.aRounded = aRounded
             backend.compute(p)
         }
+    }
+
+    /// `count` floats rounded to bfloat16 into `out`, exactly as the bf16 backend rounds its
+    /// operands (nearest even; AVX512-BF16's conversion where the CPU has it): for a caller
+    /// that rounds an operand while it is still in cache (`MatmulProblem.aRounded`).
+    @inline(__always)
+    public static func roundToBFloat16(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<UInt16>) {
+        umd_onednn_to_bf16(x, Int64(count), out)
     }
 
     // The three products a Linear layer needs (y = x W^T + b), named for what they compute.

@@ -123,6 +123,7 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
     }
 
     public var name: String { bf16 ? "bf16" : "onednn" }
+    public var takesRoundedOperands: Bool { bf16 }
     public var isFloat32: Bool { !bf16 }
 
     /// The instruction set oneDNN's kernels use on this CPU ("avx512_core_bf16", "avx2", …).
@@ -166,7 +167,8 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         }
         do {
             let primitive = try primitive(key)
-            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, parameterCopy(p), message) == 0 else {
+            let a16 = bf16 ? p.aRounded : nil
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, a16, parameterCopy(p), message) == 0 else {
                 throw Failure(description: String(cString: message))
             }
         } catch {

@@ -64,17 +64,37 @@ public final class MultiHeadAttention {
         Elementwise.softmaxRows(out, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
     }
 
-    /// All H heads of item b at once into `out` [H, Lq, Lk]: one batched scores product and
-    /// the softmax over H·Lq rows (the key mask is the item's for every head). For backends
-    /// that must see every head product (bf16): one call per sample instead of one per head.
-    private func itemProbabilities(_ out: UnsafeMutablePointer<Float>, b: Int, q: UnsafePointer<Float>,
+    /// All H heads of item b at once into `out` [H, Lq, Lk]: one batched scores product, then
+    /// head by head (while the head's scores are in cache) the softmax (the key mask is the
+    /// item's for every head), the dropout into `kept` (when given) and, when `rounded` is
+    /// given, the kept probabilities rounded to bf16 for the product that reads them. For
+    /// backends that must see every head product (bf16): one call per sample instead of one
+    /// per head.
+    private func itemProbabilities(_ out: UnsafeMutablePointer<Float>, kept: UnsafeMutablePointer<Float>?,
+                                   rounded: UnsafeMutablePointer<UInt16>?, b: Int, q: UnsafePointer<Float>,
                                    k: UnsafePointer<Float>) {
         let W = params.width, H = params.heads, hd = W / H
-        let (Lq, Lk) = (queryLength, keyLength)
+        let (Lq, Lk) = (queryLength, keyLength), n = Lq * Lk
         Matmul.batched("nt heads", batch: H, transposeA: false, transposeB: true, m: Lq, n: Lk, k: hd,
                        alpha: 1 / Float(hd).squareRoot(), q + b * Lq * W, lda: W, strideA: hd,
-                       k + b * Lk * W, ldb: W, strideB: hd, out, ldc: Lk, strideC: Lq * Lk)
-        Elementwise.softmaxRows(out, rows: H * Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
+                       k + b * Lk * W, ldb: W, strideB: hd, out, ldc: Lk, strideC: n)
+        for h in 0..<H {
+            let head = out + h * n
+            Elementwise.softmaxRows(head, rows: Lq, width: Lk, additiveMask: keyMask.map { $0 + b * Lk })
+            var used = UnsafePointer(head)
+            if let kept {
+                probsDropout!.apply(used, into: kept + h * n, offset: (b * H + h) * n, count: n)
+                used = UnsafePointer(kept + h * n)
+            }
+            if let rounded { Matmul.roundToBFloat16(used, count: n, into: rounded + h * n) }
+        }
+    }
+
+    /// [count] bf16 scratch for an item's rounded probabilities or score gradients, when the
+    /// backend reads operands rounded by the caller (bf16); nil otherwise.
+    private func roundedScratch(_ p: ParameterStore, _ count: Int) -> UnsafeMutablePointer<UInt16>? {
+        guard Matmul.current.takesRoundedOperands else { return nil }
+        return UnsafeMutableRawPointer(p.scratch(.attentionRounded, (count + 1) / 2)).assumingMemoryBound(to: UInt16.self)
     }
 
     /// Whether this thread's products go through the per-sample batched path: a backend that
@@ -102,13 +122,13 @@ public final class MultiHeadAttention {
         if batchingHeads {
             let P = p.scratch(.attentionHeadProbabilities, H * Lq * Lk)          // [H, Lq, Lk] one item's
             let kept = dropping ? p.scratch(.attentionHeadKept, H * Lq * Lk) : P  // [H, Lq, Lk] after dropout
+            let rounded = roundedScratch(p, H * Lq * Lk)                         // [H, Lq, Lk] kept, bf16
             for b in 0..<batch {
-                itemProbabilities(P, b: b, q: q, k: k)
-                if dropping { probsDropout!.apply(P, into: kept, offset: b * H * Lq * Lk, count: H * Lq * Lk) }
+                itemProbabilities(P, kept: dropping ? kept : nil, rounded: rounded, b: b, q: q, k: k)
                 // C_h = P_h V_h for every head: [Lq, hd] at column h·hd of the item's context.
                 Matmul.batched("nn heads", batch: H, transposeA: false, transposeB: false, m: Lq, n: hd, k: Lk, alpha: 1,
                                kept, lda: Lk, strideA: Lq * Lk, v + b * Lk * W, ldb: W, strideB: hd,
-                               c + b * Lq * W, ldc: W, strideC: hd)
+                               c + b * Lq * W, ldc: W, strideC: hd, aRounded: rounded.map { UnsafePointer($0) })
             }
         } else {
             let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
@@ -157,27 +177,36 @@ public final class MultiHeadAttention {
             let dS = scratch(.attentionScores, n), dP = scratch(.attentionProbs, n)        // [H, Lq, Lk] per item
             let P = scratch(.attentionHeadProbabilities, n)                                // [H, Lq, Lk] recomputed
             let kept = dropping ? scratch(.attentionHeadKept, n) : P
+            // [H, Lq, Lk] bf16: kept (until dV), then dS — both rounded head by head in cache.
+            let rounded = roundedScratch(p, n)
             // One operand-sharing scope per item: q, k, dC and dS are each read by two products
             // (converted once, bf16); P, kept and dS are rewritten by the next item.
             for b in 0..<batch { Matmul.sharingOperands {
                 let (qItem, kItem, vItem) = (q + b * Lq * W, k + b * Lk * W, v + b * Lk * W)
                 let (dcItem, dqItem, dkItem, dvItem) = (dc + b * Lq * W, dq + b * Lq * W, dk + b * Lk * W, dv + b * Lk * W)
-                itemProbabilities(P, b: b, q: q, k: k)
-                if dropping { probsDropout!.apply(P, into: kept, offset: b * n, count: n) }
+                itemProbabilities(P, kept: dropping ? kept : nil, rounded: rounded, b: b, q: q, k: k)
                 // dP_h = dC_h V_hᵀ ; dV_h = P_hᵀ dC_h
                 Matmul.batched("nt heads", batch: H, transposeA: false, transposeB: true, m: Lq, n: Lk, k: hd, alpha: 1,
                                dcItem, lda: W, strideA: hd, vItem, ldb: W, strideB: hd, dP, ldc: Lk, strideC: Lq * Lk)
+                let roundedOperand = rounded.map { UnsafePointer($0) }
                 Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq, alpha: 1,
-                               kept, lda: Lk, strideA: Lq * Lk, dcItem, ldb: W, strideB: hd, dvItem, ldc: W, strideC: hd)
-                probsDropout?.backward(dP, count: n, offset: b * n)
-                Elementwise.softmaxBackwardRows(dS, dP, P, rows: H * Lq, width: Lk)
+                               kept, lda: Lk, strideA: Lq * Lk, dcItem, ldb: W, strideB: hd, dvItem, ldc: W, strideC: hd,
+                               aRounded: roundedOperand)
+                // Head by head while in cache: the dropout's and the softmax's backward, dS rounded.
+                let headSize = Lq * Lk
+                for h in 0..<H {
+                    let offset = h * headSize
+                    probsDropout?.backward(dP + offset, count: headSize, offset: b * n + offset)
+                    Elementwise.softmaxBackwardRows(dS + offset, dP + offset, P + offset, rows: Lq, width: Lk)
+                    if let rounded { Matmul.roundToBFloat16(dS + offset, count: headSize, into: rounded + offset) }
+                }
                 // dQ_h = scale dS_h K_h ; dK_h = scale dS_hᵀ Q_h
                 Matmul.batched("nn heads", batch: H, transposeA: false, transposeB: false, m: Lq, n: hd, k: Lk,
                                alpha: scale, dS, lda: Lk, strideA: Lq * Lk, kItem, ldb: W, strideB: hd,
-                               dqItem, ldc: W, strideC: hd)
+                               dqItem, ldc: W, strideC: hd, aRounded: roundedOperand)
                 Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq,
                                alpha: scale, dS, lda: Lk, strideA: Lq * Lk, qItem, ldb: W, strideB: hd,
-                               dkItem, ldc: W, strideC: hd)
+                               dkItem, ldc: W, strideC: hd, aRounded: roundedOperand)
             } }
         } else {
             let dS = scratch(.attentionScores, Lq * Lk), dP = scratch(.attentionProbs, Lq * Lk)    // [Lq, Lk] per (b, h)

@@ -20,6 +20,9 @@ public final class LayerScratch: @unchecked Sendable {
         case coSum, coAfterCross, coAfterSelf
         // MultiHeadAttention (forward and backward: one head's probabilities, before and after dropout)
         case attentionHeadProbabilities, attentionHeadKept
+        /// bf16 only: an item's kept probabilities (forward; backward until dV) and then its
+        /// score gradients, rounded head by head while in cache — [H, Lq, Lk] bfloat16.
+        case attentionRounded
         case attentionContext, attentionQ, attentionK, attentionV, attentionScores, attentionProbs, attentionOutput
         /// The output projection's result in forward (the caller adds it to its residual at once).
         case attentionResult
