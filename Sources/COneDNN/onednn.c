@@ -154,8 +154,10 @@ static inline uint16_t to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-static void convert_scalar(const float *row, int64_t columns, uint16_t *out) {
-    for (int64_t c = 0; c < columns; c++) out[c] = to_bf16(row[c]);
+// rows x columns (rows ld apart) into compact rows.
+static void convert_scalar(const float *src, int64_t rows, int64_t columns, int64_t ld, uint16_t *dst) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < columns; c++) dst[r * columns + c] = to_bf16(src[r * ld + c]);
 }
 
 #if defined(__x86_64__)
@@ -164,14 +166,21 @@ static void convert_scalar(const float *row, int64_t columns, uint16_t *out) {
 // zero, where to_bf16 keeps their top bits: a product's contribution of that size is below
 // anything the fp32 accumulation keeps. Compiled for AVX512-BF16 whatever the build's target;
 // run only where the CPU has it (the bf16 backend exists only there).
+// The row loop is inside (one call per matrix, not per row: attention's head operands are
+// many rows of 32 or 64 columns). Per row as before: 32-column blocks by the instruction, the
+// rest by to_bf16 — the same bits whatever the call's shape.
 __attribute__((target("avx512f,avx512bf16")))
-static void convert_avx512bf16(const float *row, int64_t columns, uint16_t *out) {
-    int64_t c = 0;
-    for (; c + 32 <= columns; c += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + c + 16), _mm512_loadu_ps(row + c));
-        _mm512_storeu_si512((void *)(out + c), (__m512i)v);
+static void convert_avx512bf16(const float *src, int64_t rows, int64_t columns, int64_t ld, uint16_t *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = src + r * ld;
+        uint16_t *out = dst + r * columns;
+        int64_t c = 0;
+        for (; c + 32 <= columns; c += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + c + 16), _mm512_loadu_ps(row + c));
+            _mm512_storeu_si512((void *)(out + c), (__m512i)v);
+        }
+        for (; c < columns; c++) out[c] = to_bf16(row[c]);
     }
-    for (; c < columns; c++) out[c] = to_bf16(row[c]);
 }
 #endif
 
@@ -189,11 +198,10 @@ static int cpu_has_avx512bf16(void) {
 }
 
 static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld, uint16_t *dst) {
-    void (*row_convert)(const float *, int64_t, uint16_t *) = convert_scalar;
 #if defined(__x86_64__)
-    if (cpu_has_avx512bf16()) row_convert = convert_avx512bf16;
+    if (cpu_has_avx512bf16()) { convert_avx512bf16(src, rows, columns, ld, dst); return; }
 #endif
-    for (int64_t r = 0; r < rows; r++) row_convert(src + r * ld, columns, dst + r * columns);
+    convert_scalar(src, rows, columns, ld, dst);
 }
 
 // Operand sharing (umd_onednn_share_begin/end): inside a scope, an fp32 operand converted once

@@ -215,23 +215,52 @@ struct OneDNNBackendTests {
 }
 
 /// The bf16 backend with the caller's rounding turned off: every operand converted by the
-/// backend (`MatmulProblem.aRounded` dropped), everything else passed on.
+/// backend (`MatmulProblem.aRounded`, `bRounded` dropped), everything else passed on.
 final class BackendRoundingOnly: MatmulBackend, @unchecked Sendable {
     let inner: any MatmulBackend
     init(_ inner: any MatmulBackend) { self.inner = inner }
     var name: String { inner.name + " (rounding in the backend only)" }
     var isFloat32: Bool { inner.isFloat32 }
     var takesRoundedOperands: Bool { false }
-    func compute(_ p: MatmulProblem) { var q = p; q.aRounded = nil; inner.compute(q) }
+    func compute(_ p: MatmulProblem) { var q = p; q.aRounded = nil; q.bRounded = nil; inner.compute(q) }
     func beginOperandSharing() { inner.beginOperandSharing() }
     func endOperandSharing() { inner.endOperandSharing() }
 }
 
-/// Attention on bf16 rounds its probabilities and score gradients head by head itself
-/// (`MatmulProblem.aRounded`): forward output, input gradients and weight gradients are
-/// bitwise those of letting the backend convert them — with dropout on the probabilities
-/// and padded keys, self- and cross-attention.
+/// Attention on bf16 rounds its probabilities and score gradients head by head itself, the
+/// FFN its activation chunk by chunk (`MatmulProblem.aRounded`, `bRounded`): forward output,
+/// input gradients and weight gradients are bitwise those of letting the backend convert
+/// them — with dropout on the probabilities and padded keys, self- and cross-attention;
+/// GELU and QuickGELU over more rows than one chunk.
 struct CallerRoundedOperandsTests {
+    @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"), arguments: [false, true])
+    func feedForwardRoundingItsActivationIsBitwiseTheBackends(quick: Bool) throws {
+        let (rows, width) = (70, 32)   // [70, 128] activations: more than one 8192-element chunk
+        func run(_ backend: any MatmulBackend) -> [[UInt32]] {
+            Matmul.threadBackend = backend
+            defer { Matmul.threadBackend = nil }
+            let layout = ParameterLayout()
+            let params = FeedForwardParams.declare(layout, "text.layers.0.ffn", width: width)
+            let store = ParameterStore(layout: layout)
+            TestData.randomize(store, seed: 31)
+            store.zeroGradients()
+            let layer = FeedForward(params, activation: quick ? .quickGelu : .gelu, dropoutName: "text.layers.0.ffn")
+            let x = TestData.buffer(rows * width, seed: 32), dx = TestData.zeros(rows * width)
+            let dy = TestData.buffer(rows * width, seed: 33)
+            let y = layer.forward(store, x, batch: 2, perItemRows: rows / 2, ForwardContext(dropout: 0.1, passKey: 3))
+            let output = (0..<(rows * width)).map { y[$0].bitPattern }
+            layer.backward(store, dy, dx: dx)
+            return [output, (0..<(rows * width)).map { dx[$0].bitPattern }, (0..<store.count).map { store.grads[$0].bitPattern }]
+        }
+        let backend = try OneDNNBackend(bf16: true)
+        let callerRounded = run(backend), backendRounded = run(BackendRoundingOnly(backend))
+        for (i, what) in ["output", "dx", "weight gradients"].enumerated() {
+            let differing = zip(callerRounded[i], backendRounded[i]).filter { $0 != $1 }.count
+            #expect(differing == 0, "\(what): \(differing) of \(callerRounded[i].count) values differ")
+        }
+        #expect(Set(callerRounded[2]).count > 10, "the gradients are not all alike")
+    }
+
     @Test(.enabled(if: OneDNNBackend.hasBFloat16, "the CPU has no AVX512-BF16 or AMX"), arguments: [false, true])
     func attentionRoundingItsOperandsIsBitwiseTheBackends(cross: Bool) throws {
         let (batch, lq, width, heads) = (2, 9, 32, 4)

@@ -29,6 +29,9 @@ public struct MatmulProblem {
     /// columns after the previous. A backend that `takesRoundedOperands` reads it instead of
     /// converting A (the same numbers); every other backend reads `a`, which stays valid.
     public var aRounded: UnsafePointer<UInt16>? = nil
+    /// B rounded by the caller, the same way (ignored when the backend has its own copy of a
+    /// `parameterB`).
+    public var bRounded: UnsafePointer<UInt16>? = nil
 
     /// For backends without batched products: each product of a batch, alone, through `compute`.
     /// Returns false (nothing done) for a single product.
@@ -167,13 +170,16 @@ public enum Matmul {
     static func product(_ kind: String, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                         _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-                        bias: UnsafePointer<Float>? = nil, parameterB: Bool = false) {
+                        bias: UnsafePointer<Float>? = nil, parameterB: Bool = false,
+                        aRounded: UnsafePointer<UInt16>? = nil, bRounded: UnsafePointer<UInt16>? = nil) {
         precondition(bias == nil || alpha == 1, "Matmul: a product with a bias has alpha 1")
         let backend = current
         KernelProfile.matrixProduct(kind, m, n, k) {
-            backend.compute(MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                                          a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
-                                          bias: bias, parameterB: parameterB))
+            var p = MatmulProblem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                  a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
+                                  bias: bias, parameterB: parameterB)
+            (p.aRounded, p.bRounded) = (aRounded, bRounded)
+            backend.compute(p)
         }
     }
 
@@ -237,12 +243,14 @@ public enum Matmul {
     /// out[rows, outF] = x[rows, inF] · W[outF, inF]^T + b: the bias goes to the backend with
     /// the product (oneDNN adds it as it writes C; OpenBLAS seeds C's rows with it).
     /// `reusedWeight`: W is a trained weight, used again by backward (see `reusingParameterCopies`).
+    /// `xRounded`: x rounded by the caller (`MatmulProblem.aRounded`).
     public static func linearForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                      _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                                     rows: Int, inFeatures: Int, outFeatures: Int, reusedWeight: Bool = false) {
+                                     rows: Int, inFeatures: Int, outFeatures: Int, reusedWeight: Bool = false,
+                                     xRounded: UnsafePointer<UInt16>? = nil) {
         product("nt", transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures, alpha: 1,
                 x, lda: inFeatures, weight, ldb: inFeatures, out, ldc: outFeatures, accumulate: false, bias: bias,
-                parameterB: reusedWeight)
+                parameterB: reusedWeight, aRounded: xRounded)
     }
 
     /// dx[rows, inF] += dy[rows, outF] · W[outF, inF]  (= when `accumulate` is false).
@@ -255,13 +263,15 @@ public enum Matmul {
     }
 
     /// dW[outF, inF] += dy[rows, outF]^T · x[rows, inF] (= with `accumulate` false: dW's old
-    /// contents are not read);  db[outF] += Σ_rows dy.
+    /// contents are not read);  db[outF] += Σ_rows dy.  `xRounded`: x rounded by the caller.
     public static func linearParameterGradients(_ dWeight: UnsafeMutablePointer<Float>, accumulate: Bool,
                                                 _ dBias: UnsafeMutablePointer<Float>?,
                                                 _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
-                                                rows: Int, inFeatures: Int, outFeatures: Int) {
-        tn(m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
-           dWeight, ldc: inFeatures, accumulate: accumulate)
+                                                rows: Int, inFeatures: Int, outFeatures: Int,
+                                                xRounded: UnsafePointer<UInt16>? = nil) {
+        product("tn", transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows, alpha: 1,
+                dy, lda: outFeatures, x, ldb: inFeatures, dWeight, ldc: inFeatures, accumulate: accumulate,
+                bRounded: xRounded)
         if let dBias {
             for r in 0..<rows {
                 let row = dy + r * outFeatures

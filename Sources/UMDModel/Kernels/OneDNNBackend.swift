@@ -167,8 +167,8 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         }
         do {
             let primitive = try primitive(key)
-            let a16 = bf16 ? p.aRounded : nil
-            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, a16, parameterCopy(p), message) == 0 else {
+            let a16 = bf16 ? p.aRounded : nil, b16 = bf16 ? parameterCopy(p) ?? p.bRounded : nil
+            guard umd_onednn_matmul_run(primitive, p.a, p.b, p.bias, p.c, a16, b16, message) == 0 else {
                 throw Failure(description: String(cString: message))
             }
         } catch {

@@ -49,17 +49,35 @@ public final class FeedForward {
         let hidden = fc1.forward(p, x, rows: rows)
         let n = rows * params.fc1.outFeatures
         let a = p.scratch(.feedForwardActivation, n)                        // [rows, 4W]
-        activate(a, hidden, count: n)
-        let y = fc2.forward(p, a, rows: rows, into: p.scratch(.feedForwardResult, rows * params.fc2.outFeatures))
+        let rounded = activate(p, a, hidden, count: n)
+        let y = fc2.forward(p, a, rows: rows, into: p.scratch(.feedForwardResult, rows * params.fc2.outFeatures),
+                            xRounded: rounded)
         outputDropout?.forward(y, batch: batch, perItem: perItemRows * params.fc2.outFeatures, context)
         return y
     }
 
-    private func activate(_ a: UnsafeMutablePointer<Float>, _ hidden: UnsafePointer<Float>, count n: Int) {
-        switch activation {
-        case .gelu: Elementwise.geluForward(a, hidden, count: n)
-        case .quickGelu: Elementwise.quickGeluForward(a, hidden, count: n)
+    /// a = act(hidden); with a backend that reads operands rounded by the caller (bf16), also a
+    /// rounded to bf16 — chunk by chunk, each rounded while it is still in cache, instead of by
+    /// fc2's products from memory (a is the widest activation, [rows, 4W]). Returns the
+    /// rounded copy (the store's scratch), or nil.
+    private func activate(_ p: ParameterStore, _ a: UnsafeMutablePointer<Float>, _ hidden: UnsafePointer<Float>,
+                          count n: Int) -> UnsafePointer<UInt16>? {
+        func apply(_ start: Int, _ count: Int) {
+            switch activation {
+            case .gelu: Elementwise.geluForward(a + start, hidden + start, count: count)
+            case .quickGelu: Elementwise.quickGeluForward(a + start, hidden + start, count: count)
+            }
         }
+        guard Matmul.current.takesRoundedOperands else { apply(0, n); return nil }
+        let rounded = UnsafeMutableRawPointer(p.scratch(.feedForwardActivationRounded, (n + 1) / 2))
+            .assumingMemoryBound(to: UInt16.self)
+        let chunk = 8192   // 32 KB of a: rounded from L1
+        for start in stride(from: 0, to: n, by: chunk) {
+            let count = min(chunk, n - start)
+            apply(start, count)
+            Matmul.roundToBFloat16(a + start, count: count, into: rounded + start)
+        }
+        return UnsafePointer(rounded)
     }
 
     /// `--recompute blocks`: hands fc1's output to `pool`.
@@ -72,9 +90,9 @@ public final class FeedForward {
         let n = rows * hiddenWidth
         let hidden = UnsafePointer(fc1.output.pointer)
         let a = p.scratch(.feedForwardActivation, n)   // [rows, 4W] the forward's activation, again
-        activate(a, hidden, count: n)
+        let rounded = activate(p, a, hidden, count: n)
         let da = p.scratch(.feedForwardActivated, n)   // [rows, 4W] written by fc2's input gradient
-        fc2.backward(p, dOut, dx: da, accumulateInput: false, input: a)
+        fc2.backward(p, dOut, dx: da, accumulateInput: false, input: a, inputRounded: rounded)
         let dh = p.scratch(.feedForwardHidden, n)      // [rows, 4W] written by the activation's backward
         switch activation {
         case .gelu: Elementwise.geluBackward(dh, da, hidden, output: a, count: n)

@@ -31,15 +31,17 @@ public final class Linear {
 
     /// The product into `y` [rows, out] instead of the layer's own output buffer: for results
     /// the caller consumes at once (a residual sum), which backward does not need.
+    /// `xRounded`: x rounded to bf16 by the caller (`MatmulProblem.aRounded`), or nil.
     @discardableResult
     public func forward(_ p: ParameterStore, _ x: UnsafePointer<Float>, rows: Int,
-                        into y: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+                        into y: UnsafeMutablePointer<Float>, xRounded: UnsafePointer<UInt16>? = nil)
+        -> UnsafeMutablePointer<Float> {
         input = x
         self.rows = rows
         // A store with gradients is a student's: its weights come back in backward's products.
         Matmul.linearForward(y, x, p.value(params.weight), params.bias.map { UnsafePointer(p.value($0)) },
                              rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,
-                             reusedWeight: p.hasGradients)
+                             reusedWeight: p.hasGradients, xRounded: xRounded)
         return y
     }
 
@@ -48,16 +50,19 @@ public final class Linear {
 
     /// Accumulates dW, db into the store's gradients and dx (+=) when given; with
     /// `accumulateInput` false dx is written (=), so the caller need not zero it first.
-    /// `input`: the forward's input when the caller recomputed it (its own buffer was scratch).
+    /// `input`: the forward's input when the caller recomputed it (its own buffer was scratch),
+    /// `inputRounded` the same rounded to bf16 by the caller (`MatmulProblem.bRounded`).
     public func backward(_ p: ParameterStore, _ dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?,
-                         accumulateInput: Bool = true, input recomputed: UnsafePointer<Float>? = nil) {
+                         accumulateInput: Bool = true, input recomputed: UnsafePointer<Float>? = nil,
+                         inputRounded: UnsafePointer<UInt16>? = nil) {
         guard let input = recomputed ?? input else { preconditionFailure("Linear.backward before forward") }
         let dWeight = p.gradientForOverwrite(params.weight)
         // dy is read by both products: converted once (bf16).
         Matmul.sharingOperands {
             Matmul.linearParameterGradients(dWeight.pointer, accumulate: !dWeight.overwrite,
                                             params.bias.map { p.grad($0) }, dy, input, rows: rows,
-                                            inFeatures: params.inFeatures, outFeatures: params.outFeatures)
+                                            inFeatures: params.inFeatures, outFeatures: params.outFeatures,
+                                            xRounded: inputRounded)
             if let dx {
                 Matmul.linearInputGradient(dx, dy, p.value(params.weight),
                                            rows: rows, inFeatures: params.inFeatures, outFeatures: params.outFeatures,

@@ -28,6 +28,8 @@ public final class LayerScratch: @unchecked Sendable {
         case attentionResult
         // FeedForward (forward: the activation, recomputed in backward, and fc2's result)
         case feedForwardActivation, feedForwardResult
+        /// bf16 only: the activation rounded for fc2's products, [rows, 4W] bfloat16.
+        case feedForwardActivationRounded
         case feedForwardActivated, feedForwardHidden, feedForwardOutput
     }
 
