@@ -179,8 +179,9 @@ public final class MultiHeadAttention {
             let kept = dropping ? scratch(.attentionHeadKept, n) : P
             // [H, Lq, Lk] bf16: kept (until dV), then dS — both rounded head by head in cache.
             let rounded = roundedScratch(p, n)
-            // One operand-sharing scope per item: q, k, dC and dS are each read by two products
-            // (converted once, bf16); P, kept and dS are rewritten by the next item.
+            // One operand-sharing scope per item: q, k and dC are each read by two products
+            // (converted once, bf16; kept and dS come rounded from above). Per item, not
+            // around the loop: P, kept and dS are rewritten by the next item.
             for b in 0..<batch { Matmul.sharingOperands {
                 let (qItem, kItem, vItem) = (q + b * Lq * W, k + b * Lk * W, v + b * Lk * W)
                 let (dcItem, dqItem, dkItem, dvItem) = (dc + b * Lq * W, dq + b * Lq * W, dk + b * Lk * W, dv + b * Lk * W)
