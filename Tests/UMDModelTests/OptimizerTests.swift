@@ -194,4 +194,35 @@ struct FusedOptimizerPassTests {
         #expect(memcmp(one.firstMoment, shards[0].firstMoment, cut * 4) == 0)
         #expect(memcmp(one.secondMoment + cut, shards[1].secondMoment, (whole.count - cut) * 4) == 0)
     }
+
+    /// Sharded, the EMA rides in AdamW's pass over this rank's share of each tensor and covers
+    /// the rest after the gather: two replicas (as two ranks), each with its own teacher, the
+    /// cut inside a tensor, end bitwise where one unsharded optimizer's fused pass ends —
+    /// students and teachers (a frozen tensor and one the teacher lacks included).
+    @Test func shardedUpdatesCarryTheTeacherAsTheUnshardedPassDoes() {
+        let (whole, wholeTeacher) = model(seed: 7)
+        let (rankA, teacherA) = model(seed: 7), (rankB, teacherB) = model(seed: 7)
+        let one = AdamWOptimizer(store: whole, multiplier: multiplier, isTrained: trained)
+        let cut = 90
+        #expect(whole.views.contains { $0.range.lowerBound < cut && cut < $0.range.upperBound && wholeTeacher.contains($0.id) },
+                "the cut splits a tensor the teacher holds")
+        let a = AdamWOptimizer(store: rankA, multiplier: multiplier, isTrained: trained, owned: 0..<cut)
+        let b = AdamWOptimizer(store: rankB, multiplier: multiplier, isTrained: trained, owned: cut..<rankB.count)
+        let (scale, lambda): (Float, Float) = (0.6, 0.99)
+        for _ in 0..<3 {
+            one.step(baseLearningRate: 1e-2, gradientScale: scale, teacher: wholeTeacher, lambda: lambda)
+            // A updates its share; its gather lets B update its own (B's gather copies A's share
+            // over), then copies B's share back — each rank sees both shares before its EMA rest.
+            a.step(baseLearningRate: 1e-2, gradientScale: scale, teacher: teacherA, lambda: lambda) {
+                b.step(baseLearningRate: 1e-2, gradientScale: scale, teacher: teacherB, lambda: lambda) {
+                    (rankB.values).update(from: rankA.values, count: cut)
+                }
+                (rankA.values + cut).update(from: rankB.values + cut, count: rankA.count - cut)
+            }
+        }
+        for (store, teacher, name) in [(rankA, teacherA, "A"), (rankB, teacherB, "B")] {
+            #expect(memcmp(whole.values, store.values, whole.count * 4) == 0, "rank \(name): weights")
+            #expect(memcmp(wholeTeacher.values, teacher.values, teacher.count * 4) == 0, "rank \(name): teacher")
+        }
+    }
 }

@@ -133,36 +133,49 @@ public final class AdamWOptimizer: @unchecked Sendable {
     /// trained tensors (the part of each in `owned`), then t ← λ t + (1 − λ) p for every
     /// tensor `teacher` holds, from the updated values.
     ///
-    /// Unsharded, the EMA rides in AdamW's pass over each trained tensor the teacher holds
-    /// (each array read once), and one EMA pass covers the teacher's tensors this stage does
-    /// not train. Sharded, this rank updates only its share: `gather` brings every rank's
-    /// updated share first, then one EMA pass covers the whole teacher.
+    /// The EMA rides in AdamW's pass over each trained tensor the teacher holds — over the
+    /// part of it this rank updates (each array read once) — and one EMA pass covers the rest
+    /// of the teacher: tensors this stage does not train and, with a sharded optimizer, the
+    /// parts other ranks update, after `gather` has brought every rank's updated share. The
+    /// teacher is bitwise the same either way (the same formula on the same updated values).
     public func step(baseLearningRate baseLR: Float, gradientScale: Float, teacher: ParameterStore?, lambda: Float,
                      gather: () throws -> Void) rethrows {
         stepsTaken += 1
-        var followed = Set<Int>()
-        let fuses = teacher != nil && !isSharded
+        /// Per teacher tensor (by parameter index): the part of its view, relative to the
+        /// view's start, that AdamW's pass has already carried the EMA over.
+        var followed: [Int: Range<Int>] = [:]
         Profiler.span("AdamW (+ clip, EMA fused)") {
             for (i, view) in store.views.enumerated() where trained[i] {
                 let part = view.range.clamped(to: owned)
                 guard !part.isEmpty else { continue }
-                let fused = AdamW.FusedPass(
-                    gradientScale: gradientScale,
-                    teacher: fuses && teacher!.contains(view.id) ? teacher!.value(view.id) : nil, lambda: lambda)
-                if fused.teacher != nil { followed.insert(view.id.index) }
+                let within = (part.lowerBound - view.offset)..<(part.upperBound - view.offset)
+                let fusedTeacher = teacher.flatMap { $0.contains(view.id) ? $0.value(view.id) + within.lowerBound : nil }
+                if fusedTeacher != nil { followed[view.id.index] = within }
                 let moment = part.lowerBound - owned.lowerBound
                 AdamW.update(parameters: store.values + part.lowerBound, gradients: store.grads + part.lowerBound,
                              firstMoment: firstMoment + moment, secondMoment: secondMoment + moment,
                              count: part.count, learningRate: baseLR * multipliers[i], decay: view.role.isDecayed,
-                             step: stepsTaken, hyperparameters, fused: fused)
+                             step: stepsTaken, hyperparameters,
+                             fused: AdamW.FusedPass(gradientScale: gradientScale, teacher: fusedTeacher, lambda: lambda))
             }
         }
         if isSharded { try Profiler.span("parameter allgather (sharded optimizer)", gather) }
         guard let teacher else { return }
-        let rest = teacher.views.filter { !followed.contains($0.id.index) }
+        // What the pass did not cover: whole tensors, or the parts before and after this
+        // rank's share.
+        var rest: [(view: TensorView, part: Range<Int>)] = []
+        for view in teacher.views {
+            guard let done = followed[view.id.index] else { rest.append((view, 0..<view.count)); continue }
+            if done.lowerBound > 0 { rest.append((view, 0..<done.lowerBound)) }
+            if done.upperBound < view.count { rest.append((view, done.upperBound..<view.count)) }
+        }
         if !rest.isEmpty {
             Profiler.span("EMA (what AdamW did not fuse)") {
-                EMA.update(teacher: teacher, student: store, lambda: lambda, views: rest)
+                for (view, part) in rest {
+                    EMA.update(teacher: teacher.values + view.offset + part.lowerBound,
+                               student: UnsafePointer(store.value(view.id)) + part.lowerBound,
+                               count: part.count, lambda: lambda)
+                }
             }
         }
     }

@@ -8,11 +8,17 @@ public enum EMA {
 
     /// The same for some of the teacher's tensors.
     public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float, views: [TensorView]) {
-        let oneMinus = 1 - lambda
         for view in views {
-            let t = teacher.values + view.offset, s = UnsafePointer(student.value(view.id))
-            for i in 0..<view.count { t[i] = blend(t[i], s[i], lambda, oneMinus) }
+            update(teacher: teacher.values + view.offset, student: UnsafePointer(student.value(view.id)),
+                   count: view.count, lambda: lambda)
         }
+    }
+
+    /// t ← λ t + (1 − λ) s over `count` values (part of a tensor).
+    public static func update(teacher t: UnsafeMutablePointer<Float>, student s: UnsafePointer<Float>, count: Int,
+                              lambda: Float) {
+        let oneMinus = 1 - lambda
+        for i in 0..<count { t[i] = blend(t[i], s[i], lambda, oneMinus) }
     }
 
     /// λ t + (1 − λ) s, with 1 − λ computed once by the caller (scalars or SIMD lanes: the
