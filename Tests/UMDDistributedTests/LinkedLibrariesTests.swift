@@ -71,10 +71,12 @@ struct DataBenchSmokeTests {
 }
 
 /// Once buffers are sized, a forward+backward step allocates nothing: valgrind's heap
-/// allocation count after 12 steps of every block (dropout on) is within the start-up
-/// jitter of the count after 2 steps. The debug runtime varies by ±2 allocations from run
-/// to run whatever the step count (seen: 9,558–9,560 for 2 to 9 steps); one allocation
-/// per step would add at least 10 here.
+/// allocation count after 32 steps of every block (dropout on) is within the start-up
+/// jitter of the count after 2 steps; one allocation per step would add at least 30. The
+/// start-up count varies from run to run whatever the step count — threads (OpenBLAS,
+/// oneDNN's OpenMP runtime) start in a different order: 14,302–14,308 for 2, 12 and 42
+/// steps on a quiet machine, and once 14,299 after 2 steps against 14,309 after 12 under
+/// the test suite's load (when this test compared 2 with 12 steps against a bound of 10).
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind")))
 struct NoAllocationInStepTests {
     func heapAllocations(steps: Int) throws -> Int? {
@@ -97,8 +99,8 @@ struct NoAllocationInStepTests {
 
     @Test func stepsAfterTheFirstAllocateNothing() throws {
         let two = try #require(try heapAllocations(steps: 2), "no valgrind heap summary")
-        let twelve = try #require(try heapAllocations(steps: 12), "no valgrind heap summary")
-        #expect(abs(twelve - two) < 10, "allocations grew with the number of steps: \(two) after 2, \(twelve) after 12")
+        let many = try #require(try heapAllocations(steps: 32), "no valgrind heap summary")
+        #expect(abs(many - two) < 20, "allocations grew with the number of steps: \(two) after 2, \(many) after 32")
     }
 }
 
