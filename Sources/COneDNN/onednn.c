@@ -207,7 +207,7 @@ static void convert(const float *src, int64_t rows, int64_t columns, int64_t ld,
 // Operand sharing (umd_onednn_share_begin/end): inside a scope, an fp32 operand converted once
 // is kept and reused by every later product of the scope that reads the same matrix (same
 // address, rows, columns, leading dimension, batch and batch stride) — a Linear's output
-// gradient feeds its input-gradient and weight-gradient products, attention's q, k, dC and dS
+// gradient feeds its input-gradient and weight-gradient products, attention's q, k and dC
 // two products each. The caller promises that no memory a product of the scope reads is
 // written during the scope except by the scope's own products; a product's C that overlaps a
 // kept operand drops it (a safety net for that second case). Per thread, like the scratch;
@@ -280,7 +280,8 @@ static const uint16_t *bf16_operand(const float *source, int64_t rows, int64_t c
     return out;
 }
 
-// Tests: the conversion the products' inputs go through, on `count` floats.
+// The conversion the products' inputs go through, on `count` floats: for producers that round
+// an operand while it is in cache (Matmul.roundToBFloat16), and tests.
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst) { convert(src, 1, count, count, dst); }
 
 int umd_onednn_matmul_run(umd_onednn_matmul *p, const float *a, const float *b, const float *bias, float *c,

@@ -47,6 +47,7 @@ int umd_onednn_set_threads(int threads);
 // oneDNN's version, "major.minor.patch".
 const char *umd_onednn_version(void);
 // The rounding to bfloat16 the bf16 products' inputs go through (round to nearest even;
-// vectorised where the CPU has AVX512-BF16), on `count` floats: for tests.
+// vectorised where the CPU has AVX512-BF16), on `count` floats: for producers that hand a
+// product its operand already rounded (a16/b16 above), and tests.
 void umd_onednn_to_bf16(const float *src, int64_t count, uint16_t *dst);
 #endif

@@ -124,7 +124,7 @@ public enum Matmul {
     }
 
     /// Runs `body`, a few products that read some operand more than once (a Linear's output
-    /// gradient: its input-gradient and weight-gradient products; attention's q, k, dC, dS),
+    /// gradient: its input-gradient and weight-gradient products; attention's q, k, dC),
     /// letting the backend convert such an operand once (bf16: 2 of a Linear backward's 3
     /// operand conversions become 1 for dY). The contract: during `body` no memory its
     /// products read is written except by its own products (whose outputs the backend

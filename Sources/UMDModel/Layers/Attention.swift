@@ -90,13 +90,6 @@ public final class MultiHeadAttention {
         }
     }
 
-    /// [count] bf16 scratch for an item's rounded probabilities or score gradients, when the
-    /// backend reads operands rounded by the caller (bf16); nil otherwise.
-    private func roundedScratch(_ p: ParameterStore, _ count: Int) -> UnsafeMutablePointer<UInt16>? {
-        guard Matmul.current.takesRoundedOperands else { return nil }
-        return UnsafeMutableRawPointer(p.scratch(.attentionRounded, (count + 1) / 2)).assumingMemoryBound(to: UInt16.self)
-    }
-
     /// Whether this thread's products go through the per-sample batched path: a backend that
     /// must see every head product (bf16), where `HeadMatmul`'s fp32 kernels do not apply.
     private var batchingHeads: Bool { !Matmul.headKernelsAllowed }
@@ -122,7 +115,7 @@ public final class MultiHeadAttention {
         if batchingHeads {
             let P = p.scratch(.attentionHeadProbabilities, H * Lq * Lk)          // [H, Lq, Lk] one item's
             let kept = dropping ? p.scratch(.attentionHeadKept, H * Lq * Lk) : P  // [H, Lq, Lk] after dropout
-            let rounded = roundedScratch(p, H * Lq * Lk)                         // [H, Lq, Lk] kept, bf16
+            let rounded = p.scratch.roundedOperand(.attentionRounded, H * Lq * Lk)                         // [H, Lq, Lk] kept, bf16
             for b in 0..<batch {
                 itemProbabilities(P, kept: dropping ? kept : nil, rounded: rounded, b: b, q: q, k: k)
                 // C_h = P_h V_h for every head: [Lq, hd] at column h·hd of the item's context.
@@ -178,7 +171,7 @@ public final class MultiHeadAttention {
             let P = scratch(.attentionHeadProbabilities, n)                                // [H, Lq, Lk] recomputed
             let kept = dropping ? scratch(.attentionHeadKept, n) : P
             // [H, Lq, Lk] bf16: kept (until dV), then dS — both rounded head by head in cache.
-            let rounded = roundedScratch(p, n)
+            let rounded = p.scratch.roundedOperand(.attentionRounded, n)
             // One operand-sharing scope per item: q, k and dC are each read by two products
             // (converted once, bf16; kept and dS come rounded from above). Per item, not
             // around the loop: P, kept and dS are rewritten by the next item.

@@ -68,9 +68,7 @@ public final class FeedForward {
             case .quickGelu: Elementwise.quickGeluForward(a + start, hidden + start, count: count)
             }
         }
-        guard Matmul.current.takesRoundedOperands else { apply(0, n); return nil }
-        let rounded = UnsafeMutableRawPointer(p.scratch(.feedForwardActivationRounded, (n + 1) / 2))
-            .assumingMemoryBound(to: UInt16.self)
+        guard let rounded = p.scratch.roundedOperand(.feedForwardActivationRounded, n) else { apply(0, n); return nil }
         let chunk = 8192   // 32 KB of a: rounded from L1
         for start in stride(from: 0, to: n, by: chunk) {
             let count = min(chunk, n - start)

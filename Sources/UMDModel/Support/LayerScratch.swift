@@ -46,6 +46,14 @@ public final class LayerScratch: @unchecked Sendable {
     /// The role's buffer (for layers that hand the buffer itself on, e.g. to dropout).
     public func buffer(_ role: Role) -> FloatBuffer { buffers[role.rawValue] }
 
+    /// The role's buffer as room for `count` bfloat16 values, when the thread's backend reads
+    /// operands rounded by their producer (`MatmulBackend.takesRoundedOperands`, bf16); nil
+    /// otherwise (the producer then rounds nothing).
+    public func roundedOperand(_ role: Role, _ count: Int) -> UnsafeMutablePointer<UInt16>? {
+        guard Matmul.current.takesRoundedOperands else { return nil }
+        return UnsafeMutableRawPointer(buffers[role.rawValue].ensure((count + 1) / 2)).assumingMemoryBound(to: UInt16.self)
+    }
+
     /// The role's buffer with `count` zeros.
     public func zeroed(_ role: Role, _ count: Int) -> UnsafeMutablePointer<Float> {
         buffers[role.rawValue].zeroed(count)
