@@ -156,7 +156,12 @@ public enum Elementwise {
                     sums += e
                 }
                 let inv = 1 / sums.sum()
-                for j in 0..<width { row[j] *= inv }
+                j = 0
+                while j + FloatLanes.scalarCount <= width {
+                    VectorMath.store(VectorMath.load(row, j) * inv, row, j)
+                    j += FloatLanes.scalarCount
+                }
+                while j < width { row[j] *= inv; j += 1 }
             }
         }
     }
