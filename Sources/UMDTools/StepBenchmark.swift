@@ -314,6 +314,14 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
                      s.shape.label, s.shape.m, s.shape.n, s.shape.k, s.calls, s.seconds * 1000, s.alone * 1000,
                      (s.seconds - s.alone) * 1000))
     }
+    // What the rest of the step leaves reachable: the utilisation against the products' own rate
+    // is about (products alone) ÷ (step), so with every product at its rate alone and the other
+    // work as measured it would be alone ÷ (step − together + alone). A target above this line
+    // needs less non-matmul work (fusion, less recomputing), not faster products.
+    let rest = stepSeconds - together
+    print(String(format: "with every product at its rate alone, the rest of the step (%.1f ms: element-wise, optimizer, "
+                 + "heads, sync) as measured: utilisation ~%.1f %% (the profiled step; its timing adds a little)",
+                 rest * 1000, 100 * alone / (rest + alone)))
 }
 
 /// Where rank 0's memory goes (issue 28): the arenas (fixed: they do not grow with the batch)
