@@ -124,6 +124,31 @@ struct VectorMathTests {
         }
     }
 
+    /// The tree of vector maxima (`umd_largest_lane16`) is the lanes' largest element, wherever
+    /// it sits: every lane position, negative and mixed rows, −∞ lanes (a row padded with −∞),
+    /// ties, and ±0 (either zero is a right answer: x − max is the same for both).
+    @Test func largestLaneIsTheLargestElementAtEveryPosition() {
+        var state: UInt64 = 17
+        for trial in 0..<2000 {
+            var v = FloatLanes()
+            for j in 0..<FloatLanes.scalarCount {
+                state = CounterRandom.mix(state)
+                v[j] = Float(Int64(bitPattern: state) >> 40) / 1e4 - (trial % 2 == 0 ? 0 : 1e3)
+            }
+            if trial % 5 == 0 { for j in 0..<(trial % 16) { v[j] = -.infinity } }
+            if trial % 7 == 0 { v[trial % 16] = v[(trial + 3) % 16] }          // a tie
+            let position = trial % FloatLanes.scalarCount
+            if trial % 3 == 0 { v[position] = 1e6 }                             // the maximum at every lane in turn
+            var expected = v[0]
+            for j in 1..<FloatLanes.scalarCount { expected = Swift.max(expected, v[j]) }
+            #expect(VectorMath.largestLane(v) == expected, "trial \(trial): \(v)")
+        }
+        #expect(VectorMath.largestLane(FloatLanes(repeating: -.infinity)) == -.infinity)
+        var zeros = FloatLanes(repeating: -1)
+        zeros[3] = 0; zeros[11] = -0
+        #expect(VectorMath.largestLane(zeros) == 0)
+    }
+
     @Test func softmaxRowsSumToOneAndIgnoreMaskedKeys() {
         let width = 37
         var x = (0..<(3 * width)).map { Float(sin(Double($0)) * 4) }
