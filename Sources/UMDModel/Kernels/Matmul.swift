@@ -77,7 +77,7 @@ public protocol MatmulBackend: AnyObject, Sendable {
     /// Default: nothing to share.
     func beginOperandSharing()
     func endOperandSharing()
-    /// Whether it reads `MatmulProblem.aRounded` when given (bf16); callers round only then.
+    /// Whether it reads `MatmulProblem.aRounded` and `bRounded` when given (bf16); callers round only then.
     var takesRoundedOperands: Bool { get }
 }
 
@@ -202,12 +202,14 @@ public enum Matmul {
     }
 
     /// C[M,N] = alpha · A[K,M]^T · B[K,N] (+ C).  The Linear weight gradient: dW += dy^T x.
+    /// `bRounded`: B rounded by the caller (see `MatmulProblem.bRounded`).
     @inline(__always)
     public static func tn(m: Int, n: Int, k: Int, alpha: Float = 1,
                           _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                          _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                          _ c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                          bRounded: UnsafePointer<UInt16>? = nil) {
         product("tn", transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb,
-                c, ldc: ldc, accumulate: accumulate)
+                c, ldc: ldc, accumulate: accumulate, bRounded: bRounded)
     }
 
     /// `batch` products C_i = alpha · op(A_i) · op(B_i) (beta 0) in one backend call, operand i
@@ -269,9 +271,8 @@ public enum Matmul {
                                                 _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                                                 rows: Int, inFeatures: Int, outFeatures: Int,
                                                 xRounded: UnsafePointer<UInt16>? = nil) {
-        product("tn", transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows, alpha: 1,
-                dy, lda: outFeatures, x, ldb: inFeatures, dWeight, ldc: inFeatures, accumulate: accumulate,
-                bRounded: xRounded)
+        tn(m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
+           dWeight, ldc: inFeatures, accumulate: accumulate, bRounded: xRounded)
         if let dBias {
             for r in 0..<rows {
                 let row = dy + r * outFeatures

@@ -115,13 +115,14 @@ public final class MultiHeadAttention {
         if batchingHeads {
             let P = p.scratch(.attentionHeadProbabilities, H * Lq * Lk)          // [H, Lq, Lk] one item's
             let kept = dropping ? p.scratch(.attentionHeadKept, H * Lq * Lk) : P  // [H, Lq, Lk] after dropout
-            let rounded = p.scratch.roundedOperand(.attentionRounded, H * Lq * Lk)                         // [H, Lq, Lk] kept, bf16
+            let rounded = p.scratch.roundedOperand(.attentionRounded, H * Lq * Lk)  // [H, Lq, Lk] kept, bf16
+            let roundedOperand = rounded.map { UnsafePointer($0) }
             for b in 0..<batch {
                 itemProbabilities(P, kept: dropping ? kept : nil, rounded: rounded, b: b, q: q, k: k)
                 // C_h = P_h V_h for every head: [Lq, hd] at column h·hd of the item's context.
                 Matmul.batched("nn heads", batch: H, transposeA: false, transposeB: false, m: Lq, n: hd, k: Lk, alpha: 1,
                                kept, lda: Lk, strideA: Lq * Lk, v + b * Lk * W, ldb: W, strideB: hd,
-                               c + b * Lq * W, ldc: W, strideC: hd, aRounded: rounded.map { UnsafePointer($0) })
+                               c + b * Lq * W, ldc: W, strideC: hd, aRounded: roundedOperand)
             }
         } else {
             let P = p.scratch(.attentionHeadProbabilities, Lq * Lk)                  // [Lq, Lk] one head's
@@ -172,6 +173,7 @@ public final class MultiHeadAttention {
             let kept = dropping ? scratch(.attentionHeadKept, n) : P
             // [H, Lq, Lk] bf16: kept (until dV), then dS — both rounded head by head in cache.
             let rounded = p.scratch.roundedOperand(.attentionRounded, n)
+            let roundedOperand = rounded.map { UnsafePointer($0) }
             // One operand-sharing scope per item: q, k and dC are each read by two products
             // (converted once, bf16; kept and dS come rounded from above). Per item, not
             // around the loop: P, kept and dS are rewritten by the next item.
@@ -182,7 +184,6 @@ public final class MultiHeadAttention {
                 // dP_h = dC_h V_hᵀ ; dV_h = P_hᵀ dC_h
                 Matmul.batched("nt heads", batch: H, transposeA: false, transposeB: true, m: Lq, n: Lk, k: hd, alpha: 1,
                                dcItem, lda: W, strideA: hd, vItem, ldb: W, strideB: hd, dP, ldc: Lk, strideC: Lq * Lk)
-                let roundedOperand = rounded.map { UnsafePointer($0) }
                 Matmul.batched("tn heads", batch: H, transposeA: true, transposeB: false, m: Lk, n: hd, k: Lq, alpha: 1,
                                kept, lda: Lk, strideA: Lq * Lk, dcItem, ldb: W, strideB: hd, dvItem, ldc: W, strideC: hd,
                                aRounded: roundedOperand)

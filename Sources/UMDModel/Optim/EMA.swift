@@ -3,12 +3,7 @@
 /// where it can be); `blend` is the formula, the same for both.
 public enum EMA {
     public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float) {
-        update(teacher: teacher, student: student, lambda: lambda, views: teacher.views)
-    }
-
-    /// The same for some of the teacher's tensors.
-    public static func update(teacher: ParameterStore, student: ParameterStore, lambda: Float, views: [TensorView]) {
-        for view in views {
+        for view in teacher.views {
             update(teacher: teacher.values + view.offset, student: UnsafePointer(student.value(view.id)),
                    count: view.count, lambda: lambda)
         }
