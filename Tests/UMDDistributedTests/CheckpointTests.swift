@@ -50,15 +50,17 @@ struct CheckpointTests {
 
     @Test func resumingOnOtherRankCountsContinuesTheSameRun() throws {
         // G = 6 splits over 2, 3 and 1 ranks. Straight on 2 ranks vs 2 → 3 → 1.
-        let straight = try pretrain(ranks: 2, out: "ck-ws-straight", ["--steps", "6", "--batch-size", "6"])
+        let arguments = ["--steps", "6", "--batch-size", "6"] + EquivalenceTests.boundedAmplification
+        let straight = try pretrain(ranks: 2, out: "ck-ws-straight", arguments)
         #expect(straight.exitCode == 0, "\(straight)")
-        let a = try pretrain(ranks: 2, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--debug-stop-after", "2"])
-        let b = try pretrain(ranks: 3, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--resume", "--debug-stop-after", "4"])
-        let c = try pretrain(ranks: 1, out: "ck-ws", ["--steps", "6", "--batch-size", "6", "--resume"])
+        let a = try pretrain(ranks: 2, out: "ck-ws", arguments + ["--debug-stop-after", "2"])
+        let b = try pretrain(ranks: 3, out: "ck-ws", arguments + ["--resume", "--debug-stop-after", "4"])
+        let c = try pretrain(ranks: 1, out: "ck-ws", arguments + ["--resume"])
         #expect(a.exitCode == 143 && b.exitCode == 143 && c.exitCode == 0, "\(a)\n\(b)\n\(c)")
         #expect(b.output.contains("saved on 2 rank(s)") && c.output.contains("saved on 3 rank(s)"))
         try EquivalenceTests.compare(Self.root.appendingPathComponent("ck-ws-straight"), Self.root.appendingPathComponent("ck-ws"),
-                                     lossNames: ["loss", "mim", "mlm", "itm"], maxLR: 5e-3, steps: 6)
+                                     lossNames: ["loss", "mim", "mlm", "itm"], maxLR: 5e-3, steps: 6,
+                                     tolerance: .boundedAmplification)
     }
 
     @Test func aRankKilledWhileWritingLosesOnlyThatCheckpoint() throws {

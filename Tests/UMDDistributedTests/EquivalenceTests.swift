@@ -8,17 +8,25 @@ import UMDModel
 /// for fine-tuning, GM-Coord noise on (keyed by seed and step).
 ///
 /// Tolerances. Losses: ranks sum their terms in another order and the allreduce adds the
-/// partial sums in another order again; in Float32 that moves a loss by ~1e-7 relative
-/// (seen: 2e-8–1e-7), so 1e-5 relative leaves a 100x margin. Parameters: AdamW's update
-/// lr · m̂/(√v̂ + ε) amplifies a summation-order difference δg of a gradient that is nearly
-/// zero by up to 1/ε = 1e8: where a gradient is at the noise level its normalised update
-/// m̂/(√v̂ + ε) (about ±1 in size) can take either sign, so such an element may differ by up
-/// to 2 × (its group's lr) × steps. How many such elements there are and how far they move
-/// depends on the BLAS kernels: seen 8 of 1.1M above 1e-5 (at most 0.02 of the fusion lr)
-/// on one machine, and on an AVX-512 machine 1 of 606k above 1e-5 in fine-tuning, moved by
-/// 0.18 of one head-lr step — the same numbers with the code before and after the step was
-/// restructured. Hence: every element within that 2 × lr × steps bound, at most 1 in 10⁴
-/// elements above 1e-5, and 99.9% within 1e-6.
+/// partial sums in another order again; in Float32 that moves a loss by ~1e-7 relative. Step
+/// 1's losses come before any update: within 1e-6 (seen ≤ 8.3e-8 over seeds 0–5). Later
+/// steps: within 1e-5 relative.
+///
+/// Parameters: AdamW's update lr · m̂/(√v̂ + ε) amplifies a summation-order difference δg of a
+/// gradient that is nearly zero by up to 1/ε. At the paper's ε = 1e-8 a gradient at the noise
+/// level has a normalised update of either sign, so an element may move by up to
+/// 2 × (its group's lr) × steps, and how many elements do so — and so how far the later
+/// losses drift — depends on the random realisation, not on the code: with the same code,
+/// seeds 0, 1, 2 and 5 gave 10–206 elements above 1e-5 and step-3 losses up to 1.5e-5 apart,
+/// and a change of dropout masks alone took one seed to 2320 (session 12's note). A test at
+/// ε = 1e-8 can therefore only hold the mechanism's bound. So the equivalence runs use
+/// `--adam-eps 1e-4` (`boundedAmplification`), which caps the amplification at 1e4: a δg of
+/// ~1e-9 then moves a weight by ≤ lr·steps·1e4·δg ≈ 2e-6. ε is applied element by element,
+/// the same on every rank count, so it does not touch what these tests check (data split,
+/// masks, reductions, sharding). Then every element must be within 1e-5 and 99.9 % within
+/// 1e-6, and every step's losses within 1e-5 (seen at ε = 1e-4 over seeds 0, 1, 2, 5 and two
+/// dropout keyings: at most 8.8e-7 per element, 0 elements above 1e-6, losses ≤ 2.6e-6).
+/// One run pair stays at the paper's ε, held to the mechanism's bound.
 @Suite("multi-rank equivalence", .serialized)
 struct EquivalenceTests {
     static let root = ScratchDirectory.make("umd-equivalence")
@@ -44,13 +52,34 @@ struct EquivalenceTests {
         }
     }
 
-    static func compare(_ a: URL, _ b: URL, lossNames: [String], maxLR: Double, steps: Int) throws {
+    /// AdamW's ε of the equivalence runs (see the header): amplification of summation-order
+    /// differences bounded by 1e4, so every parameter can be held to `parameterBound`.
+    static let boundedAmplification = ["--adam-eps", "1e-4"]
+
+    /// How closely two runs that should be the same run must agree (see the header).
+    enum Tolerance {
+        /// Runs at `boundedAmplification`: every step's losses (step 1 within 1e-6, later
+        /// within 1e-5 relative), every parameter within 1e-5 and 99.9 % within 1e-6.
+        case boundedAmplification
+        /// Runs at the paper's ε: step 1's losses within 1e-6 and every parameter within the
+        /// mechanism's 2 × maxLR × steps — all that holds whatever the realisation.
+        case papersEpsilon
+        /// Runs at the paper's ε held also to what such runs have shown so far (later losses
+        /// within 1e-5, at most 1 in 10⁴ elements above 1e-5, 99.9 % within 1e-6). These hold
+        /// for some realisations only; a change of the numbers can flip them (see the header).
+        case papersEpsilonAsSeen
+    }
+
+    /// Compares run `b` with run `a`, `steps` steps whose largest group learning rate is `maxLR`.
+    static func compare(_ a: URL, _ b: URL, lossNames: [String], maxLR: Double, steps: Int,
+                        tolerance: Tolerance) throws {
         let la = try losses(a), lb = try losses(b)
         #expect(la.count == lb.count && la.count == steps)
-        for (x, y) in zip(la, lb) {
+        for (index, (x, y)) in zip(la, lb).enumerated() where index == 0 || tolerance != .papersEpsilon {
+            let relative = index == 0 ? 1e-6 : 1e-5
             for name in lossNames {
                 let (u, v) = (x[name] ?? .nan, y[name] ?? .nan)
-                #expect(abs(u - v) <= 1e-5 * max(abs(u), 1e-3), "\(name) at step \(x["step"] ?? 0): \(u) vs \(v)")
+                #expect(abs(u - v) <= relative * max(abs(u), 1e-3), "\(name) at step \(x["step"] ?? 0): \(u) vs \(v)")
             }
         }
         let fa = try Safetensors.read(a.appendingPathComponent("final.safetensors"))
@@ -67,20 +96,25 @@ struct EquivalenceTests {
                 if d > worst.0 { worst = (d, ta.name) }
             }
         }
-        #expect(worst.0 <= 2 * maxLR * Double(steps), "largest difference \(worst.0) in \(worst.1)")
-        #expect(Double(far) <= 1e-4 * Double(total), "\(far) of \(total) elements differ by more than 1e-5")
-        #expect(Double(close) >= 0.999 * Double(total), "\(total - close) of \(total) elements differ by more than 1e-6")
+        let bound = tolerance == .boundedAmplification ? 1e-5 : 2 * maxLR * Double(steps)
+        #expect(worst.0 <= bound, "largest difference \(worst.0) in \(worst.1) (bound \(bound))")
+        if tolerance == .papersEpsilonAsSeen {
+            #expect(Double(far) <= 1e-4 * Double(total), "\(far) of \(total) elements differ by more than 1e-5")
+        }
+        if tolerance != .papersEpsilon {
+            #expect(Double(close) >= 0.999 * Double(total), "\(total - close) of \(total) elements differ by more than 1e-6")
+        }
     }
 
     static var pretrainArguments: [String] {
         ["pretrain", "--roco", root.appendingPathComponent("roco").path, "--tokenizer", root.appendingPathComponent("tok").path,
-         "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--log-every", "1"]
+         "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--log-every", "1"] + boundedAmplification
     }
 
     static func finetuneArguments(task: String, data: String, batchSize: Int) -> [String] {
         ["finetune", "--task", task, "--data", root.appendingPathComponent(data).path,
          "--tokenizer", root.appendingPathComponent("tok").path, "--steps", "3", "--batch-size", String(batchSize),
-         "--lr", "1e-4", "--log-every", "1"]
+         "--lr", "1e-4", "--log-every", "1"] + boundedAmplification
     }
 
     /// The same 3-step run on each rank count (into `root/name-R`), compared with the first.
@@ -95,7 +129,7 @@ struct EquivalenceTests {
             runs.append(out)
         }
         for other in runs.dropFirst() {
-            try compare(runs[0], other, lossNames: lossNames, maxLR: 5e-3, steps: 3)
+            try compare(runs[0], other, lossNames: lossNames, maxLR: 5e-3, steps: 3, tolerance: .boundedAmplification)
         }
     }
 
@@ -104,6 +138,20 @@ struct EquivalenceTests {
 
     @Test func pretrainGivesTheSameRunOnOneTwoAndFourRanks() throws {
         try Self.sameRun(on: [1, 2, 4], name: "pretrain", Self.pretrainArguments, lossNames: Self.pretrainLosses)
+    }
+
+    /// At the paper's ε = 1e-8: step 1's losses as tight, the parameters within the mechanism's bound.
+    @Test func pretrainAtThePapersEpsilonStaysWithinTheAmplificationBound() throws {
+        try Self.prepare()
+        let arguments = Array(Self.pretrainArguments.dropLast(Self.boundedAmplification.count))
+        var runs: [URL] = []
+        for ranks in [1, 2] {
+            let out = Self.root.appendingPathComponent("pretrain-paper-eps-\(ranks)")
+            let r = try MPIJob.run(ranks: ranks, arguments + ["--out", out.path], timeout: 180)
+            #expect(r.exitCode == 0, "\(r)")
+            runs.append(out)
+        }
+        try Self.compare(runs[0], runs[1], lossNames: Self.pretrainLosses, maxLR: 5e-3, steps: 3, tolerance: .papersEpsilon)
     }
 
     /// The same with oneDNN's fp32 products (issue 22), within the same tolerances.
@@ -155,14 +203,14 @@ struct EquivalenceTests {
                 let out = Self.root.appendingPathComponent("accumulate-\(stage)-\(accumulate)")
                 var arguments = [stage, "--tokenizer", Self.root.appendingPathComponent("tok").path, "--out", out.path,
                                  "--steps", "3", "--batch-size", batch, "--accumulate", accumulate, "--lr", "1e-4",
-                                 "--log-every", "1"]
+                                 "--log-every", "1"] + Self.boundedAmplification
                 arguments += stage == "pretrain" ? ["--roco", Self.root.appendingPathComponent(data).path]
                     : ["--task", "vqa-rad", "--data", Self.root.appendingPathComponent(data).path]
                 let r = try MPIJob.run(ranks: 2, arguments, timeout: 180)
                 #expect(r.exitCode == 0, "\(r)")
                 runs.append(out)
             }
-            try Self.compare(runs[0], runs[1], lossNames: names, maxLR: 5e-3, steps: 3)
+            try Self.compare(runs[0], runs[1], lossNames: names, maxLR: 5e-3, steps: 3, tolerance: .boundedAmplification)
         }
     }
 

@@ -58,6 +58,15 @@ struct SettingsTests {
         #expect(d.gmNoise == false && d.gmCoord == true && d.steps == 3)
     }
 
+    /// `--adam-eps` reaches the optimizer the run builds; without it AdamW has the paper's 1e-8.
+    @Test func adamEpsilonReachesTheOptimizer() throws {
+        for (arguments, expected) in [([String](), Float(1e-8)), (["--adam-eps", "1e-4"], Float(1e-4))] {
+            let config = try Settings.configuration(stage: .pretrain, arguments: arguments + ["--preset", "tiny"])
+            let model = try RunFactory(config.resolved()).model(classes: 0, vocabularySize: 100)
+            #expect(model.optimizer.hyperparameters.epsilon == expected, "\(arguments)")
+        }
+    }
+
     /// Every setting is checked against its range where it is read, flag or file, with the
     /// flag, the value and what is allowed in the message; negative numbers parse with or
     /// without `=` (and are then refused where they make no sense).
@@ -67,6 +76,7 @@ struct SettingsTests {
             (["--lr=-0.001"], "--lr: '-0.001' is not allowed: must be greater than 0.0"),
             (["--lr", "nan"], "--lr: 'nan' is not allowed: expected X"),
             (["--clip-norm", "0"], "--clip-norm: '0' is not allowed: must be greater than 0.0"),
+            (["--adam-eps", "0"], "--adam-eps: '0' is not allowed: must be greater than 0.0"),
             (["--alpha=-1"], "--alpha: '-1' is not allowed: must be in [0.0, 1.0]"),
             (["--zstd-level", "99"], "--zstd-level: '99' is not allowed: must be in [1, 19]"),
             (["--checkpoint-every=-1"], "--checkpoint-every: '-1' is not allowed: must be at least 0"),

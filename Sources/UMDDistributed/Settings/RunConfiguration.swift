@@ -60,6 +60,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         weightDecay ?? (stage == .finetune ? paperRecipeTask.map(PaperRecipe.finetuneWeightDecay) : nil) ?? 0.01
     }
     public var clipNorm: Float? = nil
+    /// AdamW's ε in m̂/(√v̂ + ε) (nil: MODEL_SPEC's 1e-8). Optional so manifests written before
+    /// it existed still decode.
+    public var adamEpsilon: Float? = nil
+    public var effectiveAdamEpsilon: Float { adamEpsilon ?? AdamWHyperparameters().epsilon }
     public var gmCoord = true
     public var gmNoise = true
     public var gmContribution = GMContribution.reference

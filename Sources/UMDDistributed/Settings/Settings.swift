@@ -291,6 +291,9 @@ public enum Settings {
         .optional("weight-decay", \.weightDecay, "AdamW weight decay, not on biases and LayerNorms (default 0.01; at base "
                   + "fine-tuning the paper's per task: 0.1 VQA-RAD, VQA-Med-2019, ROCO; 0.01 SLAKE, MELINDA).",
                   resume: true, allowed: .within(0, 1), effective: { $0.effectiveWeightDecay }, defaultInHelp: true),
+        .optional("adam-eps", \.adamEpsilon, "AdamW's epsilon in m/(sqrt(v) + eps) (default 1e-8, the paper's; a larger one "
+                  + "bounds how much a gradient near zero can move its weight).", resume: true,
+                  allowed: .atLeast(0, strictly: true), effective: { $0.effectiveAdamEpsilon }, defaultInHelp: true),
         .optional("clip-norm", \.clipNorm, "Clip the global gradient norm to this (off unless given).", resume: true,
                   allowed: .atLeast(0, strictly: true)),
         .option("seed", \.seed, "Run seed: initialisation, data order, masks, pairings, dropout.", tools: debugStep,

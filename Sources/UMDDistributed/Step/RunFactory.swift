@@ -25,6 +25,7 @@ public struct RunFactory {
                       watchdog: StallWatchdog? = nil) throws -> StageModel {
         var hyperparameters = AdamWHyperparameters()
         hyperparameters.weightDecay = config.effectiveWeightDecay
+        hyperparameters.epsilon = config.effectiveAdamEpsilon
         let ranks = world?.size ?? 1
         let model = try StageModel(stage: config.stage, task: config.taskKind, classes: classes, preset: config.presetValue,
                                    vocabularySize: vocabularySize, imageSize: config.imageSize, pooling: config.pooling,
