@@ -167,8 +167,10 @@ struct VectorMathTests {
         }
     }
 
-    /// The 8-lane integer form of the keep decision is the scalar definition
-    /// `CounterRandom.uniform(key, i) >= p`, element for element.
+    /// The 16-lane integer form of the keep decision is its scalar definition, element for
+    /// element, from an even and an odd start (draws hold two elements) and in a tail: element e
+    /// of an item is kept ⟺ 32-bit half (e & 1) of SplitMix64 draw e >> 1 of the item's key
+    /// is ≥ ⌈p·2³²⌉. Written out here from `CounterRandom.mix`, not through the site's helpers.
     @Test func dropoutMaskEqualsTheScalarDefinition() {
         for p: Float in [0.1, 0.5, 0.9] {
             let site = DropoutSite(name: "test.site")
@@ -176,16 +178,32 @@ struct VectorMathTests {
             let perItem = 203
             var x = [Float](repeating: 1, count: 2 * perItem)
             site.forward(&x, batch: 2, perItem: perItem, context)
+            // The same elements applied in windows starting at odd offsets, as attention's heads do.
+            let ones = [Float](repeating: 1, count: 2 * perItem)
+            var windowed = [Float](repeating: -1, count: 2 * perItem)
+            var start = 0
+            for length in [37, 64, 1, 100, 203, 1] where start < 2 * perItem {
+                let count = min(length, 2 * perItem - start)
+                ones.withUnsafeBufferPointer { o in windowed.withUnsafeMutableBufferPointer { w in
+                    site.apply(o.baseAddress! + start, into: w.baseAddress! + start, offset: start, count: count)
+                } }
+                start += count
+            }
             let scale = 1 / (1 - p)
+            let threshold = UInt64((Double(p) * 4_294_967_296).rounded(.up))
             var dropped = 0
             for b in 0..<2 {
                 let key = context.key(site: site.site, batchItem: b)
                 for i in 0..<perItem {
-                    let keep = CounterRandom.uniform(key, UInt64(i)) >= Double(p)
+                    let draw = CounterRandom.mix(key &+ UInt64(i / 2) &* 0x9E37_79B9_7F4A_7C15)
+                    let word = i % 2 == 0 ? draw & 0xFFFF_FFFF : draw >> 32
+                    let keep = word >= threshold
                     #expect(x[b * perItem + i] == (keep ? scale : 0), "p \(p), item \(b), element \(i)")
+                    #expect(windowed[b * perItem + i] == (keep ? scale : 0), "windowed: p \(p), item \(b), element \(i)")
                     dropped += keep ? 0 : 1
                 }
             }
+            #expect(start == 2 * perItem)
             #expect(abs(Double(dropped) / Double(2 * perItem) - Double(p)) < 0.1)
         }
     }
