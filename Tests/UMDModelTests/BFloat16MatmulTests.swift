@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UMDCore
 @testable import UMDModel
 
 /// What bf16 matrix products (inputs rounded to bfloat16, fp32 accumulation — the numerics
@@ -33,6 +34,36 @@ struct BFloat16MatmulTests {
         elsewhere.start()
         while !elsewhere.isFinished { usleep(1000) }
         Matmul.threadBackend = nil
+    }
+
+    /// The emulation reads operands the caller rounded (as the bf16 backend does, so the
+    /// layers' own rounding runs under it on every CPU): a batched product from a pre-rounded
+    /// A, and a weight-gradient product from a pre-rounded B, give bitwise what the emulation
+    /// gives rounding them itself — each matrix of a batch read at its own place.
+    @Test func callerRoundedOperandsGiveTheSameProductsUnderTheEmulation() {
+        let (batch, m, n, k) = (3, 5, 4, 7)
+        let a = (0..<(batch * m * k)).map { Float(CounterRandom.uniform(7, UInt64($0)) * 2 - 1) }
+        let b = (0..<(batch * n * k)).map { Float(CounterRandom.uniform(8, UInt64($0)) * 2 - 1) }
+        var aRounded = [UInt16](repeating: 0, count: a.count), bRounded = [UInt16](repeating: 0, count: b.count)
+        Matmul.roundToBFloat16(a, count: a.count, into: &aRounded)
+        Matmul.roundToBFloat16(b, count: b.count, into: &bRounded)
+        var itself = [Float](repeating: 0, count: batch * m * n), caller = itself
+        withBFloat16Products {
+            Matmul.batched("nt", batch: batch, transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1,
+                           a, lda: k, strideA: m * k, b, ldb: k, strideB: n * k, &itself, ldc: n, strideC: m * n)
+            Matmul.batched("nt", batch: batch, transposeA: false, transposeB: true, m: m, n: n, k: k, alpha: 1,
+                           a, lda: k, strideA: m * k, b, ldb: k, strideB: n * k, &caller, ldc: n, strideC: m * n,
+                           aRounded: aRounded)
+        }
+        #expect(itself == caller)
+        #expect(itself.contains { $0 != 0 })
+        // dW[m, n] = A[k, m]ᵀ · B[k, n] from the first matrices, B rounded by the caller.
+        var weightItself = [Float](repeating: 0, count: m * n), weightCaller = weightItself
+        withBFloat16Products {
+            Matmul.tn(m: m, n: n, k: k, a, lda: m, b, ldb: n, &weightItself, ldc: n, accumulate: false)
+            Matmul.tn(m: m, n: n, k: k, a, lda: m, b, ldb: n, &weightCaller, ldc: n, accumulate: false, bRounded: bRounded)
+        }
+        #expect(weightItself == weightCaller)
     }
 
     /// Gradients of one tiny MR-Pretrain step (dropout off, as `debug-step`), fp32 against

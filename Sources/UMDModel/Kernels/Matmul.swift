@@ -41,6 +41,9 @@ public struct MatmulProblem {
             var one = self
             one.batch = 1
             one.a = a + i * batchStrideA; one.b = b + i * batchStrideB; one.c = c + i * batchStrideC
+            // Rounded operands are compact: matrix i starts after i whole matrices.
+            one.aRounded = aRounded.map { $0 + i * m * k }
+            one.bRounded = bRounded.map { $0 + i * k * n }
             compute(one)
         }
         return true
@@ -308,6 +311,17 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
 
     var name: String { "bf16-emulation" }
     var isFloat32: Bool { false }
+    /// Reads operands the caller rounded, as the bf16 backend does, so the paths that round in
+    /// the caller (the FFN's activation, attention's probabilities and dS) run under the
+    /// emulation on every CPU, not only where the CPU has bf16.
+    var takesRoundedOperands: Bool { true }
+
+    /// `count` bf16 values (a rounded operand, compact) widened to fp32.
+    func widened(_ p: UnsafePointer<UInt16>, count: Int, into buffer: FloatBuffer) -> UnsafePointer<Float> {
+        let out = buffer.ensure(count)
+        for i in 0..<count { out[i] = Float(bitPattern: UInt32(p[i]) << 16) }
+        return UnsafePointer(out)
+    }
 
     /// rows × columns of `p` (rows `ld` apart), rounded to bf16, compact (rows `columns` apart).
     func rounded(_ p: UnsafePointer<Float>, rows: Int, columns: Int, ld: Int, into buffer: FloatBuffer)
@@ -325,9 +339,11 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
         let (aRows, aColumns) = p.transposeA ? (p.k, p.m) : (p.m, p.k)
         let (bRows, bColumns) = p.transposeB ? (p.n, p.k) : (p.k, p.n)
         var q = p   // the bias stays fp32 (as oneDNN's), added by the reference
-        q.a = rounded(p.a, rows: aRows, columns: aColumns, ld: p.lda, into: roundedA)
+        q.a = p.aRounded.map { widened($0, count: aRows * aColumns, into: roundedA) }
+            ?? rounded(p.a, rows: aRows, columns: aColumns, ld: p.lda, into: roundedA)
         q.lda = aColumns
-        q.b = rounded(p.b, rows: bRows, columns: bColumns, ld: p.ldb, into: roundedB)
+        q.b = p.bRounded.map { widened($0, count: bRows * bColumns, into: roundedB) }
+            ?? rounded(p.b, rows: bRows, columns: bColumns, ld: p.ldb, into: roundedB)
         q.ldb = bColumns
         Matmul.reference.compute(q)
     }
