@@ -9,7 +9,8 @@ import UMDModel
 /// `bench step --phases` measures its utilisation against the fastest one.
 enum StepShapeRates {
     /// GFLOP/s of `choice` over `shapes` (calls per step), operands compact in memory, and each
-    /// shape's seconds per step alone (to set against its time inside the step).
+    /// shape's seconds per step alone (to set against its time inside the step): the fastest
+    /// of at least 5 repeats (and 20 ms) of a step's calls.
     static func rate(_ choice: MatmulChoice, shapes: [(KernelProfile.GemmShape, Int)], minimumSeconds: Double = 0.02)
         throws -> (rate: Double, secondsPerStep: [KernelProfile.GemmShape: Double]) {
         let chosen = Matmul.backend
@@ -43,17 +44,21 @@ enum StepShapeRates {
             default: continue
             }
             product()                                             // primitives created, caches warm
-            var repeats = 0
-            let start = Profiler.now()
-            var elapsed = 0.0
-            while repeats < 3 || elapsed < minimumSeconds {
+            // A step's worth of calls, repeated; the fastest repeat counts. A busy host only ever
+            // adds time, and the mean let one disturbed repeat lower the rate (and so raise the
+            // step's utilisation against it) by several percent between runs.
+            var repeats = 0, elapsed = 0.0, fastest = Double.infinity
+            while repeats < 5 || elapsed < minimumSeconds {
+                let start = Profiler.now()
                 for _ in 0..<calls { product() }
+                let seconds = Profiler.now() - start
+                fastest = min(fastest, seconds)
+                elapsed += seconds
                 repeats += 1
-                elapsed = Profiler.now() - start
             }
             flops += shape.flops * Double(calls)
-            seconds += elapsed / Double(repeats)
-            secondsPerStep[shape] = elapsed / Double(repeats)
+            seconds += fastest
+            secondsPerStep[shape] = fastest
         }
         return (seconds > 0 ? flops / seconds / 1e9 : 0, secondsPerStep)
     }
