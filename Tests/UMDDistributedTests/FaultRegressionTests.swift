@@ -174,6 +174,30 @@ struct FaultRegressionTests {
         #expect(try Self.sha("r7/metrics.jsonl") == metrics, "the refused start left the run's history alone")
     }
 
+    // Session 13: a refused --resume (another configuration) rewrote config.json with the
+    // refused settings, so the run's record no longer said how its checkpoints were made.
+    @Test func aRefusedResumeKeepsTheRunsRecord() throws {
+        try Self.prepare()
+        let first = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r13"), "--steps", "3", "--lr", "1e-3",
+                                                              "--debug-stop-after", "1"])
+        try #require(first.exitCode == 143, "\(first)")
+        let (config, metrics, vocabulary) = (try Self.sha("r13/config.json"), try Self.sha("r13/metrics.jsonl"),
+                                             try Self.sha("r13/tokenizer/vocab.json"))
+        let refused = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r13"), "--steps", "3", "--lr", "2e-3",
+                                                                "--resume"])
+        #expect(refused.exitCode != 0 && refused.output.contains("saved for another configuration: lr 0.001 (now 0.002)"),
+                "\(refused)")
+        #expect(try Self.sha("r13/config.json") == config, "the refused resume rewrote config.json")
+        #expect(try Self.sha("r13/metrics.jsonl") == metrics)
+        #expect(try Self.sha("r13/tokenizer/vocab.json") == vocabulary)
+        let resumed = try MPIJob.run(ranks: 1, Self.pretrain + ["--out", Self.path("r13"), "--steps", "3", "--lr", "1e-3",
+                                                                "--resume"])
+        #expect(resumed.exitCode == 0, "\(resumed)")
+        let recorded = try JSONSerialization.jsonObject(with: Self.sha("r13/config.json")) as? [String: Any]
+        #expect((recorded?["lr"] as? Double) == 1e-3 && (recorded?["resume"] as? String)?.isEmpty == false,
+                "\(String(describing: recorded))")
+    }
+
     // 8. no lock on a run directory: two jobs wrote one metrics.jsonl.
     @Test func aLiveRunsDirectoryIsLocked() throws {
         try Self.prepare()

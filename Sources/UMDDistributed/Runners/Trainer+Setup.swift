@@ -7,7 +7,7 @@ import UMDModel
 /// The pieces of `Trainer.run` that are not the loop: start-up agreement, model build and
 /// broadcast, the allreduce the objectives use, resume, replica checks and the end of a run.
 extension Trainer {
-    /// Every rank must run the same configuration; rank 0 records it.
+    /// Every rank must run the same configuration, and `out` must be free for it (see `claim`).
     /// Returns rank 0's lock on the run directory (nil on other ranks).
     static func start(_ config: RunConfiguration, out: URL, world: Communicator, watchdog: StallWatchdog) throws -> RunDirectoryLock? {
         try watchdog.guarding("start-up, configuration check") {
@@ -37,25 +37,31 @@ extension Trainer {
         }
         let verdicts = try watchdog.guarding("start-up, run directory check") { try world.allgatherData(Data(refusal.utf8)) }
         if let first = verdicts.first, !first.isEmpty { throw RunError(String(decoding: first, as: UTF8.self)) }
-        if world.rank == 0 {
-            try AtomicFileWriter.write(config.configFileJSON(), to: out.appendingPathComponent("config.json"))
-            // The tokenizer beside the weights: eval, predict and export then find it in the run.
-            if let tokenizer = config.tokenizer {
-                let source = URL(fileURLWithPath: tokenizer), copy = out.appendingPathComponent("tokenizer")
-                let complete = ["vocab.json", "merges.txt"].allSatisfy {
-                    FileManager.default.fileExists(atPath: source.appendingPathComponent($0).path)
-                }
-                // (A missing tokenizer is reported by the data loader, which names what is wrong.)
-                if complete && source.standardizedFileURL.path != copy.standardizedFileURL.path {
-                    try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
-                    for name in ["vocab.json", "merges.txt"] {
-                        try AtomicFileWriter.write(readWholeFile(source.appendingPathComponent(name)),
-                                                   to: copy.appendingPathComponent(name))
-                    }
+        return lock
+    }
+
+    /// Rank 0 records the run in `out`: config.json (every effective value) and the tokenizer
+    /// beside the weights. A fresh run does it at once; a resumed run only once its checkpoint
+    /// was accepted, so a refused `--resume` (another configuration, another tokenizer) leaves
+    /// the run's record as its checkpoints were made.
+    static func record(_ config: RunConfiguration, out: URL, rank: Int) throws {
+        guard rank == 0 else { return }
+        try AtomicFileWriter.write(config.configFileJSON(), to: out.appendingPathComponent("config.json"))
+        // The tokenizer beside the weights: eval, predict and export then find it in the run.
+        if let tokenizer = config.tokenizer {
+            let source = URL(fileURLWithPath: tokenizer), copy = out.appendingPathComponent("tokenizer")
+            let complete = ["vocab.json", "merges.txt"].allSatisfy {
+                FileManager.default.fileExists(atPath: source.appendingPathComponent($0).path)
+            }
+            // (A missing tokenizer is reported by the data loader, which names what is wrong.)
+            if complete && source.standardizedFileURL.path != copy.standardizedFileURL.path {
+                try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+                for name in ["vocab.json", "merges.txt"] {
+                    try AtomicFileWriter.write(readWholeFile(source.appendingPathComponent(name)),
+                                               to: copy.appendingPathComponent(name))
                 }
             }
         }
-        return lock
     }
 
     /// Rank 0: locks `out` (creating it) after checking that it holds no other run, or

@@ -33,7 +33,10 @@ public enum Trainer {
         let lock = try start(config, out: out, world: world, watchdog: watchdog)
         defer { lock?.release() }
         // Only now, with the directory ours: a refused start never touches another run's history.
-        if config.resume == nil { log.startFresh() }
+        if config.resume == nil {
+            log.startFresh()
+            try record(config, out: out, rank: rank)
+        }
         let data = try TrainingData(config, preset: preset, world: world, watchdog: watchdog, log: log)
         let model = try buildModel(config, preset: preset, data: data, world: world, watchdog: watchdog, log: log)
         let currentStep = StepCounter()
@@ -49,6 +52,7 @@ public enum Trainer {
         defer { try? checkpoints.finish() }
         let resumed = try config.resume.map { try resume($0, plan: plan, state: state, world: world,
                                                          watchdog: watchdog, log: log) }
+        if resumed != nil { try record(config, out: out, rank: rank) }
         let startStep = resumed?.step ?? 0
         log.info("\(config.stage.rawValue) \(config.task?.rawValue ?? "roco"): preset \(preset.name), \(world.size) rank(s), "
                  + "\(config.imageSize!) px, L = \(config.textLength!), global batch \(G)"
