@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -38,10 +39,22 @@ struct umd_onednn_matmul {
 typedef struct { uint16_t *values; size_t capacity; } scratch16;
 static _Thread_local scratch16 scratch_a, scratch_b;
 
+// From 2 MiB up in transparent huge pages, as the Swift side's arrays (UMDCore's
+// HugePageMemory says why); 64-byte aligned below.
+static void *huge_page_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (posix_memalign(&p, bytes >= huge ? huge : 64, bytes) != 0) return NULL;
+    if (bytes >= huge) (void)madvise(p, bytes, MADV_HUGEPAGE);   // a hint: ignored without THP
+    return p;
+}
+
+// Room for `count` values; the contents are not kept when it grows (every user writes first).
 static uint16_t *ensure16(scratch16 *s, size_t count) {
     if (count > s->capacity) {
-        uint16_t *grown = realloc(s->values, count * sizeof(uint16_t));
+        uint16_t *grown = huge_page_alloc(count * sizeof(uint16_t));
         if (!grown) return NULL;
+        free(s->values);
         s->values = grown;
         s->capacity = count;
     }

@@ -79,7 +79,8 @@ public final class GradientSynchronizer: @unchecked Sendable {
         self.buckets = Self.cut(segments, bucketBytes: bucketBytes, firstBucketBytes: firstBucketBytes)
         self.precision = precision
         let largest = precision == .bf16 && reducer.size > 1 ? (buckets.map(\.count).max() ?? 0) : 0
-        packed = .allocate(capacity: max(largest, 1))
+        packed = UnsafeMutableBufferPointer(start: HugePageMemory.allocate(UInt16.self, capacity: max(largest, 1)),
+                                            count: max(largest, 1))
         if worldSize > 1 {
             let thread = Thread { [self] in self.communicate() }
             thread.name = "umd-allreduce"
@@ -190,7 +191,7 @@ public final class GradientSynchronizer: @unchecked Sendable {
         }
     }
 
-    deinit { packed.deallocate() }
+    deinit { HugePageMemory.deallocate(packed.baseAddress!) }
 
     public func stop() {
         condition.lock()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UMDCore
 import Collective
 import UMDModel
 
@@ -72,10 +73,13 @@ struct SelftestCommand: ParsableCommand {
         }
     }
 
-    /// The kernels this rank's matrix products run: OpenBLAS's family and oneDNN's instruction set.
+    /// The kernels this rank's matrix products run: OpenBLAS's family and oneDNN's instruction
+    /// set; and whether its large arrays can have huge pages (`HugePageMemory`).
     static var kernels: String {
         "OpenBLAS \(BLASCheck.kernelFamily), oneDNN \(OneDNNBackend.version) \(OneDNNBackend.instructionSet)"
             + (OneDNNBackend.hasBFloat16 ? " (bf16 available)" : " (no bf16)")
+            + ", transparent huge pages " + (HugePageMemory.kernelSetting.map { $0 == "never" ? "never (4-7 % slower steps)" : $0 }
+                                              ?? "unavailable")
     }
 
     /// Deliberately wrong calls, to show that they end in a clear error, not a hang.

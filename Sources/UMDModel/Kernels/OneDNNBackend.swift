@@ -48,8 +48,8 @@ public final class OneDNNBackend: MatmulBackend, @unchecked Sendable {
         let values: UnsafeMutablePointer<UInt16>   // [count] bfloat16
         let count: Int
         var current = false
-        init(count: Int) { self.count = count; values = .allocate(capacity: count) }
-        deinit { values.deallocate() }
+        init(count: Int) { self.count = count; values = HugePageMemory.allocate(UInt16.self, capacity: count) }
+        deinit { HugePageMemory.deallocate(values) }
     }
     static let parameterCopiesOwner = "bf16 copies of the trained weights"
 

@@ -102,17 +102,17 @@ public final class AdamWOptimizer: @unchecked Sendable {
         self.owned = owned ?? 0..<store.count
         precondition(self.owned.lowerBound >= 0 && self.owned.upperBound <= store.count, "owned range outside the arena")
         let capacity = max(self.owned.count, 1)
-        firstMoment = .allocate(capacity: capacity)
+        firstMoment = HugePageMemory.allocate(Float.self, capacity: capacity)
         firstMoment.initialize(repeating: 0, count: capacity)
-        secondMoment = .allocate(capacity: capacity)
+        secondMoment = HugePageMemory.allocate(Float.self, capacity: capacity)
         secondMoment.initialize(repeating: 0, count: capacity)
         multipliers = store.views.map(multiplier)
         trained = store.views.map(isTrained)
     }
 
     deinit {
-        firstMoment.deallocate()
-        secondMoment.deallocate()
+        HugePageMemory.deallocate(firstMoment)
+        HugePageMemory.deallocate(secondMoment)
     }
 
     /// True when this optimizer updates only part of the arena (another rank owns the rest).

@@ -67,18 +67,18 @@ public final class ParameterStore: @unchecked Sendable {
         self.count = offset
         self.offsetByIndex = offsets
         self.viewByIndex = viewIndex
-        values = .allocate(capacity: max(offset, 1))
+        values = HugePageMemory.allocate(Float.self, capacity: max(offset, 1))
         values.initialize(repeating: 0, count: max(offset, 1))
         let gradCount = withGradients ? max(offset, 1) : 1
-        grads = .allocate(capacity: gradCount)
+        grads = HugePageMemory.allocate(Float.self, capacity: gradCount)
         grads.initialize(repeating: 0, count: gradCount)
         stale = [Bool](repeating: false, count: withGradients ? views.count : 0)
         settledViews = stale.count
     }
 
     deinit {
-        values.deallocate()
-        grads.deallocate()
+        HugePageMemory.deallocate(values)
+        HugePageMemory.deallocate(grads)
     }
 
     public func contains(_ id: ParameterID) -> Bool { offsetByIndex[id.index] >= 0 }

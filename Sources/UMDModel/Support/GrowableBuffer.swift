@@ -15,13 +15,13 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
 
     public init(capacity: Int = 0) {
         self.capacity = max(capacity, 1)
-        pointer = .allocate(capacity: self.capacity)
+        pointer = HugePageMemory.allocate(Element.self, capacity: self.capacity)
         pointer.initialize(repeating: 0, count: self.capacity)
     }
 
     deinit {
         if let owner, capacity > 0 { MemoryLedger.charge(owner, -capacity * MemoryLayout<Element>.stride) }
-        pointer.deallocate()
+        HugePageMemory.deallocate(pointer)
     }
 
     /// Makes room for `count` elements (contents are lost when it grows) and returns the pointer.
@@ -33,7 +33,7 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
                 // An allocation the pool holds (at least `count` elements), with its bytes,
                 // in place of the one this buffer had (charged unless never grown).
                 let oldBytes = owner == nil ? 0 : capacity * MemoryLayout<Element>.stride
-                pointer.deallocate()
+                HugePageMemory.deallocate(pointer)
                 pointer = taken.pointer.assumingMemoryBound(to: Element.self)
                 capacity = taken.bytes / MemoryLayout<Element>.stride
                 MemoryLedger.charge(charged, taken.bytes - oldBytes)
@@ -42,9 +42,9 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
             }
             MemoryLedger.charge(charged, (count - (owner == nil ? 0 : capacity)) * MemoryLayout<Element>.stride)
             owner = charged
-            pointer.deallocate()
+            HugePageMemory.deallocate(pointer)
             capacity = count
-            pointer = .allocate(capacity: count)
+            pointer = HugePageMemory.allocate(Element.self, capacity: count)
             pointer.initialize(repeating: 0, count: count)
         }
         return pointer
@@ -61,7 +61,7 @@ public final class GrowableBuffer<Element: Numeric>: @unchecked Sendable {
         let bytes = capacity * MemoryLayout<Element>.stride
         if let owner { MemoryLedger.charge(owner, -bytes) }
         pool.put(UnsafeMutableRawPointer(pointer), bytes: bytes)
-        pointer = .allocate(capacity: 1)
+        pointer = HugePageMemory.allocate(Element.self, capacity: 1)
         pointer.initialize(to: 0)
         capacity = 0
         self.pool = pool
@@ -91,7 +91,7 @@ public final class BufferPool: @unchecked Sendable {
 
     public init(ledgerOwner: String = "recompute: a block's inside, between blocks") { self.ledgerOwner = ledgerOwner }
 
-    deinit { for f in free { f.pointer.deallocate() } }
+    deinit { for f in free { HugePageMemory.deallocate(f.pointer.assumingMemoryBound(to: UInt8.self)) } }
 
     static let threadKey = "umd.BufferPool.lending"
 
