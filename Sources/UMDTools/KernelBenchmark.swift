@@ -74,7 +74,7 @@ public struct KernelBenchmark {
         print(padded("# m x n x k", 22) + backends.map { padded($0.rawValue, 11) }.joined() + "fastest")
         for (m, n, k) in shapes {
             let a = BlockBench.randomBuffer(m * k), b = BlockBench.randomBuffer(n * k), c = BlockBench.randomBuffer(m * n)
-            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            defer { for p in [a, b, c] { HugePageMemory.deallocate(p) } }
             var rates: [Double] = []
             for choice in backends {
                 Matmul.backend = try choice.makeBackend()
@@ -99,7 +99,7 @@ public struct KernelBenchmark {
             let (L, packed) = (tokens, FloatBuffer())
             let q = BlockBench.randomBuffer(L * W), k = BlockBench.randomBuffer(L * W)
             let s = BlockBench.randomBuffer(L * L), out = BlockBench.randomBuffer(L * W)
-            defer { for p in [q, k, s, out] { p.deallocate() } }
+            defer { for p in [q, k, s, out] { HugePageMemory.deallocate(p) } }
             let scores = 2 * Double(L * L * hd)
             let cases: [(String, () -> Void, () -> Void)] = [
                 ("nt scores  Q Kᵀ  ", { HeadMatmul.nt(m: L, n: L, k: hd, alpha: 0.125, q, lda: W, k, ldb: W, s, ldc: L, packed: packed) },
@@ -235,8 +235,11 @@ struct BlockBench {
         return [vision, text, fusion]
     }
 
+    /// `n` normal values in memory like the step's (`HugePageMemory`: huge pages from 2 MiB),
+    /// so a product alone and the same product in the step read alike; given back with
+    /// `HugePageMemory.deallocate`.
     static func randomBuffer(_ n: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        let p = HugePageMemory.allocate(Float.self, capacity: n)
         for i in 0..<n { p[i] = Float(CounterRandom.normal(42, UInt64(i))) }
         return p
     }

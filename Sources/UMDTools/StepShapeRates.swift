@@ -29,7 +29,7 @@ enum StepShapeRates {
                                  a, lda: tA ? m : k, strideA: m * k, b, ldb: tB ? k : n, strideB: n * k,
                                  c, ldc: n, strideC: m * n) }
             }
-            defer { a.deallocate(); b.deallocate(); c.deallocate() }
+            defer { for p in [a, b, c] { HugePageMemory.deallocate(p) } }
             let product: () -> Void
             switch shape.kind {
             case "nt": product = { Matmul.nt(m: m, n: n, k: k, a, lda: k, b, ldb: k, c, ldc: n, accumulate: false) }
