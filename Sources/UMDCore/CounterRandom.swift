@@ -35,8 +35,9 @@ public enum CounterRandom {
     }
 
     /// The SplitMix64 sequence of a generator seeded with `key` is output c = mix(state c),
-    /// one mix per draw instead of `bits`' two, for the bulk noise of GM-Coord, where a
-    /// well-tested generator's stream is all that is needed (`VectorMath.NormalStates`).
+    /// one mix per draw instead of `bits`' two, for the bulk noise of GM-Coord and dropout's
+    /// keep decisions, where a well-tested generator's stream is all that is needed
+    /// (`VectorMath.NormalStates`, `DropoutSite`).
     /// Its weyl step: the generator's state before output c is key + c·γ (mod 2⁶⁴), so
     /// states k counters apart differ by k·γ.
     @inlinable public static var splitMixGamma: UInt64 { 0x9E37_79B9_7F4A_7C15 }
@@ -44,12 +45,6 @@ public enum CounterRandom {
     @inlinable @inline(__always)
     public static func splitMixState(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
         key &+ counters &* splitMixGamma
-    }
-
-    /// `bits(key, counter)` for 8 counters at once.
-    @inlinable @inline(__always)
-    public static func bits(_ key: UInt64, counters: SIMD8<UInt64>) -> SIMD8<UInt64> {
-        mix(key ^ mix(counters))
     }
 
     /// Uniform in [0, 1) with 53 bits of precision.

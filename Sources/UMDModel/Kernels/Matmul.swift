@@ -319,7 +319,7 @@ final class BFloat16Products: MatmulBackend, @unchecked Sendable {
     /// `count` bf16 values (a rounded operand, compact) widened to fp32.
     func widened(_ p: UnsafePointer<UInt16>, count: Int, into buffer: FloatBuffer) -> UnsafePointer<Float> {
         let out = buffer.ensure(count)
-        for i in 0..<count { out[i] = Float(bitPattern: UInt32(p[i]) << 16) }
+        for i in 0..<count { out[i] = BFloat16.unpack(p[i]) }
         return UnsafePointer(out)
     }
 
