@@ -11,7 +11,7 @@ DEBUG_BIN   := .build/debug/umd-mpirun
 RELEASE_BIN := .build/release/umd-mpirun
 MPIRUN      := mpirun --oversubscribe
 
-.PHONY: ablation deps build release test readme-check demo bench bench-allreduce bench-kernels bench-data bench-step bench-checkpoint bench-cluster clean
+.PHONY: ablation deps build release test readme-check demo bench bench-allreduce bench-kernels bench-elementwise bench-data bench-step bench-checkpoint bench-cluster clean
 
 deps:             ## install the system packages (apt-get; sudo when not root)
 	bash scripts/install-deps.sh
@@ -55,13 +55,16 @@ demo: release     ## end to end on generated data: 2-rank pretrain -> calib -> f
 ablation: release  ## the paper's Table 4 in miniature: 11 settings x 5 seeds on 2 ranks, ablation-out/ablation.md (~18 min)
 	bash scripts/ablation.sh $(RELEASE_BIN) ablation-out
 
-bench: bench-allreduce bench-kernels bench-data bench-step bench-checkpoint
+bench: bench-allreduce bench-kernels bench-elementwise bench-data bench-step bench-checkpoint
 
 bench-allreduce: release   ## allreduce latency/bandwidth, 4 KB..64 MB
 	$(MPIRUN) -np $(RANKS) $(RELEASE_BIN) bench allreduce
 
 bench-kernels: release     ## block forward+backward GFLOP/s vs plain sgemm, 1 thread
 	OPENBLAS_NUM_THREADS=1 $(RELEASE_BIN) bench kernels --threads 1
+
+bench-elementwise: release  ## element-wise kernels (GELU, softmax, LayerNorm) in ns per element, in L1 and from memory
+	$(RELEASE_BIN) bench elementwise
 
 bench-data: release        ## JPEG decode+preprocess images/s, prefetcher overlap
 	$(RELEASE_BIN) bench data

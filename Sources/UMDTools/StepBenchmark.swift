@@ -155,7 +155,7 @@ public enum StepBenchmark {
         // Kernel families and sgemm shapes, timed call by call in steps of their own (the
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
-        var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
+        var kernelSeconds: [Double] = [], kernelElements: [KernelProfile.KernelWidth: Int] = [:], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
         var shapeRates: [(choice: MatmulChoice, rate: Double)] = []
         var shapesAlone: [KernelProfile.GemmShape: Double] = [:]   // the run's backend, each shape alone, per step
         let profiledSteps = 2
@@ -166,6 +166,7 @@ public enum StepBenchmark {
             let profiled = try phase(world: world, steps: profiledSteps)
             KernelProfile.enabled = false
             kernelSeconds = KernelProfile.seconds.map { $0 / Double(profiledSteps + 1) } + [profiled.seconds / Double(profiledSteps)]
+            kernelElements = KernelProfile.elements.mapValues { $0 / (profiledSteps + 1) }
             shapes = KernelProfile.gemmShapes.map { ($0.key, $0.value) }
             // Every backend on this step's own products (per step: the profiled calls / steps),
             // all ranks at once.
@@ -249,7 +250,7 @@ public enum StepBenchmark {
                     print(String(format: "warning: the sgemm baseline moved %.0f %% during the run (a busy or shared "
                                  + "host): the utilisation is unreliable, run again", 100 * baselineDrift))
                 }
-                printKernelProfile(kernelSeconds: kernelSeconds, shapes: shapes, steps: profiledSteps + 1,
+                printKernelProfile(kernelSeconds: kernelSeconds, kernelElements: kernelElements, shapes: shapes, steps: profiledSteps + 1,
                                    sgemmRate: sgemmBaseline * 1e9, aloneSeconds: shapesAlone)
                 printMemory(model, localBatch: localBatch)
             }
@@ -272,14 +273,18 @@ public enum StepBenchmark {
 /// The kernel families' share of a step (rank 0, `steps` steps' totals, the last entry the
 /// profiled steps' wall time per step) and the sgemm shapes that lose the most time against
 /// the large-square rate `sgemmRate` (FLOP/s).
-private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))],
+private func printKernelProfile(kernelSeconds: [Double], kernelElements: [KernelProfile.KernelWidth: Int], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))],
                                 steps: Int, sgemmRate: Double, aloneSeconds: [KernelProfile.GemmShape: Double]) {
     guard let stepSeconds = kernelSeconds.last, stepSeconds > 0 else { return }
     print("kernel families (rank 0, timed call by call; per step):")
     for family in KernelProfile.Family.allCases {
         let seconds = kernelSeconds[family.rawValue]
+        let elements = kernelElements.reduce(0) { $0 + ($1.key.kernel.family == family ? $1.value : 0) }
+        // Time per element touched: which element-wise family is far from its floor.
+        let perElement = elements > 0
+            ? String(format: "  %7.2f M elements  %5.3f ns each", Double(elements) / 1e6, seconds * 1e9 / Double(elements)) : ""
         print("  " + family.name.padding(toLength: 40, withPad: " ", startingAt: 0)
-              + String(format: "%9.1f ms  %5.1f %%", seconds * 1000, 100 * seconds / stepSeconds))
+              + String(format: "%9.1f ms  %5.1f %%", seconds * 1000, 100 * seconds / stepSeconds) + perElement)
     }
     let gemmFlops = shapes.reduce(0.0) { $0 + $1.0.flops * Double($1.1.calls) } / Double(steps)
     let gemmSeconds = kernelSeconds[KernelProfile.Family.gemm.rawValue]
@@ -322,6 +327,23 @@ private func printKernelProfile(kernelSeconds: [Double], shapes: [(KernelProfile
     print(String(format: "with every product at its rate alone, the rest of the step (%.1f ms: element-wise, optimizer, "
                  + "heads, sync) as measured: utilisation ~%.1f %% (the profiled step; its timing adds a little)",
                  rest * 1000, 100 * alone / (rest + alone)))
+    // A ceiling for this step's design: besides, every element-wise kernel at its rate in L1
+    // (its arithmetic alone, no memory traffic, at the step's own row widths). What stays as
+    // measured: the optimizer, the heads' and losses' own loops, tanh and embeddings.
+    let floors = ElementwiseBenchmark()
+    let elementwiseFloor = kernelElements.reduce(0.0) { sum, entry in
+        sum + Double(entry.value) * 1e-9
+            * (floors.nanosecondsPerElement(entry.key.kernel, width: entry.key.width, inL1: true, seconds: 0.05) ?? 0)
+    }
+    // The same kernels' time in the step (tanh, with no floor, is counted at 0 in the floor:
+    // B × 2W elements a step, microseconds).
+    let floorFamilies: [KernelProfile.Family] = [.activation, .softmax, .layerNorm, .elementwise, .dropout]
+    let elementwiseMeasured = floorFamilies.reduce(0.0) { $0 + kernelSeconds[$1.rawValue] }
+    let restAtFloors = max(0, rest - elementwiseMeasured + elementwiseFloor)
+    print(String(format: "and every element-wise kernel at its rate in L1 (bench elementwise; %.1f ms of element-wise work "
+                 + "in the step would take %.1f ms): utilisation ~%.1f %% — this step's ceiling without fusing "
+                 + "element-wise work into the products or changing its arithmetic",
+                 elementwiseMeasured * 1000, elementwiseFloor * 1000, 100 * alone / (restAtFloors + alone)))
 }
 
 /// Where rank 0's memory goes (issue 28): the arenas (fixed: they do not grow with the batch)

@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [AllreduceBench.self, KernelBench.self, DataBench.self, StepBench.self, CheckpointBench.self])
+        subcommands: [AllreduceBench.self, KernelBench.self, ElementwiseBench.self, DataBench.self, StepBench.self, CheckpointBench.self])
 }
 
 /// Allreduce latency and bandwidth per message size, in the style of osu_allreduce and
@@ -78,4 +78,15 @@ struct CheckpointBench: ParsableCommand {
         let dir = URL(fileURLWithPath: directory)
         try runOnWorld { world in try CheckpointBenchmark.run(preset: p, directory: dir, world: world) }
     }
+}
+
+/// Element-wise kernels' time per element, in L1 and from memory (see `ElementwiseBenchmark`).
+struct ElementwiseBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "elementwise",
+        abstract: "Element-wise kernels (GELU, softmax, LayerNorm) in ns per element, in L1 and from memory.")
+
+    @Option(help: "Minimum seconds of timing per measurement.") var seconds = 0.2
+
+    func run() throws { ElementwiseBenchmark.printTable(seconds: seconds) }
 }

@@ -262,6 +262,12 @@ struct EquivalenceTests {
         let numbers = flops.split(whereSeparator: { !"0123456789.e-".contains($0) }).compactMap { Double($0) }
         #expect(numbers.count == 3 && numbers[1] > 0 && abs(numbers[0] + numbers[1] - numbers[2]) <= 2e-5 * numbers[2],
                 "\(flops)")
+        // The element-wise kernels counted per element, and the ceiling at their in-L1 rates:
+        // a utilisation in (0, 100] % built from those counts.
+        #expect(r.stdout.contains("M elements") && r.stdout.contains("ns each"), "\(r)")
+        let ceiling = try #require(r.stdout.split(separator: "\n").first { $0.contains("every element-wise kernel at its rate in L1") })
+        let percent = try #require(ceiling.split(separator: "~").last.flatMap { Double($0.prefix { "0123456789.".contains($0) }) })
+        #expect(percent > 0 && percent <= 100, "\(ceiling)")
         let finetune = try MPIJob.run(ranks: 2, ["bench", "step", "--preset", "tiny", "--stage", "finetune", "--local-batch", "2",
                                                  "--steps", "1", "--phases"], timeout: 120)
         #expect(finetune.exitCode == 0 && finetune.stdout.contains("GM-Coord on"), "\(finetune)")

@@ -49,7 +49,7 @@ public final class DropoutSite {
     public func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, perItem: Int, _ context: ForwardContext) {
         record(perItem: perItem, context)
         guard active else { return }
-        KernelProfile.measure(.dropout) { applyMask(UnsafePointer(x), into: x, offset: 0, count: batch * perItem) }
+        KernelProfile.measure(.dropout, elements: batch * perItem) { applyMask(UnsafePointer(x), into: x, offset: 0, count: batch * perItem) }
     }
 
     /// out = dropout(x), leaving x as it is — one pass instead of a copy and an in-place pass.
@@ -57,7 +57,7 @@ public final class DropoutSite {
                         _ context: ForwardContext) {
         record(perItem: perItem, context)
         guard active else { out.update(from: x, count: batch * perItem); return }
-        KernelProfile.measure(.dropout) { applyMask(x, into: out, offset: 0, count: batch * perItem) }
+        KernelProfile.measure(.dropout, elements: batch * perItem) { applyMask(x, into: out, offset: 0, count: batch * perItem) }
     }
 
     /// Records the forward's context without applying anything yet (attention applies the
@@ -72,7 +72,7 @@ public final class DropoutSite {
     /// (x itself copied when dropout is off).
     public func apply(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
         guard active else { if UnsafePointer(out) != x { out.update(from: x, count: count) }; return }
-        KernelProfile.measure(.dropout) { applyMask(x, into: out, offset: offset, count: count) }
+        KernelProfile.measure(.dropout, elements: count) { applyMask(x, into: out, offset: offset, count: count) }
     }
 
     /// The mask (0 or 1/(1-p)) of elements offset ..< offset + count of the recorded forward,
@@ -141,7 +141,7 @@ public final class DropoutSite {
     /// probabilities in attention).
     public func backward(_ dy: UnsafeMutablePointer<Float>, count: Int, offset: Int = 0) {
         guard active else { return }
-        KernelProfile.measure(.dropout) { applyMask(UnsafePointer(dy), into: dy, offset: offset, count: count) }
+        KernelProfile.measure(.dropout, elements: count) { applyMask(UnsafePointer(dy), into: dy, offset: offset, count: count) }
     }
 
     /// The gradient through this site when the incoming one must be kept: `scratch` =
@@ -149,7 +149,7 @@ public final class DropoutSite {
     public func backward(_ dy: UnsafePointer<Float>, scratch: FloatBuffer, count: Int) -> UnsafePointer<Float> {
         guard active else { return dy }
         let out = scratch.ensure(count)
-        KernelProfile.measure(.dropout) { applyMask(dy, into: out, offset: 0, count: count) }
+        KernelProfile.measure(.dropout, elements: count) { applyMask(dy, into: out, offset: 0, count: count) }
         return UnsafePointer(out)
     }
 }

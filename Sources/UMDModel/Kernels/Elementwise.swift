@@ -50,29 +50,29 @@ public enum Elementwise {
 
     /// GELU, exact erf form: x · Φ(x) (Φ from `VectorMath.normalCDF`).
     public static func geluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { mapLanes(GELU.self, out, x, count: count) }
+        KernelProfile.measure(.geluForward, elements: count) { mapLanes(GELU.self, out, x, count: count) }
     }
 
     /// dx = dy · (Φ(x) + x φ(x)), Φ(x) read off the forward's output y = x Φ(x).
     public static func geluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                     _ x: UnsafePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { derivativeLanes(GELU.Derivative.self, dx, dy, x, y, count: count) }
+        KernelProfile.measure(.geluBackward, elements: count) { derivativeLanes(GELU.Derivative.self, dx, dy, x, y, count: count) }
     }
 
     /// QuickGELU (CLIP): x · σ(1.702 x).
     public static func quickGeluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { mapLanes(QuickGELU.self, out, x, count: count) }
+        KernelProfile.measure(.quickGeluForward, elements: count) { mapLanes(QuickGELU.self, out, x, count: count) }
     }
 
     /// dx = dy · (σ + 1.702 x σ (1 − σ)), σ = σ(1.702 x) read off the forward's output y = x σ.
     public static func quickGeluBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                          _ x: UnsafePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) { derivativeLanes(QuickGELU.Derivative.self, dx, dy, x, y, count: count) }
+        KernelProfile.measure(.quickGeluBackward, elements: count) { derivativeLanes(QuickGELU.Derivative.self, dx, dy, x, y, count: count) }
     }
 
     /// tanh stays scalar libm: it runs only in the two poolers (B × 2D elements a step).
     public static func tanhForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
+        KernelProfile.measure(.tanh, elements: count) {
             for i in 0..<count { out[i] = tanhf(x[i]) }
         }
     }
@@ -80,7 +80,7 @@ public enum Elementwise {
     /// dx += dy · (1 − y²), from the saved output y = tanh(x).
     public static func tanhBackward(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
                                     _ y: UnsafePointer<Float>, count: Int) {
-        KernelProfile.measure(.activation) {
+        KernelProfile.measure(.tanh, elements: count) {
             for i in 0..<count { dx[i] += dy[i] * (1 - y[i] * y[i]) }
         }
     }
@@ -90,7 +90,7 @@ public enum Elementwise {
     /// out = a + b.
     public static func add(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                            count: Int) {
-        KernelProfile.measure(.elementwise) {
+        KernelProfile.measure(.add, elements: count) {
             for i in 0..<count { out[i] = a[i] + b[i] }
         }
     }
@@ -119,7 +119,7 @@ public enum Elementwise {
     /// per-column mask (0 for allowed, a large negative number for excluded columns).
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                                    additiveMask: UnsafePointer<Float>? = nil) {
-        KernelProfile.measure(.softmax) {
+        KernelProfile.measure(.softmaxForward, elements: rows * width, width: width) {
             for r in 0..<rows {
                 let row = x + r * width
                 // The mask added and the row's maximum found in one pass, 16 lanes at a time.
@@ -169,7 +169,7 @@ public enum Elementwise {
     /// Softmax backward for one row set: dz = p ⊙ (dp − Σ_j dp_j p_j), written (not accumulated) into dz.
     public static func softmaxBackwardRows(_ dz: UnsafeMutablePointer<Float>, _ dp: UnsafePointer<Float>,
                                            _ p: UnsafePointer<Float>, rows: Int, width: Int) {
-        KernelProfile.measure(.softmax) {
+        KernelProfile.measure(.softmaxBackward, elements: rows * width, width: width) {
             for r in 0..<rows {
                 let pr = p + r * width, dpr = dp + r * width, dzr = dz + r * width
                 let inner = dot(dpr, pr, count: width)
@@ -186,7 +186,7 @@ public enum Elementwise {
                                         rstd: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                         rows: Int, width: Int, eps: Float = 1e-5) {
-        KernelProfile.measure(.layerNorm) {
+        KernelProfile.measure(.layerNormForward, elements: rows * width, width: width) {
             let n = Float(width)
             for r in 0..<rows {
                 let xr = x + r * width, yr = out + r * width
@@ -213,7 +213,7 @@ public enum Elementwise {
                                          _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                                          rows: Int, width: Int) {
-        KernelProfile.measure(.layerNorm) {
+        KernelProfile.measure(.layerNormBackward, elements: rows * width, width: width) {
             let n = Float(width)
             for r in 0..<rows {
                 let xr = x + r * width, dyr = dy + r * width, dxr = dx + r * width
@@ -243,7 +243,7 @@ public enum Elementwise {
     /// out[t] = table[ids[t]] for `count` ids, rows of `width`.
     public static func embeddingLookup(_ out: UnsafeMutablePointer<Float>, table: UnsafePointer<Float>,
                                        ids: UnsafePointer<Int32>, count: Int, width: Int) {
-        KernelProfile.measure(.embedding) {
+        KernelProfile.measure(.embedding, elements: count * width) {
             for t in 0..<count { (out + t * width).update(from: table + Int(ids[t]) * width, count: width) }
         }
     }
@@ -251,7 +251,7 @@ public enum Elementwise {
     /// dTable[ids[t]] += dOut[t].
     public static func embeddingScatterAdd(_ dTable: UnsafeMutablePointer<Float>, _ dOut: UnsafePointer<Float>,
                                            ids: UnsafePointer<Int32>, count: Int, width: Int) {
-        KernelProfile.measure(.embedding) {
+        KernelProfile.measure(.embedding, elements: count * width) {
             for t in 0..<count { accumulate(dTable + Int(ids[t]) * width, dOut + t * width, count: width) }
         }
     }

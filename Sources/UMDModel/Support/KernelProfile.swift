@@ -24,20 +24,58 @@ public enum KernelProfile {
         }
     }
 
+    /// One element-wise kernel (a finer split of the families), for its elements per width:
+    /// `bench step --phases` times each at the step's widths in L1 (`bench elementwise`) to
+    /// bound what the step's element-wise work could cost at best.
+    public enum Kernel: String, CaseIterable, Sendable {
+        case geluForward, geluBackward, quickGeluForward, quickGeluBackward, tanh
+        case softmaxForward, softmaxBackward, layerNormForward, layerNormBackward
+        case add, dropout, embedding
+
+        public var family: Family {
+            switch self {
+            case .geluForward, .geluBackward, .quickGeluForward, .quickGeluBackward, .tanh: return .activation
+            case .softmaxForward, .softmaxBackward: return .softmax
+            case .layerNormForward, .layerNormBackward: return .layerNorm
+            case .add: return .elementwise
+            case .dropout: return .dropout
+            case .embedding: return .embedding
+            }
+        }
+    }
+
+    /// A kernel and its row width (0 for kernels that are not row-wise).
+    public struct KernelWidth: Hashable, Sendable {
+        public let kernel: Kernel
+        public let width: Int
+    }
+
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) public private(set) static var seconds = [Double](repeating: 0, count: Family.allCases.count)
+    /// Elements each kernel touched at each row width (a row-wise kernel: rows × width).
+    nonisolated(unsafe) public private(set) static var elements: [KernelWidth: Int] = [:]
 
-    public static func reset() { for i in seconds.indices { seconds[i] = 0 }; gemmShapes = [:] }
+    public static func reset() {
+        for i in seconds.indices { seconds[i] = 0 }
+        elements = [:]
+        gemmShapes = [:]
+    }
+
+    /// Elements per family (all its kernels and widths).
+    public static func elements(of family: Family) -> Int {
+        elements.reduce(0) { $0 + ($1.key.kernel.family == family ? $1.value : 0) }
+    }
 
     @inline(__always)
     static func now() -> Double { Profiler.now() }
 
     @inline(__always)
-    static func measure<T>(_ family: Family, _ body: () -> T) -> T {
+    static func measure<T>(_ kernel: Kernel, elements count: Int, width: Int = 0, _ body: () -> T) -> T {
         if !enabled { return body() }
         let start = now()
         let result = body()
-        seconds[family.rawValue] += now() - start
+        seconds[kernel.family.rawValue] += now() - start
+        elements[KernelWidth(kernel: kernel, width: width), default: 0] += count
         return result
     }
 }
