@@ -25,16 +25,29 @@ static inline umd_float16 umd_square_root16(umd_float16 x) { return __builtin_el
 /// and a loop over the lanes are a chain of 15 dependent compare-and-moves, which cost a
 /// softmax row of width 65 about a third of its time. The maximum of finite numbers does not
 /// depend on the order it is taken in, so the result is the chain's, bit for bit (±0 may
-/// come out with the other sign, which x − max does not see; a NaN lane yields a NaN row
-/// either way, through its exponential).
+/// come out with the other sign, which x − max does not see). `a > b ? a : b` is one
+/// maxps per level; a NaN lane may be passed over, and the row is NaN all the same, through
+/// that lane's exponential.
 typedef float umd_float8 __attribute__((ext_vector_type(8)));
 typedef float umd_float4 __attribute__((ext_vector_type(4)));
 static inline float umd_largest_lane16(umd_float16 v) {
-    umd_float8 a = __builtin_elementwise_max(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7),
-                                             __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
-    umd_float4 b = __builtin_elementwise_max(__builtin_shufflevector(a, a, 0, 1, 2, 3),
-                                             __builtin_shufflevector(a, a, 4, 5, 6, 7));
-    return __builtin_elementwise_max(__builtin_elementwise_max(b[0], b[2]), __builtin_elementwise_max(b[1], b[3]));
+    umd_float8 lo8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+    umd_float8 hi8 = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    umd_float8 a = lo8 > hi8 ? lo8 : hi8;
+    umd_float4 lo4 = __builtin_shufflevector(a, a, 0, 1, 2, 3), hi4 = __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    umd_float4 b = lo4 > hi4 ? lo4 : hi4;
+    float x = b[0] > b[2] ? b[0] : b[2], y = b[1] > b[3] ? b[1] : b[3];
+    return x > y ? x : y;
+}
+
+/// The sum of 16 lanes by a tree of halves (depth 4): (l0+l8) + (l4+l12) … Swift's `sum()`
+/// adds the lanes one after another, 16 dependent additions that were the longest part of a
+/// softmax row's chain of dependent steps.
+static inline float umd_lane_sum16(umd_float16 v) {
+    umd_float8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                 + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    umd_float4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 #endif

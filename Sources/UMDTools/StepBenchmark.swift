@@ -155,7 +155,8 @@ public enum StepBenchmark {
         // Kernel families and sgemm shapes, timed call by call in steps of their own (the
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
-        var kernelSeconds: [Double] = [], kernelElements: [KernelProfile.KernelWidth: Int] = [:], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
+        var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
+        var kernelElements: [KernelProfile.KernelWidth: Int] = [:]   // per step
         var shapeRates: [(choice: MatmulChoice, rate: Double)] = []
         var shapesAlone: [KernelProfile.GemmShape: Double] = [:]   // the run's backend, each shape alone, per step
         let profiledSteps = 2
@@ -250,8 +251,8 @@ public enum StepBenchmark {
                     print(String(format: "warning: the sgemm baseline moved %.0f %% during the run (a busy or shared "
                                  + "host): the utilisation is unreliable, run again", 100 * baselineDrift))
                 }
-                printKernelProfile(kernelSeconds: kernelSeconds, kernelElements: kernelElements, shapes: shapes, steps: profiledSteps + 1,
-                                   sgemmRate: sgemmBaseline * 1e9, aloneSeconds: shapesAlone)
+                printKernelProfile(kernelSeconds: kernelSeconds, kernelElements: kernelElements, shapes: shapes,
+                                   steps: profiledSteps + 1, sgemmRate: sgemmBaseline * 1e9, aloneSeconds: shapesAlone)
                 printMemory(model, localBatch: localBatch)
             }
             if R > 1 {
@@ -273,8 +274,9 @@ public enum StepBenchmark {
 /// The kernel families' share of a step (rank 0, `steps` steps' totals, the last entry the
 /// profiled steps' wall time per step) and the sgemm shapes that lose the most time against
 /// the large-square rate `sgemmRate` (FLOP/s).
-private func printKernelProfile(kernelSeconds: [Double], kernelElements: [KernelProfile.KernelWidth: Int], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))],
-                                steps: Int, sgemmRate: Double, aloneSeconds: [KernelProfile.GemmShape: Double]) {
+private func printKernelProfile(kernelSeconds: [Double], kernelElements: [KernelProfile.KernelWidth: Int],
+                                shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))], steps: Int,
+                                sgemmRate: Double, aloneSeconds: [KernelProfile.GemmShape: Double]) {
     guard let stepSeconds = kernelSeconds.last, stepSeconds > 0 else { return }
     print("kernel families (rank 0, timed call by call; per step):")
     for family in KernelProfile.Family.allCases {
@@ -327,9 +329,10 @@ private func printKernelProfile(kernelSeconds: [Double], kernelElements: [Kernel
     print(String(format: "with every product at its rate alone, the rest of the step (%.1f ms: element-wise, optimizer, "
                  + "heads, sync) as measured: utilisation ~%.1f %% (the profiled step; its timing adds a little)",
                  rest * 1000, 100 * alone / (rest + alone)))
-    // A ceiling for this step's design: besides, every element-wise kernel at its rate in L1
-    // (its arithmetic alone, no memory traffic, at the step's own row widths). What stays as
-    // measured: the optimizer, the heads' and losses' own loops, tanh and embeddings.
+    // This step's ceiling: every product at its rate alone and, on top, every element-wise
+    // kernel at its rate in L1 (its arithmetic alone, no memory traffic, at the step's own row
+    // widths). Fusing element-wise work into the products can save its memory traffic, not its
+    // arithmetic. What stays as measured: the optimizer, the heads' and losses' own loops, embeddings.
     let floors = ElementwiseBenchmark()
     let elementwiseFloor = kernelElements.reduce(0.0) { sum, entry in
         sum + Double(entry.value) * 1e-9

@@ -149,6 +149,36 @@ struct VectorMathTests {
         #expect(VectorMath.largestLane(zeros) == 0)
     }
 
+    /// `laneSum` adds by the tree it documents — halves, then quarters, then pairs — bit for
+    /// bit, so a softmax row's sum does not depend on how the compiler lowers it.
+    @Test func laneSumIsTheTreeOfHalves() {
+        var state: UInt64 = 5
+        for _ in 0..<500 {
+            var v = FloatLanes()
+            for j in 0..<FloatLanes.scalarCount {
+                state = CounterRandom.mix(state)
+                v[j] = Float(Int64(bitPattern: state) >> 40) / 1e5
+            }
+            let a = (0..<8).map { v[$0] + v[$0 + 8] }
+            let b = (0..<4).map { a[$0] + a[$0 + 4] }
+            #expect(VectorMath.laneSum(v).bitPattern == ((b[0] + b[2]) + (b[1] + b[3])).bitPattern, "\(v)")
+        }
+    }
+
+    /// A row holding a NaN comes out NaN in every column, wherever the NaN sits (the row's
+    /// maximum may pass over it; its exponential does not), and the other rows stay finite.
+    @Test func softmaxRowWithNaNIsNaNThroughout() {
+        for width in [16, 37, 65] {
+            for position in [0, width / 2, width - 1] {
+                var x = (0..<(2 * width)).map { Float(sin(Double($0))) }
+                x[position] = .nan
+                Elementwise.softmaxRows(&x, rows: 2, width: width)
+                let allNaN = x[0..<width].allSatisfy { $0.isNaN }, othersFinite = x[width...].allSatisfy { $0.isFinite }
+                #expect(allNaN && othersFinite, "width \(width), NaN at \(position)")
+            }
+        }
+    }
+
     @Test func softmaxRowsSumToOneAndIgnoreMaskedKeys() {
         let width = 37
         var x = (0..<(3 * width)).map { Float(sin(Double($0)) * 4) }

@@ -115,53 +115,74 @@ public enum Elementwise {
 
     // MARK: Softmax
 
+    /// Rows a softmax takes through each of its passes before the next pass. A row alone is one
+    /// chain of dependent steps (its largest lane, e^x, the lanes' sum, 1/sum) that the core
+    /// could not overlap with the next row's; a pass over a block of rows gives it many rows'
+    /// independent steps at once. With the lanes' sum by a tree, rows of 32 and 65 went from
+    /// 0.60 and 0.54 to 0.35 and 0.37 ns an element in L1 (`bench elementwise`, Zen 5); 8 to 64
+    /// rows a block read alike. 16 rows of base's 325 keys (21 KB) stay in L1 between passes.
+    static let softmaxRowBlock = 16
+
     /// Row-wise softmax of `rows` rows of `width`, in place, with an optional additive
     /// per-column mask (0 for allowed, a large negative number for excluded columns).
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                                    additiveMask: UnsafePointer<Float>? = nil) {
         KernelProfile.measure(.softmaxForward, elements: rows * width, width: width) {
-            for r in 0..<rows {
-                let row = x + r * width
-                // The mask added and the row's maximum found in one pass, 16 lanes at a time.
-                // (Not `pointwiseMax`: with two variables it became per-lane branches, 10x slower.)
-                var maxLanes = FloatLanes(repeating: -.infinity)
-                var j = 0
-                while j + FloatLanes.scalarCount <= width {
-                    var v = VectorMath.load(row, j)
-                    if let additiveMask {
-                        v += VectorMath.load(additiveMask, j)
-                        VectorMath.store(v, row, j)
+            let lanes = FloatLanes.scalarCount
+            let full = width & ~(lanes - 1), tail = width - full
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: softmaxRowBlock) { perRow in   // [block] max, then 1/sum
+                for first in stride(from: 0, to: rows, by: softmaxRowBlock) {
+                    let block = min(softmaxRowBlock, rows - first)
+                    for r in 0..<block {
+                        let row = x + (first + r) * width
+                        var maxLanes = FloatLanes(repeating: -.infinity)
+                        var j = 0
+                        while j < full {
+                            var v = VectorMath.load(row, j)
+                            if let additiveMask {
+                                v += VectorMath.load(additiveMask, j)
+                                VectorMath.store(v, row, j)
+                            }
+                            maxLanes = VectorMath.select(signOf: maxLanes - v, negative: v, otherwise: maxLanes)
+                            j += lanes
+                        }
+                        var maxValue = VectorMath.largestLane(maxLanes)
+                        while j < width {
+                            if let additiveMask { row[j] += additiveMask[j] }
+                            maxValue = max(maxValue, row[j])
+                            j += 1
+                        }
+                        perRow[r] = maxValue
                     }
-                    maxLanes = VectorMath.select(signOf: maxLanes - v, negative: v, otherwise: maxLanes)
-                    j += FloatLanes.scalarCount
+                    for r in 0..<block {
+                        let row = x + (first + r) * width
+                        let maxValue = perRow[r]
+                        var sums = FloatLanes()
+                        var j = 0
+                        while j < full {
+                            let e = VectorMath.exp(VectorMath.load(row, j) - maxValue)
+                            VectorMath.store(e, row, j)
+                            sums += e
+                            j += lanes
+                        }
+                        if tail > 0 {
+                            let e = VectorMath.exp(VectorMath.loadPartial(row, full, tail, fill: -.infinity) - maxValue)
+                            VectorMath.storePartial(e, row, full, tail)
+                            sums += e
+                        }
+                        perRow[r] = 1 / VectorMath.laneSum(sums)
+                    }
+                    for r in 0..<block {
+                        let row = x + (first + r) * width
+                        let inv = perRow[r]
+                        var j = 0
+                        while j < full {
+                            VectorMath.store(VectorMath.load(row, j) * inv, row, j)
+                            j += lanes
+                        }
+                        while j < width { row[j] *= inv; j += 1 }
+                    }
                 }
-                var maxValue = VectorMath.largestLane(maxLanes)
-                while j < width {
-                    if let additiveMask { row[j] += additiveMask[j] }
-                    maxValue = max(maxValue, row[j])
-                    j += 1
-                }
-                // Padding lanes are −∞ (e = 0), so the sum of the lanes is the row's sum.
-                var sums = FloatLanes()
-                j = 0
-                while j + FloatLanes.scalarCount <= width {
-                    let e = VectorMath.exp(VectorMath.load(row, j) - maxValue)
-                    VectorMath.store(e, row, j)
-                    sums += e
-                    j += FloatLanes.scalarCount
-                }
-                if j < width {
-                    let e = VectorMath.exp(VectorMath.loadPartial(row, j, width - j, fill: -.infinity) - maxValue)
-                    VectorMath.storePartial(e, row, j, width - j)
-                    sums += e
-                }
-                let inv = 1 / sums.sum()
-                j = 0
-                while j + FloatLanes.scalarCount <= width {
-                    VectorMath.store(VectorMath.load(row, j) * inv, row, j)
-                    j += FloatLanes.scalarCount
-                }
-                while j < width { row[j] *= inv; j += 1 }
             }
         }
     }

@@ -91,6 +91,10 @@ public enum VectorMath {
     @inline(__always)
     public static func largestLane(_ v: FloatLanes) -> Float { umd_largest_lane16(v) }
 
+    /// The sum of the 16 lanes by a tree (`umd_lane_sum16`): 4 dependent additions, not 15.
+    @inline(__always)
+    public static func laneSum(_ v: FloatLanes) -> Float { umd_lane_sum16(v) }
+
     /// |x| (sign bit cleared).
     @inline(__always)
     public static func magnitude(_ x: FloatLanes) -> FloatLanes {

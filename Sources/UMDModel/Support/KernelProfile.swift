@@ -61,11 +61,6 @@ public enum KernelProfile {
         gemmShapes = [:]
     }
 
-    /// Elements per family (all its kernels and widths).
-    public static func elements(of family: Family) -> Int {
-        elements.reduce(0) { $0 + ($1.key.kernel.family == family ? $1.value : 0) }
-    }
-
     @inline(__always)
     static func now() -> Double { Profiler.now() }
 
