@@ -156,7 +156,7 @@ public enum StepBenchmark {
         // clock reads would blur the phase table): is the gap to the sgemm rate outside the
         // matrix products, or sgemm itself running slower on the step's shapes?
         var kernelSeconds: [Double] = [], shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))] = []
-        var kernelElements: [KernelProfile.KernelWidth: Int] = [:]   // per step
+        var kernelElements: [KernelProfile.KernelWidth: (count: Int, seconds: Double)] = [:]   // per step
         var shapeRates: [(choice: MatmulChoice, rate: Double)] = []
         var shapesAlone: [KernelProfile.GemmShape: Double] = [:]   // the run's backend, each shape alone, per step
         let profiledSteps = 2
@@ -167,7 +167,7 @@ public enum StepBenchmark {
             let profiled = try phase(world: world, steps: profiledSteps)
             KernelProfile.enabled = false
             kernelSeconds = KernelProfile.seconds.map { $0 / Double(profiledSteps + 1) } + [profiled.seconds / Double(profiledSteps)]
-            kernelElements = KernelProfile.elements.mapValues { $0 / (profiledSteps + 1) }
+            kernelElements = KernelProfile.elements.mapValues { ($0.count / (profiledSteps + 1), $0.seconds / Double(profiledSteps + 1)) }
             shapes = KernelProfile.gemmShapes.map { ($0.key, $0.value) }
             // Every backend on this step's own products (per step: the profiled calls / steps),
             // all ranks at once.
@@ -274,14 +274,14 @@ public enum StepBenchmark {
 /// The kernel families' share of a step (rank 0, `steps` steps' totals, the last entry the
 /// profiled steps' wall time per step) and the sgemm shapes that lose the most time against
 /// the large-square rate `sgemmRate` (FLOP/s).
-private func printKernelProfile(kernelSeconds: [Double], kernelElements: [KernelProfile.KernelWidth: Int],
+private func printKernelProfile(kernelSeconds: [Double], kernelElements: [KernelProfile.KernelWidth: (count: Int, seconds: Double)],
                                 shapes: [(KernelProfile.GemmShape, (calls: Int, seconds: Double))], steps: Int,
                                 sgemmRate: Double, aloneSeconds: [KernelProfile.GemmShape: Double]) {
     guard let stepSeconds = kernelSeconds.last, stepSeconds > 0 else { return }
     print("kernel families (rank 0, timed call by call; per step):")
     for family in KernelProfile.Family.allCases {
         let seconds = kernelSeconds[family.rawValue]
-        let elements = kernelElements.reduce(0) { $0 + ($1.key.kernel.family == family ? $1.value : 0) }
+        let elements = kernelElements.reduce(0) { $0 + ($1.key.kernel.family == family ? $1.value.count : 0) }
         // Time per element touched: which element-wise family is far from its floor.
         let perElement = elements > 0
             ? String(format: "  %7.2f M elements  %5.3f ns each", Double(elements) / 1e6, seconds * 1e9 / Double(elements)) : ""
@@ -333,13 +333,22 @@ private func printKernelProfile(kernelSeconds: [Double], kernelElements: [Kernel
     // kernel at its rate in L1 (its arithmetic alone, no memory traffic, at the step's own row
     // widths). Fusing element-wise work into the products can save its memory traffic, not its
     // arithmetic. What stays as measured: the optimizer, the heads' and losses' own loops, embeddings.
+    // First each element-wise kernel at each row width: its time in the step and at its rate in L1.
     let floors = ElementwiseBenchmark()
-    let elementwiseFloor = kernelElements.reduce(0.0) { sum, entry in
-        sum + Double(entry.value) * 1e-9
-            * (floors.nanosecondsPerElement(entry.key.kernel, width: entry.key.width, inL1: true, seconds: 0.05) ?? 0)
+    print("element-wise kernels in the step against their rate in L1 (bench elementwise), per step:")
+    var elementwiseFloor = 0.0
+    for (key, cost) in kernelElements.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+        // tanh and embeddings have no floor here: counted at 0 (B × 2W tanh elements a step, microseconds).
+        let inL1 = floors.nanosecondsPerElement(key.kernel, width: key.width, inL1: true, seconds: 0.05)
+        let floorSeconds = Double(cost.count) * 1e-9 * (inL1 ?? 0)
+        elementwiseFloor += floorSeconds
+        let label = key.kernel.rawValue + (key.width > 0 ? ", rows of \(key.width)" : "")
+        print("  " + label.padding(toLength: 36, withPad: " ", startingAt: 0)
+              + String(format: "%8.2f M elements  %6.1f ms  %5.3f ns each", Double(cost.count) / 1e6, cost.seconds * 1000,
+                       cost.seconds * 1e9 / Double(max(1, cost.count)))
+              + (inL1.map { String(format: "  in L1 %5.3f ns: %6.1f ms", $0, floorSeconds * 1000) } ?? ""))
     }
-    // The same kernels' time in the step (tanh, with no floor, is counted at 0 in the floor:
-    // B × 2W elements a step, microseconds).
+    // The same kernels' time in the step.
     let floorFamilies: [KernelProfile.Family] = [.activation, .softmax, .layerNorm, .elementwise, .dropout]
     let elementwiseMeasured = floorFamilies.reduce(0.0) { $0 + kernelSeconds[$1.rawValue] }
     let restAtFloors = max(0, rest - elementwiseMeasured + elementwiseFloor)

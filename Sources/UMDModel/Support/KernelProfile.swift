@@ -52,8 +52,9 @@ public enum KernelProfile {
 
     nonisolated(unsafe) public static var enabled = false
     nonisolated(unsafe) public private(set) static var seconds = [Double](repeating: 0, count: Family.allCases.count)
-    /// Elements each kernel touched at each row width (a row-wise kernel: rows × width).
-    nonisolated(unsafe) public private(set) static var elements: [KernelWidth: Int] = [:]
+    /// Elements each kernel touched at each row width (a row-wise kernel: rows × width), and
+    /// the seconds it took.
+    nonisolated(unsafe) public private(set) static var elements: [KernelWidth: (count: Int, seconds: Double)] = [:]
 
     public static func reset() {
         for i in seconds.indices { seconds[i] = 0 }
@@ -69,8 +70,10 @@ public enum KernelProfile {
         if !enabled { return body() }
         let start = now()
         let result = body()
-        seconds[kernel.family.rawValue] += now() - start
-        elements[KernelWidth(kernel: kernel, width: width), default: 0] += count
+        let elapsed = now() - start
+        seconds[kernel.family.rawValue] += elapsed
+        let key = KernelWidth(kernel: kernel, width: width), old = elements[key] ?? (0, 0)
+        elements[key] = (old.count + count, old.seconds + elapsed)
         return result
     }
 }
