@@ -133,6 +133,8 @@ public enum Elementwise {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: softmaxRowBlock) { perRow in   // [block] max, then 1/sum
                 for first in stride(from: 0, to: rows, by: softmaxRowBlock) {
                     let block = min(softmaxRowBlock, rows - first)
+                    // The mask added and each row's maximum, 16 lanes at a time. (Not `pointwiseMax`:
+                    // with two variables it became per-lane branches, 10x slower.)
                     for r in 0..<block {
                         let row = x + (first + r) * width
                         var maxLanes = FloatLanes(repeating: -.infinity)
@@ -154,6 +156,8 @@ public enum Elementwise {
                         }
                         perRow[r] = maxValue
                     }
+                    // e^(x − max) and 1 / Σ. The tail's padding lanes are −∞ (e = 0), so the sum of
+                    // the lanes is the row's sum.
                     for r in 0..<block {
                         let row = x + (first + r) * width
                         let maxValue = perRow[r]
