@@ -124,17 +124,23 @@ struct VectorMathTests {
         }
     }
 
+    /// 16 lanes of signed 24-bit random integers ÷ `scale`, + `offset` (state advanced per lane).
+    static func randomLanes(_ state: inout UInt64, scale: Float, offset: Float = 0) -> FloatLanes {
+        var v = FloatLanes()
+        for j in 0..<FloatLanes.scalarCount {
+            state = CounterRandom.mix(state)
+            v[j] = Float(Int64(bitPattern: state) >> 40) / scale + offset
+        }
+        return v
+    }
+
     /// The tree of vector maxima (`umd_largest_lane16`) is the lanes' largest element, wherever
     /// it sits: every lane position, negative and mixed rows, −∞ lanes (a row padded with −∞),
     /// ties, and ±0 (either zero is a right answer: x − max is the same for both).
     @Test func largestLaneIsTheLargestElementAtEveryPosition() {
         var state: UInt64 = 17
         for trial in 0..<2000 {
-            var v = FloatLanes()
-            for j in 0..<FloatLanes.scalarCount {
-                state = CounterRandom.mix(state)
-                v[j] = Float(Int64(bitPattern: state) >> 40) / 1e4 - (trial % 2 == 0 ? 0 : 1e3)
-            }
+            var v = Self.randomLanes(&state, scale: 1e4, offset: trial % 2 == 0 ? 0 : -1e3)
             if trial % 5 == 0 { for j in 0..<(trial % 16) { v[j] = -.infinity } }
             if trial % 7 == 0 { v[trial % 16] = v[(trial + 3) % 16] }          // a tie
             let position = trial % FloatLanes.scalarCount
@@ -154,11 +160,7 @@ struct VectorMathTests {
     @Test func laneSumIsTheTreeOfHalves() {
         var state: UInt64 = 5
         for _ in 0..<500 {
-            var v = FloatLanes()
-            for j in 0..<FloatLanes.scalarCount {
-                state = CounterRandom.mix(state)
-                v[j] = Float(Int64(bitPattern: state) >> 40) / 1e5
-            }
+            let v = Self.randomLanes(&state, scale: 1e5)
             let a = (0..<8).map { v[$0] + v[$0 + 8] }
             let b = (0..<4).map { a[$0] + a[$0 + 4] }
             #expect(VectorMath.laneSum(v).bitPattern == ((b[0] + b[2]) + (b[1] + b[3])).bitPattern, "\(v)")
