@@ -61,14 +61,7 @@ public final class ElementwiseBenchmark {
         let w = max(1, width)
         let count = inL1 ? max(1, 4096 / w) * w : largest / w * w
         run(count)
-        var best = Double.infinity, repeats = 0
-        let start = Profiler.now()
-        while Profiler.now() - start < seconds || repeats < 5 {
-            let t = Profiler.now()
-            run(count)
-            best = min(best, Profiler.now() - t)
-            repeats += 1
-        }
+        let best = fastestSeconds(atLeast: seconds) { run(count) }
         return best * 1e9 / Double(count)
     }
 

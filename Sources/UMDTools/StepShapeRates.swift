@@ -44,18 +44,9 @@ enum StepShapeRates {
             default: continue
             }
             product()                                             // primitives created, caches warm
-            // A step's worth of calls, repeated; the fastest repeat counts. A busy host only ever
-            // adds time, and the mean let one disturbed repeat lower the rate (and so raise the
-            // step's utilisation against it) by several percent between runs.
-            var repeats = 0, elapsed = 0.0, fastest = Double.infinity
-            while repeats < 5 || elapsed < minimumSeconds {
-                let start = Profiler.now()
-                for _ in 0..<calls { product() }
-                let seconds = Profiler.now() - start
-                fastest = min(fastest, seconds)
-                elapsed += seconds
-                repeats += 1
-            }
+            // A step's worth of calls, repeated; the fastest repeat counts (the mean let one
+            // disturbed repeat lower the rate, and so raise the step's utilisation against it).
+            let fastest = fastestSeconds(atLeast: minimumSeconds) { for _ in 0..<calls { product() } }
             flops += shape.flops * Double(calls)
             seconds += fastest
             secondsPerStep[shape] = fastest

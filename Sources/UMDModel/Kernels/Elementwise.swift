@@ -128,66 +128,75 @@ public enum Elementwise {
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int,
                                    additiveMask: UnsafePointer<Float>? = nil) {
         KernelProfile.measure(.softmaxForward, elements: rows * width, width: width) {
-            let lanes = FloatLanes.scalarCount
-            let full = width & ~(lanes - 1), tail = width - full
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: softmaxRowBlock) { perRow in   // [block] max, then 1/sum
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: softmaxRowBlock) { perRow in   // [block]
                 for first in stride(from: 0, to: rows, by: softmaxRowBlock) {
-                    let block = min(softmaxRowBlock, rows - first)
-                    // The mask added and each row's maximum, 16 lanes at a time. (Not `pointwiseMax`:
-                    // with two variables it became per-lane branches, 10x slower.)
-                    for r in 0..<block {
-                        let row = x + (first + r) * width
-                        var maxLanes = FloatLanes(repeating: -.infinity)
-                        var j = 0
-                        while j < full {
-                            var v = VectorMath.load(row, j)
-                            if let additiveMask {
-                                v += VectorMath.load(additiveMask, j)
-                                VectorMath.store(v, row, j)
-                            }
-                            maxLanes = VectorMath.select(signOf: maxLanes - v, negative: v, otherwise: maxLanes)
-                            j += lanes
-                        }
-                        var maxValue = VectorMath.largestLane(maxLanes)
-                        while j < width {
-                            if let additiveMask { row[j] += additiveMask[j] }
-                            maxValue = max(maxValue, row[j])
-                            j += 1
-                        }
-                        perRow[r] = maxValue
-                    }
-                    // e^(x − max) and 1 / Σ. The tail's padding lanes are −∞ (e = 0), so the sum of
-                    // the lanes is the row's sum.
-                    for r in 0..<block {
-                        let row = x + (first + r) * width
-                        let maxValue = perRow[r]
-                        var sums = FloatLanes()
-                        var j = 0
-                        while j < full {
-                            let e = VectorMath.exp(VectorMath.load(row, j) - maxValue)
-                            VectorMath.store(e, row, j)
-                            sums += e
-                            j += lanes
-                        }
-                        if tail > 0 {
-                            let e = VectorMath.exp(VectorMath.loadPartial(row, full, tail, fill: -.infinity) - maxValue)
-                            VectorMath.storePartial(e, row, full, tail)
-                            sums += e
-                        }
-                        perRow[r] = 1 / VectorMath.laneSum(sums)
-                    }
-                    for r in 0..<block {
-                        let row = x + (first + r) * width
-                        let inv = perRow[r]
-                        var j = 0
-                        while j < full {
-                            VectorMath.store(VectorMath.load(row, j) * inv, row, j)
-                            j += lanes
-                        }
-                        while j < width { row[j] *= inv; j += 1 }
-                    }
+                    softmaxBlock(x + first * width, rows: min(softmaxRowBlock, rows - first), width: width,
+                                 additiveMask: additiveMask, perRow: perRow.baseAddress!)
                 }
             }
+        }
+    }
+
+    /// `softmaxRows` on one block of rows, each pass over all of them before the next; `perRow`
+    /// holds each row's maximum, then 1 / its sum. (Not `@inline(__always)`: inlined into
+    /// `softmaxRows`' closure, the optimiser left `VectorMath.exp`'s pointwiseMin/Max as calls
+    /// and the softmax ran 6x slower; `bench elementwise` shows it.)
+    private static func softmaxBlock(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+                                     additiveMask: UnsafePointer<Float>?, perRow: UnsafeMutablePointer<Float>) {
+        let lanes = FloatLanes.scalarCount
+        let full = width & ~(lanes - 1), tail = width - full
+        // The mask added and each row's maximum, 16 lanes at a time. (Not `pointwiseMax`: with
+        // two variables it became per-lane branches, 10x slower.)
+        for r in 0..<rows {
+            let row = x + r * width
+            var maxLanes = FloatLanes(repeating: -.infinity)
+            var j = 0
+            while j < full {
+                var v = VectorMath.load(row, j)
+                if let additiveMask {
+                    v += VectorMath.load(additiveMask, j)
+                    VectorMath.store(v, row, j)
+                }
+                maxLanes = VectorMath.select(signOf: maxLanes - v, negative: v, otherwise: maxLanes)
+                j += lanes
+            }
+            var maxValue = VectorMath.largestLane(maxLanes)
+            while j < width {
+                if let additiveMask { row[j] += additiveMask[j] }
+                maxValue = max(maxValue, row[j])
+                j += 1
+            }
+            perRow[r] = maxValue
+        }
+        // e^(x − max) and 1 / Σ. The tail's padding lanes are −∞ (e = 0), so the sum of the
+        // lanes is the row's sum.
+        for r in 0..<rows {
+            let row = x + r * width
+            let maxValue = perRow[r]
+            var sums = FloatLanes()
+            var j = 0
+            while j < full {
+                let e = VectorMath.exp(VectorMath.load(row, j) - maxValue)
+                VectorMath.store(e, row, j)
+                sums += e
+                j += lanes
+            }
+            if tail > 0 {
+                let e = VectorMath.exp(VectorMath.loadPartial(row, full, tail, fill: -.infinity) - maxValue)
+                VectorMath.storePartial(e, row, full, tail)
+                sums += e
+            }
+            perRow[r] = 1 / VectorMath.laneSum(sums)
+        }
+        for r in 0..<rows {
+            let row = x + r * width
+            let inv = perRow[r]
+            var j = 0
+            while j < full {
+                VectorMath.store(VectorMath.load(row, j) * inv, row, j)
+                j += lanes
+            }
+            while j < width { row[j] *= inv; j += 1 }
         }
     }
 
